@@ -42,7 +42,9 @@ class RootMismatchError(ProofError):
     """A recomputed root differs from the one that was claimed."""
 
     def __init__(self, what: str, expected: bytes, calculated: bytes) -> None:
-        super().__init__(f"{what}: root mismatch: expected {expected.hex()}, calculated {calculated.hex()}")
+        super().__init__(
+            f"{what}: root mismatch: expected {expected.hex()}, calculated {calculated.hex()}"
+        )
         self.expected = expected
         self.calculated = calculated
 

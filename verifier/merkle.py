@@ -270,7 +270,9 @@ def verify_inclusion(
     _check_hash("root", root)
     calculated = root_from_inclusion_proof(index, size, leaf_hash, proof)
     if calculated != root:
-        raise RootMismatchError(f"inclusion of leaf {index} in tree of size {size}", root, calculated)
+        raise RootMismatchError(
+            f"inclusion of leaf {index} in tree of size {size}", root, calculated
+        )
 
 
 def _consistency_len(old_size: int, new_size: int) -> int:
@@ -318,7 +320,7 @@ def roots_from_consistency_proof(
 def verify_consistency(
     old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes
 ) -> None:
-    """Check that the tree of ``old_size`` with ``old_root`` is a prefix of ``new_size``/``new_root``.
+    """Check that the tree (``old_size``, ``old_root``) is a prefix of (``new_size``, ``new_root``).
 
     Preconditions (else ProofError): 0 < old_size ≤ new_size; when equal, the proof is empty and
     the roots are equal. Raises ProofError on any failure; returns nothing on success.

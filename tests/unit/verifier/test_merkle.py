@@ -31,7 +31,10 @@ def test_empty_tree_root_is_sha256_of_nothing():
 
 def test_leaf_and_node_prefixes():
     assert merkle.leaf_hash(b"") == hashlib.sha256(b"\x00").digest()
-    assert merkle.node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        merkle.node_hash(b"a" * 32, b"b" * 32)
+        == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 @pytest.mark.parametrize("size", range(MAX + 1))
@@ -56,7 +59,9 @@ def test_every_consistency_round_trips(new_size):
     for old_size in range(1, new_size + 1):
         proof = merkle.consistency_proof(leaves, old_size)
         assert proof == reference.proof(old_size, leaves)
-        merkle.verify_consistency(old_size, new_size, proof, merkle.root(leaves[:old_size]), new_root)
+        merkle.verify_consistency(
+            old_size, new_size, proof, merkle.root(leaves[:old_size]), new_root
+        )
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 8, 13, 16, 33, 64])

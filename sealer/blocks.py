@@ -1,0 +1,100 @@
+"""Building a block: pure code from a log's tip and new records to a signed block.
+
+No I/O here: the store supplies the tip (:class:`LogTip`) and writes the result; the caller
+supplies the time and the randomness for salts, so tests can pin both.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sealer.errors import InputError
+from sealer.signer import Signer
+from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from verifier.checkpoint import Checkpoint
+from verifier.compact import CompactRange, Node
+from verifier.leaf import SALT_SIZE, Entry
+
+__all__ = ["BuiltBlock", "LogTip", "Record", "build_block"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record (a Kafka record, or a line appended by the CLI)."""
+
+    position: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    event_id: str | None = None
+    flag: str | None = None
+    """Why the record is not a valid event (sealed anyway), or None."""
+
+
+@dataclass(frozen=True)
+class LogTip:
+    """What a log holds after its last block: enough to append, nothing more."""
+
+    origin: str
+    compact: CompactRange
+    last_header: BlockHeader | None
+    last_position: int
+
+    @property
+    def size(self) -> int:
+        return self.compact.size
+
+    @property
+    def next_position(self) -> int:
+        return self.last_position + 1
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    block: SealedBlock
+    records: tuple[Record, ...]
+    nodes: tuple[Node, ...]
+    """Every complete subtree the block creates, leaves included: what the store must write."""
+
+
+def build_block(
+    tip: LogTip,
+    records: Sequence[Record],
+    signer: Signer,
+    sealed_at_ms: int,
+    new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
+) -> BuiltBlock:
+    """Seal ``records`` as the next block of ``tip``'s log.
+
+    Positions MUST be strictly increasing and above the tip's last position (gaps are allowed:
+    Kafka offsets skip over compacted records and transaction markers).
+    """
+    if not records:
+        raise InputError(f"{tip.origin}: a block needs at least one record")
+    last = tip.last_position
+    for r in records:
+        if r.position <= last:
+            raise InputError(
+                f"{tip.origin}: record at position {r.position} does not follow position {last}"
+            )
+        last = r.position
+    entries = tuple(
+        Entry.seal(tip.origin, r.position, r.timestamp_ms, r.key, r.value, new_salt())
+        for r in records
+    )
+    compact = tip.compact.copy()
+    nodes = compact.extend([e.leaf_hash() for e in entries])
+    prev = tip.last_header
+    header = BlockHeader(
+        origin=tip.origin,
+        number=prev.number + 1 if prev else 0,
+        start=tip.size,
+        end=compact.size,
+        root=compact.root(),
+        sealed_at_ms=sealed_at_ms,
+        prev_hash=prev.hash() if prev else GENESIS_HASH,
+    )
+    checkpoint = signer.sign_note(Checkpoint(tip.origin, compact.size, header.root).to_text())
+    return BuiltBlock(SealedBlock(header, checkpoint, entries), tuple(records), tuple(nodes))

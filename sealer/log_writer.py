@@ -1,0 +1,47 @@
+"""Appending blocks to logs: tip cache, block building and the store transaction together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sealer.blocks import LogTip, Record, build_block
+from sealer.errors import ConflictError
+from sealer.signer import Signer
+from sealer.store import BlockStore
+from verifier.block import SealedBlock
+
+__all__ = ["LogWriter"]
+
+
+class LogWriter:
+    """Seals records into blocks of the logs of one store, signing with one key.
+
+    The tip of each log is cached after the first append; if another writer moved the log on,
+    the append fails with ConflictError and the next one reloads the tip from the store.
+    """
+
+    def __init__(self, store: BlockStore, signer: Signer, clock_ms: Callable[[], int]) -> None:
+        self.store = store
+        self.signer = signer
+        self._clock_ms = clock_ms
+        self._tips: dict[str, LogTip] = {}
+
+    def tip(self, origin: str) -> LogTip:
+        tip = self._tips.get(origin)
+        if tip is None:
+            tip = self._tips[origin] = self.store.tip(origin)
+        return tip
+
+    def append(self, origin: str, records: Sequence[Record]) -> SealedBlock:
+        """Seal ``records`` as one block and commit it; returns the block once durable."""
+        built = build_block(self.tip(origin), records, self.signer, self._clock_ms())
+        try:
+            self.store.append_block(built)
+        except ConflictError:
+            self._tips.pop(origin, None)
+            raise
+        block = built.block
+        compact = self._tips[origin].compact.copy()
+        compact.extend(e.leaf_hash() for e in block.entries)
+        self._tips[origin] = LogTip(origin, compact, block.header, records[-1].position)
+        return block

@@ -1,0 +1,110 @@
+"""Ed25519 signing keys for checkpoints, stored in the Go note private-key format.
+
+``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ 32-byte seed)>``, the format of
+golang.org/x/mod/sumdb/note, so keys move between auditseal and Go tooling unchanged.
+Key files are written with mode 0600 and refused when group or others can read them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from sealer.errors import KeyFileError
+from verifier.errors import FormatError
+from verifier.note import (
+    ALG_ED25519,
+    NoteVerifier,
+    b64decode_strict,
+    check_key_name,
+    key_id,
+    signature_line,
+)
+
+__all__ = ["Signer"]
+
+_PREFIX = "PRIVATE+KEY+"
+
+
+@dataclass(frozen=True)
+class Signer:
+    name: str
+    _private: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls, name: str) -> Signer:
+        check_key_name(name)
+        return cls(name, Ed25519PrivateKey.generate())
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        pub = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return NoteVerifier(self.name, key_id(self.name, pub), pub)
+
+    def sign_note(self, text: str) -> str:
+        """The signed note of ``text`` (which must end with a newline) with one signature."""
+        if not text.endswith("\n"):
+            raise ValueError("note text must end with a newline")
+        v = self.verifier
+        sig = self._private.sign(text.encode("utf-8"))
+        return text + "\n" + signature_line(self.name, v.key_id, sig)
+
+    # --- the private key string and file --------------------------------------------------
+
+    def to_private_string(self) -> str:
+        seed = self._private.private_bytes_raw()
+        b64 = base64.b64encode(bytes([ALG_ED25519]) + seed).decode("ascii")
+        return f"{_PREFIX}{self.name}+{self.verifier.key_id.hex()}+{b64}"
+
+    @classmethod
+    def from_private_string(cls, skey: str) -> Signer:
+        text = skey.strip()
+        if not text.startswith(_PREFIX):
+            raise FormatError("private key: want PRIVATE+KEY+name+keyid+base64key")
+        parts = text[len(_PREFIX) :].split("+", 2)
+        if len(parts) != 3:
+            raise FormatError("private key: want PRIVATE+KEY+name+keyid+base64key")
+        name, hex_id, b64 = parts
+        check_key_name(name)
+        raw = b64decode_strict("private key", b64)
+        if len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise FormatError("private key: want an Ed25519 seed (0x01 followed by 32 bytes)")
+        signer = cls(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
+        if signer.verifier.key_id.hex() != hex_id:
+            raise FormatError("private key: key ID does not match name and key")
+        return signer
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Signer:
+        """Load a key file; it MUST NOT be readable by group or others."""
+        p = Path(path)
+        try:
+            mode = p.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyFileError(
+                    f"{p}: key file is accessible by group or others "
+                    f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {p}"
+                )
+            return cls.from_private_string(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise KeyFileError(f"{p}: cannot read key file: {exc.strerror}") from exc
+        except (FormatError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"{p}: not an auditseal private key: {exc}") from exc
+
+    def write_private_file(self, path: str | Path) -> None:
+        """Create ``path`` with mode 0600; refuse to overwrite an existing file."""
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            raise KeyFileError(f"{p}: already exists; refusing to overwrite a key") from exc
+        except OSError as exc:
+            raise KeyFileError(f"{p}: cannot create key file: {exc.strerror}") from exc
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(self.to_private_string() + "\n")

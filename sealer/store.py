@@ -1,0 +1,482 @@
+"""The block store: one SQLite file in WAL mode, append-only, the source of truth.
+
+Tables: ``logs``; ``entries`` (one row per leaf: the record's fields, its salt and commitment);
+``nodes`` (every complete subtree ``(level, index)`` of every log, leaves at level 0, so any
+inclusion or consistency proof takes O(log n) point reads); ``blocks`` (header, its hash, the
+signed checkpoint at its end); ``redactions`` (who erased which value, when, why).
+
+Append-only is enforced twice: the API has no update or delete, and triggers in the schema make
+SQLite refuse them (an entry's value and salt may only be set to NULL, by :meth:`redact`).
+
+``append_block`` is one transaction: entries, nodes and the block header with its checkpoint
+commit together or not at all, so a process killed at any moment leaves no partial block.
+With ``synchronous=FULL`` a returned append survives power loss too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealer.blocks import BuiltBlock, LogTip
+from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
+from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from verifier.compact import CompactRange
+from verifier.leaf import Entry
+from verifier.merkle import EMPTY_ROOT, NodeID, ProofPlan, consistency_plan, inclusion_plan
+
+__all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredBlock"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE logs (id INTEGER PRIMARY KEY, origin TEXT NOT NULL UNIQUE);
+CREATE TABLE entries (
+    log_id INTEGER NOT NULL REFERENCES logs(id),
+    idx INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key BLOB,
+    value BLOB,
+    salt BLOB,
+    commitment BLOB NOT NULL,
+    value_null INTEGER NOT NULL,
+    event_id TEXT,
+    flag TEXT,
+    PRIMARY KEY (log_id, idx),
+    UNIQUE (log_id, position)
+);
+CREATE INDEX entries_by_event_id ON entries (log_id, event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE nodes (
+    log_id INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (log_id, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE blocks (
+    log_id INTEGER NOT NULL REFERENCES logs(id),
+    number INTEGER NOT NULL,
+    start_idx INTEGER NOT NULL,
+    end_idx INTEGER NOT NULL,
+    header TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    checkpoint TEXT NOT NULL,
+    sealed_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (log_id, number),
+    UNIQUE (log_id, end_idx)
+);
+CREATE TABLE redactions (
+    log_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    redacted_at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (log_id, idx)
+);
+CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'append-only: entries cannot be deleted'); END;
+CREATE TRIGGER entries_only_redact BEFORE UPDATE ON entries
+    WHEN NEW.value IS NOT NULL OR NEW.salt IS NOT NULL
+      OR NEW.log_id IS NOT OLD.log_id OR NEW.idx IS NOT OLD.idx
+      OR NEW.position IS NOT OLD.position OR NEW.timestamp_ms IS NOT OLD.timestamp_ms
+      OR NEW.key IS NOT OLD.key OR NEW.commitment IS NOT OLD.commitment
+      OR NEW.value_null IS NOT OLD.value_null OR NEW.event_id IS NOT OLD.event_id
+      OR NEW.flag IS NOT OLD.flag
+    BEGIN SELECT RAISE(ABORT, 'append-only: an entry can only be redacted'); END;
+"""
+_FROZEN_TABLES = ("logs", "nodes", "blocks", "redactions")
+_TRIGGERS = "".join(
+    f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
+    f"BEGIN SELECT RAISE(ABORT, 'append-only: {t} cannot be {verb}'); END;\n"
+    for t in _FROZEN_TABLES
+    for op, verb in (("UPDATE", "updated"), ("DELETE", "deleted"))
+)
+
+
+@dataclass(frozen=True)
+class StoredBlock:
+    header: BlockHeader
+    hash: bytes
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    origin: str
+    index: int
+    size: int
+    leaf_hash: bytes
+    root: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    origin: str
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    proof: list[bytes]
+
+
+class BlockStore:
+    """A handle on one store file. Not thread-safe: open one per thread or process."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._log_ids: dict[str, int] = {}
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = False, readonly: bool = False) -> BlockStore:
+        """Open the store at ``path``; with ``create``, make it if missing.
+
+        Raises StoreError if the file is missing (without ``create``) or is not a block store.
+        """
+        p = Path(path)
+        if not p.exists() and (readonly or not create):
+            raise StoreError(f"{p}: no block store here (create one with `auditseal log append`)")
+        try:
+            if create and not readonly:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{p}?mode=ro" if readonly else f"file:{p}?mode=rwc"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            db.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+            store = cls(db, p)
+            store._check_or_init_schema(create and not readonly)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{p}: not a block store: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot create the store: {exc.strerror}") from exc
+        return store
+
+    def _check_or_init_schema(self, create: bool) -> None:
+        tables = {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if not tables and create:
+            with self._transaction():
+                # Another process may have created it between our look and our lock.
+                if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                    self._init_schema()
+            return
+        if "meta" not in tables:
+            raise StoreError(f"{self.path}: not an auditseal block store")
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path}: schema version {row[0] if row else 'unknown'}, "
+                f"this auditseal reads version {SCHEMA_VERSION}"
+            )
+
+    def _init_schema(self) -> None:
+        for statement in _split_sql(_SCHEMA + _TRIGGERS):
+            self._db.execute(statement)
+        self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> BlockStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # --- logs and tips ----------------------------------------------------------------------
+
+    def logs(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT origin FROM logs ORDER BY origin")]
+
+    def _log_id(self, origin: str) -> int:
+        log_id = self._log_ids.get(origin)
+        if log_id is None:
+            row = self._db.execute("SELECT id FROM logs WHERE origin = ?", (origin,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"{self.path}: no log {origin!r}")
+            log_id = self._log_ids[origin] = row[0]
+        return log_id
+
+    def has_log(self, origin: str) -> bool:
+        try:
+            self._log_id(origin)
+        except NotFoundError:
+            return False
+        return True
+
+    def size(self, origin: str) -> int:
+        row = self._db.execute(
+            "SELECT max(end_idx) FROM blocks WHERE log_id = ?", (self._log_id(origin),)
+        ).fetchone()
+        return row[0] or 0
+
+    def tip(self, origin: str) -> LogTip:
+        """The state to append to; an unknown log has an empty tip. O(log n) reads."""
+        if not self.has_log(origin):
+            return LogTip(origin, CompactRange(), None, -1)
+        log_id = self._log_id(origin)
+        last = self.last_block(origin)
+        if last is None:
+            return LogTip(origin, CompactRange(), None, -1)
+        size = last.header.end
+        hashes = self._nodes(log_id, CompactRange.node_ids(size))
+        (last_position,) = self._db.execute(
+            "SELECT position FROM entries WHERE log_id = ? AND idx = ?", (log_id, size - 1)
+        ).fetchone()
+        return LogTip(origin, CompactRange(size, hashes), last.header, last_position)
+
+    # --- appending --------------------------------------------------------------------------
+
+    def append_block(self, built: BuiltBlock) -> None:
+        """Commit a block atomically; it MUST extend the log's current tip.
+
+        Raises ConflictError if the log moved on since the tip the block was built from, or if
+        a record's position is already sealed in this log (redelivery). Nothing is written then.
+        """
+        block = built.block
+        header = block.header
+        origin = header.origin
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO logs (origin) VALUES (?)", (origin,))
+            log_id = self._log_id(origin)
+            row = self._db.execute(
+                "SELECT end_idx, hash FROM blocks WHERE log_id = ? ORDER BY number DESC LIMIT 1",
+                (log_id,),
+            ).fetchone()
+            end, tip_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            if header.start != end or header.prev_hash != tip_hash:
+                raise ConflictError(
+                    f"{origin}: block {header.number} starts at {header.start} after "
+                    f"{header.prev_hash.hex()[:16]}, but the log's tip is {end} after "
+                    f"{tip_hash.hex()[:16]}"
+                )
+            try:
+                self._db.executemany(
+                    "INSERT INTO entries (log_id, idx, position, timestamp_ms, key, value, salt,"
+                    " commitment, value_null, event_id, flag) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        (
+                            log_id,
+                            header.start + i,
+                            e.position,
+                            e.timestamp_ms,
+                            e.key,
+                            e.value,
+                            e.salt,
+                            e.value_commitment,
+                            e.value_null,
+                            r.event_id,
+                            r.flag,
+                        )
+                        for i, (e, r) in enumerate(zip(block.entries, built.records, strict=True))
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"{origin}: block {header.number} repeats a position already sealed ({exc})"
+                ) from exc
+            self._db.executemany(
+                "INSERT INTO nodes (log_id, level, idx, hash) VALUES (?,?,?,?)",
+                ((log_id, lv, idx, h) for lv, idx, h in built.nodes),
+            )
+            self._db.execute(
+                "INSERT INTO blocks (log_id, number, start_idx, end_idx, header, hash, checkpoint,"
+                " sealed_at_ms) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    log_id,
+                    header.number,
+                    header.start,
+                    header.end,
+                    header.to_text(),
+                    header.hash(),
+                    block.checkpoint,
+                    header.sealed_at_ms,
+                ),
+            )
+
+    def redact(
+        self, origin: str, index: int, actor: str, reason: str, now_ms: int | None = None
+    ) -> None:
+        """Erase an entry's value and salt, keeping its leaf; records who, when and why."""
+        if not actor or not reason:
+            raise InputError("redaction needs an actor and a reason")
+        log_id = self._log_id(origin)
+        with self._transaction():
+            cur = self._db.execute(
+                "UPDATE entries SET value = NULL, salt = NULL WHERE log_id = ? AND idx = ?",
+                (log_id, index),
+            )
+            if cur.rowcount != 1:
+                raise NotFoundError(f"{origin}: no entry {index}")
+            try:
+                self._db.execute(
+                    "INSERT INTO redactions VALUES (?,?,?,?,?)",
+                    (log_id, index, now_ms if now_ms is not None else _now_ms(), actor, reason),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"{origin}: entry {index} is already redacted") from exc
+
+    # --- reading blocks and entries ---------------------------------------------------------
+
+    def _block_rows(self, sql: str, args: Sequence[object]) -> Iterator[StoredBlock]:
+        for header, h, checkpoint in self._db.execute(sql, args):
+            yield StoredBlock(BlockHeader.from_text(header), h, checkpoint)
+
+    def last_block(self, origin: str) -> StoredBlock | None:
+        rows = self._block_rows(
+            "SELECT header, hash, checkpoint FROM blocks WHERE log_id = ?"
+            " ORDER BY number DESC LIMIT 1",
+            (self._log_id(origin),),
+        )
+        return next(rows, None)
+
+    def block(self, origin: str, number: int) -> StoredBlock:
+        rows = self._block_rows(
+            "SELECT header, hash, checkpoint FROM blocks WHERE log_id = ? AND number = ?",
+            (self._log_id(origin), number),
+        )
+        found = next(rows, None)
+        if found is None:
+            raise NotFoundError(f"{origin}: no block {number}")
+        return found
+
+    def blocks(self, origin: str, first: int = 0) -> Iterator[StoredBlock]:
+        return self._block_rows(
+            "SELECT header, hash, checkpoint FROM blocks WHERE log_id = ? AND number >= ?"
+            " ORDER BY number",
+            (self._log_id(origin), first),
+        )
+
+    def latest_checkpoint(self, origin: str) -> str:
+        last = self.last_block(origin)
+        if last is None:
+            raise NotFoundError(f"{origin}: no checkpoint yet")
+        return last.checkpoint
+
+    def entries(self, origin: str, start: int, end: int) -> list[Entry]:
+        """Entries with leaf indices in ``[start, end)``, in order."""
+        rows = self._db.execute(
+            "SELECT position, timestamp_ms, key, value, salt, commitment, value_null FROM entries"
+            " WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (self._log_id(origin), start, end),
+        ).fetchall()
+        if len(rows) != max(0, end - start):
+            raise NotFoundError(f"{origin}: entries [{start}, {end}) are not all in the store")
+        return [Entry(origin, p, t, k, v, s, c, bool(vn)) for p, t, k, v, s, c, vn in rows]
+
+    def sealed_block(self, origin: str, number: int) -> SealedBlock:
+        stored = self.block(origin, number)
+        h = stored.header
+        return SealedBlock(h, stored.checkpoint, tuple(self.entries(origin, h.start, h.end)))
+
+    # --- tree nodes and proofs --------------------------------------------------------------
+
+    def _nodes(self, log_id: int, ids: Sequence[NodeID]) -> list[bytes]:
+        out = []
+        for level, idx in ids:
+            row = self._db.execute(
+                "SELECT hash FROM nodes WHERE log_id = ? AND level = ? AND idx = ?",
+                (log_id, level, idx),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path}: tree node ({level}, {idx}) is missing")
+            out.append(row[0])
+        return out
+
+    def node(self, origin: str, level: int, index: int) -> bytes:
+        """The stored hash of complete subtree ``(level, index)``."""
+        return self._nodes(self._log_id(origin), [(level, index)])[0]
+
+    def _resolve(self, log_id: int, plan: ProofPlan) -> list[bytes]:
+        return plan.rehash(self._nodes(log_id, plan.ids))
+
+    def _check_size(self, origin: str, size: int | None) -> int:
+        current = self.size(origin)
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise InputError(f"{origin}: size {size} is out of range (log size {current})")
+        return size
+
+    def root(self, origin: str, size: int | None = None) -> bytes:
+        """The tree root at any ``size`` up to the log's size, from O(log n) nodes."""
+        size = self._check_size(origin, size)
+        if size == 0:
+            return EMPTY_ROOT
+        return CompactRange(
+            size, self._nodes(self._log_id(origin), CompactRange.node_ids(size))
+        ).root()
+
+    def inclusion_proof(self, origin: str, index: int, size: int | None = None) -> InclusionProof:
+        size = self._check_size(origin, size)
+        if not 0 <= index < size:
+            raise InputError(f"{origin}: index {index} is out of range for size {size}")
+        log_id = self._log_id(origin)
+        (leaf,) = self._nodes(log_id, [(0, index)])
+        proof = self._resolve(log_id, inclusion_plan(index, size))
+        return InclusionProof(origin, index, size, leaf, self.root(origin, size), proof)
+
+    def consistency_proof(
+        self, origin: str, old_size: int, new_size: int | None = None
+    ) -> ConsistencyProof:
+        new_size = self._check_size(origin, new_size)
+        if not 0 < old_size <= new_size:
+            raise InputError(
+                f"{origin}: consistency needs 0 < old <= new, got old {old_size}, new {new_size}"
+            )
+        proof = self._resolve(self._log_id(origin), consistency_plan(old_size, new_size))
+        return ConsistencyProof(
+            origin,
+            old_size,
+            new_size,
+            self.root(origin, old_size),
+            self.root(origin, new_size),
+            proof,
+        )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a schema script into statements, keeping trigger bodies whole."""
+    statements, current = [], []
+    for line in script.splitlines():
+        if not line.strip():
+            continue
+        current.append(line)
+        joined = "\n".join(current)
+        if sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    return statements
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

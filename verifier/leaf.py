@@ -1,0 +1,202 @@
+"""The leaf encoding (version 1): what each Merkle leaf binds, and the entry that opens it.
+
+A leaf commits to a Kafka record without containing it, so that the record's value can later be
+erased (redaction, GDPR) while every proof stays valid::
+
+    leaf = version (u8, 0x01)
+         ‖ flags (u8: bit 0 key is null, bit 1 value is null; other bits zero)
+         ‖ len(origin) (u16 BE) ‖ origin (UTF-8)
+         ‖ position (u64 BE: the Kafka offset)
+         ‖ timestamp (i64 BE: Kafka timestamp, ms since the epoch)
+         ‖ SHA-256(key)            (a null key hashes as b"")
+         ‖ SHA-256(salt ‖ value)   (salt: 16 random bytes; a null value commits as b"")
+
+The Merkle leaf hash is ``merkle.leaf_hash(leaf)``. docs/FORMAT.md has worked examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from verifier.errors import FormatError, VerificationError
+from verifier.merkle import HASH_SIZE, leaf_hash
+
+__all__ = ["LEAF_VERSION", "SALT_SIZE", "Entry", "Leaf", "LeafMismatchError", "commitment"]
+
+LEAF_VERSION = 1
+SALT_SIZE = 16
+MAX_ORIGIN_BYTES = 0xFFFF
+
+_FLAG_KEY_NULL = 0x01
+_FLAG_VALUE_NULL = 0x02
+_TAIL = struct.Struct(">Qq32s32s")
+_HEAD = struct.Struct(">BBH")
+
+
+class LeafMismatchError(VerificationError):
+    """An entry whose value no longer matches the commitment in its leaf."""
+
+
+def commitment(salt: bytes, value: bytes | None) -> bytes:
+    """SHA-256(salt ‖ value), a null value committing as the empty string."""
+    return hashlib.sha256(salt + (value or b"")).digest()
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """The bytes hashed into the tree; construction validates every field."""
+
+    origin: str
+    position: int
+    timestamp_ms: int
+    key_hash: bytes
+    value_commitment: bytes
+    key_null: bool = False
+    value_null: bool = False
+
+    def __post_init__(self) -> None:
+        origin_bytes = self.origin.encode("utf-8")
+        if not origin_bytes or len(origin_bytes) > MAX_ORIGIN_BYTES:
+            raise FormatError(f"leaf origin: want 1..{MAX_ORIGIN_BYTES} UTF-8 bytes")
+        if not 0 <= self.position < 2**64:
+            raise FormatError(f"leaf position {self.position}: out of u64 range")
+        if not -(2**63) <= self.timestamp_ms < 2**63:
+            raise FormatError(f"leaf timestamp {self.timestamp_ms}: out of i64 range")
+        for name in ("key_hash", "value_commitment"):
+            if len(getattr(self, name)) != HASH_SIZE:
+                raise FormatError(f"leaf {name}: want {HASH_SIZE} bytes")
+
+    def to_bytes(self) -> bytes:
+        flags = (_FLAG_KEY_NULL if self.key_null else 0) | (
+            _FLAG_VALUE_NULL if self.value_null else 0
+        )
+        origin = self.origin.encode("utf-8")
+        return (
+            _HEAD.pack(LEAF_VERSION, flags, len(origin))
+            + origin
+            + _TAIL.pack(self.position, self.timestamp_ms, self.key_hash, self.value_commitment)
+        )
+
+    def hash(self) -> bytes:
+        return leaf_hash(self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, raw_leaf: bytes) -> Leaf:
+        """Parse a leaf strictly: known version, known flags, exact length."""
+        if len(raw_leaf) < _HEAD.size:
+            raise FormatError(f"leaf: {len(raw_leaf)} bytes is too short")
+        version, flags, origin_len = _HEAD.unpack_from(raw_leaf)
+        if version != LEAF_VERSION:
+            raise FormatError(f"leaf: unknown version {version}")
+        if flags & ~(_FLAG_KEY_NULL | _FLAG_VALUE_NULL):
+            raise FormatError(f"leaf: unknown flags {flags:#04x}")
+        want = _HEAD.size + origin_len + _TAIL.size
+        if len(raw_leaf) != want:
+            raise FormatError(f"leaf: {len(raw_leaf)} bytes, want {want}")
+        try:
+            origin = raw_leaf[_HEAD.size : _HEAD.size + origin_len].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError("leaf origin: not UTF-8") from exc
+        position, timestamp, key_hash, value_commitment = _TAIL.unpack_from(
+            raw_leaf, _HEAD.size + origin_len
+        )
+        return cls(
+            origin,
+            position,
+            timestamp,
+            key_hash,
+            value_commitment,
+            key_null=bool(flags & _FLAG_KEY_NULL),
+            value_null=bool(flags & _FLAG_VALUE_NULL),
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A sealed record: its leaf's fields plus the opening (value and salt) unless redacted.
+
+    A redacted entry has ``value`` and ``salt`` set to None and keeps ``value_commitment``;
+    it still yields the same leaf, so every proof through it still verifies.
+    """
+
+    origin: str
+    position: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    salt: bytes | None
+    value_commitment: bytes
+    value_null: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.value is None) != (self.salt is None) and not self.value_null:
+            raise FormatError(
+                f"entry {self.position}: value and salt must be both present or both redacted"
+            )
+        if self.salt is not None and len(self.salt) != SALT_SIZE:
+            raise FormatError(f"entry {self.position}: salt of {len(self.salt)} bytes, want 16")
+        if self.value_null and self.value is not None:
+            raise FormatError(f"entry {self.position}: null value flag with a value present")
+
+    @classmethod
+    def seal(
+        cls,
+        origin: str,
+        position: int,
+        timestamp_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        salt: bytes,
+    ) -> Entry:
+        """The entry for a record, committing to ``value`` with ``salt`` (caller's randomness)."""
+        return cls(
+            origin,
+            position,
+            timestamp_ms,
+            key,
+            value,
+            salt,
+            commitment(salt, value),
+            value_null=value is None,
+        )
+
+    @property
+    def redacted(self) -> bool:
+        return self.salt is None
+
+    def leaf(self) -> Leaf:
+        """The leaf this entry opens; raises LeafMismatchError if the value was altered."""
+        if self.salt is not None:
+            recomputed = commitment(self.salt, self.value)
+            if recomputed != self.value_commitment:
+                raise LeafMismatchError(
+                    f"entry {self.position}: value does not match its commitment "
+                    f"(committed {self.value_commitment.hex()}, recomputed {recomputed.hex()})"
+                )
+        return Leaf(
+            self.origin,
+            self.position,
+            self.timestamp_ms,
+            hashlib.sha256(self.key or b"").digest(),
+            self.value_commitment,
+            key_null=self.key is None,
+            value_null=self.value_null,
+        )
+
+    def leaf_hash(self) -> bytes:
+        return self.leaf().hash()
+
+    def redact(self) -> Entry:
+        """This entry with value and salt dropped; its leaf is unchanged."""
+        return Entry(
+            self.origin,
+            self.position,
+            self.timestamp_ms,
+            self.key,
+            None,
+            None,
+            self.value_commitment,
+            value_null=self.value_null,
+        )

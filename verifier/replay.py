@@ -1,0 +1,102 @@
+"""Replaying a log block by block: recompute everything, trust nothing but the pinned keys.
+
+:class:`LogReplay` holds the state of one log after the blocks it has checked (the compact range
+and the last header). :meth:`LogReplay.apply` checks one more block, in this order:
+
+1. the header follows the previous header (number, range, prev hash);
+2. the block holds ``end - start`` entries of this log with strictly increasing positions;
+3. each entry re-hashes to its leaf (a redacted entry uses its stored commitment);
+4. the leaves, appended to the previous state, give the header's root;
+5. the checkpoint opens with a pinned key and states this origin, size ``end`` and that root.
+
+Any failure raises a :class:`~verifier.errors.VerificationError` naming the block and the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from verifier.block import BlockHeader, ChainError, SealedBlock
+from verifier.checkpoint import Checkpoint, open_checkpoint
+from verifier.compact import CompactRange
+from verifier.errors import RootMismatchError, VerificationError
+from verifier.note import NoteVerifier
+
+__all__ = ["BlockResult", "LogReplay"]
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    header: BlockHeader
+    checkpoint: Checkpoint
+    redacted: tuple[int, ...]
+    """Leaf indices of redacted entries: present in the tree, their values erased."""
+
+
+class LogReplay:
+    def __init__(
+        self,
+        origin: str,
+        verifiers: Iterable[NoteVerifier],
+        compact: CompactRange | None = None,
+        prev: BlockHeader | None = None,
+        last_position: int = -1,
+    ) -> None:
+        """Start at the beginning of the log, or after ``prev`` whose state is ``compact``."""
+        self.origin = origin
+        self.verifiers = tuple(verifiers)
+        self.compact = compact.copy() if compact is not None else CompactRange()
+        self.prev = prev
+        self.last_position = last_position
+        if (prev.end if prev else 0) != self.compact.size:
+            raise ValueError("compact range size does not match the previous block's end")
+
+    def apply(self, block: SealedBlock) -> BlockResult:
+        header = block.header
+        where = f"{self.origin}: block {header.number}"
+        if header.origin != self.origin:
+            raise ChainError(f"{where}: header names origin {header.origin!r}")
+        header.verify_follows(self.prev)  # 1
+
+        if len(block.entries) != header.size:  # 2
+            raise VerificationError(
+                f"{where}: holds {len(block.entries)} entries, header says {header.size}"
+            )
+        last = self.last_position
+        leaves: list[bytes] = []
+        redacted: list[int] = []
+        for i, entry in enumerate(block.entries):
+            index = header.start + i
+            if entry.origin != self.origin:
+                raise VerificationError(f"{where}: entry {index} belongs to {entry.origin!r}")
+            if entry.position <= last:
+                raise VerificationError(
+                    f"{where}: entry {index} at position {entry.position} does not follow "
+                    f"position {last}"
+                )
+            last = entry.position
+            if entry.redacted:
+                redacted.append(index)
+            leaves.append(entry.leaf_hash())  # 3: raises LeafMismatchError
+
+        compact = self.compact.copy()
+        compact.extend(leaves)
+        calculated = compact.root()
+        if calculated != header.root:  # 4
+            raise RootMismatchError(f"{where}: tree root", header.root, calculated)
+
+        checkpoint = open_checkpoint(block.checkpoint, self.verifiers)  # 5
+        if (checkpoint.origin, checkpoint.size, checkpoint.root) != (
+            self.origin,
+            header.end,
+            header.root,
+        ):
+            raise VerificationError(
+                f"{where}: checkpoint states ({checkpoint.origin}, {checkpoint.size}, "
+                f"{checkpoint.root.hex()}), "
+                f"header ({self.origin}, {header.end}, {header.root.hex()})"
+            )
+
+        self.compact, self.prev, self.last_position = compact, header, last
+        return BlockResult(header, checkpoint, tuple(redacted))
