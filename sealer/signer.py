@@ -37,6 +37,9 @@ class Signer:
     name: str
     _private: Ed25519PrivateKey
 
+    def __post_init__(self) -> None:
+        check_key_name(self.name)
+
     @classmethod
     def generate(cls, name: str) -> Signer:
         check_key_name(name)

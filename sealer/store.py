@@ -197,7 +197,7 @@ class BlockStore:
         self.close()
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self.path)
 
     # --- logs and tips ----------------------------------------------------------------------
 
@@ -452,16 +452,33 @@ class BlockStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    SQLite's operational errors (read-only file, disk full, lock timeout) surface as StoreError
+    naming the file, so callers see one vocabulary.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self._path}: cannot write: {exc}") from exc
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type: object, exc: object, _tb: object) -> None:
+        if exc_type is not None:
+            self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"{self._path}: cannot write: {exc}") from exc
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"{self._path}: cannot commit: {exc}") from exc
 
 
 def _split_sql(script: str) -> list[str]:

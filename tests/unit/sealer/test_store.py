@@ -1,0 +1,188 @@
+"""The SQLite block store: appends, reads, proofs against the in-memory tree, append-only rules."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sealer.blocks import Record, build_block
+from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
+from sealer.fsck import check_log
+from sealer.log_writer import LogWriter
+from sealer.signer import Signer
+from sealer.store import BlockStore
+from verifier import merkle
+from verifier.errors import VerificationError
+from verifier.leaf import LeafMismatchError
+
+ORIGIN = "auditseal.local/audit.events/0"
+SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
+SIZES = [1, 2, 5, 13, 1, 8, 3]
+
+
+def records(start: int, n: int) -> list[Record]:
+    return [Record(start + i, 1_000 + i, b"src", f"value {start + i}".encode()) for i in range(n)]
+
+
+@pytest.fixture
+def store(tmp_path):
+    with BlockStore.open(tmp_path / "store.db", create=True) as s:
+        yield s
+
+
+@pytest.fixture
+def filled(store):
+    writer = LogWriter(store, SIGNER, lambda: 42)
+    pos = 0
+    for n in SIZES:
+        writer.append(ORIGIN, records(pos, n))
+        pos += n
+    return store
+
+
+def leaf_hashes(store: BlockStore) -> list[bytes]:
+    return [e.leaf_hash() for e in store.entries(ORIGIN, 0, store.size(ORIGIN))]
+
+
+def test_blocks_chain_and_check(filled):
+    assert filled.logs() == [ORIGIN]
+    assert filled.size(ORIGIN) == sum(SIZES)
+    blocks = list(filled.blocks(ORIGIN))
+    assert [b.header.number for b in blocks] == list(range(len(SIZES)))
+    result = check_log(filled, ORIGIN, [SIGNER.verifier])
+    assert (result.blocks, result.size, result.redacted) == (len(SIZES), sum(SIZES), 0)
+
+
+def test_every_proof_matches_the_in_memory_tree(filled):
+    leaves = leaf_hashes(filled)
+    n = len(leaves)
+    for size in range(1, n + 1):
+        assert filled.root(ORIGIN, size) == merkle.root(leaves[:size])
+        for index in range(size):
+            p = filled.inclusion_proof(ORIGIN, index, size)
+            assert p.proof == merkle.inclusion_proof(leaves[:size], index)
+            merkle.verify_inclusion(p.leaf_hash, index, size, p.proof, p.root)
+        for old in range(1, size + 1):
+            c = filled.consistency_proof(ORIGIN, old, size)
+            assert c.proof == merkle.consistency_proof(leaves[:size], old)
+            merkle.verify_consistency(old, size, c.proof, c.old_root, c.new_root)
+
+
+def test_tip_reloads_from_the_store(filled, tmp_path):
+    tip = filled.tip(ORIGIN)
+    assert tip.size == sum(SIZES) and tip.last_position == sum(SIZES) - 1
+    assert tip.compact.root() == filled.root(ORIGIN)
+    with BlockStore.open(filled.path) as again:
+        LogWriter(again, SIGNER, lambda: 43).append(ORIGIN, records(tip.next_position, 2))
+        check_log(again, ORIGIN, [SIGNER.verifier])
+
+
+def test_a_stale_tip_is_a_conflict_and_writes_nothing(filled):
+    stale = filled.tip(ORIGIN)
+    LogWriter(filled, SIGNER, lambda: 1).append(ORIGIN, records(stale.next_position, 1))
+    size = filled.size(ORIGIN)
+    with pytest.raises(ConflictError, match="tip"):
+        filled.append_block(build_block(stale, records(stale.next_position + 5, 2), SIGNER, 1))
+    assert filled.size(ORIGIN) == size
+    check_log(filled, ORIGIN, [SIGNER.verifier])
+
+
+def test_a_redelivered_position_is_a_conflict(filled):
+    tip = filled.tip(ORIGIN)
+    forged_tip = type(tip)(tip.origin, tip.compact, tip.last_header, tip.last_position - 3)
+    with pytest.raises(ConflictError, match="repeats a position"):
+        filled.append_block(build_block(forged_tip, records(tip.last_position - 2, 1), SIGNER, 1))
+    assert filled.size(ORIGIN) == tip.size
+
+
+def test_positions_must_increase_within_a_block(store):
+    tip = store.tip(ORIGIN)
+    with pytest.raises(InputError, match="does not follow"):
+        build_block(tip, [records(5, 1)[0], records(5, 1)[0]], SIGNER, 1)
+    with pytest.raises(InputError, match="at least one"):
+        build_block(tip, [], SIGNER, 1)
+
+
+def test_sql_updates_and_deletes_are_refused(filled):
+    db = sqlite3.connect(filled.path)
+    for sql in [
+        "DELETE FROM entries WHERE idx = 0",
+        "UPDATE entries SET value = x'00' WHERE idx = 0",
+        "UPDATE entries SET timestamp_ms = 1 WHERE idx = 0",
+        "UPDATE nodes SET hash = x'00' WHERE idx = 0",
+        "DELETE FROM nodes",
+        "UPDATE blocks SET checkpoint = '' WHERE number = 0",
+        "DELETE FROM blocks",
+        "DELETE FROM logs",
+    ]:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(sql)
+    db.close()
+
+
+def test_redaction_keeps_proofs_and_is_recorded(filled):
+    before = filled.inclusion_proof(ORIGIN, 4)
+    filled.redact(ORIGIN, 4, actor="dpo@example.com", reason="GDPR-2026-17", now_ms=99)
+    entry = filled.entries(ORIGIN, 4, 5)[0]
+    assert entry.redacted and entry.value is None
+    assert filled.inclusion_proof(ORIGIN, 4) == before
+    assert check_log(filled, ORIGIN, [SIGNER.verifier]).redacted == 1
+    with pytest.raises(ConflictError, match="already redacted"):
+        filled.redact(ORIGIN, 4, actor="x", reason="y")
+    with pytest.raises(NotFoundError):
+        filled.redact(ORIGIN, 10_000, actor="x", reason="y")
+    with pytest.raises(InputError):
+        filled.redact(ORIGIN, 5, actor="", reason="y")
+
+
+def test_fsck_finds_a_value_altered_behind_the_api(filled):
+    db = sqlite3.connect(filled.path)
+    db.execute("DROP TRIGGER entries_only_redact")  # what an attacker with file access can do
+    db.execute("UPDATE entries SET value = CAST('forged' AS BLOB) WHERE idx = 3")
+    db.commit()
+    db.close()
+    with pytest.raises(LeafMismatchError, match="entry 3"):
+        check_log(filled, ORIGIN, [SIGNER.verifier])
+
+
+def test_fsck_finds_a_rewritten_node(filled):
+    db = sqlite3.connect(filled.path)
+    db.execute("DROP TRIGGER nodes_no_update")
+    db.execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0")
+    db.commit()
+    db.close()
+    with pytest.raises(VerificationError, match=r"node \(1, 0\)"):
+        check_log(filled, ORIGIN, [SIGNER.verifier])
+
+
+def test_reads_name_what_is_missing(filled, tmp_path):
+    with pytest.raises(NotFoundError, match="no log"):
+        filled.size("nope")
+    with pytest.raises(NotFoundError, match="no block 99"):
+        filled.block(ORIGIN, 99)
+    with pytest.raises(InputError, match="out of range"):
+        filled.inclusion_proof(ORIGIN, filled.size(ORIGIN))
+    with pytest.raises(InputError, match="size 1000"):
+        filled.root(ORIGIN, 1000)
+    with pytest.raises(InputError, match="0 < old"):
+        filled.consistency_proof(ORIGIN, 0)
+    with pytest.raises(StoreError, match="no block store"):
+        BlockStore.open(tmp_path / "missing.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a block store"):
+        BlockStore.open(junk)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StoreError, match="not an auditseal block store"):
+        BlockStore.open(other)
+
+
+def test_readonly_store_refuses_writes(filled):
+    with BlockStore.open(filled.path, readonly=True) as ro:
+        assert ro.size(ORIGIN) == sum(SIZES)
+        with pytest.raises(StoreError, match="cannot write"):
+            ro.redact(ORIGIN, 0, "a", "b")
+        assert ro.entries(ORIGIN, 0, 1)[0].value is not None

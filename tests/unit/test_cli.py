@@ -1,0 +1,162 @@
+"""The auditseal CLI as users run it: a subprocess, its output and its exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from verifier import merkle
+from verifier.checkpoint import open_checkpoint
+from verifier.note import NoteVerifier
+
+ORIGIN = "example.com/log/0"
+
+
+def run(*args: str, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from sealer.cli import main; main()", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "AUDITSEAL_STORE": str(cwd / "store.db")},
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    out = run("keygen", "--name", "ops.example.com", "--out", "keys", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    return tmp_path
+
+
+def vkey(workdir: Path) -> str:
+    return (workdir / "keys" / "ops.example.com.pub").read_text().strip()
+
+
+def append(workdir: Path, data: bytes, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        "log",
+        "append",
+        "--log",
+        ORIGIN,
+        "--key",
+        "keys/ops.example.com.key",
+        *extra,
+        cwd=workdir,
+        stdin=data,
+    )
+
+
+def test_keygen_writes_a_private_key_readable_by_owner_only(workdir):
+    key = workdir / "keys" / "ops.example.com.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_text().startswith("PRIVATE+KEY+ops.example.com+")
+    NoteVerifier.from_string(vkey(workdir))
+    again = run("keygen", "--name", "ops.example.com", "--out", "keys", cwd=workdir)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "values"),
+    [
+        (b"a\nb\n", [b"a", b"b"]),
+        (b"a\nb", [b"a", b"b"]),  # a last line without newline is an entry
+        (b"a\n\n\nb\n", [b"a", b"", b"", b"b"]),  # blank lines are entries
+        (b"\n", [b""]),
+        (b" x \r\n\xff\x00\n", [b" x \r", b"\xff\x00"]),  # bytes kept verbatim
+    ],
+)
+def test_append_seals_every_line_verbatim(workdir, data, values):
+    out = append(workdir, data, "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["start"], result["end"]) == (0, len(values))
+    from sealer.store import BlockStore
+
+    with BlockStore.open(workdir / "store.db", readonly=True) as s:
+        assert [e.value for e in s.entries(ORIGIN, 0, len(values))] == values
+        assert [e.position for e in s.entries(ORIGIN, 0, len(values))] == list(range(len(values)))
+
+
+def test_checkpoint_and_proofs_verify(workdir):
+    assert append(workdir, b"one\ntwo\nthree\n").returncode == 0
+    assert append(workdir, b"four\nfive\n").returncode == 0
+    cp = run("log", "checkpoint", "--log", ORIGIN, cwd=workdir)
+    assert cp.returncode == 0
+    checkpoint = open_checkpoint(cp.stdout, [NoteVerifier.from_string(vkey(workdir))])
+    assert (checkpoint.origin, checkpoint.size) == (ORIGIN, 5)
+
+    inc = run("log", "proof", "inclusion", "--log", ORIGIN, "--index", "3", "--json", cwd=workdir)
+    p = json.loads(inc.stdout)
+    assert set(p) == {"log", "index", "size", "leaf_hash", "root", "proof"}
+    assert bytes.fromhex(p["root"]) == checkpoint.root
+    merkle.verify_inclusion(
+        bytes.fromhex(p["leaf_hash"]), 3, 5, [bytes.fromhex(h) for h in p["proof"]], checkpoint.root
+    )
+
+    con = run("log", "proof", "consistency", "--log", ORIGIN, "--old", "3", "--json", cwd=workdir)
+    c = json.loads(con.stdout)
+    assert set(c) == {"log", "old_size", "new_size", "old_root", "new_root", "proof"}
+    merkle.verify_consistency(
+        3, 5, [bytes.fromhex(h) for h in c["proof"]], bytes.fromhex(c["old_root"]), checkpoint.root
+    )
+
+    check = run("log", "check", "--log", ORIGIN, "--log-key", vkey(workdir), "--json", cwd=workdir)
+    assert json.loads(check.stdout) == {
+        "log": ORIGIN,
+        "ok": True,
+        "blocks": 2,
+        "size": 5,
+        "redacted": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["log", "checkpoint", "--log", ORIGIN, "--store", "nowhere.db"], "no block store"),
+        (["log", "checkpoint", "--log", "unknown/log"], "no log 'unknown/log'"),
+        (["log", "proof", "inclusion", "--log", ORIGIN, "--index", "7"], "out of range"),
+        (["log", "proof", "inclusion", "--log", ORIGIN, "--index", "0", "--size", "9"], "size 9"),
+        (["log", "proof", "consistency", "--log", ORIGIN, "--old", "0"], "0 < old"),
+        (["log", "append", "--log", ORIGIN, "--key", "keys/none.key"], "cannot read key file"),
+        (["log", "check", "--log", ORIGIN, "--log-key", "garbage"], "verifier key"),
+        (["log", "proof", "inclusion", "--log", ORIGIN], "Missing option '--index'"),
+    ],
+)
+def test_errors_are_one_clear_line_and_exit_2(workdir, args, message):
+    assert append(workdir, b"x\n").returncode == 0
+    out = run(*args, cwd=workdir)
+    assert out.returncode == 2, out
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_empty_input_is_refused_and_writes_nothing(workdir):
+    out = append(workdir, b"")
+    assert out.returncode == 2 and "no lines" in out.stderr
+    assert not (workdir / "store.db").exists()
+
+
+def test_group_readable_key_is_refused(workdir):
+    key = workdir / "keys" / "ops.example.com.key"
+    key.chmod(0o640)
+    out = append(workdir, b"x\n")
+    assert out.returncode == 2 and "chmod 600" in out.stderr
+
+
+def test_check_fails_with_exit_1_on_another_key(workdir, tmp_path):
+    assert append(workdir, b"x\n").returncode == 0
+    other = run("keygen", "--name", "ops.example.com", "--out", "other", cwd=workdir)
+    out = run("log", "check", "--log", ORIGIN, "--log-key", other.stdout.strip(), cwd=workdir)
+    assert out.returncode == 1 and "not signed by any pinned key" in out.stderr
