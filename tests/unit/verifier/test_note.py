@@ -109,7 +109,7 @@ def test_note_with_unknown_and_known_signatures_opens(signer):
         "example.com/log\n5\n" + base64.b64encode(ROOT).decode().rstrip("=") + "\n",  # unpadded
         "\n5\n" + base64.b64encode(ROOT).decode() + "\n",  # empty origin
         "example.com/log\n5\n" + base64.b64encode(ROOT).decode() + "\n\n",  # empty extension
-        "example.com/log\n١\n" + base64.b64encode(ROOT).decode() + "\n",  # non-ASCII digit
+        "example.com/log\n\u0661\n" + base64.b64encode(ROOT).decode() + "\n",  # non-ASCII digit
     ],
 )
 def test_malformed_checkpoint_bodies_are_rejected(body):
