@@ -1,0 +1,43 @@
+"""Layering rules of docs/ARCHITECTURE.md, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BANNED_IN_VERIFIER = {"faust", "confluent_kafka", "aiokafka", "kafka", "sqlite3", "sealer",
+                      "anchor", "ingest", "infra"}
+CHAIN_MODULES = {"verifier/chain.py"}  # the one module allowed to talk to web3
+
+
+def imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_verifier_imports_only_its_allowed_dependencies():
+    for path in sorted((ROOT / "verifier").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        found = imports(path)
+        assert not found & BANNED_IN_VERIFIER, f"{rel} imports {found & BANNED_IN_VERIFIER}"
+        if rel not in CHAIN_MODULES:
+            assert "web3" not in found and "eth_abi" not in found, f"{rel} imports web3"
+
+
+def test_importing_verifier_loads_no_pipeline_client():
+    code = (
+        "import sys, verifier.merkle, verifier.leaf, verifier.checkpoint, verifier.replay;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "{'faust', 'confluent_kafka', 'aiokafka', 'sqlite3', 'web3'}];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

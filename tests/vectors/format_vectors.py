@@ -1,0 +1,64 @@
+"""Worked examples of docs/FORMAT.md: ``python -m tests.vectors.format_vectors > tests/vectors/format.json``.
+
+Everything is deterministic: a fixed signing seed, a fixed salt, fixed times. Ed25519 signatures
+are deterministic too, so the signed note is reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sealer.blocks import LogTip, Record, build_block
+from sealer.signer import Signer
+from verifier import merkle
+from verifier.compact import CompactRange
+
+SEED = bytes(range(32))
+SALT = bytes(range(16))
+ORIGIN = "example.com/log"
+RECORDS = [
+    Record(0, 1767225600000, b"proxy-1", b'{"hello":"world"}'),
+    Record(1, 1767225600001, b"proxy-1", b""),
+    Record(3, 1767225600002, None, None),  # offset 2 skipped: a gap; null key and value
+]
+SEALED_AT = 1767225601000
+
+
+def vectors() -> dict[str, Any]:
+    signer = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(SEED))
+    tip = LogTip(ORIGIN, CompactRange(), None, -1)
+    block = build_block(tip, RECORDS, signer, SEALED_AT, new_salt=lambda: SALT).block
+    leaves = [e.leaf_hash() for e in block.entries]
+    return {
+        "description": "docs/FORMAT.md worked example: one block of three entries",
+        "signer_seed": SEED.hex(),
+        "verifier_key": signer.verifier.to_string(),
+        "private_key": signer.to_private_string(),
+        "salt": SALT.hex(),
+        "entries": [
+            {
+                "position": e.position,
+                "timestamp_ms": e.timestamp_ms,
+                "key": None if e.key is None else e.key.hex(),
+                "value": None if e.value is None else e.value.hex(),
+                "value_commitment": e.value_commitment.hex(),
+                "leaf": e.leaf().to_bytes().hex(),
+                "leaf_hash": e.leaf_hash().hex(),
+            }
+            for e in block.entries
+        ],
+        "node_1_0": merkle.node_hash(leaves[0], leaves[1]).hex(),
+        "root": block.header.root.hex(),
+        "inclusion_proof_2": [h.hex() for h in merkle.inclusion_proof(leaves, 2)],
+        "consistency_proof_1_3": [h.hex() for h in merkle.consistency_proof(leaves, 1)],
+        "checkpoint_note": block.checkpoint,
+        "block_header": block.header.to_text(),
+        "block_hash": block.header.hash().hex(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(vectors(), indent=2, ensure_ascii=False))
