@@ -53,7 +53,8 @@ import (
 )
 
 type request struct {
-	Op string `json:"op"`
+	Op  string `json:"op"`
+	Log string `json:"log"` // informative (auditseal's proof JSON carries it), ignored
 
 	// open
 	Note string   `json:"note"`
@@ -210,8 +211,8 @@ func doKey(r request) answer {
 	}
 	// note has no exported "verifier key of a private key"; take the seed out of the last field
 	// (NewSigner has just validated the whole string) and let NewEd25519VerifierKey do the rest.
-	fields := strings.Split(r.PrivateKey, "+")
-	raw, err := base64.StdEncoding.DecodeString(fields[len(fields)-1])
+	fields := strings.SplitN(r.PrivateKey, "+", 5) // PRIVATE+KEY+name+hash+base64(key)
+	raw, err := base64.StdEncoding.DecodeString(fields[4])
 	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
 		return fail(errors.New("private key: not an Ed25519 seed"))
 	}
