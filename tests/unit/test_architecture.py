@@ -8,8 +8,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BANNED_IN_VERIFIER = {"faust", "confluent_kafka", "aiokafka", "kafka", "sqlite3", "sealer",
-                      "anchor", "ingest", "infra"}
+BANNED_IN_VERIFIER = {
+    "faust",
+    "confluent_kafka",
+    "aiokafka",
+    "kafka",
+    "sqlite3",
+    "sealer",
+    "anchor",
+    "ingest",
+    "infra",
+}
 CHAIN_MODULES = {"verifier/chain.py"}  # the one module allowed to talk to web3
 
 

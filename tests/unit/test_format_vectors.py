@@ -23,7 +23,10 @@ def test_vectors_recompute_by_hand():
     v = CHECKED_IN
     salt = bytes.fromhex(v["salt"])
     first = v["entries"][0]
-    assert first["value_commitment"] == hashlib.sha256(salt + bytes.fromhex(first["value"])).hexdigest()
+    assert (
+        first["value_commitment"]
+        == hashlib.sha256(salt + bytes.fromhex(first["value"])).hexdigest()
+    )
     assert first["leaf_hash"] == hashlib.sha256(b"\x00" + bytes.fromhex(first["leaf"])).hexdigest()
     l0, l1, l2 = (bytes.fromhex(e["leaf_hash"]) for e in v["entries"])
     n10 = hashlib.sha256(b"\x01" + l0 + l1).digest()
@@ -40,7 +43,13 @@ def test_vectors_recompute_by_hand():
 def test_format_doc_quotes_the_vectors():
     doc = (ROOT / "docs/FORMAT.md").read_text()
     v = CHECKED_IN
-    quoted = [v["verifier_key"], v["root"], v["node_1_0"], v["block_hash"], *v["block_header"].splitlines()]
+    quoted = [
+        v["verifier_key"],
+        v["root"],
+        v["node_1_0"],
+        v["block_hash"],
+        *v["block_header"].splitlines(),
+    ]
     quoted += v["checkpoint_note"].splitlines()
     for e in v["entries"]:
         quoted += [e["leaf_hash"], e["value_commitment"]]

@@ -1,4 +1,6 @@
-"""Worked examples of docs/FORMAT.md: ``python -m tests.vectors.format_vectors > tests/vectors/format.json``.
+"""Worked examples of docs/FORMAT.md, regenerated with
+
+    python -m tests.vectors.format_vectors > tests/vectors/format.json
 
 Everything is deterministic: a fixed signing seed, a fixed salt, fixed times. Ed25519 signatures
 are deterministic too, so the signed note is reproducible byte for byte.
