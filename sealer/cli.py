@@ -8,6 +8,8 @@ state moved on (retry).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import re
 import sys
@@ -56,7 +58,36 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Subcommands owned by other packages, imported only when invoked, so that `auditseal verify`
+# never loads Kafka clients. Each value is "module:attribute" of a click command or group.
+LAZY_COMMANDS = {
+    "dev": "infra.cli:dev",
+    "ingest": "ingest.cli:ingest",
+    "simulate": "ingest.cli:simulate",
+}
+# Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.
+PIPELINE_MODULES = {"confluent_kafka", "faust", "aiohttp", "aiokafka", "prometheus_client"}
+
+
+def _module_exists(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        available = [name for name, target in LAZY_COMMANDS.items() if _module_exists(target)]
+        return sorted([*super().list_commands(ctx), *available])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None or not _module_exists(target):
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="auditseal")
 def cli() -> None:
     """auditseal: a tamper-evident audit trail.
@@ -286,6 +317,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (SealerError, VerifierError) as exc:
         _fail(str(exc), exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
+            _fail(
+                f"this command needs the 'pipeline' extra ({exc.name} is not installed): "
+                "pip install 'auditseal[pipeline]'",
+                2,
+            )
+        raise
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 2)
     else:
