@@ -1,0 +1,526 @@
+"""Adapters from formats proxies already speak to auditseal events. Pure: bytes in, dicts out.
+
+- :func:`from_k8s_event_list`: the body the Kubernetes API server's audit webhook backend POSTs,
+  an ``audit.k8s.io/v1`` ``EventList``; each audit event becomes one API Activity event.
+- :func:`from_teleport`: one Teleport audit event as the Teleport event handler (Fluentd output)
+  POSTs it; ``user.login`` becomes Authentication, ``db.session.query`` Datastore Activity, and
+  everything else API Activity.
+
+Each produced event keeps the original audit event, parsed and unchanged, under ``data.raw``.
+The field-by-field mappings are tabled in docs/EVENTS.md.
+
+Contract shared by both adapters:
+
+1. The whole body is checked first. Any problem raises :class:`EnvelopeError` naming every field
+   at fault (``items[2].auditID: required``); no event is produced.
+2. Only then is ``next_sequence(source)`` called, once per produced event, in body order. A
+   refused body therefore never consumes sequence numbers: a gap in ``sequence`` always means
+   events were lost after the adapter, never that a body was refused.
+3. An event whose encoding (``data.raw`` included) exceeds ``max_bytes`` is refused with
+   :class:`EventTooLarge`, never truncated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+
+from ingest.envelope import (
+    MAX_EVENT_BYTES,
+    MAX_SEQUENCE,
+    encode_event,
+    epoch_millis,
+    is_ip_address,
+    parse_rfc3339,
+)
+from ingest.errors import EnvelopeError, EventTooLarge, FieldError
+from ingest.events import Status, api_activity, authentication, datastore_query
+
+__all__ = [
+    "K8S_AUDIT_API_VERSION",
+    "K8S_PRODUCT",
+    "TELEPORT_PRODUCT",
+    "NextSequence",
+    "from_k8s_event_list",
+    "from_teleport",
+    "k8s_source",
+    "teleport_source",
+]
+
+NextSequence = Callable[[str], int]
+"""Returns the next ``sequence`` for a source; the gateway owns the per-source counters."""
+
+K8S_AUDIT_API_VERSION: Final = "audit.k8s.io/v1"
+K8S_PRODUCT: Final[Mapping[str, str]] = {
+    "name": "Kubernetes API server",
+    "vendor_name": "Kubernetes",
+}
+TELEPORT_PRODUCT: Final[Mapping[str, str]] = {"name": "Teleport", "vendor_name": "Gravitational"}
+
+# Teleport `method` of user.login → OCSF auth_protocol_id (4 OpenID, 5 SAML, 6 OAUTH 2.0).
+_TELEPORT_AUTH_PROTOCOL: Final[dict[str, int]] = {"oidc": 4, "saml": 5, "github": 6}
+# The first of these Teleport fields present names the resource an API Activity acted on.
+_TELEPORT_RESOURCE_KEYS: Final = (
+    ("server_hostname", "node"),
+    ("kubernetes_cluster", "kube_cluster"),
+    ("app_name", "app"),
+    ("db_service", "db"),
+    ("desktop_name", "windows_desktop"),
+    ("name", None),
+)
+_TELEPORT_DATASTORE_EVENTS: Final = frozenset({"db.session.query", "db.session.query.failed"})
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def k8s_source(cluster: str) -> str:
+    """The CloudEvents ``source`` (and Kafka key) for a Kubernetes cluster: ``k8s://<cluster>``."""
+    return "k8s://" + quote(cluster, safe=":")
+
+
+def teleport_source(cluster_name: str) -> str:
+    """The CloudEvents ``source`` for a Teleport cluster: ``teleport://<cluster_name>``."""
+    return "teleport://" + quote(cluster_name, safe=":")
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes, not {type(body).__name__}")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError.single("$", f"not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EnvelopeError.single("$", "must be a JSON object")
+    return doc
+
+
+def _timestamp(
+    doc: Mapping[str, Any], key: str, fail: Callable[[str, str], None]
+) -> datetime | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        fail(key, "not an RFC 3339 timestamp")
+        return None
+
+
+def _sized(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    # Measured while `sequence` holds its widest value, so the real one cannot push it over.
+    encode_event(event, max_bytes)
+    return event
+
+
+def _assign_sequences(events: list[dict[str, Any]], next_sequence: NextSequence) -> None:
+    for event in events:
+        number = next_sequence(event["source"])
+        if type(number) is not int or not 1 <= number <= MAX_SEQUENCE:
+            raise ValueError(f"next_sequence({event['source']!r}) returned {number!r}")
+        event["sequence"] = number
+
+
+def _http_status(code: int | None) -> Status:
+    if code is None:
+        return "unknown"
+    return "success" if 100 <= code < 400 else "failure"
+
+
+# -- Kubernetes -----------------------------------------------------------------------------------
+
+
+def from_k8s_event_list(
+    body: bytes,
+    cluster: str,
+    next_sequence: NextSequence,
+    *,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> list[dict[str, Any]]:
+    """Map a Kubernetes audit webhook body (``audit.k8s.io/v1`` ``EventList``) to API Activity
+    events, one per item, in item order, all with ``source`` :func:`k8s_source` ``(cluster)``.
+
+    The CloudEvents ``id`` is the item's ``auditID``, unchanged. Kubernetes emits one audit event
+    per stage of a request, all with the same ``auditID``; a policy with
+    ``omitStages: ["RequestReceived"]`` keeps one event per request.
+
+    Raises :class:`EnvelopeError` for a body that is not JSON, not an ``EventList`` of
+    ``audit.k8s.io/v1``, or has an item missing a field the mapping needs (errors are named
+    ``items[<i>].<field>``); :class:`EventTooLarge` for an item too large to carry.
+    """
+    if not _is_text(cluster):
+        raise ValueError("cluster must be a non-empty string")
+    source = k8s_source(cluster)
+    doc = _load_object(body)
+    errors: list[FieldError] = []
+    if doc.get("kind") != "EventList":
+        errors.append(FieldError("kind", "must be 'EventList'"))
+    if doc.get("apiVersion") != K8S_AUDIT_API_VERSION:
+        errors.append(FieldError("apiVersion", f"must be {K8S_AUDIT_API_VERSION!r}"))
+    items = doc.get("items")
+    if items is None:
+        items = []  # Go's encoding/json writes an empty list as null
+    elif not isinstance(items, list):
+        errors.append(FieldError("items", "must be a JSON array"))
+        items = []
+    events: list[dict[str, Any]] = []
+    too_large: list[EventTooLarge] = []
+    for i, item in enumerate(items):
+        try:
+            events.append(_sized(_k8s_event(item, source), max_bytes))
+        except EventTooLarge as exc:
+            too_large.append(exc.prefixed(f"items[{i}]"))
+            errors.extend(too_large[-1].errors)
+        except EnvelopeError as exc:
+            errors.extend(exc.prefixed(f"items[{i}]").errors)
+    if len(errors) == 1 and too_large:
+        raise too_large[0]  # size is the only problem: let the caller answer 413
+    if errors:
+        raise EnvelopeError(errors, "invalid Kubernetes audit EventList")
+    _assign_sequences(events, next_sequence)
+    return events
+
+
+def _k8s_event(item: Any, source: str) -> dict[str, Any]:
+    """One audit.k8s.io/v1 Event → one API Activity event, with a placeholder sequence."""
+    if not isinstance(item, dict):
+        raise EnvelopeError.single("$", "must be a JSON object")
+    errors: list[FieldError] = []
+
+    def fail(path: str, message: str) -> None:
+        errors.append(FieldError(path, message))
+
+    kind = item.get("kind")
+    if kind is not None and kind != "Event":
+        fail("kind", "must be 'Event'")
+    audit_id = item.get("auditID")
+    if not _is_text(audit_id):
+        fail("auditID", "required" if audit_id is None else "must be a non-empty string")
+    verb = item.get("verb")
+    if not _is_text(verb):
+        fail("verb", "required" if verb is None else "must be a non-empty string")
+
+    user = item.get("user")
+    if not isinstance(user, dict):
+        fail("user", "required" if user is None else "must be a JSON object")
+        user = {}
+    elif not (_is_text(user.get("username")) or _is_text(user.get("uid"))):
+        fail("user.username", "required (or user.uid)")
+    groups = user.get("groups")
+    if groups is not None and not (
+        isinstance(groups, list) and all(isinstance(g, str) for g in groups)
+    ):
+        fail("user.groups", "must be a JSON array of strings")
+        groups = None
+
+    source_ips: Any = item.get("sourceIPs")
+    if not isinstance(source_ips, list) or not source_ips:
+        fail("sourceIPs", "required" if source_ips is None else "must be a non-empty JSON array")
+    elif not is_ip_address(source_ips[0]):
+        fail("sourceIPs[0]", "not an IP address")
+
+    received = _timestamp(item, "requestReceivedTimestamp", fail)
+    staged = _timestamp(item, "stageTimestamp", fail)
+    if item.get("requestReceivedTimestamp") is None and item.get("stageTimestamp") is None:
+        fail("requestReceivedTimestamp", "required (or stageTimestamp)")
+
+    response = item.get("responseStatus")
+    code: int | None = None
+    if response is not None:
+        if not isinstance(response, dict):
+            fail("responseStatus", "must be a JSON object")
+        elif response.get("code") is not None:
+            if type(response["code"]) is not int:
+                fail("responseStatus.code", "must be an integer")
+            else:
+                code = response["code"]
+    object_ref = item.get("objectRef")
+    if object_ref is not None and not isinstance(object_ref, dict):
+        fail("objectRef", "must be a JSON object")
+        object_ref = None
+    if errors:
+        raise EnvelopeError(errors)
+
+    moment = received or staged
+    assert moment is not None  # one of the two parsed, or an error was raised above
+    actor: dict[str, Any] = {
+        key: value
+        for key, value in (("name", user.get("username")), ("uid", user.get("uid")))
+        if _is_text(value)
+    }
+    if groups:
+        actor["groups"] = [{"name": group} for group in groups]
+
+    extra: dict[str, Any] = {
+        "api": {"request": {"uid": audit_id}, "service": {"name": "kube-apiserver"}},
+        "metadata": {"uid": audit_id, "log_name": "audit"},
+    }
+    if object_ref:
+        if _is_text(object_ref.get("apiGroup")):
+            extra["api"]["group"] = {"name": object_ref["apiGroup"]}
+        if _is_text(object_ref.get("apiVersion")):
+            extra["api"]["version"] = object_ref["apiVersion"]
+    http_request: dict[str, Any] = {}
+    if _is_text(item.get("userAgent")):
+        http_request["user_agent"] = item["userAgent"]
+    if _is_text(item.get("requestURI")):
+        path, _, query = item["requestURI"].partition("?")
+        http_request["url"] = {"path": path, **({"query_string": query} if query else {})}
+    if http_request:
+        extra["http_request"] = http_request
+    if code is not None:
+        extra["http_response"] = {"code": code}
+        extra["status_code"] = str(code)
+    if isinstance(response, dict):
+        if _is_text(response.get("reason")):
+            extra["status_detail"] = response["reason"]
+        if _is_text(response.get("message")):
+            extra["message"] = response["message"]
+    if received is not None:
+        extra["start_time"] = epoch_millis(received)
+    if staged is not None:
+        extra["end_time"] = epoch_millis(staged)
+    annotations = item.get("annotations")
+    if isinstance(annotations, dict) and _is_text(annotations.get("authorization.k8s.io/decision")):
+        authorization: dict[str, Any] = {"decision": annotations["authorization.k8s.io/decision"]}
+        if _is_text(annotations.get("authorization.k8s.io/reason")):
+            authorization["policy"] = {"desc": annotations["authorization.k8s.io/reason"]}
+        extra["actor"] = {"authorizations": [authorization]}
+    extra["raw"] = item  # last, so it reads as the tail of data
+
+    return api_activity(
+        source,
+        MAX_SEQUENCE,
+        actor,
+        str(verb),
+        _k8s_resource(object_ref),
+        _http_status(code),
+        source_ips[0],
+        moment,
+        str(audit_id),
+        product=K8S_PRODUCT,
+        extra=extra,
+    )
+
+
+def _k8s_resource(object_ref: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """objectRef → an OCSF resource: type ``pods`` or ``pods/log``, name, namespace, uid."""
+    if not object_ref or not _is_text(object_ref.get("resource")):
+        return None
+    kind = object_ref["resource"]
+    if _is_text(object_ref.get("subresource")):
+        kind = f"{kind}/{object_ref['subresource']}"
+    resource: dict[str, Any] = {"type": kind}
+    for key in ("name", "namespace", "uid"):
+        if _is_text(object_ref.get(key)):
+            resource[key] = object_ref[key]
+    return resource
+
+
+# -- Teleport -------------------------------------------------------------------------------------
+
+
+def _remote_ip(value: Any) -> str | None:
+    """The IP of a Teleport ``addr.remote``: ``1.2.3.4:5``, ``[::1]:5``, or a bare address."""
+    if not isinstance(value, str):
+        return None
+    host = value
+    if value.startswith("["):
+        host, bracket, _ = value[1:].partition("]")
+        if not bracket:
+            return None
+    elif value.count(":") == 1:
+        host = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _teleport_status(doc: Mapping[str, Any]) -> Status:
+    """``success`` when Teleport sent it; else the code's suffix (I info, W/E warning/error)."""
+    if doc.get("event") == "db.session.query.failed":
+        return "failure"
+    if isinstance(doc.get("success"), bool):
+        return "success" if doc["success"] else "failure"
+    code = doc.get("code")
+    if isinstance(code, str) and code:
+        if code.endswith("I"):
+            return "success"
+        if code.endswith(("W", "E")):
+            return "failure"
+    return "unknown"
+
+
+def from_teleport(
+    body: bytes,
+    next_sequence: NextSequence,
+    *,
+    cluster: str | None = None,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> dict[str, Any]:
+    """Map one Teleport audit event (the JSON the event handler POSTs) to an auditseal event.
+
+    ``user.login`` → Authentication (logon; ``success`` false → failure), ``db.session.query`` and
+    ``db.session.query.failed`` → Datastore Activity (query), any other event → API Activity with
+    the event name as the operation. ``id`` is Teleport's ``uid``; ``source`` is
+    :func:`teleport_source` of ``cluster_name``, or of ``cluster`` for events that lack one.
+    ``addr.remote`` is required for Authentication and API Activity (it is ``src_endpoint.ip``).
+
+    Raises :class:`EnvelopeError` naming every Teleport field at fault, :class:`EventTooLarge`
+    for an event too large to carry.
+    """
+    doc = _load_object(body)
+    errors: list[FieldError] = []
+
+    def fail(path: str, message: str) -> None:
+        errors.append(FieldError(path, message))
+
+    def text(key: str) -> str | None:
+        value = doc.get(key)
+        if value is None:
+            fail(key, "required")
+        elif not _is_text(value):
+            fail(key, "must be a non-empty string")
+        else:
+            return str(value)
+        return None
+
+    event_name = text("event")
+    uid = text("uid")
+    moment = _timestamp(doc, "time", fail)
+    if doc.get("time") is None:
+        fail("time", "required")
+    user = text("user")
+    cluster_name = doc.get("cluster_name")
+    if cluster_name is None and cluster is not None:
+        cluster_name = cluster
+    if cluster_name is None:
+        fail("cluster_name", "required")
+    elif not _is_text(cluster_name):
+        fail("cluster_name", "must be a non-empty string")
+    if doc.get("success") is not None and not isinstance(doc["success"], bool):
+        fail("success", "must be a boolean")
+    if doc.get("ei") is not None and type(doc["ei"]) is not int:
+        fail("ei", "must be an integer")
+
+    kind = "api"
+    if event_name == "user.login":
+        kind = "authentication"
+    elif event_name in _TELEPORT_DATASTORE_EVENTS:
+        kind = "datastore"
+    remote = doc.get("addr.remote")
+    src_ip = _remote_ip(remote)
+    if remote is None and kind != "datastore":
+        fail("addr.remote", "required (the source address becomes data.src_endpoint.ip)")
+    elif remote is not None and src_ip is None:
+        fail("addr.remote", "not an IP address with an optional port")
+    if kind == "datastore":
+        query = doc.get("db_query")
+        if not _is_text(query):
+            fail("db_query", "required" if query is None else "must be a non-empty string")
+        if not (_is_text(doc.get("db_service")) or _is_text(doc.get("db_name"))):
+            fail("db_name", "required (or db_service)")
+    if errors:
+        raise EnvelopeError(errors, "cannot map Teleport event")
+    assert event_name and uid and user and moment and isinstance(cluster_name, str)
+
+    source = teleport_source(cluster_name)
+    status = _teleport_status(doc)
+    extra: dict[str, Any] = {"metadata": {"uid": uid, "log_name": "audit"}}
+    if _is_text(doc.get("code")):
+        extra["metadata"]["event_code"] = doc["code"]
+    if type(doc.get("ei")) is int:
+        extra["metadata"]["sequence"] = doc["ei"]
+    if _is_text(doc.get("message")):
+        extra["message"] = doc["message"]
+    if _is_text(doc.get("error")):
+        extra["status_detail"] = doc["error"]
+    session = {"uid": doc["sid"]} if _is_text(doc.get("sid")) else None
+
+    if kind == "authentication":
+        method = doc.get("method")
+        if isinstance(method, str) and method:
+            extra["auth_protocol"] = method
+            extra["auth_protocol_id"] = _TELEPORT_AUTH_PROTOCOL.get(method, 99)
+        if session:
+            extra["session"] = session
+        assert src_ip is not None
+        extra["raw"] = doc
+        event = authentication(
+            source,
+            MAX_SEQUENCE,
+            user,
+            "logon",
+            status,
+            src_ip,
+            {"name": cluster_name},
+            moment,
+            uid,
+            product=TELEPORT_PRODUCT,
+            extra=extra,
+        )
+    elif kind == "datastore":
+        database: dict[str, Any] = {}
+        if _is_text(doc.get("db_name")):
+            database["name"] = doc["db_name"]
+        if _is_text(doc.get("db_service")):
+            database["uid"] = doc["db_service"]
+        if _is_text(doc.get("db_protocol")):
+            database["type"] = doc["db_protocol"]
+        if session:
+            extra["actor"] = {"session": session}
+        extra["raw"] = doc
+        event = datastore_query(
+            source,
+            MAX_SEQUENCE,
+            user,
+            database,
+            doc["db_query"],
+            None,
+            status,
+            moment,
+            uid,
+            src_ip=src_ip,
+            product=TELEPORT_PRODUCT,
+            extra=extra,
+        )
+    else:
+        if session:
+            extra["actor"] = {"session": session}
+        assert src_ip is not None
+        extra["raw"] = doc
+        event = api_activity(
+            source,
+            MAX_SEQUENCE,
+            user,
+            event_name,
+            _teleport_resource(doc),
+            status,
+            src_ip,
+            moment,
+            uid,
+            product=TELEPORT_PRODUCT,
+            extra=extra,
+        )
+    _sized(event, max_bytes)
+    _assign_sequences([event], next_sequence)
+    return event
+
+
+def _teleport_resource(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    for key, kind in _TELEPORT_RESOURCE_KEYS:
+        if _is_text(doc.get(key)):
+            resource: dict[str, Any] = {"name": doc[key]}
+            if kind is not None:
+                resource["type"] = kind
+            return resource
+    return None

@@ -1,0 +1,688 @@
+"""The event envelope: CloudEvents 1.0 in structured JSON mode, ``data`` shaped after OCSF 1.3.
+
+This module is the one place the event schema lives (docs/EVENTS.md describes it for proxy
+authors). It is pure: no Kafka, no HTTP, no clock, no I/O.
+
+An event is a JSON object with the CloudEvents attributes ``specversion`` ("1.0"), ``id``,
+``source`` (a URI-reference), ``type`` (one of :data:`EVENT_TYPES`), ``time`` (RFC 3339), the
+extension ``sequence`` (a per-source counter from 1, a JSON integer), and ``data``: an object
+after the OCSF class the ``type`` names (API Activity 6003, Authentication 3002, Datastore
+Activity 6005). Other top-level members are CloudEvents extensions and are allowed when their
+names are valid.
+
+Entry points, all pure:
+
+- :func:`validate` returns every problem as a :class:`FieldError`, raising nothing;
+- :func:`parse_event` checks the size, parses and validates one event, or raises;
+- :func:`parse_batch` splits an HTTP body (one event, a JSON array, or NDJSON) into items and
+  parses each, reporting failures per item;
+- :func:`encode_event` serialises an event compactly, refusing one over the size limit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+import orjson
+
+from ingest.errors import EnvelopeError, EventTooLarge, FieldError, UnsupportedMediaType
+
+__all__ = [
+    "ACTIVITY_IDS",
+    "CLASS_API_ACTIVITY",
+    "CLASS_AUTHENTICATION",
+    "CLASS_DATASTORE_ACTIVITY",
+    "CLASS_FOR_TYPE",
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "MAX_SEQUENCE",
+    "MEDIA_TYPES",
+    "OCSF_VERSION",
+    "SEVERITY_IDS",
+    "SPECVERSION",
+    "STATUS_IDS",
+    "TYPE_API_ACTIVITY",
+    "TYPE_AUTHENTICATION",
+    "TYPE_DATASTORE_ACTIVITY",
+    "EnvelopeError",
+    "EventTooLarge",
+    "FieldError",
+    "UnsupportedMediaType",
+    "encode_event",
+    "epoch_millis",
+    "is_ip_address",
+    "is_uri_reference",
+    "parse_batch",
+    "parse_event",
+    "parse_rfc3339",
+    "validate",
+]
+
+MAX_EVENT_BYTES: Final = 1 << 20
+"""The largest encoded event accepted, in bytes. Larger events are refused, never truncated."""
+
+SPECVERSION: Final = "1.0"
+OCSF_VERSION: Final = "1.3.0"
+"""The OCSF schema version the builders write to ``data.metadata.version``."""
+
+MAX_SEQUENCE: Final = (1 << 63) - 1
+"""The largest ``sequence``: it must fit a signed 64-bit column and Kafka header."""
+
+TYPE_API_ACTIVITY: Final = "io.auditseal.api_activity"
+TYPE_AUTHENTICATION: Final = "io.auditseal.authentication"
+TYPE_DATASTORE_ACTIVITY: Final = "io.auditseal.datastore_activity"
+
+CLASS_API_ACTIVITY: Final = 6003
+CLASS_AUTHENTICATION: Final = 3002
+CLASS_DATASTORE_ACTIVITY: Final = 6005
+
+CLASS_FOR_TYPE: Final[dict[str, int]] = {
+    TYPE_API_ACTIVITY: CLASS_API_ACTIVITY,
+    TYPE_AUTHENTICATION: CLASS_AUTHENTICATION,
+    TYPE_DATASTORE_ACTIVITY: CLASS_DATASTORE_ACTIVITY,
+}
+EVENT_TYPES: Final = tuple(CLASS_FOR_TYPE)
+
+# OCSF 1.3 activity_id enums per class (0 Unknown and 99 Other come from the base event).
+ACTIVITY_IDS: Final[dict[int, dict[int, str]]] = {
+    CLASS_API_ACTIVITY: {
+        0: "Unknown",
+        1: "Create",
+        2: "Read",
+        3: "Update",
+        4: "Delete",
+        99: "Other",
+    },
+    CLASS_AUTHENTICATION: {
+        0: "Unknown",
+        1: "Logon",
+        2: "Logoff",
+        3: "Authentication Ticket",
+        4: "Service Ticket Request",
+        5: "Service Ticket Renew",
+        6: "Preauth",
+        99: "Other",
+    },
+    CLASS_DATASTORE_ACTIVITY: {
+        0: "Unknown",
+        1: "Read",
+        2: "Update",
+        3: "Connect",
+        4: "Query",
+        5: "Write",
+        6: "Create",
+        7: "Delete",
+        8: "List",
+        9: "Encrypt",
+        10: "Decrypt",
+        99: "Other",
+    },
+}
+SEVERITY_IDS: Final[dict[int, str]] = {
+    0: "Unknown",
+    1: "Informational",
+    2: "Low",
+    3: "Medium",
+    4: "High",
+    5: "Critical",
+    6: "Fatal",
+    99: "Other",
+}
+STATUS_IDS: Final[dict[int, str]] = {0: "Unknown", 1: "Success", 2: "Failure", 99: "Other"}
+
+MEDIA_JSON: Final = "application/json"
+MEDIA_CLOUDEVENTS: Final = "application/cloudevents+json"
+MEDIA_CLOUDEVENTS_BATCH: Final = "application/cloudevents-batch+json"
+MEDIA_NDJSON: Final = ("application/x-ndjson", "application/jsonl")
+MEDIA_TYPES: Final = (MEDIA_JSON, MEDIA_CLOUDEVENTS, MEDIA_CLOUDEVENTS_BATCH, *MEDIA_NDJSON)
+
+# Members of the JSON format that are not extensions. `data_base64` is the JSON format's member
+# for binary data; it is named here so it is refused for what it is, not as a bad extension name.
+_CONTEXT_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject"}
+)
+_RESERVED_MEMBERS = _CONTEXT_ATTRIBUTES | {"sequence", "data", "data_base64"}
+
+# CloudEvents 1.0 §"Attribute Naming Convention": lower-case ASCII letters and digits; the spec
+# says SHOULD NOT exceed 20 characters, auditseal makes it a MUST.
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}", re.ASCII)
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+# RFC 3986 characters: unreserved, reserved, and percent-encoded octets; nothing else.
+_URI_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+", re.ASCII)
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*", re.ASCII)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_Fail = Callable[[str, str], None]
+
+
+# -- small predicates, public where adapters and builders need the same rule ----------------------
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 ``date-time`` into an aware UTC datetime.
+
+    Accepts exactly RFC 3339 §5.6 (``T``/``Z`` in either case, any number of fraction digits,
+    truncated to microseconds, a leap second ``:60``). Raises ``ValueError`` for anything else,
+    including ISO 8601 forms RFC 3339 does not allow (no offset, a space separator, week dates).
+    """
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = match.group(7)
+    micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    if match.group(8):
+        tz: timezone = UTC
+    else:
+        off_h, off_m = int(match.group(10)), int(match.group(11))
+        if off_h > 23 or off_m > 59:
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+        offset = timedelta(hours=off_h, minutes=off_m)
+        tz = timezone(-offset if match.group(9) == "-" else offset)
+    leap = second == 60
+    if leap:
+        second = 59
+    try:
+        parsed = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        if leap:
+            parsed += timedelta(seconds=1)
+        # Converting can leave datetime's range (0001-01-01T00:00:00+01:00 is year 0 in UTC).
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
+
+
+def is_uri_reference(value: str) -> bool:
+    """True if ``value`` is a non-empty RFC 3986 URI-reference (absolute or relative).
+
+    Checks the character set, percent-encoding, and that a colon before the first ``/``, ``?``
+    or ``#`` ends a valid scheme (a relative reference cannot carry a colon in its first
+    segment).
+    """
+    if not isinstance(value, str) or not _URI_CHARS.fullmatch(value):
+        return False
+    head = re.split(r"[/?#]", value, maxsplit=1)[0]
+    if ":" in head:
+        return bool(_URI_SCHEME.fullmatch(head.split(":", 1)[0]))
+    return True
+
+
+def _is_absolute_uri(value: str) -> bool:
+    if not is_uri_reference(value):
+        return False
+    head = re.split(r"[/?#]", value, maxsplit=1)[0]
+    return ":" in head and "#" not in value
+
+
+def is_ip_address(value: object) -> bool:
+    """True if ``value`` is a string holding an IPv4 or IPv6 address."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_int(value: object) -> bool:
+    # JSON integers only: bool is an int subclass in Python and a different JSON type.
+    return type(value) is int
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def epoch_millis(moment: datetime) -> int:
+    """Milliseconds since the Unix epoch, floored, computed without float rounding."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def validate(obj: object) -> list[FieldError]:
+    """Every problem with ``obj`` as an auditseal event, in a stable order; ``[]`` if it is valid.
+
+    Pure and total: it MUST NOT raise for any input. A CloudEvents attribute whose value is JSON
+    ``null`` counts as absent (JSON format §2.2). Class-specific checks of ``data`` run only when
+    ``type`` names a known class.
+    """
+    if not isinstance(obj, dict):
+        return [FieldError("$", "must be a JSON object")]
+    errors: list[FieldError] = []
+
+    def fail(path: str, message: str) -> None:
+        errors.append(FieldError(path, message))
+
+    specversion = obj.get("specversion")
+    if specversion is None:
+        fail("specversion", "required")
+    elif specversion != SPECVERSION:
+        fail("specversion", f'must be "{SPECVERSION}"')
+
+    event_id = obj.get("id")
+    if event_id is None:
+        fail("id", "required")
+    elif not _is_text(event_id):
+        fail("id", "must be a non-empty string")
+
+    source = obj.get("source")
+    if source is None:
+        fail("source", "required")
+    elif not _is_text(source):
+        fail("source", "must be a non-empty string")
+    elif not is_uri_reference(source):
+        fail("source", "not a URI-reference (RFC 3986)")
+
+    event_type = obj.get("type")
+    class_uid: int | None = None
+    if event_type is None:
+        fail("type", "required")
+    elif not _is_text(event_type):
+        fail("type", "must be a non-empty string")
+    elif event_type not in CLASS_FOR_TYPE:
+        fail("type", f"unknown event type {event_type!r}; expected one of {list(EVENT_TYPES)}")
+    else:
+        class_uid = CLASS_FOR_TYPE[event_type]
+
+    time = obj.get("time")
+    if time is None:
+        fail("time", "required")
+    else:
+        try:
+            parse_rfc3339(time)
+        except ValueError:
+            fail("time", "not an RFC 3339 timestamp")
+
+    sequence = obj.get("sequence")
+    if sequence is None:
+        fail("sequence", "required")
+    elif not _is_int(sequence) or sequence < 1:
+        fail("sequence", "must be an integer >= 1")
+    elif sequence > MAX_SEQUENCE:
+        fail("sequence", f"must be at most {MAX_SEQUENCE}")
+
+    content_type = obj.get("datacontenttype")
+    if content_type is not None and (
+        not isinstance(content_type, str)
+        or content_type.split(";", 1)[0].strip().lower() != MEDIA_JSON
+    ):
+        fail("datacontenttype", f'must be "{MEDIA_JSON}"')
+
+    schema = obj.get("dataschema")
+    if schema is not None and not (_is_text(schema) and _is_absolute_uri(schema)):
+        fail("dataschema", "not an absolute URI (RFC 3986)")
+
+    subject = obj.get("subject")
+    if subject is not None and not _is_text(subject):
+        fail("subject", "must be a non-empty string")
+
+    for name, value in obj.items():
+        if name in _RESERVED_MEMBERS:
+            continue
+        path = name if _is_text(name) else repr(name)
+        if not isinstance(name, str) or not _EXTENSION_NAME.fullmatch(name):
+            fail(
+                path,
+                "not a valid extension attribute name "
+                "(lower-case letters a-z and digits 0-9, at most 20 characters)",
+            )
+        elif value is None or isinstance(value, (bool, str)):
+            continue
+        elif _is_int(value):
+            if not _INT32_MIN <= value <= _INT32_MAX:
+                fail(path, "must be a 32-bit signed integer (CloudEvents Integer)")
+        else:
+            fail(path, "must be a string, an integer or a boolean")
+
+    if obj.get("data_base64") is not None:
+        fail("data_base64", "not accepted: send the event data as a JSON object in data")
+    if "data" not in obj:
+        fail("data", "required")
+    elif not isinstance(obj["data"], dict):
+        fail("data", "must be a JSON object")
+    elif class_uid is not None:
+        _validate_data(obj["data"], class_uid, str(event_type), fail)
+    return errors
+
+
+def _lookup(root: dict[str, Any], base: str, dotted: str, fail: _Fail) -> Any:
+    """The value at ``base.dotted`` under ``root``, or None after reporting why it is missing."""
+    current: Any = root
+    path = base
+    for part in dotted.split("."):
+        if not isinstance(current, dict):
+            fail(path, "must be a JSON object")
+            return None
+        path = f"{path}.{part}"
+        current = current.get(part)
+        if current is None:
+            fail(f"{base}.{dotted}", "required")
+            return None
+    return current
+
+
+def _check_text(value: Any, path: str, fail: _Fail) -> None:
+    if value is not None and not _is_text(value):
+        fail(path, "must be a non-empty string")
+
+
+def _check_int_enum(data: dict[str, Any], key: str, allowed: dict[int, str], fail: _Fail) -> bool:
+    value = data.get(key)
+    if value is None:
+        fail(f"data.{key}", "required")
+    elif not _is_int(value) or value not in allowed:
+        fail(f"data.{key}", f"must be one of {sorted(allowed)}")
+    else:
+        return True
+    return False
+
+
+def _check_named(value: Any, path: str, fail: _Fail) -> None:
+    """An OCSF object identified by ``name`` or ``uid`` (user, database, service)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        fail(path, "must be a JSON object")
+        return
+    name, uid = value.get("name"), value.get("uid")
+    _check_text(name, f"{path}.name", fail)
+    _check_text(uid, f"{path}.uid", fail)
+    if name is None and uid is None:
+        fail(path, "must have a non-empty name or uid")
+
+
+def _check_ip(value: Any, path: str, fail: _Fail) -> None:
+    if value is not None and not is_ip_address(value):
+        fail(path, "not an IP address")
+
+
+def _check_object(value: Any, path: str, fail: _Fail) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, dict):
+        fail(path, "must be a JSON object")
+        return False
+    return True
+
+
+def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: _Fail) -> None:
+    """OCSF checks common to the three classes, then the class's own required attributes."""
+    got_class = data.get("class_uid")
+    if got_class is None:
+        fail("data.class_uid", "required")
+    elif not _is_int(got_class) or got_class != class_uid:
+        fail("data.class_uid", f"must be {class_uid} for type {event_type!r}")
+
+    category = class_uid // 1000
+    got_category = data.get("category_uid")
+    if got_category is None:
+        fail("data.category_uid", "required")
+    elif not _is_int(got_category) or got_category != category:
+        fail("data.category_uid", f"must be {category} for class {class_uid}")
+
+    activity_ok = _check_int_enum(data, "activity_id", ACTIVITY_IDS[class_uid], fail)
+    type_uid = data.get("type_uid")
+    if type_uid is None:
+        fail("data.type_uid", "required")
+    elif not _is_int(type_uid):
+        fail("data.type_uid", "must be an integer")
+    elif activity_ok and type_uid != class_uid * 100 + data["activity_id"]:
+        expected = class_uid * 100 + data["activity_id"]
+        fail("data.type_uid", f"must be {expected} (class_uid * 100 + activity_id)")
+
+    time = data.get("time")
+    if time is None:
+        fail("data.time", "required")
+    elif not _is_int(time):
+        fail("data.time", "must be an integer (milliseconds since the Unix epoch)")
+
+    _check_int_enum(data, "severity_id", SEVERITY_IDS, fail)
+    _check_int_enum(data, "status_id", STATUS_IDS, fail)
+    _check_text(_lookup(data, "data", "metadata.version", fail), "data.metadata.version", fail)
+    product_name = _lookup(data, "data", "metadata.product.name", fail)
+    _check_text(product_name, "data.metadata.product.name", fail)
+
+    if class_uid == CLASS_API_ACTIVITY:
+        _check_named(_lookup(data, "data", "actor.user", fail), "data.actor.user", fail)
+        _check_text(_lookup(data, "data", "api.operation", fail), "data.api.operation", fail)
+        _check_ip(_lookup(data, "data", "src_endpoint.ip", fail), "data.src_endpoint.ip", fail)
+        resources = data.get("resources")
+        if resources is not None:
+            if not isinstance(resources, list):
+                fail("data.resources", "must be a JSON array")
+            else:
+                for i, resource in enumerate(resources):
+                    if not isinstance(resource, dict):
+                        fail(f"data.resources[{i}]", "must be a JSON object")
+    elif class_uid == CLASS_AUTHENTICATION:
+        # OCSF names the subject of an authentication `user`; `actor` is whoever asked for it.
+        _check_named(_lookup(data, "data", "user", fail), "data.user", fail)
+        _check_ip(_lookup(data, "data", "src_endpoint.ip", fail), "data.src_endpoint.ip", fail)
+        service, destination = data.get("service"), data.get("dst_endpoint")
+        if service is None and destination is None:
+            fail("data.service", "required (or data.dst_endpoint)")
+        _check_named(service, "data.service", fail)
+        _check_object(destination, "data.dst_endpoint", fail)
+        if _check_object(data.get("actor"), "data.actor", fail):
+            _check_named(data["actor"].get("user"), "data.actor.user", fail)
+    elif class_uid == CLASS_DATASTORE_ACTIVITY:
+        _check_named(_lookup(data, "data", "actor.user", fail), "data.actor.user", fail)
+        _check_named(_lookup(data, "data", "database", fail), "data.database", fail)
+        query = _lookup(data, "data", "query_info.query_string", fail)
+        _check_text(query, "data.query_info.query_string", fail)
+        if _check_object(data.get("src_endpoint"), "data.src_endpoint", fail):
+            _check_ip(data["src_endpoint"].get("ip"), "data.src_endpoint.ip", fail)
+
+
+# -- parsing and encoding -------------------------------------------------------------------------
+
+
+def _check_limit(max_bytes: int) -> None:
+    if not _is_int(max_bytes) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+
+
+def _loads(raw: bytes | bytearray | memoryview, what: str = "$") -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError([FieldError(what, f"not valid JSON: {exc}")]) from exc
+
+
+def _encoded_size(obj: Any, path: str) -> int:
+    """The compact encoding's size; refuses what parses but cannot be re-encoded.
+
+    orjson reads up to 1024 levels of nesting but writes only 255: such an event would pass
+    parsing here and fail later in :func:`encode_event`, so it is refused up front.
+    """
+    try:
+        return len(orjson.dumps(obj))
+    except orjson.JSONEncodeError as exc:
+        raise EnvelopeError.single(path, f"cannot be re-encoded: {exc}") from exc
+
+
+def parse_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
+    """Parse and validate one event in the CloudEvents JSON format.
+
+    Steps, in this order:
+
+    1. the size: ``raw`` longer than ``max_bytes`` raises :class:`EventTooLarge` before a byte of
+       it is parsed (an event exactly ``max_bytes`` long is accepted);
+    2. the JSON: invalid UTF-8 or JSON raises :class:`EnvelopeError` with path ``"$"``;
+    3. the envelope: :func:`validate`; any problem raises :class:`EnvelopeError` listing all.
+
+    Returns the parsed object, unchanged. Raises ``TypeError`` if ``raw`` is not bytes.
+    """
+    _check_limit(max_bytes)
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise TypeError(f"raw must be bytes, not {type(raw).__name__}")
+    if len(raw) > max_bytes:
+        raise EventTooLarge(len(raw), max_bytes)
+    obj = _loads(raw)
+    errors = validate(obj)
+    if errors:
+        raise EnvelopeError(errors)
+    _encoded_size(obj, "$")
+    return obj  # type: ignore[no-any-return]  # validate() proved it is a dict
+
+
+def encode_event(obj: dict[str, Any], max_bytes: int = MAX_EVENT_BYTES) -> bytes:
+    """The compact JSON encoding of ``obj`` (orjson, no whitespace, keys in insertion order).
+
+    Serialises only; validate first if ``obj`` did not come from :func:`parse_event` or the
+    builders. Raises :class:`EventTooLarge` when the encoding exceeds ``max_bytes``, and
+    ``TypeError`` (``orjson.JSONEncodeError``) for values JSON cannot carry.
+    """
+    _check_limit(max_bytes)
+    encoded = orjson.dumps(obj)
+    if len(encoded) > max_bytes:
+        raise EventTooLarge(len(encoded), max_bytes)
+    return encoded
+
+
+def _media_type(content_type: str) -> str:
+    """The bare media type of a Content-Type header, refusing charsets other than UTF-8."""
+    if not isinstance(content_type, str):
+        raise UnsupportedMediaType(repr(content_type), MEDIA_TYPES)
+    media, *params = content_type.split(";")
+    media = media.strip().lower()
+    if media not in MEDIA_TYPES:
+        raise UnsupportedMediaType(content_type, MEDIA_TYPES)
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise UnsupportedMediaType(content_type, MEDIA_TYPES)
+    return media
+
+
+def _first_byte(body: bytes) -> int | None:
+    for byte in body:
+        if byte not in b" \t\r\n":
+            return byte
+    return None
+
+
+def _item(obj: Any, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeError:
+    """One parsed member of a JSON array, checked for size (re-encoded) and envelope."""
+    prefix = f"[{index}]"
+    try:
+        size = _encoded_size(obj, prefix)
+    except EnvelopeError as exc:
+        return exc
+    if size > max_bytes:
+        return EventTooLarge(size, max_bytes, prefix)
+    errors = validate(obj)
+    if errors:
+        return EnvelopeError(e.prefixed(prefix) for e in errors)
+    return obj  # type: ignore[no-any-return]
+
+
+def _line(raw: bytes, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeError:
+    """One NDJSON line: the size is checked on the raw line, before parsing."""
+    prefix = f"[{index}]"
+    if not raw.strip():
+        return EnvelopeError([FieldError(prefix, "blank line")])
+    if len(raw) > max_bytes:
+        return EventTooLarge(len(raw), max_bytes, prefix)
+    try:
+        obj = _loads(raw)
+        errors = validate(obj)
+        if errors:
+            return EnvelopeError(e.prefixed(prefix) for e in errors)
+        _encoded_size(obj, "$")
+    except EnvelopeError as exc:
+        return exc.prefixed(prefix)
+    return obj  # type: ignore[no-any-return]
+
+
+def parse_batch(
+    body: bytes, content_type: str, max_bytes: int = MAX_EVENT_BYTES
+) -> list[tuple[int, dict[str, Any] | EnvelopeError]]:
+    """Split an HTTP request body into events and parse each; failures are reported per item.
+
+    ``content_type`` selects the shape (parameters are ignored except a charset, which must be
+    UTF-8):
+
+    - ``application/json``: one event (a JSON object) or a batch (a JSON array);
+    - ``application/cloudevents+json``: one event;
+    - ``application/cloudevents-batch+json``: a JSON array of events (possibly empty);
+    - ``application/x-ndjson``, ``application/jsonl``: one event per line, ``\\n`` or ``\\r\\n``
+      ended; a final newline is fine, a blank line elsewhere is an error for that line.
+
+    Returns ``(index, event_or_error)`` pairs in body order, 0-based. A single event's errors
+    carry plain paths (``sequence``); a batch item's carry its index (``[2].data.actor.user``).
+    ``max_bytes`` applies to each event: to the body for a single event and to each NDJSON line
+    before it is parsed; an array member can only be measured after the array is parsed, so its
+    compact re-encoding is measured. The caller MUST cap the body size itself.
+
+    Raises :class:`UnsupportedMediaType` for other content types, and :class:`EnvelopeError` when
+    the body cannot be split into events: empty, not JSON, or the wrong shape for its content
+    type. Everything else (too large, invalid envelope) is reported in place of the item.
+    """
+    _check_limit(max_bytes)
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes, not {type(body).__name__}")
+    body = bytes(body)
+    media = _media_type(content_type)
+    first = _first_byte(body)
+    if first is None:
+        raise EnvelopeError([FieldError("$", "empty body")])
+
+    if media in MEDIA_NDJSON:
+        lines = body.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()  # the newline that ends the last line
+        return [
+            (i, _line(line[:-1] if line.endswith(b"\r") else line, i, max_bytes))
+            for i, line in enumerate(lines)
+        ]
+
+    is_array = first == ord("[")
+    if media == MEDIA_CLOUDEVENTS and is_array:
+        raise EnvelopeError(
+            [FieldError("$", f"must be a JSON object: {MEDIA_CLOUDEVENTS} carries one event")]
+        )
+    if media == MEDIA_CLOUDEVENTS_BATCH and not is_array:
+        raise EnvelopeError(
+            [FieldError("$", f"must be a JSON array: {MEDIA_CLOUDEVENTS_BATCH} carries a batch")]
+        )
+    if not is_array:
+        return [(0, _single(body, max_bytes))]
+    items = _loads(body)
+    if not isinstance(items, list):  # e.g. `[1] x`, already refused by the parser; kept total
+        raise EnvelopeError([FieldError("$", "must be a JSON array")])
+    return [(i, _item(obj, i, max_bytes)) for i, obj in enumerate(items)]
+
+
+def _single(body: bytes, max_bytes: int) -> dict[str, Any] | EnvelopeError:
+    """A body holding one event: too large or invalid is that item's error, not JSON is not."""
+    if len(body) > max_bytes:
+        return EventTooLarge(len(body), max_bytes)
+    obj = _loads(body)
+    if not isinstance(obj, dict):
+        raise EnvelopeError([FieldError("$", "must be a JSON object or a JSON array")])
+    errors = validate(obj)
+    if errors:
+        return EnvelopeError(errors)
+    try:
+        _encoded_size(obj, "$")
+    except EnvelopeError as exc:
+        return exc
+    return obj

@@ -1,0 +1,472 @@
+"""Adapters: Kubernetes audit webhook EventList and Teleport audit events → auditseal events.
+
+The samples in tests/data/ come from the Kubernetes and Teleport documentation; see
+tests/data/README.md.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ingest.adapters import (
+    from_k8s_event_list,
+    from_teleport,
+    k8s_source,
+    teleport_source,
+)
+from ingest.envelope import MAX_SEQUENCE, encode_event, epoch_millis, parse_event, parse_rfc3339
+from ingest.errors import EnvelopeError, EventTooLarge
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def sample(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def sample_obj(name: str) -> Any:
+    return orjson.loads(sample(name))
+
+
+class Counters:
+    """A fake of the gateway's per-source counters that records every call."""
+
+    def __init__(self, start: int = 1) -> None:
+        self.next: dict[str, int] = defaultdict(lambda: start)
+        self.calls: list[str] = []
+
+    def __call__(self, source: str) -> int:
+        self.calls.append(source)
+        number = self.next[source]
+        self.next[source] = number + 1
+        return number
+
+
+def messages(error: EnvelopeError) -> list[str]:
+    return [str(e) for e in error.errors]
+
+
+def assert_valid(event: dict[str, Any]) -> None:
+    assert parse_event(encode_event(event)) == event
+
+
+# -- Kubernetes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def k8s_events() -> tuple[list[dict[str, Any]], Counters]:
+    counters = Counters(start=41)
+    return from_k8s_event_list(sample("k8s_event_list.json"), "prod-eu", counters), counters
+
+
+def test_k8s_each_item_becomes_one_valid_api_activity_event(k8s_events):
+    produced, counters = k8s_events
+    items = sample_obj("k8s_event_list.json")["items"]
+    assert len(produced) == len(items) == 3
+    for event, item in zip(produced, items, strict=True):
+        assert_valid(event)
+        assert event["type"] == "io.auditseal.api_activity"
+        assert event["id"] == item["auditID"]
+        assert event["source"] == "k8s://prod-eu" == k8s_source("prod-eu")
+        assert event["data"]["raw"] == item  # verbatim, the parsed object unchanged
+    assert [e["sequence"] for e in produced] == [41, 42, 43]
+    assert counters.calls == ["k8s://prod-eu"] * 3
+
+
+def test_k8s_create_maps_field_by_field(k8s_events):
+    data = k8s_events[0][0]["data"]
+    assert data["actor"]["user"] == {
+        "name": "kubernetes-admin",
+        "groups": [{"name": "system:masters"}, {"name": "system:authenticated"}],
+    }
+    assert data["api"]["operation"] == "create"
+    assert data["api"]["request"] == {"uid": "d2a97a82-f39e-41d0-8b31-dd74f42ac7fe"}
+    assert data["api"]["version"] == "v1"
+    assert (data["activity_id"], data["type_uid"]) == (1, 600301)
+    assert data["resources"] == [{"type": "pods", "name": "logtest1", "namespace": "kube-system"}]
+    assert data["src_endpoint"] == {"ip": "192.168.229.157"}
+    assert (data["status_id"], data["status_code"]) == (1, "201")
+    assert data["http_response"] == {"code": 201}
+    assert data["http_request"] == {
+        "user_agent": "kubectl/v1.20.1 (linux/amd64) kubernetes/c4d7527",
+        "url": {
+            "path": "/api/v1/namespaces/kube-system/pods",
+            "query_string": "fieldManager=kubectl-run",
+        },
+    }
+    assert data["actor"]["authorizations"] == [{"decision": "allow"}]
+    assert data["metadata"]["product"] == {
+        "name": "Kubernetes API server",
+        "vendor_name": "Kubernetes",
+    }
+
+
+def test_k8s_times_come_from_request_received_and_stage_timestamps(k8s_events):
+    event = k8s_events[0][0]
+    assert event["time"] == "2021-02-10T00:28:46.451356Z"  # microseconds kept
+    received = parse_rfc3339("2021-02-10T00:28:46.451356Z")
+    assert event["data"]["time"] == event["data"]["start_time"] == epoch_millis(received)
+    assert event["data"]["end_time"] == epoch_millis(parse_rfc3339("2021-02-10T00:28:46.466102Z"))
+
+
+def test_k8s_subresource_uid_and_api_group(k8s_events):
+    data = k8s_events[0][1]["data"]
+    assert data["actor"]["user"]["uid"] == "43ee00d0-fd9a-48ff-9e74-da11e39144fe"
+    assert data["resources"] == [
+        {"type": "addonsets/status", "name": "root-admin", "namespace": "root"}
+    ]
+    assert data["api"]["group"] == {"name": "addon.private.gdc.goog"}
+    assert data["activity_id"] == 3  # patch → Update
+    assert data["actor"]["authorizations"][0]["policy"]["desc"].startswith("RBAC: allowed by")
+
+
+def test_k8s_forbidden_request_is_a_failure(k8s_events):
+    data = k8s_events[0][2]["data"]
+    assert (data["activity_id"], data["status_id"], data["status"]) == (2, 2, "Failure")
+    assert (data["status_code"], data["status_detail"]) == ("403", "Forbidden")
+    assert data["message"].startswith('secrets "db-credentials" is forbidden')
+    assert data["actor"]["authorizations"] == [{"decision": "forbid"}]
+    assert data["src_endpoint"] == {"ip": "172.31.9.19"}  # the first of sourceIPs
+
+
+def test_k8s_input_object_is_not_modified():
+    doc = sample_obj("k8s_event_list.json")
+    before = copy.deepcopy(doc)
+    produced = from_k8s_event_list(orjson.dumps(doc), "c", Counters())
+    produced[0]["data"]["raw"]["verb"] = "changed"  # the raw copy is the event's own
+    assert doc == before
+
+
+def test_k8s_stage_without_response_is_status_unknown():
+    doc = sample_obj("k8s_event_list.json")
+    item = doc["items"][0]
+    item["stage"] = "RequestReceived"
+    del item["responseStatus"], item["stageTimestamp"]
+    (event,) = from_k8s_event_list(orjson.dumps({**doc, "items": [item]}), "c", Counters())
+    assert event["data"]["status_id"] == 0
+    assert "end_time" not in event["data"]
+
+
+def test_k8s_empty_or_null_items_produce_nothing_and_consume_no_sequence():
+    counters = Counters()
+    for items in ([], None):
+        body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+        assert from_k8s_event_list(orjson.dumps(body), "c", counters) == []
+    assert counters.calls == []
+
+
+def test_k8s_cluster_names_are_percent_encoded_into_the_source():
+    (event, *_) = from_k8s_event_list(sample("k8s_event_list.json"), "eu west/1", Counters())
+    assert event["source"] == "k8s://eu%20west%2F1"
+    assert_valid(event)
+    with pytest.raises(ValueError):
+        from_k8s_event_list(sample("k8s_event_list.json"), "", Counters())
+
+
+def k8s_body_with(*edits: tuple[int, str, Any]) -> bytes:
+    """The sample EventList with item fields replaced (or removed with ...)."""
+    doc = sample_obj("k8s_event_list.json")
+    for index, key, value in edits:
+        if value is ...:
+            del doc["items"][index][key]
+        else:
+            doc["items"][index][key] = value
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("edits", "expected"),
+    [
+        ([(1, "auditID", ...)], ["items[1].auditID: required"]),
+        ([(0, "auditID", "")], ["items[0].auditID: must be a non-empty string"]),
+        ([(2, "verb", ...)], ["items[2].verb: required"]),
+        ([(0, "user", ...)], ["items[0].user: required"]),
+        ([(0, "user", {"groups": ["g"]})], ["items[0].user.username: required (or user.uid)"]),
+        (
+            [(0, "user", {"username": "a", "groups": "g"})],
+            ["items[0].user.groups: must be a JSON array of strings"],
+        ),
+        ([(0, "sourceIPs", ...)], ["items[0].sourceIPs: required"]),
+        ([(0, "sourceIPs", [])], ["items[0].sourceIPs: must be a non-empty JSON array"]),
+        ([(0, "sourceIPs", ["localhost"])], ["items[0].sourceIPs[0]: not an IP address"]),
+        (
+            [(0, "stageTimestamp", "yesterday")],
+            ["items[0].stageTimestamp: not an RFC 3339 timestamp"],
+        ),
+        (
+            [(0, "requestReceivedTimestamp", ...), (0, "stageTimestamp", ...)],
+            ["items[0].requestReceivedTimestamp: required (or stageTimestamp)"],
+        ),
+        (
+            [(0, "responseStatus", {"code": "201"})],
+            ["items[0].responseStatus.code: must be an integer"],
+        ),
+        ([(0, "objectRef", "pods")], ["items[0].objectRef: must be a JSON object"]),
+        ([(0, "kind", "Policy")], ["items[0].kind: must be 'Event'"]),
+        (
+            [(0, "auditID", ...), (0, "verb", ...), (2, "sourceIPs", ["x"])],
+            [
+                "items[0].auditID: required",
+                "items[0].verb: required",
+                "items[2].sourceIPs[0]: not an IP address",
+            ],
+        ),
+    ],
+)
+def test_k8s_bad_items_are_refused_naming_item_and_field(edits, expected):
+    counters = Counters()
+    with pytest.raises(EnvelopeError) as caught:
+        from_k8s_event_list(k8s_body_with(*edits), "c", counters)
+    assert messages(caught.value) == expected
+    assert counters.calls == []  # nothing is numbered when the body is refused
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"{not json", "$: not valid JSON"),
+        (b"[]", "$: must be a JSON object"),
+        (
+            b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","items":[]}',
+            "kind: must be 'EventList'",
+        ),
+        (
+            b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1","items":[]}',
+            "apiVersion: must be 'audit.k8s.io/v1'",
+        ),
+        (
+            b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":{}}',
+            "items: must be a JSON array",
+        ),
+        (
+            b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[7]}',
+            "items[0]: must be a JSON object",
+        ),
+    ],
+)
+def test_k8s_bad_bodies_are_refused(body, expected):
+    with pytest.raises(EnvelopeError) as caught:
+        from_k8s_event_list(body, "c", Counters())
+    assert messages(caught.value)[0].startswith(expected)
+
+
+def test_k8s_wrong_kind_and_version_are_both_reported():
+    with pytest.raises(EnvelopeError) as caught:
+        from_k8s_event_list(b'{"kind":"List","apiVersion":"v1","items":[]}', "c", Counters())
+    assert messages(caught.value) == [
+        "kind: must be 'EventList'",
+        "apiVersion: must be 'audit.k8s.io/v1'",
+    ]
+
+
+def test_k8s_an_item_too_large_is_refused_whole_before_numbering():
+    doc = sample_obj("k8s_event_list.json")
+    doc["items"][1]["requestObject"] = {"data": {"blob": "x" * 5000}}
+    counters = Counters()
+    with pytest.raises(EventTooLarge) as caught:
+        from_k8s_event_list(orjson.dumps(doc), "c", counters, max_bytes=4000)
+    assert caught.value.path == "items[1]"
+    assert str(caught.value.errors[0]).startswith("items[1]: event of ")
+    assert counters.calls == []
+
+
+def test_k8s_size_is_measured_with_the_widest_sequence():
+    produced = from_k8s_event_list(sample("k8s_event_list.json"), "c", Counters())
+    widest = max(len(encode_event({**e, "sequence": MAX_SEQUENCE})) for e in produced)
+    # A limit that fits every event with sequence 1 but not with the widest sequence is refused
+    # up front, so no later sequence number can push an accepted event over the limit.
+    with pytest.raises(EventTooLarge):
+        from_k8s_event_list(sample("k8s_event_list.json"), "c", Counters(), max_bytes=widest - 1)
+
+
+def test_k8s_a_bad_counter_is_a_caller_bug():
+    with pytest.raises(ValueError, match="next_sequence"):
+        from_k8s_event_list(sample("k8s_event_list.json"), "c", lambda source: 0)
+
+
+# -- Teleport -------------------------------------------------------------------------------------
+
+
+def test_teleport_user_login_becomes_authentication():
+    counters = Counters(start=9)
+    event = from_teleport(sample("teleport_user_login.json"), counters)
+    assert_valid(event)
+    doc = sample_obj("teleport_user_login.json")
+    assert event["type"] == "io.auditseal.authentication"
+    assert event["id"] == doc["uid"]
+    assert event["source"] == "teleport://root.cluster" == teleport_source("root.cluster")
+    assert (event["sequence"], counters.calls) == (9, ["teleport://root.cluster"])
+    assert event["time"] == "2019-04-22T00:49:03.000Z"
+    data = event["data"]
+    assert (data["class_uid"], data["activity_id"], data["status_id"]) == (3002, 1, 1)
+    assert data["user"] == {"name": "admin@example.com"}
+    assert data["src_endpoint"] == {"ip": "2.2.2.2"}
+    assert data["service"] == {"name": "root.cluster"}
+    assert (data["auth_protocol"], data["auth_protocol_id"]) == ("headless", 99)
+    assert data["metadata"]["event_code"] == "T1013I"
+    assert data["metadata"]["uid"] == doc["uid"]
+    assert data["metadata"]["sequence"] == 0  # Teleport's `ei`
+    assert data["message"] == doc["message"]
+    assert data["raw"] == doc
+
+
+def test_teleport_refused_login_is_a_failed_logon():
+    event = from_teleport(sample("teleport_user_login_denied.json"), Counters())
+    assert_valid(event)
+    assert (event["data"]["activity_id"], event["data"]["status_id"]) == (1, 2)
+    assert event["data"]["raw"] == sample_obj("teleport_user_login_denied.json")
+
+
+def test_teleport_db_query_becomes_datastore_activity():
+    event = from_teleport(sample("teleport_db_session_query.json"), Counters())
+    assert_valid(event)
+    doc = sample_obj("teleport_db_session_query.json")
+    data = event["data"]
+    assert event["type"] == "io.auditseal.datastore_activity"
+    assert event["source"] == "teleport://root"
+    assert (data["class_uid"], data["activity_id"], data["status_id"]) == (6005, 4, 1)
+    assert data["query_info"] == {"query_string": doc["db_query"]}
+    assert data["database"] == {"name": "test", "uid": "local", "type": "postgres"}
+    assert data["actor"] == {"user": {"name": "alice"}, "session": {"uid": doc["sid"]}}
+    assert "src_endpoint" not in data  # Teleport's db events carry no client address
+    assert data["metadata"]["sequence"] == 29
+    assert data["raw"] == doc
+
+
+def test_teleport_failed_db_query_is_a_failure():
+    doc = sample_obj("teleport_db_session_query.json")
+    doc.update(event="db.session.query.failed", code="TDB02W", error="permission denied")
+    event = from_teleport(orjson.dumps(doc), Counters())
+    assert (event["data"]["status_id"], event["data"]["status_detail"]) == (2, "permission denied")
+
+
+def test_teleport_other_events_become_api_activity_with_status_from_the_code():
+    event = from_teleport(sample("teleport_sftp_failed.json"), Counters())
+    assert_valid(event)
+    data = event["data"]
+    assert (data["class_uid"], data["activity_id"]) == (6003, 99)
+    assert data["api"]["operation"] == "sftp"
+    assert data["status_id"] == 2  # no `success` field: the E in TS001E decides
+    assert data["status_detail"] == "EOF"
+    assert data["resources"] == [{"name": "im-a-server-hostname", "type": "node"}]
+    assert data["src_endpoint"] == {"ip": "127.0.0.1"}
+    assert "session" not in data["actor"]  # an empty sid is no session
+    assert data["raw"] == sample_obj("teleport_sftp_failed.json")
+
+
+def test_teleport_event_without_cluster_name_needs_a_default_cluster():
+    with pytest.raises(EnvelopeError) as caught:
+        from_teleport(sample("teleport_exec.json"), Counters())
+    assert messages(caught.value) == ["cluster_name: required"]
+    event = from_teleport(sample("teleport_exec.json"), Counters(), cluster="root")
+    assert_valid(event)
+    assert event["source"] == "teleport://root"
+    assert event["data"]["resources"] == [{"name": "clusterOne", "type": "kube_cluster"}]
+    assert event["data"]["status_id"] == 1
+    assert event["data"]["raw"] == sample_obj("teleport_exec.json")  # not given a cluster_name
+
+
+def test_teleport_cluster_name_in_the_event_wins_over_the_default():
+    event = from_teleport(sample("teleport_user_login.json"), Counters(), cluster="other")
+    assert event["source"] == "teleport://root.cluster"
+
+
+def test_teleport_event_that_cannot_be_mapped_names_every_field_and_numbers_nothing():
+    counters = Counters()
+    with pytest.raises(EnvelopeError) as caught:
+        from_teleport(sample("teleport_user_login_local_failed.json"), counters)
+    assert messages(caught.value) == [
+        "cluster_name: required",
+        "addr.remote: required (the source address becomes data.src_endpoint.ip)",
+    ]
+    assert counters.calls == []
+
+
+@pytest.mark.parametrize(
+    ("remote", "ip"),
+    [("[::1]:3022", "::1"), ("10.0.0.1", "10.0.0.1"), ("2001:db8::7", "2001:db8::7")],
+)
+def test_teleport_remote_addresses(remote, ip):
+    doc = sample_obj("teleport_sftp_failed.json")
+    doc["addr.remote"] = remote
+    assert from_teleport(orjson.dumps(doc), Counters())["data"]["src_endpoint"] == {"ip": ip}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"uid": None}, ["uid: required"]),
+        ({"event": ""}, ["event: must be a non-empty string"]),
+        ({"time": "2019-04-22"}, ["time: not an RFC 3339 timestamp"]),
+        ({"time": None}, ["time: required"]),
+        ({"user": {"user": "x"}}, ["user: must be a non-empty string"]),
+        ({"success": "yes"}, ["success: must be a boolean"]),
+        ({"ei": "0"}, ["ei: must be an integer"]),
+        ({"cluster_name": 5}, ["cluster_name: must be a non-empty string"]),
+        (
+            {"addr.remote": "ec2-54-162-177-255.compute-1.amazonaws.com:3389"},
+            ["addr.remote: not an IP address with an optional port"],
+        ),
+        ({"uid": None, "user": None}, ["uid: required", "user: required"]),
+    ],
+)
+def test_teleport_bad_fields_are_named(edit, expected):
+    doc = sample_obj("teleport_user_login.json")
+    for key, value in edit.items():
+        if value is None:
+            del doc[key]
+        else:
+            doc[key] = value
+    with pytest.raises(EnvelopeError) as caught:
+        from_teleport(orjson.dumps(doc), Counters())
+    assert messages(caught.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"db_query": None}, ["db_query: required"]),
+        ({"db_query": ""}, ["db_query: must be a non-empty string"]),
+        ({"db_name": None, "db_service": None}, ["db_name: required (or db_service)"]),
+        ({"addr.remote": "nowhere"}, ["addr.remote: not an IP address with an optional port"]),
+    ],
+)
+def test_teleport_bad_db_query_fields_are_named(edit, expected):
+    doc = sample_obj("teleport_db_session_query.json")
+    for key, value in edit.items():
+        if value is None:
+            del doc[key]
+        else:
+            doc[key] = value
+    with pytest.raises(EnvelopeError) as caught:
+        from_teleport(orjson.dumps(doc), Counters())
+    assert messages(caught.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"), [(b"nope", "$: not valid JSON"), (b"[{}]", "$: must be a JSON object")]
+)
+def test_teleport_bad_bodies_are_refused(body, expected):
+    with pytest.raises(EnvelopeError) as caught:
+        from_teleport(body, Counters())
+    assert messages(caught.value)[0].startswith(expected)
+
+
+def test_teleport_event_too_large_is_refused_before_numbering():
+    doc = sample_obj("teleport_db_session_query.json")
+    doc["db_query"] = "SELECT '" + "x" * 5000 + "'"
+    counters = Counters()
+    with pytest.raises(EventTooLarge):
+        from_teleport(orjson.dumps(doc), counters, max_bytes=4000)
+    assert counters.calls == []
+
+
+def test_adapters_want_bytes():
+    with pytest.raises(TypeError):
+        from_teleport("{}", Counters())  # type: ignore[arg-type]
