@@ -57,6 +57,8 @@ class BuiltBlock:
     records: tuple[Record, ...]
     nodes: tuple[Node, ...]
     """Every complete subtree the block creates, leaves included: what the store must write."""
+    tip: LogTip
+    """The log's tip once this block is committed."""
 
 
 def build_block(
@@ -97,4 +99,9 @@ def build_block(
         prev_hash=prev.hash() if prev else GENESIS_HASH,
     )
     checkpoint = signer.sign_note(Checkpoint(tip.origin, compact.size, header.root).to_text())
-    return BuiltBlock(SealedBlock(header, checkpoint, entries), tuple(records), tuple(nodes))
+    return BuiltBlock(
+        SealedBlock(header, checkpoint, entries),
+        tuple(records),
+        tuple(nodes),
+        LogTip(tip.origin, compact, header, last),
+    )

@@ -40,8 +40,5 @@ class LogWriter:
         except ConflictError:
             self._tips.pop(origin, None)
             raise
-        block = built.block
-        compact = self._tips[origin].compact.copy()
-        compact.extend(e.leaf_hash() for e in block.entries)
-        self._tips[origin] = LogTip(origin, compact, block.header, records[-1].position)
-        return block
+        self._tips[origin] = built.tip
+        return built.block

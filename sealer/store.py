@@ -26,7 +26,7 @@ from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
 from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
-from verifier.merkle import EMPTY_ROOT, NodeID, ProofPlan, consistency_plan, inclusion_plan
+from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
 
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredBlock"]
 
@@ -387,24 +387,33 @@ class BlockStore:
 
     # --- tree nodes and proofs --------------------------------------------------------------
 
+    def _fetch(self, log_id: int, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+        """The hashes of ``ids`` in one query; raises StoreError if one is missing."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        # A join on the full primary key from a VALUES list: one B-tree seek per node. (A
+        # row-value `(level, idx) IN (VALUES ...)` makes SQLite 3.40 scan the whole log.)
+        sql = (
+            "WITH want(level, idx) AS (VALUES " + ",".join(["(?,?)"] * len(wanted)) + ") "
+            "SELECT n.level, n.idx, n.hash FROM want CROSS JOIN nodes n "
+            "ON n.log_id = ? AND n.level = want.level AND n.idx = want.idx"
+        )
+        args: list[int] = [x for node in wanted for x in node]
+        args.append(log_id)
+        got = {(level, idx): h for level, idx, h in self._db.execute(sql, args)}
+        if len(got) != len(wanted):
+            missing = next(node for node in wanted if node not in got)
+            raise StoreError(f"{self.path}: tree node {missing} is missing")
+        return got
+
     def _nodes(self, log_id: int, ids: Sequence[NodeID]) -> list[bytes]:
-        out = []
-        for level, idx in ids:
-            row = self._db.execute(
-                "SELECT hash FROM nodes WHERE log_id = ? AND level = ? AND idx = ?",
-                (log_id, level, idx),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"{self.path}: tree node ({level}, {idx}) is missing")
-            out.append(row[0])
-        return out
+        got = self._fetch(log_id, ids)
+        return [got[node] for node in ids]
 
     def node(self, origin: str, level: int, index: int) -> bytes:
         """The stored hash of complete subtree ``(level, index)``."""
         return self._nodes(self._log_id(origin), [(level, index)])[0]
-
-    def _resolve(self, log_id: int, plan: ProofPlan) -> list[bytes]:
-        return plan.rehash(self._nodes(log_id, plan.ids))
 
     def _check_size(self, origin: str, size: int | None) -> int:
         current = self.size(origin)
@@ -414,40 +423,47 @@ class BlockStore:
             raise InputError(f"{origin}: size {size} is out of range (log size {current})")
         return size
 
+    @staticmethod
+    def _root(got: dict[NodeID, bytes], size: int) -> bytes:
+        if size == 0:
+            return EMPTY_ROOT
+        return CompactRange(size, [got[node] for node in CompactRange.node_ids(size)]).root()
+
     def root(self, origin: str, size: int | None = None) -> bytes:
         """The tree root at any ``size`` up to the log's size, from O(log n) nodes."""
         size = self._check_size(origin, size)
-        if size == 0:
-            return EMPTY_ROOT
-        return CompactRange(
-            size, self._nodes(self._log_id(origin), CompactRange.node_ids(size))
-        ).root()
+        got = self._fetch(self._log_id(origin), CompactRange.node_ids(size))
+        return self._root(got, size)
 
     def inclusion_proof(self, origin: str, index: int, size: int | None = None) -> InclusionProof:
+        """Inclusion of leaf ``index`` in the tree of ``size``: one query, O(log n) nodes."""
         size = self._check_size(origin, size)
         if not 0 <= index < size:
             raise InputError(f"{origin}: index {index} is out of range for size {size}")
-        log_id = self._log_id(origin)
-        (leaf,) = self._nodes(log_id, [(0, index)])
-        proof = self._resolve(log_id, inclusion_plan(index, size))
-        return InclusionProof(origin, index, size, leaf, self.root(origin, size), proof)
+        plan = inclusion_plan(index, size)
+        got = self._fetch(
+            self._log_id(origin), [(0, index), *plan.ids, *CompactRange.node_ids(size)]
+        )
+        proof = plan.rehash([got[node] for node in plan.ids])
+        return InclusionProof(origin, index, size, got[(0, index)], self._root(got, size), proof)
 
     def consistency_proof(
         self, origin: str, old_size: int, new_size: int | None = None
     ) -> ConsistencyProof:
+        """Consistency of ``old_size`` with ``new_size``: one query, O(log n) nodes."""
         new_size = self._check_size(origin, new_size)
         if not 0 < old_size <= new_size:
             raise InputError(
                 f"{origin}: consistency needs 0 < old <= new, got old {old_size}, new {new_size}"
             )
-        proof = self._resolve(self._log_id(origin), consistency_plan(old_size, new_size))
+        plan = consistency_plan(old_size, new_size)
+        got = self._fetch(
+            self._log_id(origin),
+            [*plan.ids, *CompactRange.node_ids(old_size), *CompactRange.node_ids(new_size)],
+        )
+        proof = plan.rehash([got[node] for node in plan.ids])
         return ConsistencyProof(
-            origin,
-            old_size,
-            new_size,
-            self.root(origin, old_size),
-            self.root(origin, new_size),
-            proof,
+            origin, old_size, new_size, self._root(got, old_size), self._root(got, new_size), proof
         )
 
 

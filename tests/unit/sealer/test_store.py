@@ -186,3 +186,13 @@ def test_readonly_store_refuses_writes(filled):
         with pytest.raises(StoreError, match="cannot write"):
             ro.redact(ORIGIN, 0, "a", "b")
         assert ro.entries(ORIGIN, 0, 1)[0].value is not None
+
+
+def test_a_missing_node_is_named(filled):
+    db = sqlite3.connect(filled.path)
+    db.execute("DROP TRIGGER nodes_no_delete")
+    db.execute("DELETE FROM nodes WHERE level = 0 AND idx = 2")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=r"tree node \(0, 2\) is missing"):
+        filled.inclusion_proof(ORIGIN, 2)

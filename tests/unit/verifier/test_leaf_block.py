@@ -94,9 +94,7 @@ def _blocks(sizes: list[int]) -> list[SealedBlock]:
             Record(pos + 2 * i, 1000 + i, b"src", f"event {pos + i}".encode()) for i in range(n)
         ]
         built = build_block(tip, records, SIGNER, sealed_at_ms=42, new_salt=lambda: SALT)
-        compact = tip.compact.copy()
-        compact.extend(e.leaf_hash() for e in built.block.entries)
-        tip = LogTip(ORIGIN, compact, built.block.header, records[-1].position)
+        tip = built.tip
         pos = records[-1].position + 1
         out.append(built.block)
     return out
