@@ -1,0 +1,364 @@
+"""``auditseal dev up|status|down``: the local broker and chain (see docs/DEV.md).
+
+Wired into the root CLI lazily by ``sealer/cli.py``. The root's ``main()`` does not know
+InfraError, so every command here goes through ``_infra_errors``, which prints
+``auditseal: error: <message>`` and exits with the error's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from infra import state
+from infra.errors import InfraError
+from infra.state import DevState, Service
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_CODES = (
+    "Exit codes: 0 ok, 2 usage or input (a port already in use, a missing tool or a bad state "
+    "file), 3 a service unavailable (did not start or answer in time)."
+)
+
+
+def _infra_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn an InfraError into one line on stderr and the error's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except InfraError as exc:
+            click.echo(f"auditseal: error: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None
+
+    return wrapper
+
+
+state_option = click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=state.DEFAULT_STATE,
+    envvar=state.ENV_STATE,
+    show_default=True,
+    show_envvar=True,
+    help="State file of the dev stack; logs go to its directory.",
+)
+
+
+def _elapsed(since: float) -> str:
+    return f"{time.monotonic() - since:.1f} s"
+
+
+def _describe(service: Service) -> str:
+    where = f"pid {service.pid}" if service.pid else f"compose project {service.compose_project}"
+    return f"{service.kind}, {where}"
+
+
+@click.group("dev")
+def dev() -> None:
+    """Local stack: a Kafka-protocol broker and an Anvil chain on 127.0.0.1.
+
+    `dev up` starts both (Apache Kafka in Docker where an engine answers, else Tansu; Anvil from
+    node_modules), `dev status` probes them, `dev down` stops what `dev up` started. Other
+    commands find them through the state file, or $AUDITSEAL_BOOTSTRAP and $AUDITSEAL_RPC.
+    """
+
+
+@dev.command("up")
+@state_option
+@click.option(
+    "--broker-port",
+    type=click.IntRange(1, 65535),
+    default=9092,
+    envvar="AUDITSEAL_BROKER_PORT",
+    show_default=True,
+    show_envvar=True,
+    help="Loopback port of the Kafka-protocol broker.",
+)
+@click.option(
+    "--chain-port",
+    type=click.IntRange(1, 65535),
+    default=8545,
+    envvar="AUDITSEAL_CHAIN_PORT",
+    show_default=True,
+    show_envvar=True,
+    help="Loopback port of Anvil's JSON-RPC.",
+)
+@click.option(
+    "--broker",
+    "broker_impl",
+    type=click.Choice(["auto", "docker", "tansu"]),
+    default="auto",
+    envvar="AUDITSEAL_BROKER",
+    show_default=True,
+    show_envvar=True,
+    help="auto: Apache Kafka in Docker if `docker info` answers, else Tansu.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for each service to answer.",
+)
+@_infra_errors
+def up(
+    state_file: Path, broker_port: int, chain_port: int, broker_impl: str, timeout: float
+) -> None:
+    """Start the broker and the chain, create the topics, write the state file.
+
+    Both listen on 127.0.0.1 only and run detached (their own session), logging to files next
+    to the state file. Already up: says so and exits 0. A port already in use is exit 2 and
+    starts nothing.
+
+    Exit codes: 0 up (or already up), 2 a port already in use (or the same port given twice), a
+    missing tool or a bad state file, 3 a service did not start or answer in time.
+    """
+    from infra import broker, chain, processes, topics
+
+    began = time.monotonic()
+    path = state.state_path(state_file)
+    current = state.load(path) or DevState()
+    keep_broker = current.broker is not None and broker.is_running(current.broker)
+    keep_chain = current.chain is not None and chain.is_running(current.chain)
+    if not (keep_broker or keep_chain):
+        current = DevState()  # nothing recorded is running any more (e.g. after a reboot)
+
+    if keep_broker and keep_chain:
+        assert current.broker is not None and current.chain is not None
+        broker.wait_ready(current.broker, timeout)
+        chain.wait_ready(current.chain, timeout)
+        broker.ensure_topics(current.broker.address, timeout=timeout)
+        click.echo(
+            f"dev stack already up: broker {current.broker.address} "
+            f"({_describe(current.broker)}), chain {current.chain.address} "
+            f"({_describe(current.chain)}); state {path}"
+        )
+        if (current.broker.port, current.chain.port) != (broker_port, chain_port):
+            click.echo("(ports as started; run `auditseal dev down` first to change them)")
+        return
+
+    wanted: dict[str, int] = {}
+    if not keep_broker:
+        wanted["broker"] = broker_port
+    if not keep_chain:
+        wanted["chain"] = chain_port
+    for kept in (current.broker if keep_broker else None, current.chain if keep_chain else None):
+        if kept is not None and kept.port in wanted.values():
+            raise InfraError(f"port {kept.port} is already used by the running {kept.kind}", 2)
+    processes.check_ports_free(wanted)
+    docker = False if keep_broker else broker.use_docker(broker_impl)
+    if not keep_chain:
+        chain.find_anvil()  # a missing node_modules fails here, before anything starts
+
+    log_dir = path.parent.absolute()
+    started: list[tuple[str, Service]] = []
+    try:
+        if keep_chain:
+            assert current.chain is not None
+            click.echo(f"chain: already running ({_describe(current.chain)})")
+        else:
+            click.echo(f"starting chain: anvil on 127.0.0.1:{chain_port} (log {log_dir}/anvil.log)")
+            current.chain = chain.spawn(chain_port, log_dir / "anvil.log")
+            started.append(("chain", current.chain))
+        if keep_broker:
+            assert current.broker is not None
+            click.echo(f"broker: already running ({_describe(current.broker)})")
+        else:
+            kind = "apache kafka (docker compose)" if docker else "tansu"
+            click.echo(
+                f"starting broker: {kind} on 127.0.0.1:{broker_port} (log {log_dir}/broker.log)"
+            )
+            current.broker = broker.spawn(broker_port, log_dir / "broker.log", docker=docker)
+            started.append(("broker", current.broker))
+        current.started_at = current.started_at or time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime()
+        )
+        state.save(current, path)  # PIDs on disk first, so that `dev down` can always clean up
+
+        assert current.broker is not None and current.chain is not None
+        broker.wait_ready(current.broker, timeout)
+        click.echo(f"broker answers at {current.broker.address} ({_elapsed(began)})")
+        chain_id = chain.wait_ready(current.chain, timeout)
+        click.echo(
+            f"chain answers at {current.chain.address}, chain id {chain_id} ({_elapsed(began)})"
+        )
+        counts = broker.ensure_topics(current.broker.address, timeout=timeout)
+        listed = ", ".join(f"{name} ({n})" for name, n in counts.items())
+        click.echo(f"topics: {listed}")
+        for name, n in counts.items():
+            if n != topics.PARTITIONS[name]:
+                click.echo(
+                    f"warning: {name} has {n} partitions, expected {topics.PARTITIONS[name]}"
+                )
+    except BaseException:
+        _undo(started, current, path)
+        raise
+
+    click.echo(
+        f"dev stack up in {_elapsed(began)}: bootstrap {current.broker.address}, "
+        f"rpc {current.chain.address}; state {path}"
+    )
+    if current.broker.kind == "tansu":
+        click.echo("note: Tansu keeps everything in memory; `auditseal dev down` drops the topics")
+
+
+def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> None:
+    """After a failed `up`: stop what this run started and forget it in the state file."""
+    from infra import broker, chain
+
+    for role, service in started:
+        try:
+            (broker.stop if role == "broker" else chain.stop)(service)
+        except InfraError as exc:
+            click.echo(
+                f"warning: could not stop the {role} ({_describe(service)}): {exc}", err=True
+            )
+            continue
+        setattr(current, role, None)
+    if current.broker is None and current.chain is None:
+        state.remove(path)
+    else:
+        state.save(current, path)
+
+
+@dev.command("status")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_infra_errors
+def status(state_file: Path, as_json: bool) -> None:
+    """Probe the broker and the chain and print where they are and what runs them.
+
+    Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file, else the
+    defaults. Exit codes: 0 both answer, 3 either does not, 2 a bad state file.
+    """
+    from infra import broker, chain
+
+    path = state.state_path(state_file)
+    current = state.load(path)
+    bootstrap, rpc = state.endpoints(path)
+    topic_counts = broker.probe(bootstrap, timeout=5.0)
+    chain_id = chain.probe(rpc)
+
+    def managed(service: Service | None, address: str, running: bool | None) -> dict[str, Any]:
+        if service is None or service.address != address:
+            return {"kind": None, "pid": None, "process_running": None, "log": None}
+        return {
+            "kind": service.kind,
+            "pid": service.pid,
+            "process_running": running,
+            "log": service.log,
+        }
+
+    broker_svc = current.broker if current else None
+    chain_svc = current.chain if current else None
+    broker_running = broker.is_running(broker_svc) if broker_svc else None
+    chain_running = chain.is_running(chain_svc) if chain_svc else None
+    data: dict[str, Any] = {
+        "up": topic_counts is not None and chain_id is not None,
+        "state_file": str(path),
+        "state_file_exists": current is not None,
+        "started_at": current.started_at if current else None,
+        "broker": {
+            "address": bootstrap,
+            "answering": topic_counts is not None,
+            "topics": topic_counts or {},
+            **managed(broker_svc, bootstrap, broker_running),
+        },
+        "chain": {
+            "rpc_url": rpc,
+            "answering": chain_id is not None,
+            "chain_id": chain_id,
+            **managed(chain_svc, rpc, chain_running),
+        },
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(_status_text(data))
+    if not data["up"]:
+        raise SystemExit(3)
+
+
+def _status_text(data: dict[str, Any]) -> str:
+    def who(entry: dict[str, Any]) -> str:
+        if entry["kind"] is None:
+            return "not started by `dev up`"
+        parts = [entry["kind"]]
+        if entry["pid"]:
+            alive = "" if entry["process_running"] else " (not running)"
+            parts.append(f"pid {entry['pid']}{alive}")
+        if entry["log"]:
+            parts.append(f"log {entry['log']}")
+        return ", ".join(parts)
+
+    b, c = data["broker"], data["chain"]
+    lines = [
+        f"broker  {'up  ' if b['answering'] else 'DOWN'}  {b['address']}  {who(b)}",
+    ]
+    if b["answering"]:
+        listed = ", ".join(f"{name} ({n})" for name, n in b["topics"].items()) or "none"
+        lines.append(f"        topics: {listed}")
+    chain_id = f"chain id {c['chain_id']}, " if c["answering"] else ""
+    lines.append(
+        f"chain   {'up  ' if c['answering'] else 'DOWN'}  {c['rpc_url']}  {chain_id}{who(c)}"
+    )
+    exists = "" if data["state_file_exists"] else " (none)"
+    lines.append(f"state   {data['state_file']}{exists}")
+    return "\n".join(lines)
+
+
+@dev.command("down")
+@state_option
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
+@_infra_errors
+def down(state_file: Path, timeout: float) -> None:
+    """Stop what `dev up` started and remove the state file.
+
+    A PID is signalled only if /proc/PID/cmdline is still the command `dev up` ran: SIGTERM,
+    then SIGKILL after --timeout seconds. Nothing started: says so and exits 0.
+    """
+    from infra import broker, chain
+
+    path = state.state_path(state_file)
+    current = state.load(path)
+    if current is None:
+        click.echo(f"nothing to stop: no state file at {path}")
+        return
+    failures: list[InfraError] = []
+    for role in ("broker", "chain"):
+        service: Service | None = getattr(current, role)
+        if service is None:
+            continue
+        stop = broker.stop if role == "broker" else chain.stop
+        try:
+            stopped = stop(service, timeout)
+        except InfraError as exc:
+            failures.append(exc)
+            continue
+        if stopped:
+            click.echo(f"stopped {role} ({_describe(service)})")
+        else:
+            click.echo(f"{role} was not running ({_describe(service)}); nothing to stop")
+        setattr(current, role, None)
+    if failures:
+        state.save(current, path)
+        raise failures[0]
+    state.remove(path)
+    click.echo("dev stack down")

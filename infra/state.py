@@ -1,0 +1,173 @@
+"""The dev stack's state file, and where the other commands find the broker and the chain.
+
+``auditseal dev up`` writes one JSON file (default ``.auditseal/dev/state.json`` relative to the
+working directory, or ``$AUDITSEAL_DEV_STATE``) naming what it started: for each service its
+kind, address, PID and exact command line (so that ``dev down`` stops only that process), and
+its log file. The logs live next to the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.errors import InfraError
+
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_RPC",
+    "DEFAULT_STATE",
+    "DevState",
+    "Service",
+    "endpoints",
+    "load",
+    "remove",
+    "save",
+    "state_path",
+]
+
+DEFAULT_STATE = Path(".auditseal") / "dev" / "state.json"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_RPC = "http://127.0.0.1:8545"
+ENV_STATE = "AUDITSEAL_DEV_STATE"
+ENV_BOOTSTRAP = "AUDITSEAL_BOOTSTRAP"
+ENV_RPC = "AUDITSEAL_RPC"
+VERSION = 1
+
+
+@dataclass
+class Service:
+    """One service of the stack as started by ``dev up``.
+
+    ``kind`` is ``tansu`` or ``docker`` for the broker, ``anvil`` for the chain. ``pid`` and
+    ``argv`` are set for processes started here (the PID's /proc cmdline must equal ``argv``
+    before anything signals it); a Docker broker has ``compose_file`` and ``compose_project``.
+    """
+
+    kind: str
+    address: str
+    port: int
+    pid: int | None = None
+    argv: list[str] = field(default_factory=list)
+    log: str | None = None
+    compose_file: str | None = None
+    compose_project: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Service:
+        return cls(
+            kind=str(data["kind"]),
+            address=str(data["address"]),
+            port=int(data["port"]),
+            pid=None if data.get("pid") is None else int(data["pid"]),
+            argv=[str(a) for a in data.get("argv") or []],
+            log=data.get("log"),
+            compose_file=data.get("compose_file"),
+            compose_project=data.get("compose_project"),
+        )
+
+
+@dataclass
+class DevState:
+    """What ``dev up`` started; either service may be absent while the stack is half up."""
+
+    broker: Service | None = None
+    chain: Service | None = None
+    started_at: str | None = None
+    version: int = VERSION
+
+    @property
+    def bootstrap(self) -> str | None:
+        return self.broker.address if self.broker else None
+
+    @property
+    def rpc_url(self) -> str | None:
+        return self.chain.address if self.chain else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DevState:
+        broker, chain = data.get("broker"), data.get("chain")
+        return cls(
+            broker=Service.from_dict(broker) if broker else None,
+            chain=Service.from_dict(chain) if chain else None,
+            started_at=data.get("started_at"),
+            version=int(data.get("version", VERSION)),
+        )
+
+
+def state_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The state file: ``path`` if given, else ``$AUDITSEAL_DEV_STATE``, else the default."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(ENV_STATE)
+    return Path(env) if env else DEFAULT_STATE
+
+
+def load(path: str | os.PathLike[str] | None = None) -> DevState | None:
+    """Read the state file; None when there is none. A malformed file is an InfraError (2)."""
+    file = state_path(path)
+    try:
+        data = json.loads(file.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return DevState.from_dict(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InfraError(f"{file}: unreadable dev state file ({exc}); remove it", 2) from exc
+
+
+def save(state: DevState, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write the state file atomically (temp file in the same directory, then os.replace)."""
+    file = state_path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(state.to_dict(), out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return file
+
+
+def remove(path: str | os.PathLike[str] | None = None) -> bool:
+    """Delete the state file; False if there was none."""
+    try:
+        state_path(path).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def endpoints(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """(bootstrap servers, RPC URL) for commands that talk to the broker and the chain.
+
+    Each comes from, first found: ``$AUDITSEAL_BOOTSTRAP`` / ``$AUDITSEAL_RPC``, the dev state
+    file (see ``state_path``), the defaults 127.0.0.1:9092 and http://127.0.0.1:8545. A missing
+    or unreadable state file falls through to the defaults.
+    """
+    bootstrap = os.environ.get(ENV_BOOTSTRAP) or None
+    rpc = os.environ.get(ENV_RPC) or None
+    if bootstrap is None or rpc is None:
+        try:
+            state = load(path)
+        except InfraError:
+            state = None
+        if state is not None:
+            bootstrap = bootstrap or state.bootstrap
+            rpc = rpc or state.rpc_url
+    return bootstrap or DEFAULT_BOOTSTRAP, rpc or DEFAULT_RPC

@@ -1,0 +1,121 @@
+"""Session-wide fixtures for the real broker and the real chain.
+
+``kafka_bootstrap`` ("host:port") and ``anvil_rpc`` (URL) start their service once per test
+session, and only when a test asks for them: through testcontainers where a Docker engine
+answers (Apache Kafka in KRaft mode, Foundry's image running Anvil), otherwise through the
+same ``infra.broker`` / ``infra.chain`` code as ``auditseal dev up`` (Tansu and Anvil from
+node_modules) on free loopback ports. Either way they are stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FOUNDRY_IMAGE = "ghcr.io/foundry-rs/foundry:v1.7.1"  # the Anvil of package.json
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """The session's broker: its bootstrap address and what runs it (``tansu`` or ``kafka``)."""
+
+    bootstrap: str
+    kind: str
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> bool:
+    from infra.processes import docker_engine_available
+
+    return docker_engine_available()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(
+    docker_engine: bool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaBroker]:
+    from infra import broker
+    from infra.processes import wait_until
+
+    if docker_engine:
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
+            bootstrap = kafka.get_bootstrap_server()
+            wait_until(lambda: broker.probe(bootstrap), 60, f"kafka container at {bootstrap}")
+            yield KafkaBroker(bootstrap, "kafka")
+        return
+
+    from infra.processes import free_port
+
+    logs: Path = tmp_path_factory.mktemp("broker")
+    service = broker.spawn(free_port(), logs / "broker.log")
+    try:
+        broker.wait_ready(service, timeout=60)
+        yield KafkaBroker(service.address, service.kind)
+    finally:
+        broker.stop(service, timeout=2.0)  # in-memory: nothing to flush; clients may linger
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    """Bootstrap servers ("host:port") of the session's Kafka-protocol broker."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def anvil_rpc(docker_engine: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """JSON-RPC URL of the session's Anvil chain (chain id 31337)."""
+    from infra import chain
+    from infra.processes import wait_until
+
+    if docker_engine:
+        from testcontainers.core.container import DockerContainer
+
+        container = (
+            DockerContainer(FOUNDRY_IMAGE)
+            .with_kwargs(entrypoint=["anvil"])
+            .with_command(["--host", "0.0.0.0", "--port", "8545"])
+            .with_exposed_ports(8545)
+        )
+        with container:
+            host = container.get_container_host_ip()
+            url = f"http://{host}:{container.get_exposed_port(8545)}"
+            wait_until(lambda: chain.probe(url, timeout=1.0), 60, f"anvil container at {url}")
+            yield url
+        return
+
+    from infra.processes import free_port
+
+    logs: Path = tmp_path_factory.mktemp("chain")
+    service = chain.spawn(free_port(), logs / "anvil.log")
+    try:
+        chain.wait_ready(service, timeout=60)
+        yield service.address
+    finally:
+        chain.stop(service)
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``new_topic(partitions=1)`` creates a uniquely named topic and returns its name.
+
+    The topics are deleted (best effort) when the test ends.
+    """
+    from infra import broker
+
+    created: list[str] = []
+
+    def factory(partitions: int = 1) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        broker.create_topic(kafka_bootstrap, name, partitions)
+        created.append(name)
+        return name
+
+    yield factory
+    broker.delete_topics(kafka_bootstrap, created)
