@@ -1,0 +1,329 @@
+"""The emitter: how a proxy written in Python publishes audit events without losing one.
+
+``Emitter.emit(event)`` assigns the source's next ``sequence``, validates the envelope, and hands
+the event to an idempotent confluent-kafka producer (acks=all, key = source, so one source's
+events stay in order on one partition). Where events wait:
+
+1. **memory**: the producer's queue, bounded by ``buffer_max`` events. The producer never
+   times a message out (``message.timeout.ms=0``): while the broker is unreachable it keeps
+   retrying, and idempotence keeps the order and drops the retries' duplicates.
+2. **spool**: when the memory queue is full, events go to an append-only spool file, and every
+   later event follows them there until the spool is drained, so the order is kept. A background
+   thread feeds the spool back into the producer as room frees up and advances the spool's
+   cursor as Kafka acknowledges.
+
+``pending()`` says how much is waiting in each, and the same numbers are Prometheus gauges.
+An event Kafka refuses for good (too large for the broker, topic not authorised) is written to a
+``failed`` spool beside the other, counted, and passed to ``on_error``: surfaced, never dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.envelope import MAX_EVENT_BYTES, EnvelopeError, encode_event, validate
+from ingest.errors import IngestError
+from ingest.sequence import SequenceCounter
+from ingest.spool import Spool
+
+__all__ = ["DeliveryFailure", "Emitter", "EmitterConfigError", "producer_config"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOPIC = "audit.events"
+DEFAULT_BUFFER_MAX = 100_000
+
+# What idempotent, durable publishing needs; an override that weakens it is refused.
+_REQUIRED = {
+    "enable.idempotence": ({True, "true"}, "without it a retry can duplicate or reorder events"),
+    "acks": ({"all", "-1", -1}, "anything short of all loses events acknowledged by one replica"),
+}
+
+
+class EmitterConfigError(IngestError, ValueError):
+    """A producer configuration that would silently weaken delivery guarantees."""
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    event_id: str
+    source: str
+    error: str
+
+
+def producer_config(
+    bootstrap: str,
+    overrides: Mapping[str, Any] | None = None,
+    buffer_max: int = DEFAULT_BUFFER_MAX,
+    message_timeout_ms: int = 0,
+) -> dict[str, Any]:
+    """The confluent-kafka producer configuration, with ``overrides`` checked.
+
+    Raises EmitterConfigError, naming the key, for any override that would disable
+    idempotence or acks=all, or let messages time out (and so be dropped) while queued.
+    ``message_timeout_ms`` is for callers that answer their own client (the HTTP gateway:
+    a timed-out event is reported as not accepted); the emitter keeps 0, never time out.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "message.timeout.ms": message_timeout_ms,
+        "queue.buffering.max.messages": buffer_max,
+        "linger.ms": 5,
+        # librdkafka's own log lines (a reconnect attempt every few ms while the broker is
+        # away) go to Python logging instead of flooding stderr.
+        "logger": logging.getLogger("auditseal.kafka"),
+    }
+    for key, value in (overrides or {}).items():
+        allowed = _REQUIRED.get(key)
+        if allowed is not None and value not in allowed[0]:
+            raise EmitterConfigError(f"producer config {key}={value!r}: refused, {allowed[1]}")
+        if key in {"message.timeout.ms", "delivery.timeout.ms"} and int(value) != 0:
+            raise EmitterConfigError(
+                f"producer config {key}={value!r}: refused, a timeout drops queued events; "
+                "the emitter spools them instead"
+            )
+        if key == "retries" and int(value) == 0:
+            raise EmitterConfigError("producer config retries=0: refused, events would be lost")
+        if key == "max.in.flight.requests.per.connection" and int(value) > 5:
+            raise EmitterConfigError(
+                f"producer config {key}={value!r}: refused, idempotence allows at most 5"
+            )
+        config[key] = value
+    return config
+
+
+class Emitter:
+    """Publish audit events to Kafka; thread-safe. Close it to flush and stop its thread."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        state_dir: str | Path,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        buffer_max: int = DEFAULT_BUFFER_MAX,
+        config: Mapping[str, Any] | None = None,
+        on_error: Callable[[DeliveryFailure], None] | None = None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        validate: bool = True,
+    ) -> None:
+        """``validate=False`` skips the envelope check, for events from :mod:`ingest.events`
+        builders, which validate what they build; size is always checked."""
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.validate = validate
+        self.max_event_bytes = max_event_bytes
+        self._producer = Producer(producer_config(bootstrap, config, buffer_max))
+        state = Path(state_dir)
+        self._sequences = SequenceCounter(state / "sequences.json")
+        self._spool = Spool(state, "events")
+        self._failed = Spool(state, "failed")
+        self._on_error = on_error
+        self.failures = 0
+        self.acked = 0
+        self._lock = threading.RLock()
+        # Spooled records handed to the producer and awaiting acknowledgement, in spool order:
+        # end offset -> acknowledged yet?
+        self._inflight: OrderedDict[int, bool] = OrderedDict()
+        self._sent_upto = self._spool.acked_offset
+        self._spooling = len(self._spool) > 0  # replay a previous run's spool first
+        self._purged: list[tuple[bytes, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="auditseal-emitter", daemon=True)
+        self._thread.start()
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> int:
+        """Publish one event; returns the ``sequence`` assigned to it.
+
+        The event MUST NOT carry a ``sequence``: the emitter owns the counter. Raises
+        EnvelopeError (every field at fault) or EventTooLarge; nothing is sent then, and the
+        sequence number is not consumed.
+        """
+        if "sequence" in event:
+            raise EnvelopeError.single("sequence", "assigned by the emitter; do not set it")
+        source = event.get("source")
+        if not isinstance(source, str) or not source:
+            raise EnvelopeError(tuple(validate({**event, "sequence": 1})))
+        return self.emit_with(source, lambda sequence: {**event, "sequence": sequence})
+
+    def emit_with(self, source: str, build: Callable[[int], dict[str, Any]]) -> int:
+        """Publish the event ``build(sequence)`` for ``source``'s next sequence; return it.
+
+        For builders such as :mod:`ingest.events` that take the sequence as an argument. If
+        ``build`` raises, or its event is invalid, nothing is sent and the number is not used.
+        """
+        with self._lock:
+            sequence = self._sequences.peek(source)
+            event = build(sequence)
+            if event.get("source") != source or event.get("sequence") != sequence:
+                raise EnvelopeError.single(
+                    "sequence", f"the built event must carry source {source!r}, sequence {sequence}"
+                )
+            if self.validate:
+                errors = validate(event)
+                if errors:
+                    raise EnvelopeError(tuple(errors))
+            value = encode_event(event, self.max_event_bytes)
+            self._sequences.next(source)
+            self._publish(source.encode(), value)
+            return sequence
+
+    def publish_raw(self, key: bytes, value: bytes) -> None:
+        """Publish an already validated and encoded event (the HTTP gateway's path)."""
+        with self._lock:
+            self._publish(key, value)
+
+    def _publish(self, key: bytes, value: bytes) -> None:
+        if not self._spooling:
+            try:
+                self._producer.produce(self.topic, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                log.warning("emitter memory buffer full: spooling to %s", self._spool.path)
+                self._spooling = True
+        self._spool.append(key, value)
+
+    # --- delivery --------------------------------------------------------------------------
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.acked += 1
+        elif _is_purge(err):
+            self._purged.append((msg.key() or b"", msg.value() or b""))
+        else:
+            self._fail(msg.key() or b"", msg.value() or b"", str(err))
+
+    def _fail(self, key: bytes, value: bytes, error: str) -> None:
+        with self._lock:
+            self._failed.append(key, value)
+            self._failed.sync()
+            self.failures += 1
+        event_id = _event_id(value)
+        log.error(
+            "event %s from %s refused by Kafka: %s", event_id, key.decode(errors="replace"), error
+        )
+        if self._on_error is not None:
+            self._on_error(DeliveryFailure(event_id, key.decode(errors="replace"), error))
+
+    def _spool_delivered(self, end: int, err: Any, msg: Any) -> None:
+        if err is not None and _is_purge(err):
+            return  # still in the spool, unacknowledged: the next run sends it
+        if err is not None:
+            self._fail(msg.key() or b"", msg.value() or b"", str(err))
+        else:
+            self.acked += 1
+        with self._lock:
+            self._inflight[end] = True
+            upto: int | None = None
+            count = 0
+            while self._inflight:
+                first, acked = next(iter(self._inflight.items()))
+                if not acked:
+                    break
+                del self._inflight[first]
+                upto, count = first, count + 1
+            if upto is not None:
+                self._spool.ack(upto, count)
+                if len(self._spool) == 0:
+                    # Everything spooled is acknowledged (the file was reset): new events may
+                    # go straight to the producer again. Not earlier: at shutdown, events still
+                    # in memory must all be older than those in the spool.
+                    self._sent_upto = 0
+                    self._spooling = False
+
+    def _drain_spool(self) -> None:
+        with self._lock:
+            if not self._spooling:
+                return
+            for end, key, value in self._spool.records(self._sent_upto):
+                try:
+                    self._producer.produce(
+                        self.topic,
+                        value,
+                        key,
+                        on_delivery=functools.partial(self._spool_delivered, end),
+                    )
+                except BufferError:
+                    return
+                self._inflight[end] = False
+                self._sent_upto = end
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+            self._drain_spool()
+
+    # --- state -----------------------------------------------------------------------------
+
+    def pending(self) -> dict[str, int]:
+        """Events not yet acknowledged by Kafka: in the producer's memory queue, in the spool."""
+        with self._lock:
+            return {"memory": len(self._producer), "spool": len(self._spool) - len(self._inflight)}
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait until everything is acknowledged or ``timeout`` passes; returns what is left."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._drain_spool()
+            self._producer.flush(min(0.2, max(0.0, deadline - time.monotonic())))
+            left = self.pending()
+            if left["memory"] == 0 and left["spool"] == 0 and not self._inflight:
+                return 0
+        left = self.pending()
+        return left["memory"] + left["spool"]
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush, stop the background thread, persist the counters; returns events left over.
+
+        If the broker stayed unreachable, events still in memory are moved into the spool,
+        ahead of what was already spooled, so the next Emitter on this state directory sends
+        them first; an event in flight at that moment may then be delivered twice (same id and
+        sequence: a visible replay, never a loss).
+        """
+        left = self.flush(timeout)
+        self._stop.set()
+        self._thread.join()
+        if left:
+            # The broker stayed away: take the queued events back from the producer (their
+            # delivery reports come back as purged) and keep them, oldest first, in the spool.
+            self._producer.purge()
+            self._producer.poll(0)
+            self._producer.flush(0)
+            with self._lock:
+                self._spool.prepend(self._purged)
+                self._purged = []
+        self._sequences.close()
+        self._spool.sync()
+        self._spool.close()
+        self._failed.close()
+        return left
+
+
+def _is_purge(err: Any) -> bool:
+    from confluent_kafka import KafkaError
+
+    return bool(err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))
+
+
+def _event_id(value: bytes) -> str:
+    try:
+        import orjson
+
+        parsed = orjson.loads(value)
+        return str(parsed.get("id", "?")) if isinstance(parsed, dict) else "?"
+    except ValueError:
+        return "?"
