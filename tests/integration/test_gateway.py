@@ -1,0 +1,255 @@
+"""The HTTP gateway as operators run it (`auditseal ingest serve`), against the real broker."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from infra.processes import free_port
+from ingest import events
+from tests.integration.test_emitter import consume
+
+pytestmark = pytest.mark.kafka
+DATA = Path(__file__).resolve().parents[1] / "data"
+SOURCE = "proxy://gateway-test"
+
+
+def auditseal(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from sealer.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@dataclass
+class Gateway:
+    port: int
+    topic: str
+    bootstrap: str
+    tokens: dict[str, str]
+    proc: subprocess.Popen[bytes]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        token: str | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {"Content-Type": content_type}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body, headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            payload = {"text": raw.decode(errors="replace")}
+        return resp.status, payload, dict(resp.getheaders())
+
+
+def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gateway:
+    tokens = {}
+    for source in (SOURCE, "proxy://other", "k8s://prod", "teleport://root.cluster"):
+        out = auditseal("ingest", "token", "--source", source, "--tokens", "tokens", cwd=workdir)
+        assert out.returncode == 0, out.stderr
+        tokens[source] = out.stdout.strip()
+    assert (workdir / "tokens").stat().st_mode & 0o077 == 0
+    assert all(t not in (workdir / "tokens").read_text() for t in tokens.values())
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from sealer.cli import main; main()",
+            "ingest",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--tokens",
+            "tokens",
+            "--state-dir",
+            "state",
+            *extra,
+        ],
+        cwd=workdir,
+    )
+    gw = Gateway(port, topic, bootstrap, tokens, proc)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if gw.request("GET", "/healthz")[0] in (200, 503):
+                return gw
+        except OSError:
+            pass
+        assert proc.poll() is None, "gateway exited"
+        assert time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def gateway(kafka_bootstrap, tmp_path_factory) -> Iterator[Gateway]:
+    from infra import broker
+
+    topic = f"gateway-{os.getpid()}"
+    broker.create_topic(kafka_bootstrap, topic, 2)
+    gw = start_gateway(
+        kafka_bootstrap, topic, tmp_path_factory.mktemp("gateway"), "--max-event-bytes", "4096"
+    )
+    yield gw
+    gw.proc.terminate()
+    gw.proc.wait(10)
+
+
+def event(seq: int, source: str = SOURCE, **changes) -> dict:
+    e = events.api_activity(
+        source, seq, {"name": "alice"}, "GET", {"name": "/x"}, "success", "10.1.2.3"
+    )
+    e.update(changes)
+    return e
+
+
+def test_tokens_are_required_and_bound_to_a_source(gateway):
+    body = orjson.dumps(event(1))
+    status, _, headers = gateway.request("POST", "/v1/events", body)
+    assert status == 401 and "WWW-Authenticate" in headers
+    assert gateway.request("POST", "/v1/events", body, token="ast_wrong")[0] == 401
+    status, payload, _ = gateway.request(
+        "POST", "/v1/events", body, token=gateway.tokens["proxy://other"]
+    )
+    assert status == 403
+    assert payload["errors"] == [
+        f"[0].source: '{SOURCE}' is not this token's source 'proxy://other'"
+    ]
+
+
+def test_one_event_an_array_and_ndjson_are_accepted_after_kafka_acks(gateway):
+    token = gateway.tokens[SOURCE]
+    single = event(1)
+    array = [event(2), event(3)]
+    ndjson = [event(4), event(5), event(6)]
+    assert gateway.request("POST", "/v1/events", orjson.dumps(single), token)[0] == 202
+    status, payload, _ = gateway.request("POST", "/v1/events", orjson.dumps(array), token)
+    assert status == 202 and payload == {"accepted": 2, "ids": [e["id"] for e in array]}
+    body = b"\n".join(orjson.dumps(e) for e in ndjson) + b"\n"
+    assert gateway.request("POST", "/v1/events", body, token, "application/x-ndjson")[0] == 202
+    ids = {r[1]["id"] for r in consume(gateway.bootstrap, gateway.topic, 6)}
+    assert {e["id"] for e in [single, *array, *ndjson]} <= ids
+
+
+def test_every_field_error_is_reported_and_nothing_is_published(gateway):
+    token = gateway.tokens[SOURCE]
+    good = event(10)
+    bad_time = event(11, time="yesterday")
+    no_user = event(12)
+    no_user["data"] = {**no_user["data"], "actor": {}}
+    status, payload, _ = gateway.request(
+        "POST", "/v1/events", orjson.dumps([good, bad_time, no_user]), token
+    )
+    assert status == 400
+    assert any(e.startswith("[1].time:") for e in payload["errors"])
+    assert any(e.startswith("[2].data.actor.user:") for e in payload["errors"])
+    ids = {r[1]["id"] for r in consume(gateway.bootstrap, gateway.topic, 10**6, timeout=3)}
+    assert good["id"] not in ids  # all or nothing
+
+
+def test_sizes_and_media_types(gateway):
+    token = gateway.tokens[SOURCE]
+    big = event(20, subject="x" * 5000)
+    status, payload, _ = gateway.request("POST", "/v1/events", orjson.dumps(big), token)
+    assert status == 413 and "4096" in json.dumps(payload)
+    status, _, _ = gateway.request("POST", "/v1/events", b"<xml/>", token, "application/xml")
+    assert status == 415
+    status, payload, _ = gateway.request("POST", "/v1/events", b"{not json", token)
+    assert status == 400 and payload["errors"]
+
+
+def test_kubernetes_audit_webhook(gateway):
+    body = (DATA / "k8s_event_list.json").read_bytes()
+    items = json.loads(body)["items"]
+    token = gateway.tokens["k8s://prod"]
+    assert gateway.request("POST", "/v1/adapters/k8s?cluster=staging", body, token)[0] == 403
+    assert gateway.request("POST", "/v1/adapters/k8s", body, token)[0] == 400
+    status, payload, _ = gateway.request("POST", "/v1/adapters/k8s?cluster=prod", body, token)
+    assert status == 202 and payload["accepted"] == len(items)
+    assert payload["ids"] == [item["auditID"] for item in items]
+    published = [
+        r[1]
+        for r in consume(gateway.bootstrap, gateway.topic, 10**6, timeout=3)
+        if r[1]["source"] == "k8s://prod"
+    ]
+    assert [e["data"]["raw"] for e in published] == items
+    assert [e["sequence"] for e in published] == list(range(1, len(items) + 1))
+
+
+def test_teleport_event_handler(gateway):
+    body = (DATA / "teleport_user_login.json").read_bytes()
+    token = gateway.tokens["teleport://root.cluster"]
+    status, payload, _ = gateway.request("POST", "/v1/adapters/teleport", body, token)
+    assert status == 202, payload
+    assert payload["ids"] == [json.loads(body)["uid"]]
+    wrong = gateway.tokens[SOURCE]
+    assert gateway.request("POST", "/v1/adapters/teleport", body, wrong)[0] == 400
+
+
+def test_health_and_metrics(gateway):
+    status, payload, _ = gateway.request("GET", "/healthz")
+    assert status == 200 and payload == {"status": "ok", "broker": "up"}
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    assert 'auditseal_gateway_events_total{outcome="accepted"}' in text
+    assert "auditseal_gateway_requests_total" in text
+
+
+def test_broker_down_answers_503_with_retry_after(tmp_path):
+    from infra import broker
+
+    service = broker.spawn(free_port(), tmp_path / "broker.log")
+    assert service.pid is not None
+    try:
+        broker.wait_ready(service, timeout=60)
+        broker.create_topic(service.address, "audit.events", 1)
+        gw = start_gateway(service.address, "audit.events", tmp_path, "--ack-timeout", "1")
+        try:
+            token = gw.tokens[SOURCE]
+            assert gw.request("POST", "/v1/events", orjson.dumps(event(1)), token)[0] == 202
+            os.kill(service.pid, signal.SIGSTOP)
+            status, payload, headers = gw.request(
+                "POST", "/v1/events", orjson.dumps(event(2)), token
+            )
+            assert status == 503 and headers["Retry-After"] == "5"
+            assert payload["retry_after"] == 5
+            os.kill(service.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 60
+            while gw.request("POST", "/v1/events", orjson.dumps(event(2)), token)[0] != 202:
+                assert time.monotonic() < deadline, "gateway did not recover"
+                time.sleep(0.5)
+        finally:
+            gw.proc.terminate()
+            gw.proc.wait(10)
+    finally:
+        os.kill(service.pid, signal.SIGCONT)
+        broker.stop(service, timeout=2.0)
