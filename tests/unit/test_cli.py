@@ -160,3 +160,23 @@ def test_check_fails_with_exit_1_on_another_key(workdir, tmp_path):
     other = run("keygen", "--name", "ops.example.com", "--out", "other", cwd=workdir)
     out = run("log", "check", "--log", ORIGIN, "--log-key", other.stdout.strip(), cwd=workdir)
     assert out.returncode == 1 and "not signed by any pinned key" in out.stderr
+
+
+def test_a_pipeline_command_without_the_extra_names_it(tmp_path):
+    code = (
+        "import sys; sys.modules['aiohttp'] = None; sys.modules['confluent_kafka'] = None;"
+        "from sealer.cli import main; sys.argv = ['auditseal', 'ingest', 'serve']; main()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "pip install 'auditseal[pipeline]'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_help_lists_every_command(tmp_path):
+    out = run("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for command in ("keygen", "log", "dev", "ingest", "simulate"):
+        assert f"  {command}" in out.stdout

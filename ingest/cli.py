@@ -1,0 +1,236 @@
+"""``auditseal ingest ...`` and ``auditseal simulate``: wiring only. Heavy imports (Kafka,
+aiohttp) happen inside the commands, so listing commands stays cheap."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.errors import IngestError
+
+DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
+DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
+
+
+def _default_bootstrap() -> str:
+    from infra.state import endpoints
+
+    return endpoints()[0]
+
+
+def _fail(exc: IngestError) -> None:
+    click.echo(f"auditseal: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group()
+def ingest() -> None:
+    """Take audit events in: the HTTP gateway and its tokens."""
+
+
+@ingest.command("serve")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    envvar="AUDITSEAL_GATEWAY_LISTEN",
+    show_envvar=True,
+    help="host:port to listen on.",
+)
+@click.option(
+    "--bootstrap",
+    default=None,
+    envvar="AUDITSEAL_BOOTSTRAP",
+    show_envvar=True,
+    help="Kafka bootstrap servers (default: from `auditseal dev up`, else 127.0.0.1:9092).",
+)
+@click.option("--topic", default="audit.events", show_default=True)
+@click.option(
+    "--tokens",
+    "tokens_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    envvar="AUDITSEAL_GATEWAY_TOKENS",
+    show_envvar=True,
+    help="Tokens file (see `auditseal ingest token`); re-read on change.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_GATEWAY_DIR,
+    show_default=True,
+    help="Where the adapters' per-source sequence counters live.",
+)
+@click.option("--max-event-bytes", type=click.IntRange(1024), default=1 << 20, show_default=True)
+@click.option(
+    "--ack-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for Kafka before answering 503.",
+)
+def serve(
+    listen: str,
+    bootstrap: str | None,
+    topic: str,
+    tokens_path: Path,
+    state_dir: Path,
+    max_event_bytes: int,
+    ack_timeout: float,
+) -> None:
+    """Run the HTTP gateway: POST /v1/events, /v1/adapters/k8s, /v1/adapters/teleport.
+
+    Answers 202 only once Kafka acknowledged (acks=all); 400 with every field error; 401/403
+    for tokens; 413 for oversize; 503 with Retry-After when Kafka is unavailable.
+    """
+    from aiohttp import web
+
+    from ingest.gateway import GatewayConfig, make_app
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("want host:port", param_hint="--listen")
+    try:
+        config = GatewayConfig(
+            bootstrap=bootstrap or _default_bootstrap(),
+            tokens_path=tokens_path,
+            state_dir=state_dir,
+            topic=topic,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max(32 << 20, max_event_bytes),
+            ack_timeout_s=ack_timeout,
+        )
+        app = make_app(config)
+    except IngestError as exc:
+        _fail(exc)
+        return
+    click.echo(f"auditseal gateway on http://{listen} -> Kafka {config.bootstrap} topic {topic}")
+    web.run_app(app, host=host, port=int(port), print=None)
+
+
+@ingest.command("token")
+@click.option("--source", required=True, help="The event source this token may publish for.")
+@click.option(
+    "--tokens",
+    "tokens_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    envvar="AUDITSEAL_GATEWAY_TOKENS",
+    show_envvar=True,
+)
+def token(source: str, tokens_path: Path) -> None:
+    """Create a bearer token for SOURCE; prints it once, stores only its hash."""
+    from ingest.tokens import add_token
+
+    try:
+        click.echo(add_token(tokens_path, source))
+    except IngestError as exc:
+        _fail(exc)
+
+
+@click.command()
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=1000.0,
+    show_default=True,
+    help="Events per second, all proxies together.",
+)
+@click.option(
+    "--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."
+)
+@click.option(
+    "--sources",
+    type=click.IntRange(1, 10_000),
+    default=8,
+    show_default=True,
+    help="Number of simulated proxies.",
+)
+@click.option("--via", type=click.Choice(["kafka", "http"]), default="kafka", show_default=True)
+@click.option(
+    "--bootstrap",
+    default=None,
+    envvar="AUDITSEAL_BOOTSTRAP",
+    show_envvar=True,
+    help="Kafka bootstrap servers, with --via kafka.",
+)
+@click.option("--topic", default="audit.events", show_default=True)
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Gateway URL, with --via http.",
+)
+@click.option(
+    "--tokens",
+    "tokens_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    help="With --via http: the gateway's tokens file; one token per proxy is added.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".auditseal") / "simulator",
+    show_default=True,
+    help="Sequence counters and spool of the simulated proxies.",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON.")
+def simulate(
+    rate: float,
+    duration: float,
+    sources: int,
+    via: str,
+    bootstrap: str | None,
+    topic: str,
+    url: str,
+    tokens_path: Path,
+    state_dir: Path,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Send realistic traffic of simulated access proxies (database, SSH, API, Kubernetes)."""
+    from ingest.simulator import run_http, run_kafka
+
+    total = max(1, int(rate * duration))
+    try:
+        if via == "kafka":
+            counts = run_kafka(
+                bootstrap or _default_bootstrap(),
+                topic,
+                state_dir,
+                rate,
+                total,
+                sources,
+                seed,
+                progress=not as_json,
+            )
+        else:
+            counts = run_http(
+                url, tokens_path, state_dir, rate, total, sources, seed, progress=not as_json
+            )
+    except IngestError as exc:
+        _fail(exc)
+        return
+    _report(counts, as_json)
+
+
+def _report(counts: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(counts, indent=2))
+        return
+    click.echo(
+        f"sent {counts['sent']} events from {counts['sources']} proxies in "
+        f"{counts['seconds']:.1f} s ({counts['rate']:.0f}/s): {counts['acknowledged']} "
+        f"acknowledged, {counts['failed']} failed, {counts['pending']} still pending"
+    )
+    if counts["failed"] or counts["pending"]:
+        sys.exit(3)
