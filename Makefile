@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy verifier sealer ingest
+	$(BIN)/mypy verifier sealer ingest infra
 
 unit: install
 	$(BIN)/pytest $(PYTEST_ARGS)
