@@ -115,9 +115,11 @@ class Emitter:
         on_error: Callable[[DeliveryFailure], None] | None = None,
         max_event_bytes: int = MAX_EVENT_BYTES,
         validate: bool = True,
+        registry: Any = None,
     ) -> None:
         """``validate=False`` skips the envelope check, for events from :mod:`ingest.events`
-        builders, which validate what they build; size is always checked."""
+        builders, which validate what they build; size is always checked. ``registry`` is the
+        Prometheus registry for the emitter's metrics (default: the global one)."""
         from confluent_kafka import Producer
 
         self.topic = topic
@@ -141,6 +143,7 @@ class Emitter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auditseal-emitter", daemon=True)
         self._thread.start()
+        self._metrics = _EmitterCollector(self, registry)
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -306,11 +309,54 @@ class Emitter:
             with self._lock:
                 self._spool.prepend(self._purged)
                 self._purged = []
+        self._metrics.unregister()
         self._sequences.close()
         self._spool.sync()
         self._spool.close()
         self._failed.close()
         return left
+
+
+class _EmitterCollector:
+    """Prometheus metrics read from the emitter when scraped, labelled by topic."""
+
+    def __init__(self, emitter: Emitter, registry: Any) -> None:
+        from prometheus_client import REGISTRY
+
+        self._emitter = emitter
+        self._registry = registry if registry is not None else REGISTRY
+        self._registry.register(self)
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        e = self._emitter
+        labels = ["topic", "buffer"]
+        pending = GaugeMetricFamily(
+            "auditseal_emitter_pending_events",
+            "Events not yet acknowledged by Kafka, by where they wait",
+            labels=labels,
+        )
+        for where, count in e.pending().items():
+            pending.add_metric([e.topic, where], count)
+        yield pending
+        acked = CounterMetricFamily(
+            "auditseal_emitter_acknowledged_events",
+            "Events acknowledged by Kafka",
+            labels=["topic"],
+        )
+        acked.add_metric([e.topic], e.acked)
+        yield acked
+        failed = CounterMetricFamily(
+            "auditseal_emitter_failed_events",
+            "Events Kafka refused for good (kept in the failed spool)",
+            labels=["topic"],
+        )
+        failed.add_metric([e.topic], e.failures)
+        yield failed
+
+    def unregister(self) -> None:
+        self._registry.unregister(self)
 
 
 def _is_purge(err: Any) -> bool:

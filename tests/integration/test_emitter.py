@@ -189,3 +189,20 @@ def test_close_with_the_broker_away_keeps_events_for_the_next_run(own_broker, tm
     first_seen = list(dict.fromkeys(seqs))
     assert first_seen == list(range(1, 42))
     assert len(seqs) - len(first_seen) <= 10
+
+
+def test_pending_events_are_a_prometheus_metric(own_broker, tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    bootstrap, pid = own_broker
+    registry = CollectorRegistry()
+    emitter = Emitter(bootstrap, tmp_path / "state", buffer_max=5, registry=registry)
+    os.kill(pid, signal.SIGSTOP)
+    for i in range(20):
+        emitter.emit_with("proxy://m", builder(i)("proxy://m"))
+    text = generate_latest(registry).decode()
+    assert 'auditseal_emitter_pending_events{buffer="spool",topic="audit.events"} 15.0' in text
+    assert 'auditseal_emitter_pending_events{buffer="memory",topic="audit.events"} 5.0' in text
+    os.kill(pid, signal.SIGCONT)
+    assert emitter.close(timeout=60) == 0
+    assert "auditseal_emitter_pending_events" not in generate_latest(registry).decode()
