@@ -59,6 +59,9 @@ class BuiltBlock:
     """Every complete subtree the block creates, leaves included: what the store must write."""
     tip: LogTip
     """The log's tip once this block is committed."""
+    gaps: tuple[tuple[int, int], ...] = ()
+    """Position ranges ``[from, to)`` skipped before or between this block's records (Kafka
+    offsets of compacted records or transaction markers); they hold no leaf."""
 
 
 def build_block(
@@ -76,11 +79,14 @@ def build_block(
     if not records:
         raise InputError(f"{tip.origin}: a block needs at least one record")
     last = tip.last_position
+    gaps: list[tuple[int, int]] = []
     for r in records:
         if r.position <= last:
             raise InputError(
                 f"{tip.origin}: record at position {r.position} does not follow position {last}"
             )
+        if r.position > last + 1:
+            gaps.append((last + 1, r.position))
         last = r.position
     entries = tuple(
         Entry.seal(tip.origin, r.position, r.timestamp_ms, r.key, r.value, new_salt())
@@ -104,4 +110,5 @@ def build_block(
         tuple(records),
         tuple(nodes),
         LogTip(tip.origin, compact, header, last),
+        tuple(gaps),
     )

@@ -15,6 +15,7 @@ With ``synchronous=FULL`` a returned append survives power loss too.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -67,8 +68,15 @@ CREATE TABLE blocks (
     hash BLOB NOT NULL,
     checkpoint TEXT NOT NULL,
     sealed_at_ms INTEGER NOT NULL,
+    gaps TEXT,
     PRIMARY KEY (log_id, number),
     UNIQUE (log_id, end_idx)
+);
+CREATE TABLE publications (
+    log_id INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    published_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (log_id, number)
 );
 CREATE TABLE redactions (
     log_id INTEGER NOT NULL,
@@ -89,7 +97,7 @@ CREATE TRIGGER entries_only_redact BEFORE UPDATE ON entries
       OR NEW.flag IS NOT OLD.flag
     BEGIN SELECT RAISE(ABORT, 'append-only: an entry can only be redacted'); END;
 """
-_FROZEN_TABLES = ("logs", "nodes", "blocks", "redactions")
+_FROZEN_TABLES = ("logs", "nodes", "blocks", "redactions", "publications")
 _TRIGGERS = "".join(
     f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
     f"BEGIN SELECT RAISE(ABORT, 'append-only: {t} cannot be {verb}'); END;\n"
@@ -297,7 +305,7 @@ class BlockStore:
             )
             self._db.execute(
                 "INSERT INTO blocks (log_id, number, start_idx, end_idx, header, hash, checkpoint,"
-                " sealed_at_ms) VALUES (?,?,?,?,?,?,?,?)",
+                " sealed_at_ms, gaps) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     log_id,
                     header.number,
@@ -307,6 +315,7 @@ class BlockStore:
                     header.hash(),
                     block.checkpoint,
                     header.sealed_at_ms,
+                    json.dumps(built.gaps) if built.gaps else None,
                 ),
             )
 
@@ -331,6 +340,38 @@ class BlockStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"{origin}: entry {index} is already redacted") from exc
+
+    # --- the outbox: blocks stored but not yet published to the sealed stream ---------------
+
+    def unpublished(self, origin: str) -> list[int]:
+        """Numbers of the log's blocks not yet marked published, in order."""
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT b.number FROM blocks b LEFT JOIN publications p"
+                " ON p.log_id = b.log_id AND p.number = b.number"
+                " WHERE b.log_id = ? AND p.number IS NULL ORDER BY b.number",
+                (self._log_id(origin),),
+            )
+        ]
+
+    def mark_published(self, origin: str, number: int, now_ms: int | None = None) -> None:
+        """Record that block ``number`` reached the sealed stream (idempotent)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO publications VALUES (?,?,?)",
+                (self._log_id(origin), number, now_ms if now_ms is not None else _now_ms()),
+            )
+
+    def gaps(self, origin: str, number: int) -> list[tuple[int, int]]:
+        """Kafka offset ranges ``[from, to)`` skipped before or inside block ``number``."""
+        row = self._db.execute(
+            "SELECT gaps FROM blocks WHERE log_id = ? AND number = ?",
+            (self._log_id(origin), number),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"{origin}: no block {number}")
+        return [(a, b) for a, b in json.loads(row[0])] if row[0] else []
 
     # --- reading blocks and entries ---------------------------------------------------------
 

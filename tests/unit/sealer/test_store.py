@@ -196,3 +196,24 @@ def test_a_missing_node_is_named(filled):
     db.close()
     with pytest.raises(StoreError, match=r"tree node \(0, 2\) is missing"):
         filled.inclusion_proof(ORIGIN, 2)
+
+
+def test_offset_gaps_are_recorded_with_the_block(store):
+    writer = LogWriter(store, SIGNER, lambda: 1)
+    writer.append(
+        ORIGIN, [Record(2, 0, None, b"a"), Record(3, 0, None, b"b"), Record(7, 0, None, b"c")]
+    )
+    writer.append(ORIGIN, [Record(8, 0, None, b"d")])
+    writer.append(ORIGIN, [Record(10, 0, None, b"e")])
+    assert store.gaps(ORIGIN, 0) == [(0, 2), (4, 7)]
+    assert store.gaps(ORIGIN, 1) == []
+    assert store.gaps(ORIGIN, 2) == [(9, 10)]
+    check_log(store, ORIGIN, [SIGNER.verifier])
+
+
+def test_outbox_lists_unpublished_blocks_until_marked(filled):
+    assert filled.unpublished(ORIGIN) == list(range(len(SIZES)))
+    filled.mark_published(ORIGIN, 0)
+    filled.mark_published(ORIGIN, 2)
+    filled.mark_published(ORIGIN, 2)  # idempotent
+    assert filled.unpublished(ORIGIN) == [1, *range(3, len(SIZES))]
