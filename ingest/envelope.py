@@ -686,3 +686,31 @@ def _single(body: bytes, max_bytes: int) -> dict[str, Any] | EnvelopeError:
     except EnvelopeError as exc:
         return exc
     return obj
+
+
+def triage(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> tuple[str | None, str | None]:
+    """Why a Kafka record is not a valid event: ``(event id or None, reason or None)``.
+
+    Never raises: the sealer seals every record verbatim and flags the ones this refuses, so
+    a malformed record is evidence, not an error. The reason names the first problems found.
+    """
+    if raw is None:
+        return None, "null value (tombstone)"
+    if not raw:
+        return None, "empty value"
+    if len(raw) > max_bytes:
+        return None, f"too large: {len(raw)} bytes > {max_bytes}"
+    try:
+        event = parse_event(raw, max_bytes)
+    except EnvelopeError as exc:
+        event_id = None
+        try:
+            obj = orjson.loads(raw)
+            if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+                event_id = obj["id"]
+        except orjson.JSONDecodeError:
+            pass
+        reasons = "; ".join(str(e) for e in exc.errors[:3])
+        more = f" (+{len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
+        return event_id, f"invalid event: {reasons}{more}"
+    return str(event["id"]), None

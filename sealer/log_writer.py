@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sealer.blocks import LogTip, Record, build_block
+from sealer.blocks import BuiltBlock, LogTip, Record, build_block
 from sealer.errors import ConflictError
 from sealer.signer import Signer
 from sealer.store import BlockStore
@@ -34,6 +34,10 @@ class LogWriter:
 
     def append(self, origin: str, records: Sequence[Record]) -> SealedBlock:
         """Seal ``records`` as one block and commit it; returns the block once durable."""
+        return self.append_built(origin, records).block
+
+    def append_built(self, origin: str, records: Sequence[Record]) -> BuiltBlock:
+        """As :meth:`append`, returning everything the block was built with (gaps, nodes)."""
         built = build_block(self.tip(origin), records, self.signer, self._clock_ms())
         try:
             self.store.append_block(built)
@@ -41,4 +45,8 @@ class LogWriter:
             self._tips.pop(origin, None)
             raise
         self._tips[origin] = built.tip
-        return built.block
+        return built
+
+    def forget(self, origin: str) -> None:
+        """Drop the cached tip: the next append reloads it from the store."""
+        self._tips.pop(origin, None)
