@@ -58,6 +58,8 @@ class GatewayClient:
                 status, payload = 503, b"{}"
             if status == 202:
                 accepted: int = orjson.loads(payload)["accepted"]
+                if accepted != len(events):
+                    raise GatewayRefused(202, [f"accepted {accepted} of {len(events)} events"])
                 return accepted
             if status != 503 or time.monotonic() > deadline:
                 try:

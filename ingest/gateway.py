@@ -231,13 +231,19 @@ class Gateway:
         return source
 
     async def _body(self, request: web.Request) -> bytes | web.Response:
+        """The whole body, or 413 past the limit. A single ``read(n)`` returns only what has
+        arrived so far, so read until the end: a body cut short must never be half-accepted."""
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return _json(413, {"error": f"body of {request.content_length} bytes exceeds {limit}"})
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return _json(413, {"error": f"body exceeds {limit} bytes"})
-        return body
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                return _json(413, {"error": f"body exceeds {limit} bytes"})
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _publish(self, events: list[dict[str, Any]]) -> web.Response:
         records = [

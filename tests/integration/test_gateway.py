@@ -253,3 +253,27 @@ def test_broker_down_answers_503_with_retry_after(tmp_path):
     finally:
         os.kill(service.pid, signal.SIGCONT)
         broker.stop(service, timeout=2.0)
+
+
+def test_a_body_arriving_in_pieces_is_read_whole(gateway):
+    """Regression: one read() returned only the first TCP segment, and the gateway answered
+    202 for the events in it, dropping the rest."""
+    import socket
+
+    token = gateway.tokens[SOURCE]
+    lines = [orjson.dumps(event(100 + i)) + b"\n" for i in range(10)]
+    first, rest = b"".join(lines[:4]), b"".join(lines[4:])
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/x-ndjson\r\nContent-Length: {len(first) + len(rest)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
+        s.sendall(head + first)
+        time.sleep(0.3)
+        s.sendall(rest)
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 202")
+    assert orjson.loads(response.split(b"\r\n\r\n", 1)[1])["accepted"] == 10
