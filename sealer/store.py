@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealer.blocks import BuiltBlock, LogTip
+from sealer.blocks import BuiltBlock, LogTip, Record
 from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
 from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.compact import CompactRange
@@ -363,6 +363,15 @@ class BlockStore:
                 (self._log_id(origin), number, now_ms if now_ms is not None else _now_ms()),
             )
 
+    def records(self, origin: str, start: int, end: int) -> list[Record]:
+        """The input records of leaves ``[start, end)``, with their triage (to republish)."""
+        rows = self._db.execute(
+            "SELECT position, timestamp_ms, key, value, event_id, flag FROM entries"
+            " WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (self._log_id(origin), start, end),
+        ).fetchall()
+        return [Record(*row) for row in rows]
+
     def gaps(self, origin: str, number: int) -> list[tuple[int, int]]:
         """Kafka offset ranges ``[from, to)`` skipped before or inside block ``number``."""
         row = self._db.execute(
@@ -506,6 +515,81 @@ class BlockStore:
         return ConsistencyProof(
             origin, old_size, new_size, self._root(got, old_size), self._root(got, new_size), proof
         )
+
+    # --- queries of the read API ------------------------------------------------------------
+    # Read-only look-ups for `sealer.api`, including the entries' event id and flag, which
+    # the Entry model does not carry.
+
+    def block_page(
+        self, origin: str, first: int, limit: int
+    ) -> list[tuple[StoredBlock, list[tuple[int, int]]]]:
+        """Up to ``limit`` blocks numbered ``first`` on, in order, each with its offset gaps."""
+        rows = self._db.execute(
+            "SELECT header, hash, checkpoint, gaps FROM blocks WHERE log_id = ? AND number >= ?"
+            " ORDER BY number LIMIT ?",
+            (self._log_id(origin), first, limit),
+        ).fetchall()
+        return [
+            (
+                StoredBlock(BlockHeader.from_text(header), h, checkpoint),
+                [(a, b) for a, b in json.loads(gaps)] if gaps else [],
+            )
+            for header, h, checkpoint, gaps in rows
+        ]
+
+    def annotated_entries(
+        self, origin: str, start: int, end: int
+    ) -> list[tuple[int, Entry, str | None, str | None, int]]:
+        """The entries held with indices in ``[start, end)``, in order, annotated.
+
+        Each is ``(index, entry, event_id, flag, number of the block holding it)``. Unlike
+        :meth:`entries`, a range reaching past the log's end is not an error: it is cut short.
+        """
+        rows = self._db.execute(
+            "SELECT e.idx, e.position, e.timestamp_ms, e.key, e.value, e.salt, e.commitment,"
+            " e.value_null, e.event_id, e.flag,"
+            " (SELECT b.number FROM blocks b WHERE b.log_id = e.log_id AND b.end_idx > e.idx"
+            "  ORDER BY b.end_idx LIMIT 1)"
+            " FROM entries e WHERE e.log_id = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx",
+            (self._log_id(origin), start, end),
+        ).fetchall()
+        return [
+            (i, Entry(origin, p, t, k, v, s, c, bool(vn)), event_id, flag, number)
+            for i, p, t, k, v, s, c, vn, event_id, flag, number in rows
+        ]
+
+    def index_of_position(self, origin: str, position: int) -> int:
+        """The leaf index of the entry sealed from Kafka offset ``position``."""
+        row = self._db.execute(
+            "SELECT idx FROM entries WHERE log_id = ? AND position = ?",
+            (self._log_id(origin), position),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"{origin}: no entry at position {position}")
+        index: int = row[0]
+        return index
+
+    def find_event(
+        self, event_id: str, origin: str | None = None, limit: int = 100
+    ) -> list[tuple[str, int]]:
+        """``(origin, index)`` of up to ``limit`` entries sealed with ``event_id``.
+
+        Ordered by origin, then index. Delivery is at-least-once, so a replayed event is sealed
+        more than once: every copy is returned. One seek of ``entries_by_event_id`` per log:
+        that index leads with ``log_id``, and without ``INDEXED BY`` SQLite 3.40 prefers the
+        primary key for the ORDER BY and scans every entry of every log.
+        """
+        if origin is not None:
+            sql_filter, args = "WHERE l.id = ?", [self._log_id(origin)]
+        else:
+            sql_filter, args = "", []
+        rows = self._db.execute(
+            "SELECT l.origin, e.idx FROM logs l CROSS JOIN entries e INDEXED BY entries_by_event_id"
+            f" ON e.log_id = l.id AND e.event_id = ? {sql_filter}"
+            " ORDER BY l.origin, e.idx LIMIT ?",
+            [event_id, *args, limit],
+        ).fetchall()
+        return [(o, i) for o, i in rows]
 
 
 class _Transaction:
