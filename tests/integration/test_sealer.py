@@ -14,6 +14,7 @@ from tests.integration.sealer_harness import (
     blocks_from_stream,
     check_exactly_once,
     make_stack,
+    sealed_positions,
     sealed_stream,
     wait_until_sealed,
 )
@@ -60,13 +61,20 @@ def test_kill_9_at_random_moments_loses_and_forks_nothing(kafka_bootstrap, new_t
     stack = make_stack(kafka_bootstrap, new_topic, tmp_path)
     rng = random.Random(4)
     kills = 0
+    sealed_after_kill = []
     with Feeder(stack, rate=400):
         while kills < 20:
             worker = stack.start_worker(max_events=rng.choice([5, 50, 200]))
-            time.sleep(rng.uniform(1.0, 6.0))
+            time.sleep(rng.uniform(3.0, 8.0))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             kills += 1
+            sealed_after_kill.append(sum(len(v) for v in sealed_positions(stack).values()))
+    # The kills landed while the worker was sealing, not only during its start-up.
+    progress = sum(
+        1 for a, b in zip([0, *sealed_after_kill[:-1]], sealed_after_kill, strict=True) if b > a
+    )
+    assert progress >= 10, sealed_after_kill
     worker = stack.start_worker()
     try:
         wait_until_sealed(stack, timeout=180)
