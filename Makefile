@@ -39,6 +39,8 @@ test: lint typecheck unit
 
 bench: install
 	$(PY) -m bench.merkle
+	$(PY) -m bench.ingest
+	$(PY) -m bench.sealer
 
 demo: install
 	@echo "make demo: the full pipeline demo arrives with the sealer, anchor and monitor." >&2
