@@ -1,18 +1,15 @@
 """``auditseal dev up|status|down``: the local broker and chain (see docs/DEV.md).
 
-Wired into the root CLI lazily by ``sealer/cli.py``. The root's ``main()`` does not know
-InfraError, so every command here goes through ``_infra_errors``, which prints
-``auditseal: error: <message>`` and exits with the error's code.
+Wired into the root CLI lazily by ``sealer/cli.py``, whose ``main()`` turns an InfraError into
+``auditseal: error: <message>`` and the error's exit code.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 
@@ -20,27 +17,10 @@ from infra import state
 from infra.errors import InfraError
 from infra.state import DevState, Service
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 EXIT_CODES = (
     "Exit codes: 0 ok, 2 usage or input (a port already in use, a missing tool or a bad state "
     "file), 3 a service unavailable (did not start or answer in time)."
 )
-
-
-def _infra_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn an InfraError into one line on stderr and the error's exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except InfraError as exc:
-            click.echo(f"auditseal: error: {exc}", err=True)
-            raise SystemExit(exc.exit_code) from None
-
-    return wrapper
 
 
 state_option = click.option(
@@ -111,7 +91,6 @@ def dev() -> None:
     show_default=True,
     help="Seconds to wait for each service to answer.",
 )
-@_infra_errors
 def up(
     state_file: Path, broker_port: int, chain_port: int, broker_impl: str, timeout: float
 ) -> None:
@@ -235,7 +214,6 @@ def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> 
 @dev.command("status")
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_infra_errors
 def status(state_file: Path, as_json: bool) -> None:
     """Probe the broker and the chain and print where they are and what runs them.
 
@@ -327,7 +305,6 @@ def _status_text(data: dict[str, Any]) -> str:
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL.",
 )
-@_infra_errors
 def down(state_file: Path, timeout: float) -> None:
     """Stop what `dev up` started and remove the state file.
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import click
 
-from ingest.errors import IngestError
-
 DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
 DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
 
@@ -20,11 +18,6 @@ def _default_bootstrap() -> str:
     from infra.state import endpoints
 
     return endpoints()[0]
-
-
-def _fail(exc: IngestError) -> None:
-    click.echo(f"auditseal: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
 
 
 @click.group()
@@ -95,20 +88,16 @@ def serve(
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("want host:port", param_hint="--listen")
-    try:
-        config = GatewayConfig(
-            bootstrap=bootstrap or _default_bootstrap(),
-            tokens_path=tokens_path,
-            state_dir=state_dir,
-            topic=topic,
-            max_event_bytes=max_event_bytes,
-            max_body_bytes=max(32 << 20, max_event_bytes),
-            ack_timeout_s=ack_timeout,
-        )
-        app = make_app(config)
-    except IngestError as exc:
-        _fail(exc)
-        return
+    config = GatewayConfig(
+        bootstrap=bootstrap or _default_bootstrap(),
+        tokens_path=tokens_path,
+        state_dir=state_dir,
+        topic=topic,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max(32 << 20, max_event_bytes),
+        ack_timeout_s=ack_timeout,
+    )
+    app = make_app(config)
     click.echo(f"auditseal gateway on http://{listen} -> Kafka {config.bootstrap} topic {topic}")
     web.run_app(app, host=host, port=int(port), print=None)
 
@@ -128,10 +117,7 @@ def token(source: str, tokens_path: Path) -> None:
     """Create a bearer token for SOURCE; prints it once, stores only its hash."""
     from ingest.tokens import add_token
 
-    try:
-        click.echo(add_token(tokens_path, source))
-    except IngestError as exc:
-        _fail(exc)
+    click.echo(add_token(tokens_path, source))
 
 
 @click.command()
@@ -201,25 +187,21 @@ def simulate(
     from ingest.simulator import run_http, run_kafka
 
     total = max(1, int(rate * duration))
-    try:
-        if via == "kafka":
-            counts = run_kafka(
-                bootstrap or _default_bootstrap(),
-                topic,
-                state_dir,
-                rate,
-                total,
-                sources,
-                seed,
-                progress=not as_json,
-            )
-        else:
-            counts = run_http(
-                url, tokens_path, state_dir, rate, total, sources, seed, progress=not as_json
-            )
-    except IngestError as exc:
-        _fail(exc)
-        return
+    if via == "kafka":
+        counts = run_kafka(
+            bootstrap or _default_bootstrap(),
+            topic,
+            state_dir,
+            rate,
+            total,
+            sources,
+            seed,
+            progress=not as_json,
+        )
+    else:
+        counts = run_http(
+            url, tokens_path, state_dir, rate, total, sources, seed, progress=not as_json
+        )
     _report(counts, as_json)
 
 

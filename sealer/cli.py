@@ -61,12 +61,14 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 # Subcommands owned by other packages, imported only when invoked, so that `auditseal verify`
 # never loads Kafka clients. Each value is "module:attribute" of a click command or group.
 LAZY_COMMANDS = {
+    "anchor": "anchor.cli:anchor",
     "serve": "sealer.serve:serve",
     "seal": "sealer.worker:seal",
     "dev": "infra.cli:dev",
     "ingest": "ingest.cli:ingest",
     "simulate": "ingest.cli:simulate",
 }
+OWN_PACKAGES = {"verifier", "sealer", "ingest", "infra", "anchor"}
 # Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.
 PIPELINE_MODULES = {"confluent_kafka", "faust", "aiohttp", "aiokafka", "prometheus_client"}
 
@@ -327,7 +329,11 @@ def main() -> None:
                 2,
             )
         raise
-    except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 2)
-    else:
-        return
+    except Exception as exc:
+        # Every package's error root carries its exit code; one place turns them into a line.
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int) and type(exc).__module__.split(".")[0] in OWN_PACKAGES:
+            _fail(str(exc), code)
+        if isinstance(exc, OSError):
+            _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 2)
+        raise
