@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy verifier sealer ingest infra
+	$(BIN)/mypy verifier sealer ingest infra anchor
 
 unit: install
 	$(BIN)/pytest $(PYTEST_ARGS)
