@@ -16,11 +16,12 @@ __all__ = ["anchor"]
 
 DEFAULT_RPC = "http://127.0.0.1:8545"  # anchor.chain_client.DEFAULT_RPC, without importing web3
 DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's
+DEFAULT_STORE = Path(".auditseal") / "store.db"  # sealer.cli's
 
 
 @click.group("anchor")
 def anchor() -> None:
-    """The Ethereum side: deploy the AuditAnchor contract (the anchor service is not built yet).
+    """The Ethereum side: deploy the AuditAnchor contract, run the anchor service.
 
     Exit codes: 0 ok, 2 usage or input (key file, flags, funds, chain id, a revert),
     3 the chain unavailable (RPC unreachable, not mined in time, base fee above the cap).
@@ -142,3 +143,176 @@ def deploy(
     for extra_anchorer in record.anchorers[1:]:
         click.echo(f"anchorer {extra_anchorer}")
     click.echo(f"record written to {out}")
+
+
+@anchor.command("run")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STORE,
+    envvar="AUDITSEAL_STORE",
+    show_default=True,
+    show_envvar=True,
+    help="The sealer's block store; anchors and receipts are recorded in it too.",
+)
+@click.option(
+    "--deployment",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_RECORD,
+    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
+    show_default=True,
+    show_envvar=True,
+    help="Deployment record written by `auditseal anchor deploy`.",
+)
+@click.option(
+    "--rpc",
+    "rpc_url",
+    default=DEFAULT_RPC,
+    envvar="AUDITSEAL_RPC",
+    show_default=True,
+    show_envvar=True,
+    help="JSON-RPC URL of the deployment's chain.",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="AUDITSEAL_CHAIN_KEY_FILE",
+    show_envvar=True,
+    help="File holding an anchorer's private key, mode 0600; else $AUDITSEAL_CHAIN_KEY.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between rounds.",
+)
+@click.option(
+    "--confirmations",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Blocks to wait for before recording an anchor, counting its own.",
+)
+@click.option(
+    "--max-fee-gwei",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Cap on the EIP-1559 max fee per gas, fee bumps included.",
+)
+@click.option(
+    "--rebroadcast-after",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds without a receipt before rebroadcasting with fees raised by 12.5%.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds one anchor transaction may take, rebroadcasts and confirmations included.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Attempts of a round when the chain is unavailable (backoff 1 s, doubling, max 30 s).",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="First pause between attempts, in seconds.",
+)
+@click.option(
+    "--bootstrap",
+    default=None,
+    envvar="AUDITSEAL_BOOTSTRAP",
+    show_envvar=True,
+    help="Kafka bootstrap servers; receipts are published to --topic. Without it, none are.",
+)
+@click.option("--topic", default="audit.anchors", show_default=True, help="Receipts topic.")
+@click.option("--once", is_flag=True, help="Run one round and exit (for tests and cron).")
+@click.option("--json", "as_json", is_flag=True, help="With --once: print the result as JSON.")
+def run(
+    store_path: Path,
+    deployment: Path,
+    rpc_url: str,
+    key_file: Path | None,
+    interval: float,
+    confirmations: int,
+    max_fee_gwei: float | None,
+    rebroadcast_after: float,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    bootstrap: str | None,
+    topic: str,
+    once: bool,
+    as_json: bool,
+) -> None:
+    """Anchor the latest checkpoint of every log, one transaction per changed state.
+
+    Every --interval: if any log's latest checkpoint differs from the last anchor's, build
+    the aggregate tree over all of them, send anchor(seq, root, logs), wait for
+    --confirmations, and record the anchor with one receipt per log in the store (and on
+    --topic with --bootstrap). Exit codes with --once: 0 anchored or nothing to do, 2 a
+    usage error (key, record, wrong chain, key not authorised, no funds), 3 the chain
+    unavailable after --retries attempts, not mined in --timeout, fees above the cap.
+    """
+    import logging
+
+    from anchor import deploy as deployments
+    from anchor.artifact import load_artifact
+    from anchor.chain_client import ChainKey, gwei_to_wei
+    from anchor.errors import InputError
+    from anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
+    from sealer.errors import StoreError
+    from sealer.store import BlockStore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    key = ChainKey.load(key_file)
+    record = deployments.read_record(deployment)
+    artifact = load_artifact()
+    options = ServiceOptions(
+        confirmations=confirmations,
+        max_fee_cap=gwei_to_wei(max_fee_gwei) if max_fee_gwei is not None else None,
+        rebroadcast_after=rebroadcast_after,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+    )
+    publisher: Publisher | None = KafkaPublisher(bootstrap, topic) if bootstrap else None
+    try:
+        store = BlockStore.open(store_path)
+    except StoreError as exc:
+        raise InputError(str(exc)) from None
+    with store:
+        service = AnchorService(store, key, record, artifact, rpc_url, options, publisher=publisher)
+        if not once:
+            import signal
+            import threading
+
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            service.run_forever(interval, stop)  # SIGTERM/SIGINT: stop after the round
+            return
+        result = service.run_once()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    elif result.action == "unchanged":
+        click.echo("nothing to anchor: no log changed since the last anchor")
+    else:
+        click.echo(
+            f"anchor {result.seq} ({result.action}): {result.logs} log(s), root "
+            f"{result.root.hex() if result.root else '-'}, tx {result.tx_hash}, block "
+            f"{result.block_number}, gas {result.gas_used}"
+        )

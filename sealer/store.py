@@ -24,16 +24,18 @@ from pathlib import Path
 
 from sealer.blocks import BuiltBlock, LogTip, Record
 from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
+from verifier.anchor import AnchorReceipt
 from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
 from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
 
-__all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredBlock"]
+__all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE logs (id INTEGER PRIMARY KEY, origin TEXT NOT NULL UNIQUE);
 CREATE TABLE entries (
@@ -97,6 +99,45 @@ CREATE TRIGGER entries_only_redact BEFORE UPDATE ON entries
       OR NEW.flag IS NOT OLD.flag
     BEGIN SELECT RAISE(ABORT, 'append-only: an entry can only be redacted'); END;
 """
+    + """
+CREATE TABLE IF NOT EXISTS anchors (
+    seq INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    tx_hash TEXT NOT NULL,
+    block_number INTEGER NOT NULL,
+    block_hash TEXT NOT NULL,
+    chain_id INTEGER NOT NULL,
+    contract TEXT NOT NULL,
+    anchored_at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('confirmed', 'orphaned')),
+    replaced_by INTEGER
+);
+CREATE TABLE IF NOT EXISTS anchor_receipts (
+    seq INTEGER NOT NULL REFERENCES anchors(seq),
+    log_id INTEGER NOT NULL REFERENCES logs(id),
+    checkpoint TEXT NOT NULL,
+    aggregate_index INTEGER NOT NULL,
+    aggregate_size INTEGER NOT NULL,
+    proof TEXT NOT NULL,
+    PRIMARY KEY (seq, log_id)
+);
+CREATE INDEX IF NOT EXISTS anchor_receipts_by_log ON anchor_receipts (log_id, seq);
+CREATE TRIGGER IF NOT EXISTS anchors_no_delete BEFORE DELETE ON anchors
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchors cannot be deleted'); END;
+CREATE TRIGGER IF NOT EXISTS anchors_only_orphan BEFORE UPDATE ON anchors
+    WHEN OLD.status IS NOT 'confirmed' OR NEW.status IS NOT 'orphaned'
+      OR NEW.seq IS NOT OLD.seq OR NEW.root IS NOT OLD.root OR NEW.tx_hash IS NOT OLD.tx_hash
+      OR NEW.block_number IS NOT OLD.block_number OR NEW.block_hash IS NOT OLD.block_hash
+      OR NEW.chain_id IS NOT OLD.chain_id OR NEW.contract IS NOT OLD.contract
+      OR NEW.anchored_at_ms IS NOT OLD.anchored_at_ms OR OLD.replaced_by IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'append-only: an anchor can only be marked orphaned'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_receipts_no_update BEFORE UPDATE ON anchor_receipts
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_receipts cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_receipts_no_delete BEFORE DELETE ON anchor_receipts
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_receipts cannot be deleted'); END;
+"""
+)
+_ANCHOR_SCHEMA = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS anchors") :]
 _FROZEN_TABLES = ("logs", "nodes", "blocks", "redactions", "publications")
 _TRIGGERS = "".join(
     f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
@@ -131,6 +172,22 @@ class ConsistencyProof:
     old_root: bytes
     new_root: bytes
     proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class StoredAnchor:
+    """One anchor transaction as the store records it (see the ``anchors`` table)."""
+
+    seq: int
+    root: bytes
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    chain_id: int
+    contract: str
+    anchored_at_ms: int
+    status: str = "confirmed"
+    replaced_by: int | None = None
 
 
 class BlockStore:
@@ -590,6 +647,193 @@ class BlockStore:
             [event_id, *args, limit],
         ).fetchall()
         return [(o, i) for o, i in rows]
+
+    # --- anchors ----------------------------------------------------------------------------
+    # What the anchor service put on chain: one ``anchors`` row per transaction and one
+    # ``anchor_receipts`` row per log it covers. Append-only, except that a confirmed anchor
+    # whose block left the canonical chain is marked ``orphaned`` (once; triggers enforce it).
+    # Stores created before these tables existed get them on the first write here.
+
+    def _ensure_anchor_schema(self) -> None:
+        if getattr(self, "_anchor_schema_ok", False):
+            return
+        row = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors'").fetchone()
+        if row is None:
+            with self._transaction():
+                for statement in _split_sql(_ANCHOR_SCHEMA):
+                    self._db.execute(statement)
+        self._anchor_schema_ok = True
+
+    def _has_anchor_tables(self) -> bool:
+        if getattr(self, "_anchor_schema_ok", False):
+            return True
+        row = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors'").fetchone()
+        return row is not None
+
+    def record_anchor(
+        self,
+        anchor: StoredAnchor,
+        receipts: Sequence[AnchorReceipt],
+        replaces: Sequence[int] = (),
+    ) -> None:
+        """Record ``anchor`` and its per-log ``receipts`` in one transaction, marking the
+        anchors ``replaces`` (orphaned by a reorg) as orphaned and replaced by this one.
+
+        Raises ConflictError if ``anchor.seq`` is already recorded, InputError if a receipt
+        is not of this anchor or names a log the store does not hold.
+        """
+        self._ensure_anchor_schema()
+        for r in receipts:
+            if (r.seq, r.tx_hash, r.block_hash) != (anchor.seq, anchor.tx_hash, anchor.block_hash):
+                raise InputError(f"receipt of {r.origin} is not of anchor {anchor.seq}")
+        with self._transaction():
+            try:
+                self._db.execute(
+                    "INSERT INTO anchors (seq, root, tx_hash, block_number, block_hash, chain_id,"
+                    " contract, anchored_at_ms, status, replaced_by) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        anchor.seq,
+                        anchor.root,
+                        anchor.tx_hash,
+                        anchor.block_number,
+                        anchor.block_hash,
+                        anchor.chain_id,
+                        anchor.contract,
+                        anchor.anchored_at_ms,
+                        anchor.status,
+                        anchor.replaced_by,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"anchor {anchor.seq} is already recorded ({exc})") from exc
+            self._db.executemany(
+                "INSERT INTO anchor_receipts (seq, log_id, checkpoint, aggregate_index,"
+                " aggregate_size, proof) VALUES (?,?,?,?,?,?)",
+                (
+                    (
+                        anchor.seq,
+                        self._log_id(r.origin),
+                        r.checkpoint,
+                        r.index,
+                        r.size,
+                        json.dumps([h.hex() for h in r.proof]),
+                    )
+                    for r in receipts
+                ),
+            )
+            for old in replaces:
+                self._orphan(old, anchor.seq)
+
+    def mark_anchor_orphaned(self, seq: int, replaced_by: int | None = None) -> None:
+        """Mark confirmed anchor ``seq`` orphaned (its block left the canonical chain)."""
+        self._ensure_anchor_schema()
+        with self._transaction():
+            self._orphan(seq, replaced_by)
+
+    def _orphan(self, seq: int, replaced_by: int | None) -> None:
+        try:
+            cur = self._db.execute(
+                "UPDATE anchors SET status = 'orphaned', replaced_by = ? WHERE seq = ?",
+                (replaced_by, seq),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"anchor {seq}: {exc}") from exc
+        if cur.rowcount != 1:
+            raise NotFoundError(f"{self.path}: no anchor {seq}")
+
+    def _anchor_rows(self, where: str, args: Sequence[object]) -> list[StoredAnchor]:
+        if not self._has_anchor_tables():
+            return []
+        rows = self._db.execute(
+            "SELECT seq, root, tx_hash, block_number, block_hash, chain_id, contract,"
+            f" anchored_at_ms, status, replaced_by FROM anchors {where}",
+            args,
+        ).fetchall()
+        return [StoredAnchor(*row) for row in rows]
+
+    def anchors(self, status: str | None = None) -> list[StoredAnchor]:
+        """Every recorded anchor (or those of ``status``), by seq."""
+        if status is None:
+            return self._anchor_rows("ORDER BY seq", ())
+        return self._anchor_rows("WHERE status = ? ORDER BY seq", (status,))
+
+    def anchor(self, seq: int) -> StoredAnchor:
+        found = self._anchor_rows("WHERE seq = ?", (seq,))
+        if not found:
+            raise NotFoundError(f"{self.path}: no anchor {seq}")
+        return found[0]
+
+    def last_anchor(self, *, confirmed: bool = True) -> StoredAnchor | None:
+        """The anchor with the highest seq (only confirmed ones, unless ``confirmed`` False)."""
+        where = "WHERE status = 'confirmed' " if confirmed else ""
+        found = self._anchor_rows(where + "ORDER BY seq DESC LIMIT 1", ())
+        return found[0] if found else None
+
+    def next_anchor_seq(self) -> int:
+        """One more than the highest seq recorded, orphaned ones included; 1 for none."""
+        if not self._has_anchor_tables():
+            return 1
+        (top,) = self._db.execute("SELECT max(seq) FROM anchors").fetchone()
+        return 1 if top is None else int(top) + 1
+
+    def anchor_receipts(self, seq: int) -> list[AnchorReceipt]:
+        """The receipts of anchor ``seq``, in aggregate order."""
+        return self._receipts("WHERE r.seq = ? ORDER BY r.aggregate_index", (seq,))
+
+    def log_anchor_receipts(self, origin: str) -> list[AnchorReceipt]:
+        """Every receipt of log ``origin``, orphaned ones included, by seq."""
+        return self._receipts("WHERE r.log_id = ? ORDER BY r.seq", (self._log_id(origin),))
+
+    def latest_anchored_checkpoint(self, origin: str) -> AnchorReceipt | None:
+        """The receipt of the latest confirmed anchor that covers log ``origin``, if any."""
+        found = self._receipts(
+            "WHERE r.log_id = ? AND a.status = 'confirmed' ORDER BY r.seq DESC LIMIT 1",
+            (self._log_id(origin),),
+        )
+        return found[0] if found else None
+
+    def _receipts(self, where: str, args: Sequence[object]) -> list[AnchorReceipt]:
+        if not self._has_anchor_tables():
+            return []
+        rows = self._db.execute(
+            "SELECT r.seq, l.origin, r.checkpoint, r.aggregate_index, r.aggregate_size, r.proof,"
+            " a.root, a.tx_hash, a.block_number, a.block_hash, a.chain_id, a.contract, a.status"
+            " FROM anchor_receipts r JOIN anchors a ON a.seq = r.seq"
+            f" JOIN logs l ON l.id = r.log_id {where}",
+            args,
+        ).fetchall()
+        return [
+            AnchorReceipt(
+                seq=seq,
+                origin=origin,
+                checkpoint=checkpoint,
+                index=index,
+                size=size,
+                proof=tuple(bytes.fromhex(h) for h in json.loads(proof)),
+                root=root,
+                tx_hash=tx_hash,
+                block_number=block_number,
+                block_hash=block_hash,
+                chain_id=chain_id,
+                contract=contract,
+                status=status,
+            )
+            for (
+                seq,
+                origin,
+                checkpoint,
+                index,
+                size,
+                proof,
+                root,
+                tx_hash,
+                block_number,
+                block_hash,
+                chain_id,
+                contract,
+                status,
+            ) in rows
+        ]
 
 
 class _Transaction:
