@@ -41,6 +41,7 @@ bench: install
 	$(PY) -m bench.merkle
 	$(PY) -m bench.ingest
 	$(PY) -m bench.sealer
+	$(PY) -m bench.anchor
 
 demo: install
 	@echo "make demo: the full pipeline demo arrives with the sealer, anchor and monitor." >&2
