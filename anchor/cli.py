@@ -17,6 +17,28 @@ __all__ = ["anchor"]
 DEFAULT_RPC = "http://127.0.0.1:8545"  # anchor.chain_client.DEFAULT_RPC, without importing web3
 DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's
 DEFAULT_STORE = Path(".auditseal") / "store.db"  # sealer.cli's
+RPC_DEFAULT_HELP = "the chain of `auditseal dev up` if its state file exists, else " + DEFAULT_RPC
+KEY_DEFAULT_HELP = "with `auditseal dev up`'s chain as --rpc: its .auditseal/dev/chain.key"
+
+
+def _default_rpc() -> str:
+    """The RPC URL when --rpc and $AUDITSEAL_RPC are not given: the dev stack's, if up."""
+    from infra.state import endpoints
+
+    return endpoints()[1]
+
+
+def _default_key_file() -> Path | None:
+    """The key file when neither --key, $AUDITSEAL_CHAIN_KEY_FILE nor $AUDITSEAL_CHAIN_KEY is
+    given: the dev stack's (Anvil's public dev key) while its state file exists and --rpc is
+    its chain, else none. (--rpc is declared before --key, so it is already parsed.)"""
+    import os
+
+    if os.environ.get("AUDITSEAL_CHAIN_KEY"):
+        return None
+    from infra.state import dev_chain_key
+
+    return dev_chain_key(rpc_url=click.get_current_context().params.get("rpc_url"))
 
 
 @click.group("anchor")
@@ -32,9 +54,9 @@ def anchor() -> None:
 @click.option(
     "--rpc",
     "rpc_url",
-    default=DEFAULT_RPC,
+    default=_default_rpc,
     envvar="AUDITSEAL_RPC",
-    show_default=True,
+    show_default=RPC_DEFAULT_HELP,
     show_envvar=True,
     help="JSON-RPC URL of the chain (Anvil, Sepolia, Holesky, ...).",
 )
@@ -42,8 +64,9 @@ def anchor() -> None:
     "--key",
     "key_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    default=_default_key_file,
     envvar="AUDITSEAL_CHAIN_KEY_FILE",
+    show_default=KEY_DEFAULT_HELP,
     show_envvar=True,
     help="File holding the deployer's private key (0x + 64 hex digits), mode 0600. "
     "Without it, $AUDITSEAL_CHAIN_KEY holds the key.",
@@ -168,9 +191,9 @@ def deploy(
 @click.option(
     "--rpc",
     "rpc_url",
-    default=DEFAULT_RPC,
+    default=_default_rpc,
     envvar="AUDITSEAL_RPC",
-    show_default=True,
+    show_default=RPC_DEFAULT_HELP,
     show_envvar=True,
     help="JSON-RPC URL of the deployment's chain.",
 )
@@ -178,8 +201,9 @@ def deploy(
     "--key",
     "key_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    default=_default_key_file,
     envvar="AUDITSEAL_CHAIN_KEY_FILE",
+    show_default=KEY_DEFAULT_HELP,
     show_envvar=True,
     help="File holding an anchorer's private key, mode 0600; else $AUDITSEAL_CHAIN_KEY.",
 )

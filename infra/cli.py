@@ -6,7 +6,9 @@ Wired into the root CLI lazily by ``sealer/cli.py``, whose ``main()`` turns an I
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,13 @@ import click
 from infra import state
 from infra.errors import InfraError
 from infra.state import DevState, Service
+
+# Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
+# public test mnemonic, funded on every fresh Anvil, known to everyone. Never use it on a real
+# network. `dev up` writes it to chain.key (0600) next to the state file and never prints it.
+ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# anchor.deploy.DEFAULT_RECORD, without importing web3 at module level.
+DEPLOYMENT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 2 usage or input (a port already in use, a missing tool or a bad state "
@@ -94,11 +103,14 @@ def dev() -> None:
 def up(
     state_file: Path, broker_port: int, chain_port: int, broker_impl: str, timeout: float
 ) -> None:
-    """Start the broker and the chain, create the topics, write the state file.
+    """Start the broker and the chain, create the topics, deploy AuditAnchor, write the state
+    file.
 
     Both listen on 127.0.0.1 only and run detached (their own session), logging to files next
-    to the state file. Already up: says so and exits 0. A port already in use is exit 2 and
-    starts nothing.
+    to the state file. The contract is deployed from Anvil's first dev account (a public key,
+    written to chain.key next to the state file, mode 0600) and its record written to
+    .auditseal/anchor/deployment.json, unless that record already names the contract on this
+    chain. Already up: says so and exits 0. A port already in use is exit 2 and starts nothing.
 
     Exit codes: 0 up (or already up), 2 a port already in use (or the same port given twice), a
     missing tool or a bad state file, 3 a service did not start or answer in time.
@@ -125,6 +137,7 @@ def up(
         )
         if (current.broker.port, current.chain.port) != (broker_port, chain_port):
             click.echo("(ports as started; run `auditseal dev down` first to change them)")
+        _ensure_contract(current, path, chain.CHAIN_ID, timeout)
         return
 
     wanted: dict[str, int] = {}
@@ -180,6 +193,7 @@ def up(
                 click.echo(
                     f"warning: {name} has {n} partitions, expected {topics.PARTITIONS[name]}"
                 )
+        _ensure_contract(current, path, chain_id, timeout)
     except BaseException:
         _undo(started, current, path)
         raise
@@ -190,6 +204,111 @@ def up(
     )
     if current.broker.kind == "tansu":
         click.echo("note: Tansu keeps everything in memory; `auditseal dev down` drops the topics")
+
+
+def _write_dev_key(file: Path) -> None:
+    """Write Anvil's dev key to ``file``, mode 0600 (as the anchor commands demand)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode on open: fix it
+        out.write(ANVIL_DEV_KEY + "\n")
+
+
+def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: float) -> None:
+    """Deploy AuditAnchor to the dev chain unless the deployment record already names a
+    contract with the artifact's code on this chain; record the key, address and record in
+    the state file.
+
+    A record of another chain, or a file that is no record, is left alone (with a warning):
+    it is somebody's deployment, not the dev stack's.
+    """
+    from anchor import deploy as deployments  # web3: only when `dev up` deploys
+    from anchor.artifact import load_artifact
+    from anchor.chain_client import ChainClient, ChainKey
+    from anchor.errors import InputError
+
+    assert current.chain is not None
+    key_file = path.parent.absolute() / state.CHAIN_KEY_NAME
+    _write_dev_key(key_file)
+    current.chain_key = str(key_file)
+    key = ChainKey.from_file(key_file)
+    record_file = DEPLOYMENT_RECORD.absolute()
+    artifact = load_artifact()
+    client = ChainClient.connect(current.chain.address, expected_chain_id=chain_id)
+
+    def leave_alone(warning: str) -> None:
+        current.contract = current.deployment = None
+        current.deployment_owned = False
+        state.save(current, path)
+        click.echo(f"warning: {DEPLOYMENT_RECORD} {warning}")
+
+    stale = ""
+    if record_file.exists():
+        try:
+            old = deployments.read_record(record_file)
+        except InputError:
+            leave_alone(
+                "is not a deployment record; not deploying "
+                "(move it away and run `auditseal dev up` again)"
+            )
+            return
+        if old.chain_id != chain_id:
+            leave_alone(
+                f"records {old.contract} {old.address} on chain {old.chain_id}, not the dev "
+                f"chain ({chain_id}); left alone, not deploying"
+            )
+            return
+        if client.code(old.address) == artifact.deployed_bytecode:
+            owned = (
+                current.deployment_owned
+                and current.contract == old.address
+                and current.deployment == str(record_file)
+            )
+            current.contract = old.address
+            current.deployment = str(record_file)
+            current.deployment_owned = owned
+            state.save(current, path)
+            click.echo(
+                f"contract: {old.contract} already at {old.address} (record {DEPLOYMENT_RECORD})"
+            )
+            return
+        stale = f" (the record's {old.address} has no such code on this chain: replaced)"
+
+    record = deployments.deploy(client, key, artifact, timeout=timeout)
+    deployments.write_record(record, record_file)
+    current.contract = record.address
+    current.deployment = str(record_file)
+    current.deployment_owned = True
+    state.save(current, path)
+    click.echo(
+        f"contract: {record.contract} deployed at {record.address} by {record.owner} "
+        f"(block {record.block_number}, gas {record.gas_used}); record {DEPLOYMENT_RECORD}"
+        f"{stale}; key {path.parent / state.CHAIN_KEY_NAME} (Anvil's public dev key)"
+    )
+
+
+def _remove_record(current: DevState) -> None:
+    """After the chain stopped: remove the deployment record `dev up` wrote, if it still names
+    the dev contract (its state went with Anvil's memory)."""
+    record, address = current.deployment, current.contract
+    current.contract = current.deployment = None
+    owned, current.deployment_owned = current.deployment_owned, False
+    if record is None or address is None:
+        return
+    try:
+        data = json.loads(Path(record).read_text())
+        names = str(data.get("address", "")).lower() == address.lower()
+    except (OSError, ValueError, AttributeError):
+        return  # gone, or replaced by something else: not ours any more
+    if not names:
+        return
+    if owned:
+        with contextlib.suppress(FileNotFoundError):
+            Path(record).unlink()
+        click.echo(f"removed deployment record {record} (its chain state is gone)")
+    else:
+        click.echo(f"note: {record} names {address} on the stopped dev chain; it is stale now")
 
 
 def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> None:
@@ -242,6 +361,12 @@ def status(state_file: Path, as_json: bool) -> None:
     chain_svc = current.chain if current else None
     broker_running = broker.is_running(broker_svc) if broker_svc else None
     chain_running = chain.is_running(chain_svc) if chain_svc else None
+    contract = current.contract if current else None
+    has_code = (
+        _has_code(rpc, contract)
+        if contract and chain_id is not None and chain_svc and chain_svc.address == rpc
+        else None
+    )
     data: dict[str, Any] = {
         "up": topic_counts is not None and chain_id is not None,
         "state_file": str(path),
@@ -259,6 +384,12 @@ def status(state_file: Path, as_json: bool) -> None:
             "chain_id": chain_id,
             **managed(chain_svc, rpc, chain_running),
         },
+        "anchor": {
+            "contract": contract,
+            "record": current.deployment if current else None,
+            "has_code": has_code,
+            "key_file": current.chain_key if current else None,
+        },
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -266,6 +397,26 @@ def status(state_file: Path, as_json: bool) -> None:
         click.echo(_status_text(data))
     if not data["up"]:
         raise SystemExit(3)
+
+
+def _has_code(rpc: str, address: str, timeout: float = 2.0) -> bool | None:
+    """Whether ``address`` holds code (eth_getCode over urllib, no web3); None if no answer."""
+    import urllib.error
+    import urllib.request
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": [address, "latest"]}
+    request = urllib.request.Request(
+        rpc,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            code = json.loads(response.read())["result"]
+    except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+        return None
+    return isinstance(code, str) and code not in ("0x", "")
 
 
 def _status_text(data: dict[str, Any]) -> str:
@@ -291,6 +442,14 @@ def _status_text(data: dict[str, Any]) -> str:
     lines.append(
         f"chain   {'up  ' if c['answering'] else 'DOWN'}  {c['rpc_url']}  {chain_id}{who(c)}"
     )
+    a = data["anchor"]
+    if a["contract"]:
+        code = {True: "", False: " (NO CODE: stale; run `auditseal dev up`)", None: ""}
+        lines.append(
+            f"anchor  {a['contract']}  AuditAnchor{code[a['has_code']]}, record {a['record']}"
+        )
+    else:
+        lines.append("anchor  none (not deployed by `dev up`)")
     exists = "" if data["state_file_exists"] else " (none)"
     lines.append(f"state   {data['state_file']}{exists}")
     return "\n".join(lines)
@@ -306,7 +465,8 @@ def _status_text(data: dict[str, Any]) -> str:
     help="Seconds between SIGTERM and SIGKILL.",
 )
 def down(state_file: Path, timeout: float) -> None:
-    """Stop what `dev up` started and remove the state file.
+    """Stop what `dev up` started and remove the state file, and the deployment record that
+    `dev up` wrote (the contract was in Anvil's memory).
 
     A PID is signalled only if /proc/PID/cmdline is still the command `dev up` ran: SIGTERM,
     then SIGKILL after --timeout seconds. Nothing started: says so and exits 0.
@@ -334,6 +494,8 @@ def down(state_file: Path, timeout: float) -> None:
         else:
             click.echo(f"{role} was not running ({_describe(service)}); nothing to stop")
         setattr(current, role, None)
+    if current.chain is None:
+        _remove_record(current)
     if failures:
         state.save(current, path)
         raise failures[0]

@@ -3,7 +3,9 @@
 ``auditseal dev up`` writes one JSON file (default ``.auditseal/dev/state.json`` relative to the
 working directory, or ``$AUDITSEAL_DEV_STATE``) naming what it started: for each service its
 kind, address, PID and exact command line (so that ``dev down`` stops only that process), and
-its log file. The logs live next to the state file.
+its log file. The logs live next to the state file, and so does ``chain.key``: Anvil's first
+dev account key (public, see docs/DEV.md), which ``dev up`` deploys the AuditAnchor contract
+with and which the anchor commands use by default while the state file exists.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "DEFAULT_STATE",
     "DevState",
     "Service",
+    "dev_chain_key",
     "endpoints",
     "load",
     "remove",
@@ -37,6 +40,7 @@ DEFAULT_RPC = "http://127.0.0.1:8545"
 ENV_STATE = "AUDITSEAL_DEV_STATE"
 ENV_BOOTSTRAP = "AUDITSEAL_BOOTSTRAP"
 ENV_RPC = "AUDITSEAL_RPC"
+CHAIN_KEY_NAME = "chain.key"  # next to the state file
 VERSION = 1
 
 
@@ -74,11 +78,21 @@ class Service:
 
 @dataclass
 class DevState:
-    """What ``dev up`` started; either service may be absent while the stack is half up."""
+    """What ``dev up`` started; either service may be absent while the stack is half up.
+
+    ``chain_key`` is the key file ``dev up`` wrote (Anvil's dev key), ``contract`` the address
+    of the AuditAnchor contract on the dev chain and ``deployment`` its deployment record.
+    ``deployment_owned`` says that ``dev up`` wrote that record, so ``dev down`` removes it
+    (Anvil keeps its state in memory: after ``down`` the record names nothing).
+    """
 
     broker: Service | None = None
     chain: Service | None = None
     started_at: str | None = None
+    chain_key: str | None = None
+    contract: str | None = None
+    deployment: str | None = None
+    deployment_owned: bool = False
     version: int = VERSION
 
     @property
@@ -99,6 +113,10 @@ class DevState:
             broker=Service.from_dict(broker) if broker else None,
             chain=Service.from_dict(chain) if chain else None,
             started_at=data.get("started_at"),
+            chain_key=data.get("chain_key"),
+            contract=data.get("contract"),
+            deployment=data.get("deployment"),
+            deployment_owned=bool(data.get("deployment_owned", False)),
             version=int(data.get("version", VERSION)),
         )
 
@@ -171,3 +189,26 @@ def endpoints(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
             bootstrap = bootstrap or state.bootstrap
             rpc = rpc or state.rpc_url
     return bootstrap or DEFAULT_BOOTSTRAP, rpc or DEFAULT_RPC
+
+
+def dev_chain_key(
+    path: str | os.PathLike[str] | None = None, rpc_url: str | None = None
+) -> Path | None:
+    """The dev stack's chain key file, for the anchor commands' ``--key`` default.
+
+    Only while the state file exists (and reads): the key it records, else ``chain.key`` next
+    to it, if that file exists. With ``rpc_url``, only if that is the dev chain's URL: the
+    public dev key is never picked for another endpoint. None otherwise, so that a missing key
+    stays an error.
+    """
+    file = state_path(path)
+    try:
+        state = load(file)
+    except InfraError:
+        return None
+    if state is None or (rpc_url is not None and rpc_url != state.rpc_url):
+        return None
+    for candidate in (state.chain_key, file.parent / CHAIN_KEY_NAME):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None

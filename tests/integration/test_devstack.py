@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,26 @@ from infra import processes, state, topics
 
 AUDITSEAL = Path(sys.executable).with_name("auditseal")
 STATE = Path(".auditseal") / "dev" / "state.json"
+RECORD = Path(".auditseal") / "anchor" / "deployment.json"
+CHAIN_KEY = Path(".auditseal") / "dev" / "chain.key"
+ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # public
+
+
+def rpc(url: str, method: str, *params: object) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["result"]
+
+
+def deployed_code(url: str, address: str) -> str:
+    from anchor.artifact import load_artifact
+
+    code = rpc(url, "eth_getCode", address, "latest")
+    assert code == load_artifact().deployed_bytecode
+    return str(code)
 
 
 def run(
@@ -90,6 +112,19 @@ def test_up_status_up_again_and_down(stack_dir: Path) -> None:
     assert Path(recorded["broker"]["log"]).is_file()
     assert Path(recorded["chain"]["log"]).is_file()
 
+    # The contract is deployed from Anvil's dev account, whose key is written (0600), not shown.
+    rpc_url = f"http://127.0.0.1:{chain_port}"
+    assert ANVIL_KEY[2:] not in (up.stdout + up.stderr).lower()
+    assert (stack_dir / CHAIN_KEY).read_text().strip() == ANVIL_KEY
+    assert (stack_dir / CHAIN_KEY).stat().st_mode & 0o777 == 0o600
+    record = json.loads((stack_dir / RECORD).read_text())
+    address = record["address"]
+    assert record["chain_id"] == 31337 and f"deployed at {address}" in up.stdout
+    deployed_code(rpc_url, address)
+    assert recorded["contract"] == address and recorded["deployment_owned"] is True
+    assert recorded["deployment"] == str(stack_dir / RECORD)
+    assert recorded["chain_key"] == str(stack_dir / CHAIN_KEY)
+
     status = run(stack_dir, "status", "--json")
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
@@ -101,9 +136,32 @@ def test_up_status_up_again_and_down(stack_dir: Path) -> None:
     assert data["broker"]["topics"]["audit.events"] == 6
     assert data["chain"]["rpc_url"] == f"http://127.0.0.1:{chain_port}"
     assert data["chain"]["chain_id"] == 31337 and data["chain"]["pid"] == chain_pid
+    assert data["anchor"]["contract"] == address and data["anchor"]["has_code"] is True
+    assert data["anchor"]["record"] == str(stack_dir / RECORD)
 
     text = run(stack_dir, "status")
     assert text.returncode == 0 and "audit.events (6)" in text.stdout
+    assert f"anchor  {address}  AuditAnchor, record " in text.stdout
+
+    # `anchor deploy` finds the chain and the key through the state file (no flags, no env).
+    def anchor_deploy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AUDITSEAL), "anchor", "deploy", *args],
+            cwd=stack_dir,
+            env={k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    other = anchor_deploy("--out", "other.json", "--json")
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["owner"] == record["owner"]
+    deployed_code(rpc_url, json.loads(other.stdout)["address"])
+    # The public dev key is never the default for another endpoint.
+    elsewhere = anchor_deploy("--rpc", f"http://127.0.0.1:{broker_port}", "--out", "x.json")
+    assert elsewhere.returncode == 2 and "no chain key" in elsewhere.stderr, elsewhere.stderr
 
     # Other commands find the stack through the state file.
     assert state.endpoints(stack_dir / STATE) == (
@@ -111,10 +169,14 @@ def test_up_status_up_again_and_down(stack_dir: Path) -> None:
         f"http://127.0.0.1:{chain_port}",
     )
 
+    nonce = rpc(rpc_url, "eth_getTransactionCount", record["owner"], "latest")
     again = run(stack_dir, "up", *ports)
     assert again.returncode == 0, again.stderr
     assert "already up" in again.stdout
+    assert f"contract: AuditAnchor already at {address}" in again.stdout
     assert json.loads((stack_dir / STATE).read_text())["broker"]["pid"] == broker_pid
+    assert json.loads((stack_dir / RECORD).read_text()) == record  # not redeployed
+    assert rpc(rpc_url, "eth_getTransactionCount", record["owner"], "latest") == nonce
 
     # A service that died is started again; the one still running is kept.
     assert processes.stop(chain_pid, recorded["chain"]["argv"])
@@ -124,6 +186,11 @@ def test_up_status_up_again_and_down(stack_dir: Path) -> None:
     recorded = json.loads((stack_dir / STATE).read_text())
     assert recorded["broker"]["pid"] == broker_pid
     chain_pid = recorded["chain"]["pid"]
+    # The new Anvil starts empty: the stale record is replaced by a new deployment.
+    # (Same account, nonce and fees on a fresh Anvil: even the address and tx hash are equal.)
+    assert "contract: AuditAnchor deployed at" in healed.stdout
+    assert "has no such code on this chain: replaced" in healed.stdout
+    deployed_code(rpc_url, json.loads((stack_dir / RECORD).read_text())["address"])
 
     down = run(stack_dir, "down")
     assert down.returncode == 0, down.stderr
@@ -132,6 +199,8 @@ def test_up_status_up_again_and_down(stack_dir: Path) -> None:
     assert not processes.is_alive(broker_pid) and not processes.is_alive(chain_pid)
     assert processes.port_is_free(broker_port) and processes.port_is_free(chain_port)
     assert not (stack_dir / STATE).exists()
+    assert "removed deployment record" in down.stdout
+    assert not (stack_dir / RECORD).exists()  # it named a contract in Anvil's lost memory
 
     second = run(stack_dir, "down")
     assert second.returncode == 0, second.stderr
