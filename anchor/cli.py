@@ -264,6 +264,12 @@ def deploy(
 )
 @click.option("--topic", default="audit.anchors", show_default=True, help="Receipts topic.")
 @click.option("--once", is_flag=True, help="Run one round and exit (for tests and cron).")
+@click.option(
+    "--metrics-listen",
+    default="127.0.0.1:9465",
+    show_default=True,
+    help="host:port of the Prometheus endpoint while running (not with --once), or 'off'.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the result as JSON.")
 def run(
     store_path: Path,
@@ -280,6 +286,7 @@ def run(
     bootstrap: str | None,
     topic: str,
     once: bool,
+    metrics_listen: str,
     as_json: bool,
 ) -> None:
     """Anchor the latest checkpoint of every log, one transaction per changed state.
@@ -324,6 +331,16 @@ def run(
             import signal
             import threading
 
+            if metrics_listen != "off":
+                from prometheus_client import start_http_server
+
+                from anchor.metrics import AnchorMetrics
+
+                host, _, port = metrics_listen.rpartition(":")
+                if not host or not port.isdigit():
+                    raise InputError(f"--metrics-listen {metrics_listen!r}: want host:port or off")
+                service.metrics = AnchorMetrics()
+                start_http_server(int(port), host, registry=service.metrics.registry)
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

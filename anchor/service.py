@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
@@ -48,6 +48,9 @@ from anchor.errors import AnchorError, ChainUnavailable, InsufficientFunds, Tran
 from sealer.errors import NotFoundError
 from sealer.store import BlockStore, StoredAnchor
 from verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
+
+if TYPE_CHECKING:
+    from anchor.metrics import AnchorMetrics
 
 __all__ = [
     "AnchorService",
@@ -142,6 +145,7 @@ class AnchorService:
         options: ServiceOptions | None = None,
         *,
         publisher: Publisher | None = None,
+        metrics: AnchorMetrics | None = None,
         clock_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -152,6 +156,7 @@ class AnchorService:
         self.rpc_url = rpc_url
         self.options = options or ServiceOptions()
         self.publisher = publisher
+        self.metrics = metrics
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._sleep = sleep
         self._client: ChainClient | None = None
@@ -226,11 +231,15 @@ class AnchorService:
             started = time.monotonic()
             try:
                 result = self.run_once()
+                if self.metrics is not None:
+                    self.metrics.observe(result, time.time())
                 if result.action != "unchanged":
                     log.info("anchor round: %s", json.dumps(result.to_json()))
             except AnchorError as exc:
                 if exc.exit_code != 3:
                     raise
+                if self.metrics is not None:
+                    self.metrics.failures.inc()
                 log.error("anchor round failed, next attempt in %.1f s: %s", interval, exc)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 

@@ -432,15 +432,19 @@ def test_cli_service_loop_anchors_changes_only_and_stops_on_sigterm(
 ):
     import signal
 
+    from infra.processes import free_port
+
     record = deployed(anvil_rpc, artifact)
     write_record(record, tmp_path / "deployment.json")
     logs.append(0)
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")}
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             *(sys.executable, "-c", "from sealer.cli import main; main()", "anchor", "run"),
             *("--store", str(logs.store.path), "--deployment", str(tmp_path / "deployment.json")),
             *("--rpc", anvil_rpc, "--interval", "0.2"),
+            *("--metrics-listen", f"127.0.0.1:{metrics_port}"),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -463,6 +467,12 @@ def test_cli_service_loop_anchors_changes_only_and_stops_on_sigterm(
         before = nonce(anvil_rpc)
         time.sleep(1.0)  # five intervals with nothing new
         assert nonce(anvil_rpc) == before and len(logs.store.anchors()) == 2
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        assert 'auditseal_anchor_rounds_total{action="anchored"} 2.0' in metrics
+        assert "auditseal_anchor_last_seq 2.0" in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
