@@ -183,11 +183,6 @@ class Emitter:
             self._publish(source.encode(), value)
             return sequence
 
-    def publish_raw(self, key: bytes, value: bytes) -> None:
-        """Publish an already validated and encoded event (the HTTP gateway's path)."""
-        with self._lock:
-            self._publish(key, value)
-
     def _publish(self, key: bytes, value: bytes) -> None:
         if not self._spooling:
             try:
