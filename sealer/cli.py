@@ -61,6 +61,7 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 # Subcommands owned by other packages, imported only when invoked, so that `auditseal verify`
 # never loads Kafka clients. Each value is "module:attribute" of a click command or group.
 LAZY_COMMANDS = {
+    "verify": "sealer.verify_cli:verify",
     "anchor": "anchor.cli:anchor",
     "serve": "sealer.serve:serve",
     "seal": "sealer.worker:seal",

@@ -178,5 +178,15 @@ def test_a_pipeline_command_without_the_extra_names_it(tmp_path):
 def test_help_lists_every_command(tmp_path):
     out = run("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for command in ("keygen", "log", "dev", "ingest", "simulate", "seal", "serve"):
+    for command in (
+        "keygen",
+        "log",
+        "dev",
+        "ingest",
+        "simulate",
+        "seal",
+        "serve",
+        "anchor",
+        "verify",
+    ):
         assert f"  {command}" in out.stdout

@@ -1,0 +1,417 @@
+"""Verifying one block against the signed log and the chain: ``auditseal verify --block N``.
+
+:class:`Verifier` is pure: it checks a :class:`BlockMaterial` (everything the verifier is shown,
+none of it trusted) with the pinned log keys, and asks the chain only through an
+:class:`~verifier.anchoring.AnchorReader`. The checks, in order, each recorded in the
+:class:`Report` as ``ok``, ``failed`` or ``skipped`` with a detail:
+
+1. ``entries``: the block holds ``end - start`` entries of this log, positions strictly
+   increasing, each re-hashing to its leaf (redacted entries use their commitment and are listed);
+2. ``previous-state``: the compact range at ``start`` folds to the root of the previous block's
+   checkpoint, which opens with a pinned key (for block 0: the empty range);
+3. ``root``: the leaves appended to that range give the header's root;
+4. ``checkpoint``: the block's checkpoint opens with a pinned key and states this origin, size
+   ``end`` and that root;
+5. ``header-chain``: the header follows the previous header (number, range, prev hash);
+6. ``consistency``: the block's checkpoint is a prefix of the anchored checkpoint of the log
+   (itself signed with a pinned key);
+7. ``anchor-inclusion``: the anchored checkpoint is a leaf of the anchor's aggregate root;
+8. ``on-chain``: the pinned contract on the pinned chain holds that root for the anchor's seq,
+   written by an address the contract authorises; records block, timestamp and confirmations.
+
+Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one is named),
+3 not anchored yet or the chain unreachable (everything else ok).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
+from verifier.anchoring import AnchorReader, ChainUnavailableError
+from verifier.block import BlockHeader, SealedBlock
+from verifier.checkpoint import Checkpoint, open_checkpoint
+from verifier.compact import CompactRange
+from verifier.errors import VerifierError
+from verifier.merkle import verify_consistency
+from verifier.note import NoteVerifier
+
+__all__ = [
+    "CHECKS",
+    "BlockMaterial",
+    "Check",
+    "Report",
+    "Verifier",
+]
+
+CHECKS = (
+    "entries",
+    "previous-state",
+    "root",
+    "checkpoint",
+    "header-chain",
+    "consistency",
+    "anchor-inclusion",
+    "on-chain",
+)
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class BlockMaterial:
+    """Everything shown to the verifier for one block; nothing here is trusted.
+
+    ``compact_at_start`` are the hashes of the complete subtrees covering ``[0, start)``
+    (``merkle.range_nodes(0, start)``), ``prev_checkpoint`` the signed checkpoint of the previous
+    block (None for block 0). ``consistency`` carries the tree from the block's ``end`` to the
+    size of ``receipt``'s checkpoint (None: not anchored yet).
+    """
+
+    origin: str
+    block: SealedBlock
+    prev: BlockHeader | None
+    prev_checkpoint: str | None
+    compact_at_start: tuple[bytes, ...]
+    receipt: AnchorReceipt | None
+    consistency: tuple[bytes, ...] = ()
+    anchored_note: str | None = None
+    """The signed checkpoint whose body the receipt anchors, if available: then it must open
+    with a pinned key too (else the anchored body is authenticated by the chain alone)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    number: int
+    name: str
+    status: str
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            **({"data": self.data} if self.data else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    origin: str
+    block: int
+    checks: tuple[Check, ...]
+    pending: str | None
+    """Why the block is not proven on chain yet (not anchored, chain unreachable), if so."""
+    checked_at: int
+    redacted: tuple[int, ...] = ()
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if c.status == FAILED), None)
+
+    @property
+    def exit_code(self) -> int:
+        if self.first_failure is not None:
+            return 1
+        return 3 if self.pending is not None else 0
+
+    @property
+    def verdict(self) -> str:
+        failed = self.first_failure
+        if failed is not None:
+            return f"INVALID: check {failed.number} ({failed.name}) failed"
+        if self.pending is not None:
+            return f"NOT PROVEN: {self.pending}"
+        return "VALID"
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        failed = self.first_failure
+        return {
+            "origin": self.origin,
+            "block": self.block,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "first_failure": failed.name if failed else None,
+            "pending": self.pending,
+            "checked_at": self.checked_at,
+            "redacted": list(self.redacted),
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+    def render(self) -> str:
+        marks = {OK: "ok  ", FAILED: "FAIL", SKIPPED: "skip"}
+        lines = [f"block {self.block} of {self.origin}"]
+        for c in self.checks:
+            lines.append(f"  [{marks[c.status]}] {c.number}. {c.name}: {c.detail}")
+        lines.append(self.verdict)
+        return "\n".join(lines) + "\n"
+
+
+class _Failed(Exception):
+    """A check's failure inside :class:`Verifier`; its message is the check's detail."""
+
+
+class Verifier:
+    """Checks blocks with pinned ``log_keys``; ``reader`` None means no chain is asked.
+
+    ``contract`` and ``chain_id`` are the pinned AuditAnchor address and chain; ``now`` (Unix
+    seconds) is recorded in the report.
+    """
+
+    def __init__(
+        self,
+        log_keys: Iterable[NoteVerifier],
+        reader: AnchorReader | None,
+        contract: str | None,
+        chain_id: int | None,
+        now: int,
+    ) -> None:
+        self.log_keys = tuple(log_keys)
+        self.reader = reader
+        self.contract = contract
+        self.chain_id = chain_id
+        self.now = now
+
+    def verify_block(self, material: BlockMaterial) -> Report:
+        checks: list[Check] = []
+        pending: list[str] = []
+        state: dict[str, Any] = {}
+
+        def run(name: str, step: Callable[[], tuple[str, dict[str, Any]]]) -> bool:
+            number = CHECKS.index(name) + 1
+            try:
+                outcome = step()
+            except (_Failed, VerifierError) as exc:
+                if isinstance(exc, ChainUnavailableError):
+                    pending.append(f"chain unreachable: {exc}")
+                    checks.append(Check(number, name, SKIPPED, str(exc)))
+                    return False
+                checks.append(Check(number, name, FAILED, str(exc)))
+                return False
+            detail, data = outcome
+            checks.append(Check(number, name, OK, detail, data))
+            return True
+
+        def skip(name: str, why: str) -> None:
+            checks.append(Check(CHECKS.index(name) + 1, name, SKIPPED, why))
+
+        m = material
+        header = m.block.header
+
+        run("entries", lambda: self._entries(m, state))
+        run("previous-state", lambda: self._previous_state(m, state))
+        if "leaves" in state and "compact" in state:
+            run("root", lambda: self._root(m, state))
+        else:
+            skip("root", "needs the entries' leaves and the previous state")
+        run("checkpoint", lambda: self._checkpoint(m, state))
+        run("header-chain", lambda: self._header_chain(m))
+
+        receipt = m.receipt
+        if receipt is None:
+            pending.append(f"not anchored yet: no anchor covers size {header.end}")
+            for name in CHECKS[5:]:
+                skip(name, "not anchored yet")
+        else:
+            run("consistency", lambda: self._consistency(m, receipt))
+            run("anchor-inclusion", lambda: self._inclusion(receipt))
+            run("on-chain", lambda: self._on_chain(receipt))
+
+        return Report(
+            m.origin,
+            header.number,
+            tuple(sorted(checks, key=lambda c: c.number)),
+            "; ".join(pending) if pending else None,
+            self.now,
+            tuple(state.get("redacted", ())),
+        )
+
+    # --- the checks: each returns (detail, data), or raises _Failed / VerificationError ------
+
+    def _entries(self, m: BlockMaterial, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        header = m.block.header
+        entries = m.block.entries
+        if len(entries) != header.size:
+            raise _Failed(
+                f"holds {len(entries)} entries, the header's range [{header.start}, "
+                f"{header.end}) says {header.size}"
+            )
+        last = m.block.entries[0].position - 1 if entries else -1
+        leaves: list[bytes] = []
+        redacted: list[int] = []
+        for i, entry in enumerate(entries):
+            index = header.start + i
+            if entry.origin != m.origin:
+                raise _Failed(f"entry {index} belongs to log {entry.origin!r}")
+            if i and entry.position <= last:
+                raise _Failed(
+                    f"entry {index} at position {entry.position} does not follow position {last}"
+                )
+            last = entry.position
+            if entry.redacted:
+                redacted.append(index)
+            leaves.append(entry.leaf_hash())  # LeafMismatchError: a value that was altered
+        state["leaves"], state["redacted"] = leaves, redacted
+        note = f", {len(redacted)} redacted (leaves {redacted})" if redacted else ""
+        return f"{len(entries)} entries re-hash to their leaves{note}", {"redacted": redacted}
+
+    def _previous_state(
+        self, m: BlockMaterial, state: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        start = m.block.header.start
+        try:
+            compact = CompactRange(start, list(m.compact_at_start))
+        except ValueError as exc:
+            raise _Failed(f"compact range at {start}: {exc}") from exc
+        if start == 0:
+            state["compact"] = compact
+            return "block starts the log: empty previous state", {}
+        if m.prev_checkpoint is None:
+            raise _Failed(f"no checkpoint of the previous state (size {start}) was given")
+        prev = open_checkpoint(m.prev_checkpoint, self.log_keys)
+        if (prev.origin, prev.size) != (m.origin, start):
+            raise _Failed(
+                f"previous checkpoint is of ({prev.origin}, size {prev.size}), "
+                f"want ({m.origin}, size {start})"
+            )
+        calculated = compact.root()
+        if calculated != prev.root:
+            raise _Failed(
+                f"compact range at {start} folds to {calculated.hex()}, the previous signed "
+                f"checkpoint states {prev.root.hex()}"
+            )
+        state["compact"] = compact
+        return f"compact range at {start} matches the previous signed checkpoint", {}
+
+    def _root(self, m: BlockMaterial, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        compact: CompactRange = state["compact"].copy()
+        compact.extend(state["leaves"])
+        calculated = compact.root()
+        header = m.block.header
+        if calculated != header.root:
+            raise _Failed(
+                f"leaves [{header.start}, {header.end}) give root {calculated.hex()}, "
+                f"the header states {header.root.hex()}"
+            )
+        state["root"] = calculated
+        return f"leaves give the root {calculated.hex()}", {"root": calculated.hex()}
+
+    def _checkpoint(self, m: BlockMaterial, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        header = m.block.header
+        cp = open_checkpoint(m.block.checkpoint, self.log_keys)
+        want_root = state.get("root", header.root)
+        if (cp.origin, cp.size, cp.root) != (m.origin, header.end, want_root):
+            raise _Failed(
+                f"checkpoint states ({cp.origin}, {cp.size}, {cp.root.hex()}), want "
+                f"({m.origin}, {header.end}, {want_root.hex()})"
+            )
+        state["checkpoint"] = cp
+        return f"signed by a pinned key: {cp.origin} size {cp.size}", {}
+
+    def _header_chain(self, m: BlockMaterial) -> tuple[str, dict[str, Any]]:
+        header = m.block.header
+        if header.origin != m.origin:
+            raise _Failed(f"header names log {header.origin!r}, want {m.origin!r}")
+        if m.prev is not None and m.prev.origin != m.origin:
+            raise _Failed(f"previous header names log {m.prev.origin!r}")
+        header.verify_follows(m.prev)
+        return f"block hash {header.hash().hex()} follows its previous block", {
+            "hash": header.hash().hex()
+        }
+
+    def _anchored_checkpoint(self, m: BlockMaterial, receipt: AnchorReceipt) -> Checkpoint:
+        if receipt.origin != m.origin:
+            raise _Failed(f"anchor receipt is of log {receipt.origin!r}, want {m.origin!r}")
+        if m.anchored_note is not None:
+            if checkpoint_body(m.anchored_note) != receipt.checkpoint:
+                raise _Failed("the signed anchored checkpoint is not the one the receipt anchors")
+            open_checkpoint(m.anchored_note, self.log_keys)
+        return Checkpoint.from_text(receipt.checkpoint)
+
+    def _consistency(self, m: BlockMaterial, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
+        anchored = self._anchored_checkpoint(m, receipt)
+        header = m.block.header
+        if anchored.origin != m.origin:
+            raise _Failed(f"anchored checkpoint is of log {anchored.origin!r}")
+        if anchored.size < header.end:
+            raise _Failed(
+                f"anchored checkpoint (size {anchored.size}) does not cover the block "
+                f"(end {header.end})"
+            )
+        verify_consistency(
+            header.end, anchored.size, list(m.consistency), header.root, anchored.root
+        )
+        signed = "signed, " if m.anchored_note is not None else ""
+        return f"size {header.end} is a prefix of the anchored ({signed}size {anchored.size})", {
+            "anchored_size": anchored.size
+        }
+
+    def _inclusion(self, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
+        verify_anchor_inclusion(
+            receipt.checkpoint, receipt.index, receipt.size, list(receipt.proof), receipt.root
+        )
+        return (
+            f"anchored checkpoint is leaf {receipt.index} of {receipt.size} in the aggregate "
+            f"{receipt.root.hex()} of anchor {receipt.seq}",
+            {"seq": receipt.seq, "aggregate_root": receipt.root.hex()},
+        )
+
+    def _on_chain(self, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
+        if self.chain_id is not None and receipt.chain_id != self.chain_id:
+            raise _Failed(
+                f"receipt names chain {receipt.chain_id}, pinned chain is {self.chain_id}"
+            )
+        if self.contract is not None and receipt.contract.lower() != self.contract.lower():
+            raise _Failed(
+                f"receipt names contract {receipt.contract}, pinned contract is {self.contract}"
+            )
+        if self.reader is None:
+            raise ChainUnavailableError("no chain endpoint given (--rpc)")
+        chain_id = self.reader.chain_id()
+        if self.chain_id is not None and chain_id != self.chain_id:
+            raise _Failed(f"the endpoint serves chain {chain_id}, pinned chain is {self.chain_id}")
+        on_chain = self.reader.root_of(receipt.seq)
+        if on_chain is None:
+            raise _Failed(f"the contract holds no root for anchor {receipt.seq}")
+        if on_chain != receipt.root:
+            raise _Failed(
+                f"the contract holds {on_chain.hex()} for anchor {receipt.seq}, the aggregate "
+                f"root is {receipt.root.hex()}"
+            )
+        fact = self.reader.anchored_at(receipt.seq)
+        if fact is None:
+            raise _Failed(f"no Anchored event for anchor {receipt.seq}")
+        if fact.root != on_chain:
+            raise _Failed(f"the Anchored event of {receipt.seq} states another root")
+        if not self.reader.is_anchorer(fact.anchorer, fact.block_number):
+            raise _Failed(
+                f"anchor {receipt.seq} was written by {fact.anchorer}, not an anchorer of the "
+                f"contract in block {fact.block_number}"
+            )
+        authorised_now = self.reader.is_anchorer(fact.anchorer)
+        data = {
+            "chain_id": chain_id,
+            "seq": receipt.seq,
+            "root": on_chain.hex(),
+            "block_number": fact.block_number,
+            "block_hash": fact.block_hash,
+            "timestamp": fact.timestamp,
+            "anchorer": fact.anchorer,
+            "tx_hash": fact.tx_hash,
+            "confirmations": fact.confirmations,
+            "anchorer_authorised_now": authorised_now,
+        }
+        return (
+            f"chain {chain_id} holds the root of anchor {receipt.seq}, written by anchorer "
+            f"{fact.anchorer} in block {fact.block_number} (timestamp {fact.timestamp}, "
+            f"{fact.confirmations} confirmations)"
+            + ("" if authorised_now else "; that anchorer has since been revoked"),
+            data,
+        )
