@@ -150,6 +150,9 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
         broker_heartbeat_interval=max(0.5, config.session_timeout_s / 6),
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # A sealed-stream value is at most MAX_MESSAGE_BYTES; the key and the record batch
+        # come on top. Kafka's default message.max.bytes (1 MiB) is the real bound.
+        producer_max_request_size=1_048_576,
     )
     events_topic = app.topic(
         config.topic,

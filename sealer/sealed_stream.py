@@ -1,8 +1,11 @@
 """The sealed stream (topic ``audit.sealed``): blocks as JSON messages for dashboards and the
 monitor. Schema ``auditseal.sealed/v1``, documented in docs/FORMAT.md §8.
 
-A block becomes one or more messages, keyed by origin, none over ``max_bytes`` (1,000,000 by
-default, under Kafka's 1 MiB default): entries are packed in order into parts. Every part carries
+A block becomes one or more messages, keyed by origin, none over ``max_bytes`` (900,000 by
+default): entries are packed in order into parts. The margin under Kafka's 1 MiB limit is for
+the key and the record batch around the value, which the producer counts against its
+``max.request.size``; values filled to 1,000,000 bytes made Faust's producer refuse a block and
+the worker crash on it again after every restart. Every part carries
 the header and checkpoint, so each message can be checked on its own. A value too large to fit
 in a message even alone is left out (``value_b64`` null, ``value_omitted`` true): its
 commitment still binds it, and the read API serves it.
@@ -22,7 +25,7 @@ from verifier.block import SealedBlock
 __all__ = ["MAX_MESSAGE_BYTES", "SCHEMA", "encode_block"]
 
 SCHEMA = "auditseal.sealed/v1"
-MAX_MESSAGE_BYTES = 1_000_000
+MAX_MESSAGE_BYTES = 900_000
 
 
 def _b64(data: bytes | None) -> str | None:

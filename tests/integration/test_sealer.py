@@ -137,3 +137,21 @@ def test_malformed_records_are_sealed_and_flagged(kafka_bootstrap, new_topic, tm
     entries = [e for b in blocks_from_stream(messages).values() for e in b["entries"]]
     assert [e["flag"] is not None for e in entries] == [True] * len(values)
     assert entries[2]["value_omitted"] and entries[2]["value_size"] == 2_000_000
+
+
+def test_full_blocks_of_realistic_events_are_published(kafka_bootstrap, new_topic, tmp_path):
+    """Regression: sealed-stream values filled to 1,000,000 bytes, plus key and batch, went
+    over the producer's max request size and the worker crashed on the block forever."""
+    stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=1)
+    with Feeder(stack, rate=5000, sources=4) as feeder:
+        while feeder.sent < 2500:
+            time.sleep(0.1)
+    worker = stack.start_worker(max_events=1000, max_interval=1.0)
+    try:
+        wait_until_sealed(stack)
+    finally:
+        stop(worker)
+    check_exactly_once(stack)
+    blocks = blocks_from_stream(sealed_stream(stack))
+    assert any(b["end"] - b["start"] == 1000 and b["parts"] > 1 for b in blocks.values())
+    assert "Traceback" not in (tmp_path / "worker-w.log").read_text()

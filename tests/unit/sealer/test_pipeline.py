@@ -12,7 +12,7 @@ from ingest.envelope import triage
 from sealer.fsck import check_log
 from sealer.log_writer import LogWriter
 from sealer.pipeline import KafkaRecord, Sealer, SealerConfig
-from sealer.sealed_stream import encode_block
+from sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
 from sealer.signer import Signer
 from sealer.store import BlockStore
 
@@ -118,7 +118,10 @@ def test_sealed_stream_messages_stay_under_the_limit_and_carry_everything(store)
         sealer.add(rec(i, value=v))
     (sealed,) = sealer.flush()
     messages = encode_block(sealed.block, sealed.records, sealed.gaps)
-    assert all(len(m) <= 1_000_000 for m in messages)
+    # Value, key (the origin) and a record batch's overhead must stay under the producer's
+    # max request size: a full 1,000,000-byte value did not.
+    assert all(len(m) <= MAX_MESSAGE_BYTES for m in messages)
+    assert MAX_MESSAGE_BYTES + 65_536 <= 1_000_000
     decoded = [orjson.loads(m) for m in messages]
     assert [d["part"] for d in decoded] == list(range(len(messages)))
     assert {d["parts"] for d in decoded} == {len(messages)}
