@@ -20,10 +20,7 @@ run then consumes that same topic from the beginning with a fresh consumer group
   the store (read-only, every 20 ms) until it holds N entries. Events/s = (N - entries at the
   first poll that saw any) / (time of the poll that saw N - time of that first poll): sustained
   events/s to committed (stored, signed) blocks. Its Prometheus counter
-  ``auditseal_sealer_events_total`` is checked to be N at the end. The worker's Faust producer
-  gets ``PRODUCER_MAX_REQUEST_SIZE=1048576`` through the environment: with Faust's default
-  (1,000,000) the worker crashes on the first block whose sealed-stream message is estimated
-  above it (``--as-shipped`` leaves the default).
+  ``auditseal_sealer_events_total`` is checked to be N at the end.
 
 Runs alternate (A, B, A, B, ...) and the table shows medians. While the sealer runs, its peak RSS
 (``VmHWM`` of /proc/PID/status) is read when the store first holds N/10 entries and again at N.
@@ -77,12 +74,6 @@ ORIGIN_PREFIX = "auditseal.local"
 AIM_RATIO = 0.8
 AIM_MEMORY_GROWTH = 0.10
 BREAKDOWN_N = 100_000
-# `encode_block` fills a sealed-stream message up to 1,000,000 bytes of value, and Faust's
-# producer refuses a record whose estimated size (value, key and record-batch overhead) exceeds
-# its `producer_max_request_size`, 1,000,000 by default: the worker crashes on such a block. The
-# benchmark gives the worker's producer Kafka's usual 1 MiB instead (`--as-shipped`: do not).
-FAUST_MAX_REQUEST_SIZE = 1_000_000
-WORKAROUND_MAX_REQUEST_SIZE = 1_048_576
 
 _perf = time.perf_counter
 
@@ -422,14 +413,9 @@ def run_sealer(
     name: str,
     timeout: float,
     broker_pid: int | None = None,
-    max_request_size: int | None = WORKAROUND_MAX_REQUEST_SIZE,
     prefix: Sequence[str] | None = None,
 ) -> Run:
-    """Run B: ``auditseal seal`` until its store holds N entries.
-
-    ``max_request_size`` goes to the worker's Faust producer through the environment
-    (``PRODUCER_MAX_REQUEST_SIZE``); None leaves Faust's default (1,000,000).
-    """
+    """Run B: ``auditseal seal`` until its store holds N entries."""
     sealed_topic = f"bench-sealed-{name}-{os.getpid()}"
     broker.create_topic(bootstrap, sealed_topic, 1)
     store = workdir / f"{name}.db"
@@ -437,10 +423,6 @@ def run_sealer(
     port = free_port()
     args = seal_argv(bootstrap, topic, sealed_topic, store, key, workdir / name, port)
     argv = [*(prefix or auditseal_argv()), *args]
-    env = dict(os.environ)
-    env.pop("PRODUCER_MAX_REQUEST_SIZE", None)
-    if max_request_size is not None:
-        env["PRODUCER_MAX_REQUEST_SIZE"] = str(max_request_size)
     probe = StoreProbe(store)
     try:
         with open(log_path, "wb") as out:
@@ -451,7 +433,6 @@ def run_sealer(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=_ROOT,
-                env=env,
                 preexec_fn=_die_with_parent,
             )
         try:
@@ -546,20 +527,48 @@ class Costs:
     oversized_blocks: int  # blocks with a sealed-stream message over Faust's default limit
     largest_message: int  # aiokafka's size estimate of the largest message, bytes
     sealed_bytes: float  # sealed-stream bytes per event
+    producer_limit: int  # the worker's producer_max_request_size
 
 
 def step_costs(
-    pool: Sequence[dict[str, Any]], m: int, workdir: Path, topic: str, passes: int = 3
+    pool: Sequence[dict[str, Any]],
+    m: int,
+    workdir: Path,
+    topic: str,
+    producer_limit: int,
+    passes: int = 3,
 ) -> Costs:
     """The sealing steps on ``m`` of the benchmark's records, ``passes`` times (fresh stores)."""
-    runs = [_step_costs_once(pool, m, workdir / f"steps-{i}", topic) for i in range(passes)]
+    runs = [
+        _step_costs_once(pool, m, workdir / f"steps-{i}", topic, producer_limit)
+        for i in range(passes)
+    ]
     us = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
     _, blocks, oversized, largest, sealed_bytes = runs[0]
-    return Costs(us, m, blocks, oversized, largest, sealed_bytes)
+    return Costs(us, m, blocks, oversized, largest, sealed_bytes, producer_limit)
+
+
+def producer_limit(workdir: Path, key: Path) -> int:
+    """The ``producer_max_request_size`` of the worker's Faust app (built, never started)."""
+    from ingest.envelope import triage
+    from sealer.app import WorkerConfig, create_app
+    from sealer.pipeline import SealerConfig
+
+    config = WorkerConfig(
+        bootstrap="127.0.0.1:9",
+        store_path=workdir / "limit.db",
+        key_file=key,
+        state_dir=workdir / "limit",
+        sealer=SealerConfig(),
+        metrics_listen=None,
+    )
+    app, worker = create_app(config, triage)
+    worker.store.close()
+    return int(app.conf.producer_max_request_size)
 
 
 def _step_costs_once(
-    pool: Sequence[dict[str, Any]], m: int, workdir: Path, topic: str
+    pool: Sequence[dict[str, Any]], m: int, workdir: Path, topic: str, limit: int
 ) -> tuple[dict[str, float], int, int, int, float]:
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -636,7 +645,7 @@ def _step_costs_once(
         ]
         for b, ms in zip(built_blocks, messages, strict=True)
     ]
-    oversized = sum(1 for ss in sizes if max(ss) > FAUST_MAX_REQUEST_SIZE)
+    oversized = sum(1 for ss in sizes if max(ss) > limit)
     largest = max(max(ss) for ss in sizes)
 
     # The whole pipeline as the worker runs it, on a fresh store: add (triage, buffer, build,
@@ -680,7 +689,6 @@ class Config:
     seed: int
     profile: bool
     quick: bool
-    as_shipped: bool
 
     @property
     def mark(self) -> int:
@@ -715,7 +723,6 @@ def run(cfg: Config, workdir: Path) -> Result:
     pool = build_pool(min(POOL, cfg.n), cfg.seed)
     key = make_key(workdir)
     timeout = max(120.0, cfg.n / 2_000)
-    max_request = None if cfg.as_shipped else WORKAROUND_MAX_REQUEST_SIZE
     topic = f"bench-events-{os.getpid()}"
     service = broker.spawn(free_port(), workdir / "broker.log")
     try:
@@ -742,9 +749,8 @@ def run(cfg: Config, workdir: Path) -> Result:
             )
             name = f"sealer-{r}"
             b = run_sealer(
-                bootstrap, topic, cfg.n, cfg.mark, workdir, key, name, timeout, broker_pid,
-                max_request,
-            )  # fmt: skip
+                bootstrap, topic, cfg.n, cfg.mark, workdir, key, name, timeout, broker_pid
+            )
             sealer.append(b)
             (workdir / f"{name}.db").unlink()
             log(
@@ -755,12 +761,12 @@ def run(cfg: Config, workdir: Path) -> Result:
             )
         load = f"{load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} after"
         if cfg.profile:
-            profile_sealer(bootstrap, topic, cfg, workdir, key, timeout, max_request)
+            profile_sealer(bootstrap, topic, cfg, workdir, key, timeout)
     finally:
         broker.stop(service, timeout=5.0)
     m = min(cfg.n, BREAKDOWN_N)
     log(f"per-event costs of the pipeline in this process, on {m:,} records")
-    costs = step_costs(pool, m, workdir / "steps", topic)
+    costs = step_costs(pool, m, workdir / "steps", topic, producer_limit(workdir, key))
     return Result(counter, sealer, fill, costs, load)
 
 
@@ -771,7 +777,6 @@ def profile_sealer(
     workdir: Path,
     key: Path,
     timeout: float,
-    max_request: int | None,
 ) -> None:
     """One more sealer worker under cProfile; its top functions to stderr."""
     import pstats
@@ -781,9 +786,8 @@ def profile_sealer(
     out = workdir / "sealer.prof"
     prefix = [sys.executable, "-m", "cProfile", "-o", str(out), str(wrapper)]
     b = run_sealer(
-        bootstrap, topic, cfg.n, cfg.mark, workdir, key, "sealer-prof", timeout, None,
-        max_request, prefix,
-    )  # fmt: skip
+        bootstrap, topic, cfg.n, cfg.mark, workdir, key, "sealer-prof", timeout, None, prefix
+    )
     log(f"sealer under cProfile: {b.rate:,.0f} events/s; top functions by own time:")
     stats = pstats.Stats(str(out), stream=sys.stderr)
     stats.sort_stats("tottime").print_stats(30)
@@ -867,13 +871,6 @@ def report(cfg: Config, result: Result) -> tuple[list[list[str]], list[str]]:
     rest = b_cpu - a_cpu - us["pipeline"]
     blocks = result.sealer[-1].detail
     scale = "" if cfg.n >= DEFAULT_N else f" (N = {cfg.n:,} in this run, not {DEFAULT_N:,})"
-    workaround = (
-        "The worker ran as shipped (`--as-shipped`)."
-        if cfg.as_shipped
-        else "The benchmark therefore runs the worker with `PRODUCER_MAX_REQUEST_SIZE="
-        f"{WORKAROUND_MAX_REQUEST_SIZE}` in its environment (a Faust setting read from the "
-        "environment; no code change); `--as-shipped` runs it without."
-    )
     notes = [
         f"Aim: the sealer at least {AIM_RATIO:.0%} of the bare agent's rate: "
         f"{verdict(ratio >= AIM_RATIO)} ({ratio:.0%}: {_rate(b.median)} vs {_rate(a.median)}).",
@@ -881,22 +878,17 @@ def report(cfg: Config, result: Result) -> tuple[list[list[str]], list[str]]:
         f"its peak at {cfg.mark:,}{scale}: {verdict(growth <= AIM_MEMORY_GROWTH)} "
         f"({growth:+.1%}, medians over runs); its resident set at {cfg.n:,} (`VmRSS`) was "
         f"{_mib(end_rss)}.",
-        (
-            f"As shipped, the worker crashes on realistic events: {c.oversized_blocks} of the "
-            f"{c.blocks} blocks of the breakdown below "
-            f"({c.oversized_blocks / c.blocks:.0%}) have a sealed-stream message"
+        f"Sealed stream: {c.sealed_bytes:,.0f} bytes per event (base64 values in JSON); the "
+        "largest message of the breakdown's blocks, as aiokafka estimates it before sending "
+        f"(value, key and record batch overhead), {c.largest_message:,} bytes: "
+        + (
+            f"**over** the worker's producer limit (`producer_max_request_size` "
+            f"{c.producer_limit:,}) in {c.oversized_blocks} of {c.blocks} blocks, each of which "
+            "would crash the worker when it publishes it."
             if c.oversized_blocks
-            else f"None of the {c.blocks} blocks of the breakdown below has a sealed-stream "
-            "message over the limit this time, but a block that has one crashes the worker as "
-            "shipped: a message"
-        )
-        + " whose size as aiokafka estimates it (value, key and record batch overhead; "
-        f"largest here {c.largest_message:,} bytes) exceeds Faust's default "
-        f"`producer_max_request_size` ({FAUST_MAX_REQUEST_SIZE:,}), because `encode_block` "
-        f"fills each message's value up to {FAUST_MAX_REQUEST_SIZE:,} bytes "
-        "(`MAX_MESSAGE_BYTES`). Publishing such a block raises `ProducerSendError` "
-        "(`MessageSizeTooLargeError`) in the agent, the Faust worker crashes, and a restarted "
-        f"worker publishes that stored block first, so it crashes again. {workaround}",
+            else f"under the worker's producer limit (`producer_max_request_size` "
+            f"{c.producer_limit:,})."
+        ),
         f"Per event: the bare agent takes {a_us:.1f} µs of wall time and {a_cpu:.1f} µs of its "
         f"process's CPU, the sealer {b_us:.1f} µs and {b_cpu:.1f} µs (inside the timed window; "
         f"each process does its work on one Python thread). "
@@ -959,14 +951,7 @@ def render(cfg: Config, result: Result) -> str:
         "`topic_disable_leader`, `consumer_auto_offset_reset=earliest`, 6 s session timeout, "
         "1 s commit interval) iterating `stream.noack().events()` and acknowledging each "
         "event; events/s = (N - 1) / time from its first record to its N-th. Sealer: "
-        "`auditseal seal` with its defaults"
-        + (
-            ""
-            if cfg.as_shipped
-            else f" and `PRODUCER_MAX_REQUEST_SIZE={WORKAROUND_MAX_REQUEST_SIZE}` in its "
-            "environment (see below)"
-        )
-        + ", a fresh store file (WAL, `synchronous=FULL`, "
+        "`auditseal seal` with its defaults, a fresh store file (WAL, `synchronous=FULL`, "
         "on the machine's disk), a key from `auditseal keygen`, a fresh sealed topic and the "
         "metrics endpoint on; the benchmark reads the store read-only every "
         f"{POLL_S * 1000:.0f} ms; events/s = entries committed after the first poll that "
@@ -1010,11 +995,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap.add_argument(
         "--profile", action="store_true", help="cProfile one more sealer worker (stderr)"
     )
-    ap.add_argument(
-        "--as-shipped",
-        action="store_true",
-        help="leave the worker's Faust producer at its default max request size (it may crash)",
-    )
     ap.add_argument("--quick", action="store_true", help="short smoke run; never writes the docs")
     ap.add_argument("--no-write", action="store_true", help="print only, leave the docs alone")
     args = ap.parse_args(argv)
@@ -1022,7 +1002,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
         args.n, args.repeat = QUICK_N, 1
     if args.n < 10 * PARTITIONS or args.repeat < 1:
         ap.error(f"need --n >= {10 * PARTITIONS} and a positive --repeat")
-    cfg = Config(args.n, args.repeat, args.seed, args.profile, args.quick, args.as_shipped)
+    cfg = Config(args.n, args.repeat, args.seed, args.profile, args.quick)
     return cfg, not (args.no_write or args.quick)
 
 
