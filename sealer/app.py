@@ -150,6 +150,10 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
         broker_heartbeat_interval=max(0.5, config.session_timeout_s / 6),
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # On shutdown Faust would wait for buffered records to be acknowledged, but the agent
+        # and the block timer have stopped: SIGTERM hung. Unacknowledged records are simply
+        # delivered again and skipped by position, so there is nothing to wait for.
+        stream_wait_empty=False,
         # A sealed-stream value is at most MAX_MESSAGE_BYTES; the key and the record batch
         # come on top. Kafka's default message.max.bytes (1 MiB) is the real bound.
         producer_max_request_size=1_048_576,
