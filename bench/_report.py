@@ -23,6 +23,7 @@ __all__ = [
     "machine_info",
     "markdown_table",
     "replace_section",
+    "replace_titled_section",
     "section_header",
     "today",
 ]
@@ -128,3 +129,22 @@ def replace_section(
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def replace_titled_section(name: str, title: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """:func:`replace_section`, with ``title`` put above the markers when the section is new.
+
+    ``replace_section`` appends a missing section as bare markers at the end of the file, so the
+    title is appended first (atomically, like the section itself).
+    """
+    start = f"<!-- bench:{name} -->"
+    if path.exists():
+        current = path.read_text(encoding="utf-8")
+        titled = re.search(rf"^{re.escape(title)}$", current, re.MULTILINE)
+        if start not in current and not titled:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(current.rstrip("\n") + f"\n\n{title}\n", encoding="utf-8")
+            os.replace(tmp, path)
+        replace_section(name, body, path)
+    else:
+        replace_section(name, body, path, new_file_text=f"# Benchmarks\n\n{title}\n")

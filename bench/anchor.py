@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -51,7 +49,13 @@ from anchor.artifact import Artifact, load_artifact
 from anchor.chain_client import ChainClient, ChainKey
 from anchor.deploy import Deployment, deploy
 from anchor.service import AnchorService, RoundResult, ServiceOptions
-from bench._report import BENCHMARKS_MD, Stats, markdown_table, replace_section, section_header
+from bench._report import (
+    BENCHMARKS_MD,
+    Stats,
+    markdown_table,
+    replace_titled_section,
+    section_header,
+)
 from infra import chain
 from infra.processes import free_port, tail
 from sealer.blocks import Record
@@ -449,19 +453,7 @@ def render(cfg: Config, cases: list[Case], latency: Latency, version: str) -> st
 
 
 def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the ``anchor`` section; when it is new, put the title line above its markers
-    (``replace_section`` appends a missing section as bare markers)."""
-    start = f"<!-- bench:{SECTION} -->"
-    if path.exists():
-        current = path.read_text(encoding="utf-8")
-        titled = re.search(rf"^{re.escape(TITLE)}$", current, re.MULTILINE)
-        if start not in current and not titled:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(current.rstrip("\n") + f"\n\n{TITLE}\n", encoding="utf-8")
-            os.replace(tmp, path)
-        replace_section(SECTION, text, path)
-    else:
-        replace_section(SECTION, text, path, new_file_text=f"# Benchmarks\n\n{TITLE}\n")
+    replace_titled_section(SECTION, TITLE, text, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:

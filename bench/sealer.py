@@ -53,7 +53,13 @@ from typing import Any
 
 import orjson
 
-from bench._report import BENCHMARKS_MD, Stats, markdown_table, replace_section, section_header
+from bench._report import (
+    BENCHMARKS_MD,
+    Stats,
+    markdown_table,
+    replace_titled_section,
+    section_header,
+)
 from infra import broker
 from infra.processes import free_port, tail
 from ingest.simulator import TrafficModel, simulated_proxies
@@ -969,22 +975,7 @@ def render(cfg: Config, result: Result) -> str:
 
 
 def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the ``sealer`` section; when it is new, put the title line above its markers.
-
-    ``replace_section`` appends a missing section as bare markers at the end of the file, so the
-    title is appended first (atomically, like the section itself).
-    """
-    start = f"<!-- bench:{SECTION} -->"
-    if path.exists():
-        current = path.read_text(encoding="utf-8")
-        titled = re.search(rf"^{re.escape(TITLE)}$", current, re.MULTILINE)
-        if start not in current and not titled:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(current.rstrip("\n") + f"\n\n{TITLE}\n", encoding="utf-8")
-            os.replace(tmp, path)
-        replace_section(SECTION, text, path)
-    else:
-        replace_section(SECTION, text, path, new_file_text=f"# Benchmarks\n\n{TITLE}\n")
+    replace_titled_section(SECTION, TITLE, text, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
