@@ -1,5 +1,5 @@
 """The sealed stream (topic ``audit.sealed``): blocks as JSON messages for dashboards and the
-monitor. Schema ``auditseal.sealed/v1``, documented in docs/FORMAT.md §8.
+monitor. Schema ``auditseal.sealed/v1``, documented in docs/FORMAT.md §7.
 
 A block becomes one or more messages, keyed by origin, none over ``max_bytes`` (900,000 by
 default): entries are packed in order into parts. The margin under Kafka's 1 MiB limit is for
@@ -13,7 +13,6 @@ commitment still binds it, and the read API serves it.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,15 +20,12 @@ import orjson
 
 from sealer.blocks import Record
 from verifier.block import SealedBlock
+from verifier.sealed import SEALED_SCHEMA, entry_item
 
 __all__ = ["MAX_MESSAGE_BYTES", "SCHEMA", "encode_block"]
 
-SCHEMA = "auditseal.sealed/v1"
+SCHEMA = SEALED_SCHEMA
 MAX_MESSAGE_BYTES = 900_000
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def encode_block(
@@ -62,22 +58,10 @@ def encode_block(
     parts: list[list[bytes]] = [[]]
     used = 0
     for i, (entry, record) in enumerate(zip(block.entries, records, strict=True)):
-        item = {
-            "index": h.start + i,
-            "position": entry.position,
-            "timestamp_ms": entry.timestamp_ms,
-            "key_b64": _b64(entry.key),
-            "value_b64": _b64(entry.value),
-            "value_null": entry.value_null,
-            "value_omitted": False,
-            "salt": None if entry.salt is None else entry.salt.hex(),
-            "value_commitment": entry.value_commitment.hex(),
-            "event_id": record.event_id,
-            "flag": record.flag,
-        }
+        item = entry_item(h.start + i, entry, record.event_id, record.flag)
         encoded = orjson.dumps(item)
         if len(encoded) + 1 > budget:
-            item.update(value_b64=None, value_omitted=True, value_size=len(entry.value or b""))
+            item = entry_item(h.start + i, entry, record.event_id, record.flag, omit_value=True)
             encoded = orjson.dumps(item)
         if used + len(encoded) + 1 > budget and parts[-1]:
             parts.append([])

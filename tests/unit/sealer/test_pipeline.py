@@ -15,6 +15,8 @@ from sealer.pipeline import KafkaRecord, Sealer, SealerConfig
 from sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
 from sealer.signer import Signer
 from sealer.store import BlockStore
+from verifier.errors import FormatError
+from verifier.sealed import BlockAssembler, parse_message
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 
@@ -130,3 +132,37 @@ def test_sealed_stream_messages_stay_under_the_limit_and_carry_everything(store)
     assert entries[2]["value_omitted"] and entries[2]["value_size"] == 2_000_000
     assert base64.b64decode(entries[4]["value_b64"]) == values[4]
     assert decoded[0]["checkpoint"] == sealed.block.checkpoint
+
+
+def test_the_sealed_stream_decodes_back_to_the_block_it_encodes(store):
+    sealer = make(store, Clock(), max_events=100)
+    values = [b"a" * 300_000, b"b" * 300_000, b"c" * 2_000_000, b"d" * 10, b"e" * 400_000]
+    for i, v in enumerate(values):
+        sealer.add(rec(i, value=v))
+    (sealed,) = sealer.flush()
+    assembler = BlockAssembler()
+    results = [
+        assembler.add(parse_message(orjson.loads(m)))
+        for m in encode_block(sealed.block, sealed.records, sealed.gaps)
+    ]
+    assert all(r is None for r in results[:-1]) and results[-1] is not None
+    block, items = results[-1]
+    assert block.header == sealed.block.header and block.checkpoint == sealed.block.checkpoint
+    assert [e.leaf_hash() for e in block.entries] == [e.leaf_hash() for e in sealed.block.entries]
+    assert [i.value_omitted for i in items] == [False, False, True, False, False]
+    assert block.entries[2].redacted and block.entries[4].value == values[4]
+
+
+def test_a_sealed_message_whose_summary_disagrees_with_its_header_is_refused(store):
+    sealer = make(store, Clock(), max_events=100)
+    sealer.add(rec(0))
+    (sealed,) = sealer.flush()
+    (message,) = encode_block(sealed.block, sealed.records, sealed.gaps)
+    data = orjson.loads(message)
+    data["block"] = 7
+    with pytest.raises(FormatError, match=r"message\.block: 7 disagrees with the header"):
+        parse_message(data)
+    data = orjson.loads(message)
+    data["entries"][0]["salt"] = "zz"
+    with pytest.raises(FormatError, match=r"message\.entries\[0\]\.salt"):
+        parse_message(data)
