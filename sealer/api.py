@@ -16,6 +16,7 @@ strings, so a client can check signatures and hashes over the exact bytes.
 ``GET /v1/event?id=ID[&log=O]``                             every entry sealed with event ID
 ``GET /v1/proof/inclusion?log=O&index=I[&size=N]``          as ``auditseal log proof inclusion``
 ``GET /v1/proof/consistency?log=O&old=M[&new=N]``           as ``auditseal log proof consistency``
+``GET /v1/bundle?[log=O&]block=N`` or ``?event=ID``          a proof bundle, as ``auditseal bundle``
 ``GET /healthz``, ``GET /metrics``                          liveness, Prometheus metrics
 ==========================================================  ==================================
 
@@ -48,6 +49,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sealer.errors import InputError, NotFoundError, StoreError
 from sealer.store import BlockStore, StoredBlock
+from sealer.verify_material import store_bundle
 from verifier.errors import VerifierError
 from verifier.leaf import Entry
 
@@ -495,6 +497,19 @@ class ReadAPI:
         body = await self.stores.run(lambda db: _consistency(db, origin, old, new))
         return _json(200, body, NO_CACHE if new is None else IMMUTABLE)
 
+    async def bundle(self, request: web.Request) -> web.Response:
+        origin = _param(request, "log", required=False)
+        number = _optional_int(request, "block")
+        event = _param(request, "event", required=False)
+        if number is None and event is None:
+            raise _BadParameter("block or event: give at least one of them")
+
+        def read(db: BlockStore) -> dict[str, Any]:
+            return store_bundle(db, origin, number, event).to_json()
+
+        # Entries may be redacted and newer anchors cover the block later: short-lived.
+        return _json(200, await self.stores.run(read), self.entry_cache)
+
     async def healthz(self, _request: web.Request) -> web.Response:
         try:
             count = len(await self.stores.run(lambda db: db.logs()))
@@ -535,6 +550,7 @@ def make_app(
             web.get("/v1/event", api.event),
             web.get("/v1/proof/inclusion", api.inclusion),
             web.get("/v1/proof/consistency", api.consistency),
+            web.get("/v1/bundle", api.bundle),
             web.get("/healthz", api.healthz),
             web.get("/metrics", api.metrics_route),
         ]

@@ -62,6 +62,7 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 # never loads Kafka clients. Each value is "module:attribute" of a click command or group.
 LAZY_COMMANDS = {
     "verify": "sealer.verify_cli:verify",
+    "bundle": "sealer.verify_cli:bundle",
     "anchor": "anchor.cli:anchor",
     "serve": "sealer.serve:serve",
     "seal": "sealer.worker:seal",

@@ -470,6 +470,26 @@ class BlockStore:
             (self._log_id(origin), first),
         )
 
+    def block_at(self, origin: str, index: int) -> StoredBlock:
+        """The block holding leaf ``index`` (the first whose end is past it)."""
+        rows = self._block_rows(
+            "SELECT header, hash, checkpoint FROM blocks WHERE log_id = ? AND end_idx > ?"
+            " ORDER BY end_idx LIMIT 1",
+            (self._log_id(origin), index),
+        )
+        found = next(rows, None)
+        if found is None or found.header.start > index:
+            raise NotFoundError(f"{origin}: no block holds leaf {index}")
+        return found
+
+    def block_ending_at(self, origin: str, size: int) -> StoredBlock | None:
+        """The block whose checkpoint is at tree size ``size``, if one is stored."""
+        rows = self._block_rows(
+            "SELECT header, hash, checkpoint FROM blocks WHERE log_id = ? AND end_idx = ?",
+            (self._log_id(origin), size),
+        )
+        return next(rows, None)
+
     def latest_checkpoint(self, origin: str) -> str:
         last = self.last_block(origin)
         if last is None:

@@ -1,9 +1,11 @@
-"""``auditseal verify``: prove one block of a store against the pinned log keys and the chain.
+"""``auditseal verify`` and ``auditseal bundle``: prove blocks and events of a log against the
+pinned log keys and the chain, from a store, the read API of ``auditseal serve``, or a bundle.
 
-The checks are :class:`verifier.verify.Verifier`'s; this module only reads the store
-(:mod:`sealer.verify_material`), the pinned values (flags, environment, the anchor deployment
-record) and prints the report. Exit codes: 0 valid, 1 invalid (first failing check named),
-2 usage or input error, 3 not anchored yet or the chain unreachable.
+The checks are :class:`verifier.verify.Verifier`'s; this module only gets their input (a
+:class:`~verifier.bundle.Bundle` from :mod:`sealer.verify_material`, :mod:`verifier.remote` or a
+file), the pinned values (flags, environment, the anchor deployment record) and prints the
+report. Exit codes: 0 valid, 1 invalid (first failing check named), 2 usage or input error,
+3 not proven yet: not anchored, or the chain or the read API unreachable.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from typing import Any, NoReturn
 import click
 
 from sealer.errors import SealerError
+from sealer.files import write_atomic
 from sealer.store import BlockStore
-from sealer.verify_material import block_material, only_log
+from sealer.verify_material import store_bundle
 from verifier.anchoring import AnchorReader
+from verifier.bundle import Bundle, bundle_from_json
 from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
 from verifier.verify import Verifier
 
 DEFAULT_STORE = Path(".auditseal") / "store.db"
 DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's record
+MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -46,23 +51,90 @@ def _deployment(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_bundle_file(path: Path) -> Bundle:
+    """A bundle file, parsed strictly; exit 2 naming the file and the field at fault."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BUNDLE_FILE + 1)
+    except OSError as exc:
+        _fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
+    if len(raw) > MAX_BUNDLE_FILE:
+        _fail(f"{path}: over {MAX_BUNDLE_FILE} bytes, not a bundle", 2)
+    try:
+        return bundle_from_json(json.loads(raw))
+    except ValueError as exc:  # FormatError is a ValueError too
+        _fail(f"{path}: {exc}", 2)
+
+
+def _from_store(store: Path, origin: str | None, number: int | None, event: str | None) -> Bundle:
+    if not store.is_file():
+        _fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
+    with BlockStore.open(store, readonly=True) as db:
+        return store_bundle(db, origin, number, event)
+
+
+def _check_bundle_matches(
+    bundle: Bundle, path: Path, origin: str | None, number: int | None, event: str | None
+) -> None:
+    """A bundle proves one block (and maybe one event): asking it for another is a usage error."""
+    header = bundle.material.block.header
+    if origin is not None and origin != bundle.material.origin:
+        _fail(f"{path}: is a bundle of log {bundle.material.origin!r}, not {origin!r}", 2)
+    if number is not None and number != header.number:
+        _fail(f"{path}: is a bundle of block {header.number}, not {number}", 2)
+    if event is not None and (bundle.event is None or bundle.event.requested != event):
+        held = f"event {bundle.event.requested!r}" if bundle.event else "no event"
+        _fail(f"{path}: holds {held}; make one with: auditseal bundle --event {event}", 2)
+
+
+def _log_option(f: Any) -> Any:
+    return click.option(
+        "--log",
+        "origin",
+        envvar="AUDITSEAL_LOG",
+        show_envvar=True,
+        help="Log origin, e.g. auditseal.local/audit.events/0; may be omitted when the store "
+        "holds one log, or with --event.",
+    )(f)
+
+
+def _store_option(f: Any) -> Any:
+    return click.option(
+        "--store",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="AUDITSEAL_STORE",
+        show_envvar=True,
+        help=f"Block store file (SQLite) to read from [default: {DEFAULT_STORE}].",
+    )(f)
+
+
+def _event_option(f: Any) -> Any:
+    return click.option(
+        "--event",
+        metavar="ID",
+        help="An event: its CloudEvents id, or position:N (the Kafka offset it was sealed "
+        "from) or index:N (its leaf index) in --log.",
+    )(f)
+
+
 @click.command("verify")
-@click.option("--block", "number", type=click.IntRange(min=0), required=True, help="Block number.")
+@click.option("--block", "number", type=click.IntRange(min=0), help="Block number to prove.")
+@_event_option
+@_log_option
+@_store_option
 @click.option(
-    "--log",
-    "origin",
-    envvar="AUDITSEAL_LOG",
+    "--source",
+    metavar="URL",
+    envvar="AUDITSEAL_SOURCE",
     show_envvar=True,
-    help="Log origin; may be omitted when the store holds one log.",
+    help="Read API of `auditseal serve` (http://host:port) to fetch the proof from, "
+    "instead of a store.",
 )
 @click.option(
-    "--store",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=DEFAULT_STORE,
-    envvar="AUDITSEAL_STORE",
-    show_default=True,
-    show_envvar=True,
-    help="Block store file (SQLite) to read the block and its proofs from.",
+    "--bundle",
+    "bundle_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Proof bundle file (from `auditseal bundle`) to check, instead of a store.",
 )
 @click.option(
     "--rpc", envvar="AUDITSEAL_RPC", show_envvar=True, help="JSON-RPC URL of the anchor chain."
@@ -99,9 +171,12 @@ def _deployment(path: Path) -> dict[str, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
-    number: int,
+    number: int | None,
+    event: str | None,
     origin: str | None,
-    store: Path,
+    store: Path | None,
+    source: str | None,
+    bundle_path: Path | None,
     rpc: str | None,
     contract: str | None,
     chain_id: int | None,
@@ -109,35 +184,126 @@ def verify(
     log_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Prove block N of a log: its entries, tree, signed checkpoint and header chain, and that
-    it is covered by a checkpoint whose anchor root the pinned contract holds on chain.
+    """Prove a block (--block N) or one event (--event ID) of a log.
 
-    Trusts only the pinned log keys, the pinned contract and the chain. Exit code 0 valid,
-    1 invalid (the first failing check is named), 2 usage or input error, 3 not anchored yet
-    or the chain unreachable.
+    \b
+    Checks, in order, trusting only the pinned log keys, contract and chain:
+      1 entries           each entry re-hashes to its leaf (redacted ones are listed)
+      2 previous-state    the tree before the block matches the previous signed checkpoint
+      3 root              the block's leaves on top of it give the header's root
+      4 checkpoint        the checkpoint opens with a pinned key and states that root
+      5 header-chain      the header links to the previous block's hash
+      6 consistency       the checkpoint is a prefix of the anchored checkpoint
+      7 anchor-inclusion  the anchored checkpoint is in the anchor's aggregate root
+      8 on-chain          the pinned contract holds that root, set by an authorised anchorer
+      9 event             (--event) the event's inclusion proof leads to the checkpoint
+
+    \b
+    The proof is read from one of: --store (default .auditseal/store.db), --source (the
+    read API of `auditseal serve`) or --bundle (a file from `auditseal bundle`).
+
+    \b
+    Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
+    error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
     """
+    if number is None and event is None:
+        _fail("name what to prove: --block N or --event ID", 2)
+    if sum(x is not None for x in (store, source, bundle_path)) > 1:
+        _fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
         _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
     record = _deployment(deployment)
     contract = contract or record.get("address")
     if chain_id is None and isinstance(record.get("chain_id"), int):
         chain_id = record["chain_id"]
+    if rpc and not contract:
+        _fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:
         keys = [NoteVerifier.from_string(k) for k in log_keys]
+        if bundle_path is not None:
+            bundle = read_bundle_file(bundle_path)
+            _check_bundle_matches(bundle, bundle_path, origin, number, event)
+        elif source is not None:
+            from verifier.remote import fetch_bundle
+
+            bundle = fetch_bundle(source, origin, number, event)
+        else:
+            bundle = _from_store(store or DEFAULT_STORE, origin, number, event)
         reader: AnchorReader | None = None
         if rpc and contract:
             from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
 
             reader = Web3AnchorReader(rpc, contract)
-        with BlockStore.open(store, readonly=True) as db:
-            material = block_material(db, origin or only_log(db), number)
     except (SealerError, VerifierError) as exc:
-        _fail(str(exc), 2)
-    if rpc and not contract:
-        _fail("no pinned contract: give --contract or a deployment record", 2)
-    report = Verifier(keys, reader, contract, chain_id, int(time.time())).verify_block(material)
+        _fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
+    verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
+    report = verifier.verify_block(bundle.material, bundle.event)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(report.render(), nl=False)
     sys.exit(report.exit_code)
+
+
+@click.command("bundle")
+@click.option("--block", "number", type=click.IntRange(min=0), help="Block number to bundle.")
+@_event_option
+@_log_option
+@_store_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="File to write the bundle to (written whole or not at all); - for stdout.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for scripts.")
+def bundle(
+    number: int | None,
+    event: str | None,
+    origin: str | None,
+    store: Path | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Write a proof bundle: everything needed to verify a block (and, with --event, one of
+    its events) offline, with only the log keys and a chain endpoint:
+
+    \b
+        auditseal verify --bundle FILE --rpc URL --contract ADDR --log-key KEY
+
+    The format is auditseal.bundle/v1 (docs/FORMAT.md). Nothing in it is trusted by the
+    verifier: an edited bundle fails the same checks an edited store does.
+    """
+    if number is None and event is None:
+        _fail("name what to bundle: --block N or --event ID", 2)
+    try:
+        made = _from_store(store or DEFAULT_STORE, origin, number, event)
+    except (SealerError, VerifierError) as exc:
+        _fail(str(exc), 2)
+    data = (json.dumps(made.to_json(), indent=1) + "\n").encode("utf-8")
+    if str(out) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        write_atomic(out, data)
+    except OSError as exc:
+        _fail(f"{out}: cannot write the bundle: {exc.strerror or exc}", 2)
+    header = made.material.block.header
+    summary = {
+        "file": str(out),
+        "bytes": len(data),
+        "origin": made.material.origin,
+        "block": header.number,
+        "entries": header.size,
+        "anchored": made.material.receipt is not None,
+        "event": made.event.requested if made.event else None,
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        anchored = "anchored" if summary["anchored"] else "not anchored yet"
+        click.echo(
+            f"wrote {out}: block {header.number} of {made.material.origin}, "
+            f"{header.size} entries, {anchored}, {len(data)} bytes"
+        )

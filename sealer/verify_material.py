@@ -1,27 +1,34 @@
-"""What ``auditseal verify --block N --store PATH`` shows the verifier, read from a block store.
+"""What ``auditseal verify`` shows the verifier, read from a block store.
 
 :func:`block_material` gathers, for block ``N`` of a log, everything
 :class:`verifier.verify.Verifier` checks: the block (header, signed checkpoint, entries), the
 previous header and its signed checkpoint, the compact range at the block's start (stored tree
 nodes), the latest confirmed anchor receipt of the log that covers the block, and the
 consistency proof from the block's end to that receipt's checkpoint. None of it is trusted:
-each piece is only an input to a check. A store that lost entries yields a block with fewer
-entries, one that lost the previous block yields no previous state, one that lost its tail
-yields an empty consistency proof: the verifier reports each, none is an error here.
+each piece is only an input to a check. :func:`store_bundle` wraps it, with the entries' event
+ids and an optional event's inclusion proof, into the portable :class:`~verifier.bundle.Bundle`
+that ``auditseal bundle`` writes and the read API serves.
+
+A store that lost entries yields a block with fewer entries, one that lost the previous block
+yields no previous state, one that lost its tail yields an empty consistency proof: the verifier
+reports each, none is an error here.
 """
 
 from __future__ import annotations
+
+import re
 
 from sealer.errors import InputError, NotFoundError, StoreError
 from sealer.store import BlockStore
 from verifier.anchor import AnchorReceipt
 from verifier.block import SealedBlock
+from verifier.bundle import Bundle
 from verifier.checkpoint import Checkpoint
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
-from verifier.verify import BlockMaterial
+from verifier.verify import BlockMaterial, EventProof
 
-__all__ = ["block_material", "covering_receipt", "only_log"]
+__all__ = ["block_material", "covering_receipt", "locate_event", "only_log", "store_bundle"]
 
 
 def only_log(store: BlockStore) -> str:
@@ -58,16 +65,6 @@ def _entries(store: BlockStore, origin: str, start: int, end: int) -> tuple[Entr
         return tuple(found)
 
 
-def _note_at(store: BlockStore, origin: str, size: int) -> str | None:
-    """The signed checkpoint of the block of ``origin`` that ends at ``size``, if stored."""
-    for stored in store.blocks(origin):
-        if stored.header.end == size:
-            return stored.checkpoint
-        if stored.header.end > size:
-            break
-    return None
-
-
 def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial:
     """The material of block ``number`` of ``origin``; NotFoundError if the store lacks it."""
     if not store.has_log(origin):
@@ -91,7 +88,8 @@ def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial
     anchored_note: str | None = None
     if receipt is not None:
         anchored = Checkpoint.from_text(receipt.checkpoint)
-        anchored_note = _note_at(store, origin, anchored.size)
+        at_anchor = store.block_ending_at(origin, anchored.size)
+        anchored_note = at_anchor.checkpoint if at_anchor is not None else None
         try:
             consistency = tuple(store.consistency_proof(origin, header.end, anchored.size).proof)
         except StoreError:  # the store lost part of the tree: an empty proof, which fails
@@ -107,4 +105,69 @@ def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial
         receipt=receipt,
         consistency=consistency,
         anchored_note=anchored_note,
+    )
+
+
+_NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")
+
+
+def locate_event(
+    store: BlockStore, requested: str, origin: str | None
+) -> tuple[str, int, tuple[int, ...]]:
+    """``(origin, leaf index, other copies)`` of the event ``requested``: a CloudEvents id,
+    ``position:N`` (the Kafka offset it was sealed from) or ``index:N`` (its leaf index).
+
+    Position and index need the log (``origin``, or the store's only log). An id sealed more
+    than once (a redelivery) resolves to its first copy; the others are listed.
+    """
+    numbered = _NUMBERED.fullmatch(requested)
+    if numbered is not None:
+        kind, number = numbered.group(1), int(numbered.group(2))
+        origin = origin or only_log(store)
+        if not store.has_log(origin):
+            raise NotFoundError(f"{store.path}: no log {origin!r}")
+        if kind == "position":
+            return origin, store.index_of_position(origin, number), ()
+        if number >= store.size(origin):
+            raise NotFoundError(f"{origin}: no leaf {number} (the log holds {store.size(origin)})")
+        return origin, number, ()
+    if origin is not None and not store.has_log(origin):
+        raise NotFoundError(f"{store.path}: no log {origin!r}")
+    found = store.find_event(requested, origin)
+    if not found:
+        where = f" in {origin}" if origin else ""
+        raise NotFoundError(f"{store.path}: no event with id {requested!r}{where}")
+    first_origin, first = found[0]
+    return first_origin, first, tuple(i for o, i in found[1:] if o == first_origin)
+
+
+def store_bundle(
+    store: BlockStore, origin: str | None, number: int | None = None, event: str | None = None
+) -> Bundle:
+    """The bundle of block ``number`` of ``origin``, or of the block holding ``event``.
+
+    ``origin`` None: the log of the event, or the store's only log.
+    """
+    proof = None
+    if event is None:
+        origin = origin or only_log(store)
+    else:
+        origin, index, copies = locate_event(store, event, origin)
+        stored = store.block_at(origin, index)
+        if number is not None and number != stored.header.number:
+            raise InputError(f"event {event!r} is in block {stored.header.number}, not {number}")
+        number = stored.header.number
+        inclusion = store.inclusion_proof(origin, index, stored.header.end)
+        proof = EventProof(index, tuple(inclusion.proof), event, copies)
+    if number is None or origin is None:
+        raise InputError("name a block (--block N) or an event (--event ID)")
+    material = block_material(store, origin, number)
+    header = material.block.header
+    records = {r.position: r for r in store.records(origin, header.start, header.end)}
+    meta = [records.get(e.position) for e in material.block.entries]
+    return Bundle(
+        material,
+        tuple(r.event_id if r else None for r in meta),
+        tuple(r.flag if r else None for r in meta),
+        proof,
     )

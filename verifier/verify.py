@@ -19,12 +19,17 @@ none of it trusted) with the pinned log keys, and asks the chain only through an
 8. ``on-chain``: the pinned contract on the pinned chain holds that root for the anchor's seq,
    written by an address the contract authorises; records block, timestamp and confirmations.
 
+With an :class:`EventProof` (``auditseal verify --event ID``), a ninth check, ``event``: the
+named entry is in the block, is what was asked for (its CloudEvents ``id``, Kafka position or
+leaf index), and its RFC 9162 inclusion proof leads to the root of the block's checkpoint.
+
 Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one is named),
 3 not anchored yet or the chain unreachable (everything else ok).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,13 +40,15 @@ from verifier.block import BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.compact import CompactRange
 from verifier.errors import VerifierError
-from verifier.merkle import verify_consistency
+from verifier.merkle import verify_consistency, verify_inclusion
 from verifier.note import NoteVerifier
 
 __all__ = [
     "CHECKS",
+    "EVENT_CHECK",
     "BlockMaterial",
     "Check",
+    "EventProof",
     "Report",
     "Verifier",
 ]
@@ -56,6 +63,8 @@ CHECKS = (
     "anchor-inclusion",
     "on-chain",
 )
+EVENT_CHECK = "event"
+"""The ninth check, run only when an event is named."""
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
@@ -79,6 +88,20 @@ class BlockMaterial:
     anchored_note: str | None = None
     """The signed checkpoint whose body the receipt anchors, if available: then it must open
     with a pinned key too (else the anchored body is authenticated by the chain alone)."""
+
+
+@dataclass(frozen=True)
+class EventProof:
+    """One entry of a block, named by the caller, with its RFC 9162 inclusion proof in the tree
+    at the block's end (the size of the block's checkpoint)."""
+
+    index: int
+    proof: tuple[bytes, ...]
+    requested: str
+    """What was asked for: a CloudEvents id, ``position:N`` (Kafka offset) or ``index:N``."""
+    copies: tuple[int, ...] = ()
+    """Leaf indices of other copies of the same event id in the log: at-least-once delivery
+    can seal one event twice. Informational."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,8 @@ class Report:
     """Why the block is not proven on chain yet (not anchored, chain unreachable), if so."""
     checked_at: int
     redacted: tuple[int, ...] = ()
+    event: str | None = None
+    """The event asked for, when the report is about one (``--event``)."""
 
     @property
     def first_failure(self) -> Check | None:
@@ -136,6 +161,7 @@ class Report:
         return {
             "origin": self.origin,
             "block": self.block,
+            **({"event": self.event} if self.event is not None else {}),
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "first_failure": failed.name if failed else None,
@@ -147,7 +173,10 @@ class Report:
 
     def render(self) -> str:
         marks = {OK: "ok  ", FAILED: "FAIL", SKIPPED: "skip"}
-        lines = [f"block {self.block} of {self.origin}"]
+        subject = f"block {self.block} of {self.origin}"
+        if self.event is not None:
+            subject = f"event {self.event} in {subject}"
+        lines = [subject]
         for c in self.checks:
             lines.append(f"  [{marks[c.status]}] {c.number}. {c.name}: {c.detail}")
         lines.append(self.verdict)
@@ -179,13 +208,14 @@ class Verifier:
         self.chain_id = chain_id
         self.now = now
 
-    def verify_block(self, material: BlockMaterial) -> Report:
+    def verify_block(self, material: BlockMaterial, event: EventProof | None = None) -> Report:
+        """Run the checks on ``material``; with ``event``, also the ``event`` check."""
         checks: list[Check] = []
         pending: list[str] = []
         state: dict[str, Any] = {}
 
         def run(name: str, step: Callable[[], tuple[str, dict[str, Any]]]) -> bool:
-            number = CHECKS.index(name) + 1
+            number = CHECKS.index(name) + 1 if name in CHECKS else len(CHECKS) + 1
             try:
                 outcome = step()
             except (_Failed, VerifierError) as exc:
@@ -223,6 +253,8 @@ class Verifier:
             run("consistency", lambda: self._consistency(m, receipt))
             run("anchor-inclusion", lambda: self._inclusion(receipt))
             run("on-chain", lambda: self._on_chain(receipt))
+        if event is not None:
+            run(EVENT_CHECK, lambda: self._event(m, event, state))
 
         return Report(
             m.origin,
@@ -231,6 +263,7 @@ class Verifier:
             "; ".join(pending) if pending else None,
             self.now,
             tuple(state.get("redacted", ())),
+            event.requested if event is not None else None,
         )
 
     # --- the checks: each returns (detail, data), or raises _Failed / VerificationError ------
@@ -377,6 +410,8 @@ class Verifier:
         chain_id = self.reader.chain_id()
         if self.chain_id is not None and chain_id != self.chain_id:
             raise _Failed(f"the endpoint serves chain {chain_id}, pinned chain is {self.chain_id}")
+        if receipt.chain_id != chain_id:
+            raise _Failed(f"receipt names chain {receipt.chain_id}, the endpoint serves {chain_id}")
         on_chain = self.reader.root_of(receipt.seq)
         if on_chain is None:
             raise _Failed(f"the contract holds no root for anchor {receipt.seq}")
@@ -415,3 +450,51 @@ class Verifier:
             + ("" if authorised_now else "; that anchorer has since been revoked"),
             data,
         )
+
+    def _event(
+        self, m: BlockMaterial, event: EventProof, state: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        header = m.block.header
+        if not header.start <= event.index < header.end:
+            raise _Failed(
+                f"leaf {event.index} is not in the block's range [{header.start}, {header.end})"
+            )
+        if len(m.block.entries) != header.size:
+            raise _Failed(f"the block's entries are incomplete: leaf {event.index} is unproven")
+        entry = m.block.entries[event.index - header.start]
+        claim = _describe_claim(event.requested, event.index, entry.position, entry.value)
+        root = state["checkpoint"].root if "checkpoint" in state else header.root
+        verify_inclusion(entry.leaf_hash(), event.index, header.end, list(event.proof), root)
+        data: dict[str, Any] = {
+            "index": event.index,
+            "position": entry.position,
+            "timestamp_ms": entry.timestamp_ms,
+            "redacted": entry.redacted,
+            "proof": [h.hex() for h in event.proof],
+            "copies": list(event.copies),
+        }
+        copies = f"; also sealed at leaves {list(event.copies)}" if event.copies else ""
+        return (
+            f"leaf {event.index} (position {entry.position}) {claim}, included in the "
+            f"checkpoint of size {header.end} by a {len(event.proof)}-hash proof{copies}",
+            data,
+        )
+
+
+def _describe_claim(requested: str, index: int, position: int, value: bytes | None) -> str:
+    """How the entry matches what was asked for; _Failed if it does not."""
+    kind, _, number = requested.partition(":")
+    if kind in ("position", "index") and number.isdigit():
+        actual = position if kind == "position" else index
+        if actual != int(number):
+            raise _Failed(f"leaf {index} is at {kind} {actual}, not {number}")
+        return f"is at {kind} {number}"
+    if value is None:  # redacted: the id is no longer readable, only the leaf is proven
+        return "is redacted, so its id cannot be re-read from the value"
+    try:
+        found = json.loads(value).get("id")
+    except (ValueError, AttributeError):
+        found = None
+    if found != requested:
+        raise _Failed(f"leaf {index} holds event id {found!r}, not {requested!r}")
+    return f"holds event id {requested!r}"
