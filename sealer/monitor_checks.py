@@ -1,0 +1,602 @@
+"""The monitor's checks as a state machine: feed it blocks, entry items and receipts; it
+returns alerts. No Kafka, no HTTP, no clock: the caller passes the time and a chain view, so
+every rule here is unit-tested without services (sealer/monitor.py does the I/O).
+
+Trusted: the pinned log keys and the chain (through :class:`ChainView`). Everything on the
+topics is evidence to check, never an authority. The alert kinds are :data:`KINDS`; each
+alert names the log and block it is about (docs/MONITOR.md says what to do about each).
+
+Rules decided here:
+
+- A block is replayed with :class:`verifier.replay.LogReplay` against the log's state: the
+  first failing check names the alert kind. A block that fails leaves the state untouched, so
+  the genuine block, if it comes later, still applies.
+- A block whose number was already accepted is compared with the accepted one: byte-identical
+  (a republish after a crash, FORMAT.md §7) is not an alert; anything else is replayed from the
+  state before that number. If it verifies, the log's key signed two histories: ``fork``. If
+  not, the check it fails names the alert (a forgery without the key).
+- A block ahead of the next expected number is held (bounded) until the missing ones arrive;
+  ``chain_break`` is raised once for the hole.
+- ``sequence``: per source, the next expected number starts at 1 (the monitor reads the topics
+  from the beginning). A number above it is a gap (``sequence_gap``). A number seen before is a
+  *replay* when the record's value is byte-identical to the first one (at-least-once delivery
+  before Kafka: the emitter resends a spooled event with the same id and sequence); that is
+  counted (``replays``), not alerted. The same number with other bytes is ``sequence_duplicate``.
+  A number inside a gap already reported fills it silently. Flagged records (not valid events)
+  and entries whose value is omitted or redacted carry no trustworthy sequence and are skipped.
+- A receipt is checked against the chain: its block must still be canonical
+  (``anchor_reorged``), ``rootOf(seq)`` must be its root and its proof must lead there
+  (``anchor_not_on_chain``), and its checkpoint must be one the log signed (``anchor_mismatch``).
+  Receipts are re-checked for reorgs until ``reorg_depth`` blocks bury them.
+- A block is late when no accepted receipt covers its size ``anchor_late_after_ms`` after its
+  ``sealed`` time: one ``anchor_late`` per log until an anchor covers it, then re-armed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ingest.envelope import parse_event
+from ingest.errors import EnvelopeError
+from verifier.anchor import AnchorReceipt
+from verifier.block import BlockHeader, ChainError, SealedBlock
+from verifier.checkpoint import Checkpoint
+from verifier.compact import CompactRange
+from verifier.errors import FormatError, ProofError, SignatureError, VerifierError
+from verifier.leaf import LeafMismatchError
+from verifier.note import NoteVerifier
+from verifier.replay import LogReplay
+from verifier.sealed import EntryItem
+
+__all__ = [
+    "KINDS",
+    "Alert",
+    "ChainView",
+    "Checker",
+    "severity_of",
+]
+
+CRITICAL, WARNING = "critical", "warning"
+
+# kind -> (severity, one line for --help and the docs)
+KINDS: dict[str, tuple[str, str]] = {
+    "bad_signature": (CRITICAL, "a block's checkpoint does not open with any pinned log key"),
+    "root_mismatch": (
+        CRITICAL,
+        "an entry does not hash to its leaf, or the leaves do not give the header's root",
+    ),
+    "chain_break": (
+        CRITICAL,
+        "a block does not follow its predecessor (number, range or prev hash), or blocks are "
+        "missing before it",
+    ),
+    "invalid_block": (
+        CRITICAL,
+        "any other failed block check: entry count or positions, a checkpoint stating another "
+        "size or root than the header, an unparsable checkpoint",
+    ),
+    "fork": (
+        CRITICAL,
+        "two different validly signed blocks or checkpoints for the same log and number/size",
+    ),
+    "sequence_gap": (WARNING, "a source skipped sequence numbers: events lost before Kafka"),
+    "sequence_duplicate": (
+        CRITICAL,
+        "a source's sequence number sealed twice with different content",
+    ),
+    "anchor_late": (
+        WARNING,
+        "a sealed block not covered by an anchor receipt within --anchor-late-after",
+    ),
+    "anchor_reorged": (
+        WARNING,
+        "an anchor receipt whose transaction's block is no longer canonical (reorg)",
+    ),
+    "anchor_not_on_chain": (
+        CRITICAL,
+        "a receipt whose root the contract does not hold (rootOf) or whose proof does not lead "
+        "to it",
+    ),
+    "anchor_mismatch": (
+        CRITICAL,
+        "a receipt for a checkpoint the log never signed, or naming another contract or chain",
+    ),
+    "malformed": (WARNING, "a message on audit.sealed or audit.anchors that does not parse"),
+}
+
+
+def severity_of(kind: str) -> str:
+    return KINDS[kind][0]
+
+
+def _rfc3339(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    log: str | None
+    block: int | None
+    detail: str
+    time_ms: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown alert kind {self.kind!r}")
+
+    @property
+    def severity(self) -> str:
+        return severity_of(self.kind)
+
+    def to_json(self) -> dict[str, Any]:
+        """The alert as printed, posted and published (one JSON object)."""
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "log": self.log,
+            "block": self.block,
+            "detail": self.detail,
+            "time": _rfc3339(self.time_ms),
+        }
+
+
+class ChainView(Protocol):
+    """What the checks ask the chain; the monitor's web3 reader implements it."""
+
+    def root_of(self, seq: int) -> bytes | None:
+        """The root the contract holds for ``seq``, None if it holds none."""
+        ...
+
+    def block_hash(self, number: int) -> str | None:
+        """The canonical block hash at height ``number`` (0x-hex), None if there is none."""
+        ...
+
+    def latest_block(self) -> int: ...
+
+
+# --- per-log state ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """An accepted block and the replay state before it (to check a rival of the same number)."""
+
+    digest: bytes
+    compact: CompactRange
+    prev: BlockHeader | None
+    last_position: int
+    sealed_at_ms: int
+    end: int
+
+
+@dataclass
+class _Log:
+    replay: LogReplay
+    accepted: dict[int, _Accepted] = field(default_factory=dict)
+    roots: dict[int, bytes] = field(default_factory=dict)  # signed size -> root
+    pending: dict[int, tuple[SealedBlock, tuple[EntryItem, ...], bytes]] = field(
+        default_factory=dict
+    )
+    hole_reported: int | None = None  # the missing block number already alerted
+    blocks: list[tuple[int, int, int]] = field(default_factory=list)  # number, end, sealed_ms
+    credits: dict[int, int] = field(default_factory=dict)  # receipt seq -> size it covers
+    late_reported: int | None = None  # block number of the last anchor_late
+    claims: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)  # size->(root, seq)
+
+    @property
+    def next_number(self) -> int:
+        prev = self.replay.prev
+        return 0 if prev is None else prev.number + 1
+
+    @property
+    def anchored_size(self) -> int:
+        return max(self.credits.values(), default=0)
+
+
+@dataclass
+class _Source:
+    next: int = 1
+    recent: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # seq -> (id, digest)
+    missing: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """A credited anchor, re-checked for reorgs until buried."""
+
+    block_number: int
+    block_hash: str
+    origins: tuple[str, ...]
+
+
+def block_digest(block: SealedBlock) -> bytes:
+    """A digest of everything a block states: a republish has the same one, a rival not."""
+    h = hashlib.sha256()
+    h.update(block.header.to_text().encode("utf-8"))
+    h.update(block.checkpoint.encode("utf-8"))
+    for e in block.entries:
+        h.update(repr(e).encode("utf-8"))
+    return h.digest()
+
+
+def _kind_of(exc: VerifierError) -> str:
+    if isinstance(exc, SignatureError):
+        return "bad_signature"
+    if isinstance(exc, ChainError):
+        return "chain_break"
+    if isinstance(exc, (LeafMismatchError, ProofError)):
+        return "root_mismatch"
+    return "invalid_block"
+
+
+class Checker:
+    """The monitor's state: one :class:`LogReplay` per log, per-source sequences, receipts.
+
+    ``anchor_late_after_ms`` None disables lateness; ``contract``/``chain_id`` pin what
+    receipts must name; ``sequence_window`` bounds the per-source memory of recent numbers.
+    """
+
+    MAX_PENDING = 1000
+
+    def __init__(
+        self,
+        verifiers: Iterable[NoteVerifier],
+        *,
+        anchor_late_after_ms: int | None = None,
+        contract: str | None = None,
+        chain_id: int | None = None,
+        reorg_depth: int = 64,
+        sequence_window: int = 100_000,
+    ) -> None:
+        self.verifiers = tuple(verifiers)
+        self.anchor_late_after_ms = anchor_late_after_ms
+        self.contract = contract.lower() if contract else None
+        self.chain_id = chain_id
+        self.reorg_depth = reorg_depth
+        self.sequence_window = sequence_window
+        self._logs: dict[str, _Log] = {}
+        self._sources: dict[str, _Source] = {}
+        self._tracked: dict[int, _Tracked] = {}
+        self._receipts_seen: set[tuple[int, str, str]] = set()
+        self.blocks_checked = 0
+        self.events_checked = 0
+        self.replays = 0
+        self.republished = 0
+        self.receipts_checked = 0
+        self.last_block_ms: int | None = None
+
+    def _log(self, origin: str) -> _Log:
+        state = self._logs.get(origin)
+        if state is None:
+            state = self._logs[origin] = _Log(LogReplay(origin, self.verifiers))
+        return state
+
+    # --- blocks ------------------------------------------------------------------------------
+
+    def block(self, block: SealedBlock, items: Sequence[EntryItem], now_ms: int) -> list[Alert]:
+        """Check one assembled block of ``audit.sealed`` (and its entries' sequences)."""
+        h = block.header
+        state = self._log(h.origin)
+        digest = block_digest(block)
+        accepted = state.accepted.get(h.number)
+        if accepted is not None:
+            return self._rival(state, block, digest, accepted, now_ms)
+        if h.number > state.next_number:
+            held = state.pending.get(h.number)
+            if held is not None and held[2] == digest:
+                self.republished += 1
+                return []
+            state.pending[h.number] = (block, tuple(items), digest)
+            while len(state.pending) > self.MAX_PENDING:
+                del state.pending[min(state.pending)]
+            if state.hole_reported == state.next_number:
+                return []
+            state.hole_reported = state.next_number
+            return [
+                Alert(
+                    "chain_break",
+                    h.origin,
+                    h.number,
+                    f"block {h.number} arrived but block {state.next_number} is missing; "
+                    "later blocks are held until it arrives",
+                    now_ms,
+                )
+            ]
+        alerts = self._apply(state, block, tuple(items), digest, now_ms)
+        while state.next_number in state.pending:
+            held_block, held_items, held_digest = state.pending.pop(state.next_number)
+            alerts += self._apply(state, held_block, held_items, held_digest, now_ms)
+        return alerts
+
+    def _apply(
+        self,
+        state: _Log,
+        block: SealedBlock,
+        items: tuple[EntryItem, ...],
+        digest: bytes,
+        now_ms: int,
+    ) -> list[Alert]:
+        h = block.header
+        replay = state.replay
+        before = _Accepted(
+            digest, replay.compact.copy(), replay.prev, replay.last_position, h.sealed_at_ms, h.end
+        )
+        try:
+            replay.apply(block)
+        except VerifierError as exc:
+            return [Alert(_kind_of(exc), h.origin, h.number, str(exc), now_ms)]
+        state.accepted[h.number] = before
+        if state.hole_reported is not None and state.hole_reported <= h.number:
+            state.hole_reported = None
+        self.blocks_checked += 1
+        self.last_block_ms = h.sealed_at_ms
+        alerts: list[Alert] = []
+        known = state.roots.get(h.end)
+        if known is not None and known != h.root:  # cannot happen through one replay
+            alerts.append(Alert("fork", h.origin, h.number, f"size {h.end}: two roots", now_ms))
+        state.roots[h.end] = h.root
+        for root, seq in state.claims.pop(h.end, []):
+            if root != h.root:
+                alerts.append(self._claim_mismatch(h.origin, h.number, h.end, root, seq, now_ms))
+        state.blocks.append((h.number, h.end, h.sealed_at_ms))
+        alerts += self._sequences(h.origin, h.number, items, now_ms)
+        return alerts
+
+    def _rival(
+        self, state: _Log, block: SealedBlock, digest: bytes, accepted: _Accepted, now_ms: int
+    ) -> list[Alert]:
+        h = block.header
+        if digest == accepted.digest:
+            self.republished += 1
+            return []
+        trial = LogReplay(
+            h.origin, self.verifiers, accepted.compact, accepted.prev, accepted.last_position
+        )
+        try:
+            trial.apply(block)
+        except VerifierError as exc:
+            return [
+                Alert(
+                    _kind_of(exc),
+                    h.origin,
+                    h.number,
+                    f"a second block {h.number} that differs from the accepted one: {exc}",
+                    now_ms,
+                )
+            ]
+        return [
+            Alert(
+                "fork",
+                h.origin,
+                h.number,
+                f"two different validly signed blocks {h.number} (size {h.end}); the accepted "
+                f"one has root {state.roots.get(accepted.end, b'').hex()}, this one "
+                f"{h.root.hex()} and header hash {h.hash().hex()}",
+                now_ms,
+            )
+        ]
+
+    # --- sequences ---------------------------------------------------------------------------
+
+    def _sequences(
+        self, origin: str, number: int, items: Sequence[EntryItem], now_ms: int
+    ) -> list[Alert]:
+        alerts: list[Alert] = []
+        for item in items:
+            value = item.entry.value
+            if item.flag is not None or value is None:
+                continue
+            try:
+                event = parse_event(value)
+            except (EnvelopeError, ValueError):
+                continue  # not a valid event: the sealer flags it, it carries no sequence
+            self.events_checked += 1
+            alert = self._sequence(
+                str(event["source"]), int(event["sequence"]), str(event["id"]), value
+            )
+            if alert is not None:
+                kind, detail = alert
+                alerts.append(Alert(kind, origin, number, f"{detail} (leaf {item.index})", now_ms))
+        return alerts
+
+    def _sequence(
+        self, source: str, seq: int, event_id: str, value: bytes
+    ) -> tuple[str, str] | None:
+        state = self._sources.setdefault(source, _Source())
+        digest = hashlib.sha256(value).digest()
+        result: tuple[str, str] | None = None
+        if seq >= state.next:
+            if seq > state.next:
+                first, last = state.next, seq - 1
+                span = f"{first}" if first == last else f"{first}..{last}"
+                result = (
+                    "sequence_gap",
+                    f"source {source}: sequence {span} missing ({last - first + 1} events), "
+                    f"next seen is {seq} (id {event_id})",
+                )
+                if last - first < self.sequence_window:
+                    state.missing.update(range(first, seq))
+            state.next = seq + 1
+        elif seq in state.missing:
+            state.missing.discard(seq)  # late: fills a gap already reported
+        else:
+            seen = state.recent.get(seq)
+            if seen is None:
+                return (
+                    "sequence_duplicate",
+                    f"source {source}: sequence {seq} (id {event_id}) seen before, too long ago "
+                    "to compare its content",
+                )
+            if seen[1] == digest:
+                self.replays += 1
+                return None
+            return (
+                "sequence_duplicate",
+                f"source {source}: sequence {seq} sealed twice with different content "
+                f"(ids {seen[0]} and {event_id})",
+            )
+        state.recent[seq] = (event_id, digest)
+        if len(state.recent) > self.sequence_window:
+            floor = state.next - self.sequence_window
+            for old in [s for s in state.recent if s < floor]:
+                del state.recent[old]
+            state.missing = {s for s in state.missing if s >= floor}
+        return result
+
+    # --- receipts ----------------------------------------------------------------------------
+
+    def receipt(self, r: AnchorReceipt, chain: ChainView | None, now_ms: int) -> list[Alert]:
+        """Check one receipt of ``audit.anchors``; ``chain`` None skips the chain checks."""
+        key = (r.seq, r.origin, r.block_hash.lower())
+        if key in self._receipts_seen:
+            return []
+        self._receipts_seen.add(key)
+        self.receipts_checked += 1
+        state = self._log(r.origin)
+        checkpoint = Checkpoint.from_text(r.checkpoint)
+
+        def alert(kind: str, detail: str) -> list[Alert]:
+            return [Alert(kind, r.origin, None, f"anchor seq {r.seq}: {detail}", now_ms)]
+
+        if self.contract is not None and r.contract.lower() != self.contract:
+            return alert("anchor_mismatch", f"names contract {r.contract}, pinned {self.contract}")
+        if self.chain_id is not None and r.chain_id != self.chain_id:
+            return alert("anchor_mismatch", f"names chain {r.chain_id}, pinned {self.chain_id}")
+        if r.status != "confirmed":
+            return []  # the anchor service's own record of an orphan: nothing is claimed
+        if chain is not None:
+            canonical = chain.block_hash(r.block_number)
+            if canonical is None or canonical.lower() != r.block_hash.lower():
+                return alert(
+                    "anchor_reorged",
+                    f"transaction {r.tx_hash} in block {r.block_number} ({r.block_hash}), "
+                    f"which is no longer canonical (now {canonical})",
+                )
+            on_chain = chain.root_of(r.seq)
+            if on_chain is None:
+                return alert("anchor_not_on_chain", f"rootOf({r.seq}) is empty on chain")
+            try:
+                r.verify(on_chain)
+            except (ProofError, FormatError) as exc:
+                return alert(
+                    "anchor_not_on_chain",
+                    f"rootOf({r.seq}) is {on_chain.hex()}, the receipt's proof does not lead "
+                    f"there ({exc})",
+                )
+            tracked = self._tracked.get(r.seq)
+            origins = (*tracked.origins, r.origin) if tracked else (r.origin,)
+            self._tracked[r.seq] = _Tracked(r.block_number, r.block_hash, origins)
+        else:
+            try:
+                r.verify()
+            except (ProofError, FormatError) as exc:
+                return alert("anchor_not_on_chain", f"proof does not lead to its root ({exc})")
+        alerts: list[Alert] = []
+        known = state.roots.get(checkpoint.size)
+        if known is None:
+            state.claims.setdefault(checkpoint.size, []).append((checkpoint.root, r.seq))
+        elif known != checkpoint.root:
+            number = self._number_at(state, checkpoint.size)
+            alerts.append(
+                self._claim_mismatch(
+                    r.origin, number, checkpoint.size, checkpoint.root, r.seq, now_ms
+                )
+            )
+            return alerts
+        state.credits[r.seq] = checkpoint.size
+        return alerts
+
+    @staticmethod
+    def _number_at(state: _Log, size: int) -> int | None:
+        for number, acc in state.accepted.items():
+            if acc.end == size:
+                return number
+        return None
+
+    @staticmethod
+    def _claim_mismatch(
+        origin: str, number: int | None, size: int, root: bytes, seq: int, now_ms: int
+    ) -> Alert:
+        return Alert(
+            "anchor_mismatch",
+            origin,
+            number,
+            f"anchor seq {seq} claims root {root.hex()} at size {size}, which the log never signed",
+            now_ms,
+        )
+
+    def recheck_anchors(self, chain: ChainView, now_ms: int) -> list[Alert]:
+        """Re-check credited anchors not yet ``reorg_depth`` deep: still canonical?"""
+        if not self._tracked:
+            return []
+        latest = chain.latest_block()
+        alerts: list[Alert] = []
+        for seq, t in list(self._tracked.items()):
+            if latest - t.block_number + 1 > self.reorg_depth:
+                del self._tracked[seq]
+                continue
+            canonical = chain.block_hash(t.block_number)
+            if canonical is not None and canonical.lower() == t.block_hash.lower():
+                continue
+            del self._tracked[seq]
+            still = chain.root_of(seq)
+            for origin in dict.fromkeys(t.origins):
+                state = self._log(origin)
+                state.credits.pop(seq, None)
+                alerts.append(
+                    Alert(
+                        "anchor_reorged",
+                        origin,
+                        None,
+                        f"anchor seq {seq}: block {t.block_number} ({t.block_hash}) left the "
+                        f"canonical chain (now {canonical}); rootOf({seq}) is "
+                        f"{still.hex() if still else 'empty'}",
+                        now_ms,
+                    )
+                )
+        return alerts
+
+    # --- lateness ----------------------------------------------------------------------------
+
+    def late(self, now_ms: int) -> list[Alert]:
+        """``anchor_late`` for each log whose oldest unanchored block is past the threshold.
+
+        Call only when the anchors topic is caught up, or old blocks look late while their
+        receipts are still unread.
+        """
+        if self.anchor_late_after_ms is None:
+            return []
+        alerts: list[Alert] = []
+        for origin, state in sorted(self._logs.items()):
+            # Blocks are in order of their ends: the first one past the anchored size.
+            first = bisect.bisect_right(state.blocks, state.anchored_size, key=lambda b: b[1])
+            if first == len(state.blocks):
+                state.late_reported = None
+                continue
+            number, end, sealed_ms = state.blocks[first]
+            age = now_ms - sealed_ms
+            if age <= self.anchor_late_after_ms or state.late_reported == number:
+                continue
+            state.late_reported = number
+            alerts.append(
+                Alert(
+                    "anchor_late",
+                    origin,
+                    number,
+                    f"block {number} (size {end}) sealed {age / 1000:.1f} s ago is not anchored "
+                    f"(limit {self.anchor_late_after_ms / 1000:g} s); anchored size "
+                    f"{state.anchored_size}, {len(state.blocks) - first} block(s) waiting",
+                    now_ms,
+                )
+            )
+        return alerts
+
+    def malformed(self, where: str, detail: str, now_ms: int, log: str | None = None) -> Alert:
+        return Alert("malformed", log, None, f"{where}: {detail}", now_ms)

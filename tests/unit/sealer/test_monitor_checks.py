@@ -1,0 +1,412 @@
+"""The monitor's pure checks: blocks, sequences, forks, receipts, reorgs and lateness."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ingest import events
+from ingest.envelope import encode_event
+from sealer.monitor_checks import KINDS, Alert, Checker
+from sealer.signer import Signer
+from verifier.anchor import AnchorReceipt, build_aggregate
+from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from verifier.checkpoint import Checkpoint
+from verifier.compact import CompactRange
+from verifier.leaf import Entry
+from verifier.sealed import EntryItem
+
+SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
+OTHER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32))
+ORIGIN = "test.local/audit.events/0"
+TX = "0x" + "ab" * 32
+CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def event(source: str, seq: int, user: str = "bob", id: str | None = None) -> bytes:
+    return encode_event(
+        events.api_activity(
+            source, seq, {"name": user}, "GET", {"name": "/x"}, "success", "10.0.0.9", id=id
+        )
+    )
+
+
+class Log:
+    """Builds consecutive signed blocks of one log, as the sealer would."""
+
+    def __init__(self, origin: str = ORIGIN, signer: Signer = SIGNER) -> None:
+        self.origin, self.signer = origin, signer
+        self.compact = CompactRange()
+        self.prev: BlockHeader | None = None
+        self.position = 0
+        self.blocks: list[SealedBlock] = []
+
+    def block(
+        self, values: list[bytes | None], sealed_ms: int = 1_000, *, signer: Signer | None = None
+    ) -> tuple[SealedBlock, tuple[EntryItem, ...]]:
+        start = self.compact.size
+        entries = []
+        for v in values:
+            entries.append(Entry.seal(self.origin, self.position, 5, b"k", v, os.urandom(16)))
+            self.position += 1
+        compact = self.compact.copy()
+        compact.extend(e.leaf_hash() for e in entries)
+        header = BlockHeader(
+            self.origin,
+            0 if self.prev is None else self.prev.number + 1,
+            start,
+            compact.size,
+            compact.root(),
+            sealed_ms,
+            GENESIS_HASH if self.prev is None else self.prev.hash(),
+        )
+        body = Checkpoint(self.origin, header.end, header.root).to_text()
+        block = SealedBlock(header, (signer or self.signer).sign_note(body), tuple(entries))
+        self.compact, self.prev = compact, header
+        self.blocks.append(block)
+        return block, items_of(block)
+
+
+def items_of(block: SealedBlock) -> tuple[EntryItem, ...]:
+    return tuple(EntryItem(block.header.start + i, e) for i, e in enumerate(block.entries))
+
+
+def checker(**kw: object) -> Checker:
+    return Checker([SIGNER.verifier], **kw)  # type: ignore[arg-type]
+
+
+def kinds(alerts: list[Alert]) -> list[str]:
+    return [a.kind for a in alerts]
+
+
+@dataclass
+class Chain:
+    """An in-memory chain view: height -> hash, seq -> root."""
+
+    hashes: dict[int, str] = field(default_factory=dict)
+    roots: dict[int, bytes] = field(default_factory=dict)
+    latest: int = 10
+
+    def root_of(self, seq: int) -> bytes | None:
+        return self.roots.get(seq)
+
+    def block_hash(self, number: int) -> str | None:
+        return self.hashes.get(number)
+
+    def latest_block(self) -> int:
+        return self.latest
+
+
+def receipts(
+    blocks: dict[str, SealedBlock], seq: int, block_number: int = 7
+) -> list[AnchorReceipt]:
+    bodies = {o: Checkpoint(o, b.header.end, b.header.root).to_text() for o, b in blocks.items()}
+    agg = build_aggregate(list(bodies.values()))
+    return [
+        AnchorReceipt(
+            seq,
+            o,
+            bodies[o],
+            agg.index_of(o),
+            agg.size,
+            tuple(agg.proof(agg.index_of(o))),
+            agg.root,
+            TX,
+            block_number,
+            "0x" + f"{block_number:064x}",
+            31337,
+            CONTRACT,
+        )
+        for o in sorted(bodies)
+    ]
+
+
+# --- blocks ------------------------------------------------------------------------------------
+
+
+def test_clean_blocks_raise_nothing_and_count():
+    log, c = Log(), checker()
+    for n in range(3):
+        assert c.block(*log.block([event("p://a", 2 * n + 1), event("p://a", 2 * n + 2)]), 0) == []
+    assert (c.blocks_checked, c.events_checked, c.last_block_ms) == (3, 6, 1_000)
+
+
+def test_republished_identical_block_is_not_an_alert():
+    log, c = Log(), checker()
+    block, items = log.block([event("p://a", 1)])
+    assert c.block(block, items, 0) == []
+    assert c.block(block, items, 0) == []
+    assert c.republished == 1 and c.events_checked == 1  # a republish is not a replay
+
+
+def test_block_signed_with_another_key_is_bad_signature():
+    log, c = Log(), checker()
+    block, items = log.block([b"x"], signer=OTHER)
+    [alert] = c.block(block, items, 42)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == (
+        "bad_signature",
+        "critical",
+        ORIGIN,
+        0,
+    )
+    assert alert.time_ms == 42
+
+
+def test_resigned_copy_of_an_accepted_block_is_bad_signature():
+    log, c = Log(), checker()
+    block, items = log.block([b"x"])
+    assert c.block(block, items, 0) == []
+    forged = replace(
+        block, checkpoint=OTHER.sign_note(Checkpoint(ORIGIN, 1, block.header.root).to_text())
+    )
+    [alert] = c.block(forged, items, 0)
+    assert (alert.kind, alert.block) == ("bad_signature", 0)
+    assert "differs from the accepted one" in alert.detail
+
+
+def test_changed_entry_is_root_mismatch():
+    log, c = Log(), checker()
+    block, items = log.block([b"x", b"y"])
+    assert c.block(block, items, 0) == []
+    e = block.entries[1]
+    forged = replace(block, entries=(block.entries[0], replace(e, value=b"z")))
+    [alert] = c.block(forged, items_of(forged), 0)
+    assert (alert.kind, alert.block) == ("root_mismatch", 0)
+    assert "commitment" in alert.detail
+
+
+def test_changed_entry_with_recomputed_commitment_is_root_mismatch():
+    log, c = Log(), checker()
+    block, _ = log.block([b"x"])
+    e = block.entries[0]
+    forged_entry = Entry.seal(ORIGIN, e.position, e.timestamp_ms, e.key, b"evil", e.salt or b"")
+    [alert] = c.block(replace(block, entries=(forged_entry,)), (), 0)
+    assert (alert.kind, alert.block) == ("root_mismatch", 0)
+    assert "tree root" in alert.detail
+
+
+def test_validly_signed_second_history_is_a_fork():
+    main, rival, c = Log(), Log(), checker()
+    assert c.block(*main.block([b"a", b"b"]), 0) == []
+    [alert] = c.block(*rival.block([b"a", b"evil"]), 0)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == ("fork", "critical", ORIGIN, 0)
+    assert main.blocks[0].header.root.hex() in alert.detail
+    assert rival.blocks[0].header.root.hex() in alert.detail
+
+
+def test_block_not_following_its_predecessor_is_chain_break():
+    log, c = Log(), checker()
+    assert c.block(*log.block([b"a"]), 0) == []
+    block, items = log.block([b"b"])
+    bad = replace(block, header=replace(block.header, prev_hash=b"\x01" * 32))
+    [alert] = c.block(bad, items, 0)
+    assert (alert.kind, alert.block) == ("chain_break", 1)
+    assert "prev hash" in alert.detail
+    assert c.block(block, items, 0) == []  # the genuine block still applies
+
+
+def test_missing_block_is_one_chain_break_and_held_blocks_apply_when_it_comes():
+    log, c = Log(), checker()
+    b0, b1, b2 = (log.block([bytes([i])]) for i in range(3))
+    assert c.block(*b0, 0) == []
+    [alert] = c.block(*b2, 0)
+    assert (alert.kind, alert.block) == ("chain_break", 2)
+    assert "block 1 is missing" in alert.detail
+    assert c.block(*b2, 0) == []  # held: reported once
+    assert c.block(*b1, 0) == []
+    assert c.blocks_checked == 3
+
+
+def test_wrong_entry_count_is_invalid_block():
+    log, c = Log(), checker()
+    block, items = log.block([b"a", b"b"])
+    [alert] = c.block(replace(block, entries=block.entries[:1]), items[:1], 0)
+    assert (alert.kind, alert.block) == ("invalid_block", 0)
+
+
+# --- sequences ---------------------------------------------------------------------------------
+
+
+def test_sequence_gap_names_source_and_missing_numbers():
+    log, c = Log(), checker()
+    [alert] = c.block(*log.block([event("p://a", 1), event("p://a", 4), event("p://b", 1)]), 0)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == (
+        "sequence_gap",
+        "warning",
+        ORIGIN,
+        0,
+    )
+    assert "source p://a: sequence 2..3 missing (2 events)" in alert.detail
+    assert "leaf 1" in alert.detail
+
+
+def test_source_not_starting_at_one_is_a_gap():
+    [alert] = checker().block(*Log().block([event("p://a", 2)]), 0)
+    assert alert.kind == "sequence_gap" and "sequence 1 missing" in alert.detail
+
+
+def test_identical_redelivery_is_a_replay_not_an_alert():
+    log, c = Log(), checker()
+    first = event("p://a", 1)
+    assert c.block(*log.block([first, event("p://a", 2), first]), 0) == []
+    assert c.replays == 1
+
+
+def test_same_sequence_with_other_content_is_a_duplicate():
+    log, c = Log(), checker()
+    one = event("p://a", 1, user="bob")
+    other = event("p://a", 1, user="mallory")
+    [alert] = c.block(*log.block([one, other]), 0)
+    assert (alert.kind, alert.severity, alert.block) == ("sequence_duplicate", "critical", 0)
+    assert "sequence 1 sealed twice with different content" in alert.detail
+
+
+def test_late_number_fills_a_reported_gap_silently():
+    log, c = Log(), checker()
+    [gap] = c.block(*log.block([event("p://a", 1), event("p://a", 3)]), 0)
+    assert gap.kind == "sequence_gap"
+    assert c.block(*log.block([event("p://a", 2)]), 0) == []
+
+
+def test_flagged_omitted_and_invalid_values_are_skipped():
+    log, c = Log(), checker()
+    block, items = log.block([b"not json", None, event("p://a", 1)])
+    items = (replace(items[0], flag="invalid event"), *items[1:])
+    assert c.block(block, items, 0) == []
+    assert c.events_checked == 1
+
+
+def test_forged_block_entries_do_not_feed_sequences():
+    log, c = Log(), checker()
+    block, items = log.block([event("p://a", 5)], signer=OTHER)
+    assert kinds(c.block(block, items, 0)) == ["bad_signature"]
+
+
+# --- receipts and chain ------------------------------------------------------------------------
+
+
+def anchored(seq: int = 1) -> tuple[Checker, Log, Chain, AnchorReceipt]:
+    log, c = Log(), checker(anchor_late_after_ms=10_000, contract=CONTRACT, chain_id=31337)
+    block, items = log.block([b"a"], sealed_ms=1_000)
+    assert c.block(block, items, 0) == []
+    [r] = receipts({ORIGIN: block}, seq)
+    chain = Chain({7: r.block_hash}, {seq: r.root})
+    return c, log, chain, r
+
+
+def test_valid_receipt_is_silent_and_covers_the_block():
+    c, _log, chain, r = anchored()
+    assert c.receipt(r, chain, 0) == []
+    assert c.receipt(r, chain, 0) == []  # republished receipt
+    assert c.late(100_000) == []
+    assert c.receipts_checked == 1
+
+
+def test_receipt_in_a_block_no_longer_canonical_is_anchor_reorged():
+    c, _log, chain, r = anchored()
+    chain.hashes[7] = "0x" + "99" * 32
+    [alert] = c.receipt(r, chain, 0)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == (
+        "anchor_reorged",
+        "warning",
+        ORIGIN,
+        None,
+    )
+    assert "anchor seq 1" in alert.detail and "no longer canonical" in alert.detail
+
+
+def test_reorg_after_the_receipt_is_found_by_recheck_and_uncovers_the_block():
+    c, _log, chain, r = anchored()
+    assert c.receipt(r, chain, 0) == []
+    assert c.recheck_anchors(chain, 0) == []
+    del chain.hashes[7]
+    del chain.roots[1]
+    [alert] = c.recheck_anchors(chain, 0)
+    assert alert.kind == "anchor_reorged" and "rootOf(1) is empty" in alert.detail
+    [late] = c.late(100_000)
+    assert (late.kind, late.block) == ("anchor_late", 0)
+
+
+def test_buried_receipt_is_no_longer_rechecked():
+    c, _log, chain, r = anchored()
+    assert c.receipt(r, chain, 0) == []
+    chain.latest = 7 + 64
+    del chain.hashes[7]
+    assert c.recheck_anchors(chain, 0) == []
+
+
+def test_receipt_for_a_root_the_contract_does_not_hold_is_anchor_not_on_chain():
+    c, _log, chain, r = anchored()
+    chain.roots.clear()
+    [alert] = c.receipt(r, chain, 0)
+    assert (alert.kind, alert.severity) == ("anchor_not_on_chain", "critical")
+    assert "rootOf(1) is empty" in alert.detail
+    chain.roots[2] = b"\x07" * 32
+    [other] = c.receipt(replace(r, seq=2), chain, 0)
+    assert other.kind == "anchor_not_on_chain" and "does not lead there" in other.detail
+
+
+def test_receipt_for_a_checkpoint_the_log_never_signed_is_anchor_mismatch():
+    c, _log, chain, _r = anchored()
+    rogue = Log()
+    block, _ = rogue.block([b"evil"])
+    [r] = receipts({ORIGIN: block}, 1)
+    chain.roots[1] = r.root
+    [alert] = c.receipt(r, chain, 0)
+    assert (alert.kind, alert.block) == ("anchor_mismatch", 0)
+    assert "never signed" in alert.detail
+
+
+def test_receipt_before_its_block_is_checked_when_the_block_arrives():
+    log, c = Log(), checker()
+    rogue = Log()
+    [r] = receipts({ORIGIN: rogue.block([b"evil"])[0]}, 1)
+    assert c.receipt(r, None, 0) == []
+    [alert] = c.block(*log.block([b"a"]), 0)
+    assert (alert.kind, alert.block) == ("anchor_mismatch", 0)
+
+
+def test_receipt_naming_another_contract_is_anchor_mismatch():
+    c, _log, chain, r = anchored()
+    [alert] = c.receipt(replace(r, contract="0x" + "11" * 20), chain, 0)
+    assert alert.kind == "anchor_mismatch" and "pinned" in alert.detail
+
+
+def test_late_anchor_is_reported_once_per_block_and_rearmed():
+    log, c = Log(), checker(anchor_late_after_ms=10_000)
+    b0, _ = log.block([b"a"], sealed_ms=1_000)
+    c.block(b0, items_of(b0), 0)
+    assert c.late(5_000) == []
+    [alert] = c.late(20_000)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == (
+        "anchor_late",
+        "warning",
+        ORIGIN,
+        0,
+    )
+    assert "not anchored (limit 10 s)" in alert.detail
+    assert c.late(30_000) == []
+    [r] = receipts({ORIGIN: b0}, 1)
+    assert c.receipt(r, None, 0) == []
+    b1, _ = log.block([b"b"], sealed_ms=40_000)
+    c.block(b1, items_of(b1), 0)
+    assert c.late(45_000) == []
+    assert [a.block for a in c.late(60_000)] == [1]
+
+
+def test_alert_json_has_the_documented_fields():
+    a = Alert("fork", ORIGIN, 3, "x", 1_700_000_000_123)
+    assert a.to_json() == {
+        "kind": "fork",
+        "severity": "critical",
+        "log": ORIGIN,
+        "block": 3,
+        "detail": "x",
+        "time": "2023-11-14T22:13:20.123Z",
+    }
+    with pytest.raises(ValueError):
+        Alert("nope", None, None, "", 0)
+    assert all(sev in {"critical", "warning"} for sev, _ in KINDS.values())
