@@ -1,0 +1,238 @@
+"""``auditseal verify --all``: every block of a log re-checked from the store, then its anchor.
+
+:func:`audit_log` streams one log out of the store (one ordered query over its blocks, one over
+its entries, both in one read transaction so a sealer appending meanwhile cannot skew them;
+memory holds one block at a time) into :class:`verifier.audit.LogAuditor`, which reports every
+bad or missing block. It then proves the log on chain once: the block that ends at the latest
+confirmed anchored checkpoint goes through :meth:`verifier.verify.Verifier.verify_block`, whose
+consistency, anchor-inclusion and on-chain checks carry every block up to it to the chain.
+Blocks after that checkpoint are "not anchored yet".
+
+Exit codes (:attr:`LogAudit.exit_code`; :func:`verifier.audit.combined_exit_code` for several
+logs): 0 valid, 1 a bad or missing block or a failed anchor check, 3 nothing invalid but not all
+proven on chain (not anchored yet, chain unreachable).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sealer.errors import NotFoundError, SealerError, StoreError
+from sealer.store import BlockStore
+from sealer.verify_material import block_material
+from verifier.anchor import AnchorReceipt
+from verifier.audit import AuditBlock, EntryRow, LogAudit, LogAuditor, Problem
+from verifier.block import BlockHeader
+from verifier.checkpoint import Checkpoint
+from verifier.errors import VerifierError
+from verifier.merkle import range_nodes
+from verifier.verify import CHECKS, Report, Verifier
+
+__all__ = ["audit_log"]
+
+_BLOCKS_SQL = (
+    "SELECT number, start_idx, end_idx, header, checkpoint FROM blocks"
+    " WHERE log_id = ? ORDER BY number"
+)
+_ENTRIES_SQL = (
+    "SELECT idx, position, timestamp_ms, key, value, salt, commitment, value_null FROM entries"
+    " WHERE log_id = ? ORDER BY idx"
+)
+_NODE_SQL = "SELECT hash FROM nodes WHERE log_id = ? AND level = ? AND idx = ?"
+_ROWS_PER_FETCH = 4096
+_CHAIN_CHECKS = frozenset(CHECKS[5:])
+
+
+@dataclass
+class _Anchored:
+    """What streaming learns about the latest anchor: its block and the blocks after it."""
+
+    receipt: AnchorReceipt | None
+    size: int | None
+    block: int | None = None
+    first_after: int | None = None
+    last_after: int | None = None
+
+
+def audit_log(
+    db: BlockStore,
+    origin: str,
+    verifier: Verifier,
+    progress: Callable[[int], None] | None = None,
+) -> LogAudit:
+    """Audit every block of ``origin`` in ``db`` and prove its latest anchor with ``verifier``.
+
+    ``progress`` is called with the number of entries checked so far after each block.
+    Raises NotFoundError if the store has no such log, StoreError if it cannot be read.
+    """
+    if not db.has_log(origin):
+        raise NotFoundError(f"{db.path}: no log {origin!r}")
+    auditor = LogAuditor(origin, verifier.log_keys)
+    problems: list[Problem] = []
+    anchored = _latest_anchor(db, origin, problems)
+    try:
+        conn = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db.path}: cannot open for reading: {exc}") from exc
+    try:
+        conn.execute("BEGIN")  # one snapshot for blocks, entries and nodes
+        _stream(conn, origin, auditor, anchored, progress)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db.path}: reading log {origin!r}: {exc}") from exc
+    finally:
+        conn.close()
+    report, pending = _prove_anchor(db, origin, verifier, auditor, anchored, problems)
+    return auditor.finish(report, anchored.size, pending, problems)
+
+
+def _latest_anchor(db: BlockStore, origin: str, problems: list[Problem]) -> _Anchored:
+    confirmed = [r for r in db.log_anchor_receipts(origin) if r.status == "confirmed"]
+    if not confirmed:
+        return _Anchored(None, None)
+    receipt = confirmed[-1]
+    try:
+        size = Checkpoint.from_text(receipt.checkpoint).size
+    except VerifierError as exc:
+        problems.append(Problem(None, "anchor", f"receipt of anchor {receipt.seq}: {exc}"))
+        return _Anchored(None, None)
+    return _Anchored(receipt, size)
+
+
+def _log_id(conn: sqlite3.Connection, origin: str) -> int:
+    row = conn.execute("SELECT id FROM logs WHERE origin = ?", (origin,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no log {origin!r}")
+    return int(row[0])
+
+
+def _entry_rows(conn: sqlite3.Connection, log_id: int) -> Iterator[EntryRow]:
+    cursor = conn.execute(_ENTRIES_SQL, (log_id,))
+    cursor.arraysize = _ROWS_PER_FETCH
+    while batch := cursor.fetchmany():
+        yield from batch
+
+
+def _range(header: str, start_col: int, end_col: int) -> tuple[int, int]:
+    """The leaves a block claims: its header's range, the store's columns if it is unreadable."""
+    try:
+        parsed = BlockHeader.from_text(header)
+    except VerifierError:
+        return start_col, end_col
+    return parsed.start, parsed.end
+
+
+def _compact_source(
+    conn: sqlite3.Connection, log_id: int, start: int
+) -> Callable[[], Sequence[bytes] | None]:
+    def read() -> Sequence[bytes] | None:
+        hashes: list[bytes] = []
+        for level, index in range_nodes(0, start):
+            row = conn.execute(_NODE_SQL, (log_id, level, index)).fetchone()
+            if row is None:
+                return None
+            hashes.append(bytes(row[0]))
+        return hashes
+
+    return read
+
+
+def _stream(
+    conn: sqlite3.Connection,
+    origin: str,
+    auditor: LogAuditor,
+    anchored: _Anchored,
+    progress: Callable[[int], None] | None,
+) -> None:
+    log_id = _log_id(conn, origin)
+    rows = _entry_rows(conn, log_id)
+    row = next(rows, None)
+    done = 0
+    for number, start_col, end_col, header, checkpoint in conn.execute(_BLOCKS_SQL, (log_id,)):
+        start, end = _range(header, start_col, end_col)
+        block_rows: list[EntryRow] = []
+        while row is not None and row[0] < end:
+            if row[0] >= start:  # rows before it belong to a missing block: skipped
+                block_rows.append(row)
+            row = next(rows, None)
+        auditor.feed(
+            AuditBlock(number, header, checkpoint, block_rows, _compact_source(conn, log_id, start))
+        )
+        _note_anchor(anchored, number, end)
+        done += len(block_rows)
+        if progress is not None:
+            progress(done)
+
+
+def _note_anchor(anchored: _Anchored, number: int, end: int) -> None:
+    if anchored.size is not None and end <= anchored.size:
+        if end == anchored.size:
+            anchored.block = number
+        return
+    if anchored.first_after is None:
+        anchored.first_after = number
+    anchored.last_after = number
+
+
+def _prove_anchor(
+    db: BlockStore,
+    origin: str,
+    verifier: Verifier,
+    auditor: LogAuditor,
+    anchored: _Anchored,
+    problems: list[Problem],
+) -> tuple[Report | None, str | None]:
+    pending: list[str] = []
+    report: Report | None = None
+    size = auditor.size
+    if anchored.receipt is None:
+        if size > 0:
+            pending.append(f"not anchored yet: no confirmed anchor of {origin} covers any block")
+        return None, "; ".join(pending) or None
+    seq = anchored.receipt.seq
+    if anchored.block is None:
+        problems.append(
+            Problem(
+                None,
+                "missing",
+                f"no stored block ends at the anchored size {anchored.size} (anchor {seq}); "
+                f"the stored blocks end at {size}",
+            )
+        )
+    else:
+        report = _verify_anchored_block(db, origin, verifier, anchored.block, auditor, problems)
+        if report is not None and report.pending is not None:
+            pending.append(report.pending)
+    if anchored.first_after is not None and anchored.size is not None and size > anchored.size:
+        blocks = (
+            f"block {anchored.first_after}"
+            if anchored.first_after == anchored.last_after
+            else f"blocks {anchored.first_after}..{anchored.last_after}"
+        )
+        pending.append(
+            f"not anchored yet: {blocks} (leaves [{anchored.size}, {size})) after anchor {seq}"
+        )
+    return report, "; ".join(pending) or None
+
+
+def _verify_anchored_block(
+    db: BlockStore,
+    origin: str,
+    verifier: Verifier,
+    number: int,
+    auditor: LogAuditor,
+    problems: list[Problem],
+) -> Report | None:
+    try:
+        report = verifier.verify_block(block_material(db, origin, number))
+    except (SealerError, VerifierError) as exc:
+        problems.append(Problem(number, "anchor", f"cannot check the anchored block: {exc}"))
+        return None
+    already = auditor.reported_blocks()
+    for check in report.checks:
+        if check.status != "failed":
+            continue
+        if check.name in _CHAIN_CHECKS or number not in already:
+            problems.append(Problem(number, "anchor", f"{check.name}: {check.detail}"))
+    return report

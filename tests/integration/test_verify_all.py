@@ -1,0 +1,133 @@
+"""Whole-log verification (sealer.verify_all) on a real store anchored on the session Anvil.
+
+The store is the one of tests/integration/test_verify.py: log A has blocks 0-2 anchored
+(leaves [0, 3), [3, 8), [8, 12)) and block 3 ([12, 14)) sealed after the last anchor; log B has
+blocks 0-1, both anchored. Log ids: A is 1, B is 2. Tampering drops the append-only triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from infra.processes import free_port
+from sealer.store import BlockStore
+from sealer.verify_all import audit_log
+from tests.integration import test_verify as built
+from tests.integration.test_verify import LOG_KEY, A, B, World
+from verifier.audit import LogAudit, combined_exit_code
+from verifier.chain import Web3AnchorReader
+from verifier.note import NoteVerifier
+from verifier.verify import Verifier
+
+pytestmark = pytest.mark.chain
+
+artifact, world = built.artifact, built.world  # the fixtures that build and anchor the store
+
+
+def verifier_for(world: World, rpc: str | None = None) -> Verifier:
+    reader = Web3AnchorReader(rpc or world.rpc, world.record.address)
+    keys = [NoteVerifier.from_string(LOG_KEY)]
+    return Verifier(keys, reader, world.record.address, 31337, int(time.time()))
+
+
+@pytest.fixture
+def store(world: World) -> Iterator[BlockStore]:
+    with BlockStore.open(world.path) as s:
+        yield s
+
+
+def run(world: World, origin: str, rpc: str | None = None) -> LogAudit:
+    with BlockStore.open(world.path) as s:
+        return audit_log(s, origin, verifier_for(world, rpc))
+
+
+def checks(result: LogAudit) -> list[tuple[int | None, str]]:
+    return [(p.block, p.check) for p in result.problems]
+
+
+def test_a_clean_fully_anchored_log_is_valid_with_the_anchor_facts(world, store):
+    seen: list[int] = []
+    result = audit_log(store, B, verifier_for(world), progress=seen.append)
+    assert result.exit_code == 0, result.render()
+    assert (result.blocks, result.entries, result.size, result.anchored_size) == (2, 5, 5, 5)
+    assert seen == [2, 5]
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["verdict"] == f"VALID: {B}" and data["anchored_block"] == 1
+    on_chain = data["on_chain"]
+    assert on_chain["status"] == "ok" and on_chain["chain_id"] == 31337
+    assert on_chain["seq"] == 2 and on_chain["confirmations"] >= 1
+    assert on_chain["block_number"] > world.record.block_number
+    assert all(c["status"] == "ok" for c in data["anchor_report"]["checks"])
+
+
+def test_blocks_past_the_last_anchor_are_not_anchored_yet(world):
+    result = run(world, A)
+    assert result.problems == ()
+    assert result.exit_code == 3
+    assert result.anchored_size == 12 and result.size == 14
+    assert result.pending == "not anchored yet: block 3 (leaves [12, 14)) after anchor 2"
+    assert result.anchor is not None and result.anchor.block == 2
+    assert result.anchor.exit_code == 0
+    assert combined_exit_code([result, run(world, B)]) == 3
+
+
+def test_two_tampered_blocks_are_both_reported(world):
+    world.tamper(
+        "UPDATE entries SET value = CAST('forged' AS BLOB) WHERE log_id = 1 AND idx = 1",
+        "UPDATE entries SET timestamp_ms = 1 WHERE log_id = 1 AND idx = 9",
+    )
+    result = run(world, A)
+    assert checks(result) == [(0, "entries"), (2, "root")]
+    assert "entry 1: value does not match its commitment" in result.problems[0].detail
+    assert result.exit_code == 1
+    # Block 2 is the anchored block: its root failure shows in the anchor report as well,
+    # and is not reported twice.
+    assert result.anchor is not None and result.anchor.first_failure is not None
+    assert result.anchor.first_failure.name == "root"
+    text = result.render()
+    assert "block 0: entries:" in text and "block 2: root:" in text
+    assert text.endswith(f"INVALID: 2 problems in {A}\n")
+
+
+def test_a_deleted_block_is_reported_missing_and_the_rest_verifies(world):
+    world.tamper(
+        "DELETE FROM blocks WHERE log_id = 1 AND number = 1",
+        "DELETE FROM entries WHERE log_id = 1 AND idx >= 3 AND idx < 8",
+    )
+    result = run(world, A)
+    assert checks(result) == [(2, "missing")]
+    assert result.problems[0].detail == "block 1 missing, leaves [3, 8)"
+    assert (result.blocks, result.entries) == (3, 9)
+    # The anchored block 2 has no previous block: the single-block check says so too.
+    assert result.anchor is not None and result.anchor.check("previous-state").status == "failed"
+    assert result.exit_code == 1
+
+
+def test_a_truncated_tail_below_the_anchor_is_missing(world):
+    world.tamper(
+        "DELETE FROM blocks WHERE log_id = 1 AND number >= 2",
+        "DELETE FROM entries WHERE log_id = 1 AND idx >= 8",
+    )
+    result = run(world, A)
+    assert checks(result) == [(None, "missing")]
+    assert "no stored block ends at the anchored size 12" in result.problems[0].detail
+    assert result.exit_code == 1
+
+
+def test_an_unreachable_chain_is_exit_3(world):
+    result = run(world, B, rpc=f"http://127.0.0.1:{free_port()}")
+    assert result.problems == ()
+    assert result.exit_code == 3
+    assert result.pending is not None and "chain unreachable" in result.pending
+    assert result.to_json()["on_chain"]["status"] == "skipped"
+
+
+def test_a_redacted_entry_passes_and_is_counted(world):
+    with BlockStore.open(world.path) as s:
+        s.redact(A, 4, "dpo", "erasure request")
+    result = run(world, A)
+    assert result.problems == () and result.redacted == 1
