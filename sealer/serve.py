@@ -59,6 +59,7 @@ def serve(store: Path, listen: str, entry_max_age: int) -> None:
     GET /v1/event?id=ID[&log=O]                  every entry sealed with event ID
     GET /v1/proof/inclusion?log=O&index=I[&size=N]
     GET /v1/proof/consistency?log=O&old=M[&new=N]
+    GET /v1/bundle?log=O&block=N | ?event=ID    a proof bundle, as `auditseal bundle`
     GET /healthz, GET /metrics                   liveness, Prometheus metrics
 
     Errors are JSON {"error": ...}: 400 for a bad parameter, 404 for an unknown log, block,

@@ -206,7 +206,7 @@ def verify(
     Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
     error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
     """
-    if number is None and event is None:
+    if number is None and event is None and bundle_path is None:
         _fail("name what to prove: --block N or --event ID", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
         _fail("read from one place: --store, --source or --bundle", 2)

@@ -40,6 +40,7 @@ from verifier.block import BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.compact import CompactRange
 from verifier.errors import VerifierError
+from verifier.leaf import Entry
 from verifier.merkle import verify_consistency, verify_inclusion
 from verifier.note import NoteVerifier
 
@@ -462,7 +463,7 @@ class Verifier:
         if len(m.block.entries) != header.size:
             raise _Failed(f"the block's entries are incomplete: leaf {event.index} is unproven")
         entry = m.block.entries[event.index - header.start]
-        claim = _describe_claim(event.requested, event.index, entry.position, entry.value)
+        claim = _describe_claim(event.requested, event.index, entry)
         root = state["checkpoint"].root if "checkpoint" in state else header.root
         verify_inclusion(entry.leaf_hash(), event.index, header.end, list(event.proof), root)
         data: dict[str, Any] = {
@@ -481,18 +482,18 @@ class Verifier:
         )
 
 
-def _describe_claim(requested: str, index: int, position: int, value: bytes | None) -> str:
+def _describe_claim(requested: str, index: int, entry: Entry) -> str:
     """How the entry matches what was asked for; _Failed if it does not."""
     kind, _, number = requested.partition(":")
     if kind in ("position", "index") and number.isdigit():
-        actual = position if kind == "position" else index
+        actual = entry.position if kind == "position" else index
         if actual != int(number):
             raise _Failed(f"leaf {index} is at {kind} {actual}, not {number}")
-        return f"is at {kind} {number}"
-    if value is None:  # redacted: the id is no longer readable, only the leaf is proven
+        return f"is at {kind} {number}" + (" (redacted)" if entry.redacted else "")
+    if entry.redacted:  # the id is no longer readable: only the leaf is proven
         return "is redacted, so its id cannot be re-read from the value"
     try:
-        found = json.loads(value).get("id")
+        found = json.loads(entry.value or b"").get("id")
     except (ValueError, AttributeError):
         found = None
     if found != requested:

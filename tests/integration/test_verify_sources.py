@@ -1,0 +1,425 @@
+"""``verify --event``, proof bundles (``auditseal bundle``, ``verify --bundle``) and
+``verify --source`` against a running ``auditseal serve``, on a real store anchored on the
+session Anvil. Each tamper case expects its specific failing check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from web3 import Web3
+
+from anchor.artifact import Artifact
+from anchor.chain_client import ChainKey
+from anchor.deploy import Deployment, write_record
+from infra.processes import free_port, port_answers
+from sealer.blocks import Record
+from sealer.log_writer import LogWriter
+from sealer.store import BlockStore
+from sealer.verify_cli import bundle, verify
+from tests.integration.test_verify import (
+    DEV_KEY,
+    LOG_KEY,
+    OTHER_KEY,
+    SIGNER,
+    anchor_once,
+    anchor_once_as,
+    artifact,  # noqa: F401  (module fixture)
+    deployed,
+)
+
+pytestmark = pytest.mark.chain
+
+LOG = "auditseal.local/audit.events/0"
+AUDITSEAL = str(Path(sys.executable).parent / "auditseal")
+
+
+def event(n: int) -> bytes:
+    return json.dumps({"specversion": "1.0", "id": f"evt-{n}", "sequence": n}).encode()
+
+
+def records(first: int, count: int, *, replay_of: int | None = None) -> list[Record]:
+    out = [Record(p, 1_000 + p, b"k", event(p), f"evt-{p}") for p in range(first, first + count)]
+    if replay_of is not None:  # at-least-once: the same event sealed again
+        p = first + count
+        out.append(Record(p, 1_000 + p, b"k", event(replay_of), f"evt-{replay_of}"))
+    return out
+
+
+@dataclass
+class Events:
+    """Log LOG: block 0 = evt-0..4, block 1 = evt-5..9 plus a replay of evt-2 (leaf 10), both
+    anchored; block 2 = evt-20..22, sealed after the anchor."""
+
+    path: Path
+    record: Deployment
+    record_path: Path
+    rpc: str
+    tmp: Path
+
+    def run(self, command: Any, *args: str, pins: bool = True) -> tuple[int, Any, str]:
+        base = ["--rpc", self.rpc, "--deployment", str(self.record_path), "--log-key", LOG_KEY]
+        result = CliRunner().invoke(command, [*(base if pins else []), "--json", *args])
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            data = None
+        return result.exit_code, data, result.output
+
+    def make_bundle(self, *args: str) -> Path:
+        out = self.tmp / f"bundle-{time.monotonic_ns()}.json"
+        result = CliRunner().invoke(bundle, ["--store", str(self.path), "--out", str(out), *args])
+        assert result.exit_code == 0, result.output
+        return out
+
+
+@pytest.fixture
+def events(tmp_path: Path, anvil_rpc: str, artifact: Artifact) -> Iterator[Events]:  # noqa: F811
+    record = deployed(anvil_rpc, artifact)
+    record_path = tmp_path / "deployment.json"
+    write_record(record, record_path)
+    path = tmp_path / "store.db"
+    with BlockStore.open(path, create=True) as store:
+        writer = LogWriter(store, SIGNER, lambda: 42)
+        writer.append(LOG, records(0, 5))
+        writer.append(LOG, records(5, 5, replay_of=2))
+        anchor_once(store, anvil_rpc, record, artifact)
+        writer.append(LOG, records(20, 3))
+    yield Events(path, record, record_path, anvil_rpc, tmp_path)
+
+
+def statuses(data: dict[str, Any]) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in data["checks"]}
+
+
+def edit(path: Path, change: Any) -> Path:
+    data = json.loads(path.read_text())
+    change(data)
+    out = path.with_name(path.stem + "-edited.json")
+    out.write_text(json.dumps(data))
+    return out
+
+
+# --- --event ----------------------------------------------------------------------------------
+
+
+def test_an_event_by_id_is_proven_with_its_block_and_anchor(events):
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "evt-7")
+    assert code == 0, data
+    assert data["event"] == "evt-7" and data["block"] == 1
+    assert list(statuses(data).values()) == ["ok"] * 9
+    check = data["checks"][8]
+    assert check["name"] == "event" and check["data"]["index"] == 7
+    assert check["data"]["position"] == 7 and len(check["data"]["proof"]) >= 1
+    assert data["checks"][7]["data"]["tx_hash"].startswith("0x")
+
+
+def test_an_event_sealed_twice_lists_its_copies(events):
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "evt-2")
+    assert code == 0, data
+    assert data["checks"][8]["data"]["index"] == 2
+    assert data["checks"][8]["data"]["copies"] == [10]
+
+
+@pytest.mark.parametrize(("requested", "index"), [("position:8", 8), ("index:3", 3)])
+def test_an_event_by_position_or_leaf_index(events, requested, index):
+    code, data, _ = events.run(
+        verify, "--store", str(events.path), "--log", LOG, "--event", requested
+    )
+    assert code == 0, data
+    assert data["checks"][8]["data"]["index"] == index
+
+
+def test_an_event_after_the_last_anchor_is_not_proven_yet(events):
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "evt-21")
+    assert code == 3 and data["first_failure"] is None
+    assert statuses(data)["event"] == "ok" and "not anchored yet" in data["pending"]
+
+
+def test_a_redacted_event_is_proven_by_its_leaf(events):
+    with BlockStore.open(events.path) as store:
+        store.redact(LOG, 6, "dpo", "erasure request")
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "index:6")
+    assert code == 0, data
+    assert "redacted" in data["checks"][8]["detail"] and data["redacted"] == [6]
+
+
+def test_unknown_events_are_usage_errors(events):
+    code, _, output = events.run(verify, "--store", str(events.path), "--event", "evt-404")
+    assert code == 2 and "no event with id 'evt-404'" in output
+    code, _, output = events.run(
+        verify, "--store", str(events.path), "--event", "evt-7", "--block", "0"
+    )
+    assert code == 2 and "is in block 1, not 0" in output
+    code, _, output = events.run(verify, "--store", str(events.path), "--event", "index:99")
+    assert code == 2 and "no leaf 99" in output
+
+
+# --- bundles ----------------------------------------------------------------------------------
+
+
+def test_a_bundle_verifies_offline_like_the_store(events):
+    path = events.make_bundle("--block", "1")
+    document = json.loads(path.read_text())
+    assert document["format"] == "auditseal.bundle/v1" and document["origin"] == LOG
+    assert [e["event_id"] for e in document["block"]["entries"]][-1] == "evt-2"
+    code, from_bundle, output = events.run(verify, "--bundle", str(path))
+    code_store, from_store, _ = events.run(verify, "--store", str(events.path), "--block", "1")
+    assert code == code_store == 0, output
+    strip = [{k: v for k, v in c.items() if k != "data"} for c in from_bundle["checks"]]
+    assert strip == [{k: v for k, v in c.items() if k != "data"} for c in from_store["checks"]]
+
+
+def test_a_bundle_with_an_event_proves_the_event(events):
+    path = events.make_bundle("--event", "evt-8")
+    code, data, _ = events.run(verify, "--bundle", str(path), "--event", "evt-8")
+    assert code == 0 and statuses(data)["event"] == "ok"
+    code, data, _ = events.run(verify, "--bundle", str(path))  # the event is checked anyway
+    assert code == 0 and data["event"] == "evt-8"
+    code, _, output = events.run(verify, "--bundle", str(path), "--event", "evt-9")
+    assert code == 2 and "auditseal bundle --event evt-9" in output
+
+
+def test_a_bundle_of_an_unanchored_block_is_not_proven_yet(events):
+    code, data, _ = events.run(verify, "--bundle", str(events.make_bundle("--block", "2")))
+    assert code == 3 and "not anchored yet" in data["pending"]
+
+
+def test_bundle_to_stdout_and_summary(events):
+    result = CliRunner().invoke(bundle, ["--store", str(events.path), "--block", "0", "--out", "-"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["block"]["number"] == 0
+    out = events.tmp / "b.json"
+    result = CliRunner().invoke(
+        bundle, ["--store", str(events.path), "--block", "0", "--out", str(out), "--json"]
+    )
+    summary = json.loads(result.stdout)
+    assert (
+        summary["entries"] == 5
+        and summary["anchored"]
+        and summary["bytes"] == len(out.read_bytes())
+    )
+
+
+def test_bundle_errors_write_nothing(events):
+    out = events.tmp / "none.json"
+    for args in (["--block", "7"], ["--event", "evt-404"], []):
+        result = CliRunner().invoke(bundle, ["--store", str(events.path), "--out", str(out), *args])
+        assert result.exit_code == 2 and "auditseal: error:" in result.output
+        assert not out.exists()
+    result = CliRunner().invoke(
+        bundle, ["--store", str(events.tmp / "missing.db"), "--block", "0", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "missing.db: no block store" in result.output
+
+
+# The tamper matrix, bundle edition: an edited bundle fails the check that covers the edit.
+
+
+def test_a_bundle_with_a_changed_value_fails_entries(events):
+    def change(d: dict) -> None:
+        d["block"]["entries"][1]["value_b64"] = "Zm9yZ2Vk"
+
+    path = edit(events.make_bundle("--block", "1"), change)
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == "entries"
+    assert "does not match its commitment" in data["checks"][0]["detail"]
+
+
+def test_a_bundle_with_a_forged_previous_state_fails_previous_state(events):
+    def change(d: dict) -> None:
+        d["compact_at_start"][0] = "00" * 32
+
+    path = edit(events.make_bundle("--block", "1"), change)
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == "previous-state"
+
+
+def test_a_bundle_with_a_forged_event_proof_fails_event(events):
+    def change(d: dict) -> None:
+        d["event"]["proof"][0] = "11" * 32
+
+    path = edit(events.make_bundle("--event", "evt-6"), change)
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == "event"
+
+    def other_leaf(d: dict) -> None:
+        d["event"]["index"] = 7  # evt-7's leaf presented as evt-6
+
+    path = edit(events.make_bundle("--event", "evt-6"), other_leaf)
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and "holds event id 'evt-7', not 'evt-6'" in data["checks"][8]["detail"]
+
+
+def test_a_bundle_pointed_at_another_contract_fails_on_chain(events, artifact):  # noqa: F811
+    attacker = deployed(events.rpc, artifact, OTHER_KEY)
+    # The attacker anchors a copy of the store on their own contract and hands out its bundle.
+    copy = events.tmp / "copy.db"
+    with sqlite3.connect(events.path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    with BlockStore.open(copy) as store:
+        anchor_once_as(store, events.rpc, attacker, artifact)
+    forged = events.tmp / "forged.json"
+    result = CliRunner().invoke(
+        bundle, ["--store", str(copy), "--block", "2", "--out", str(forged)]
+    )
+    assert result.exit_code == 0, result.output
+    code, data, _ = events.run(verify, "--bundle", str(forged))
+    assert code == 1 and data["first_failure"] == "on-chain"
+    assert "pinned contract is" in data["checks"][7]["detail"]
+    # Without a pin there is no proof on chain at all: the contract is not taken from the bundle.
+    code, _, output = events.run(
+        verify, "--bundle", str(forged), "--rpc", events.rpc, "--log-key", LOG_KEY, pins=False
+    )
+    assert code == 2 and "no pinned contract" in output
+
+
+def test_a_bundle_pointed_at_another_chain_fails_on_chain(events):
+    def change(d: dict) -> None:
+        d["anchor"]["receipt"]["chain_id"] = 11155111
+
+    path = edit(events.make_bundle("--block", "0"), change)
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == "on-chain"
+    assert "receipt names chain 11155111, pinned chain is 31337" in data["checks"][7]["detail"]
+    record = events.tmp / "no-chain-id.json"
+    record.write_text(json.dumps({"address": events.record.address}))
+    code, data, _ = events.run(
+        verify,
+        *("--bundle", str(path), "--rpc", events.rpc, "--log-key", LOG_KEY),
+        *("--deployment", str(record)),
+        pins=False,
+    )
+    assert code == 1 and "the endpoint serves 31337" in data["checks"][7]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("previous"), "bundle.previous: missing"),
+        (lambda d: d.update(format="auditseal.bundle/v9"), "bundle.format: 'auditseal.bundle/v9'"),
+        (lambda d: d["block"]["entries"][2].update(salt="xy"), "bundle.block.entries[2].salt"),
+        (lambda d: d["block"]["entries"][0].update(index=4), "bundle.block.entries[0].index"),
+        (lambda d: d["anchor"]["receipt"].update(root=7), "bundle.anchor.receipt: anchor receipt"),
+        (lambda d: d.update(extra=1), "bundle.extra: unknown key"),
+        (lambda d: d["block"].update(header="junk"), "bundle.block.header"),
+    ],
+)
+def test_a_malformed_bundle_names_the_field(events, change, message):
+    path = edit(events.make_bundle("--block", "1"), change)
+    code, _, output = events.run(verify, "--bundle", str(path))
+    assert code == 2 and message in output and str(path) in output, output
+
+
+def test_a_bundle_asked_for_something_else_is_a_usage_error(events):
+    path = events.make_bundle("--block", "1")
+    code, _, output = events.run(verify, "--bundle", str(path), "--block", "0")
+    assert code == 2 and "is a bundle of block 1, not 0" in output
+    garbage = events.tmp / "garbage.json"
+    garbage.write_text("{not json")
+    code, _, output = events.run(verify, "--bundle", str(garbage))
+    assert code == 2 and "garbage.json" in output
+    code, _, output = events.run(verify, "--bundle", str(path), "--store", str(events.path))
+    assert code == 2 and "read from one place" in output
+
+
+# --- a root on chain from an unauthorised address ----------------------------------------------
+
+
+def test_a_root_written_by_an_address_revoked_in_the_same_block_fails_on_chain(
+    events,
+    artifact,  # noqa: F811
+):
+    """The anchorer's transaction and, right after it in the same block (next nonce), the
+    revocation of that anchorer: the root is on chain, written by an address the contract does
+    not authorise in that block's state."""
+    w3 = Web3(Web3.HTTPProvider(events.rpc))
+    contract = w3.eth.contract(address=events.record.address, abi=artifact.abi)
+    anchorer = ChainKey.from_hex(DEV_KEY, "k").address
+    with BlockStore.open(events.path) as store:  # a block past the anchor, to anchor again
+        LogWriter(store, SIGNER, lambda: 42).append(LOG, records(30, 2))
+    done = threading.Event()
+
+    def anchor() -> None:
+        with BlockStore.open(events.path) as store:
+            anchor_once(store, events.rpc, events.record, artifact)
+        done.set()
+
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        worker = threading.Thread(target=anchor, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not w3.eth.get_block("pending")["transactions"]:
+            assert time.monotonic() < deadline, "the anchor transaction never arrived"
+            time.sleep(0.05)
+        nonce = w3.eth.get_transaction_count(anchorer, "pending")
+        contract.functions.revoke(anchorer).transact({"from": anchorer, "nonce": nonce})
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    worker.join(60)
+    assert done.is_set()
+    code, data, _ = events.run(verify, "--store", str(events.path), "--block", "3")
+    assert code == 1 and data["first_failure"] == "on-chain", data
+    assert "not an anchorer of the contract in block" in data["checks"][7]["detail"]
+
+
+# --- --source: the read API of `auditseal serve` ----------------------------------------------
+
+
+@pytest.fixture
+def served(events: Events) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [AUDITSEAL, "serve", "--store", str(events.path), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_answers(port):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "auditseal serve did not start"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+
+
+def test_a_block_and_an_event_verify_from_the_read_api(events, served):
+    code, data, _ = events.run(verify, "--source", served, "--block", "1")
+    assert code == 0 and data["verdict"] == "VALID", data
+    code, data, _ = events.run(verify, "--source", served, "--event", "evt-3")
+    assert code == 0 and data["checks"][8]["data"]["index"] == 3
+    code, data, _ = events.run(verify, "--source", served, "--block", "2")
+    assert code == 3 and "not anchored yet" in data["pending"]
+
+
+def test_the_read_api_refusing_a_request_is_a_usage_error(events, served):
+    code, _, output = events.run(verify, "--source", served, "--block", "9")
+    assert code == 2 and "HTTP 404" in output and "no block 9" in output
+    code, _, output = events.run(verify, "--source", served, "--event", "evt-404")
+    assert code == 2 and "HTTP 404" in output
+
+
+def test_an_unreachable_read_api_is_exit_3(events):
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, output = events.run(verify, "--source", url, "--block", "0")
+    assert code == 3 and "unreachable" in output
+    code, _, output = events.run(verify, "--source", "ftp://example", "--block", "0")
+    assert code == 2 and "want an http:// or https:// URL" in output
