@@ -65,6 +65,7 @@ LAZY_COMMANDS = {
     "bundle": "sealer.verify_cli:bundle",
     "anchor": "anchor.cli:anchor",
     "serve": "sealer.serve:serve",
+    "dashboard": "sealer.dashboard:dashboard",
     "seal": "sealer.worker:seal",
     "dev": "infra.cli:dev",
     "ingest": "ingest.cli:ingest",
