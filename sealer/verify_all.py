@@ -16,8 +16,10 @@ proven on chain (not anchored yet, chain unreachable).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sealer.errors import NotFoundError, SealerError, StoreError
 from sealer.store import BlockStore
@@ -43,6 +45,7 @@ _ENTRIES_SQL = (
 _NODE_SQL = "SELECT hash FROM nodes WHERE log_id = ? AND level = ? AND idx = ?"
 _ROWS_PER_FETCH = 4096
 _CHAIN_CHECKS = frozenset(CHECKS[5:])
+_idx = itemgetter(0)
 
 
 @dataclass
@@ -107,11 +110,30 @@ def _log_id(conn: sqlite3.Connection, origin: str) -> int:
     return int(row[0])
 
 
-def _entry_rows(conn: sqlite3.Connection, log_id: int) -> Iterator[EntryRow]:
-    cursor = conn.execute(_ENTRIES_SQL, (log_id,))
-    cursor.arraysize = _ROWS_PER_FETCH
-    while batch := cursor.fetchmany():
-        yield from batch
+class _Rows:
+    """The log's entry rows in leaf order, handed out by leaf range without a step per row."""
+
+    def __init__(self, conn: sqlite3.Connection, log_id: int) -> None:
+        self._cursor = conn.execute(_ENTRIES_SQL, (log_id,))
+        self._cursor.arraysize = _ROWS_PER_FETCH
+        self._buf: list[EntryRow] = []
+        self._at = 0
+        self._done = False
+
+    def take(self, start: int, end: int) -> list[EntryRow]:
+        """Rows with ``start <= idx < end``; rows before ``start`` (a missing block's) are
+        dropped. Ranges must come in increasing order."""
+        out: list[EntryRow] = []
+        while True:
+            buf, at = self._buf, self._at
+            first = bisect_left(buf, start, at, key=_idx)
+            stop = bisect_left(buf, end, first, key=_idx)
+            out.extend(buf[first:stop])
+            self._at = stop
+            if stop < len(buf) or self._done:
+                return out
+            self._buf, self._at = self._cursor.fetchmany(), 0
+            self._done = not self._buf
 
 
 def _range(header: str, start_col: int, end_col: int) -> tuple[int, int]:
@@ -146,16 +168,11 @@ def _stream(
     progress: Callable[[int], None] | None,
 ) -> None:
     log_id = _log_id(conn, origin)
-    rows = _entry_rows(conn, log_id)
-    row = next(rows, None)
+    rows = _Rows(conn, log_id)
     done = 0
     for number, start_col, end_col, header, checkpoint in conn.execute(_BLOCKS_SQL, (log_id,)):
         start, end = _range(header, start_col, end_col)
-        block_rows: list[EntryRow] = []
-        while row is not None and row[0] < end:
-            if row[0] >= start:  # rows before it belong to a missing block: skipped
-                block_rows.append(row)
-            row = next(rows, None)
+        block_rows = rows.take(start, end)
         auditor.feed(
             AuditBlock(number, header, checkpoint, block_rows, _compact_source(conn, log_id, start))
         )

@@ -456,16 +456,28 @@ class LogAuditor:
 
 
 def _extend(hashes: list[bytes], size: int, leaves: list[bytes]) -> int:
-    """Append leaves to the compact range ``hashes`` of ``[0, size)`` in place; the new size."""
-    pop, push, sha256 = hashes.pop, hashes.append, _sha256
-    for h in leaves:
-        s = size
-        while s & 1:
-            h = sha256(b"\x01" + pop() + h).digest()
-            s >>= 1
-        push(h)
-        size += 1
-    return size
+    """Append leaves to the compact range ``hashes`` of ``[0, size)`` in place; the new size.
+
+    Level by level rather than leaf by leaf (the same hashes, fewer interpreter steps): at each
+    level the run of new nodes starts at index ``index``; an odd start takes its left sibling
+    from the compact range, an odd length leaves its last node as a new compact-range node.
+    """
+    sha256 = _sha256
+    nodes, index = leaves, size
+    kept: list[bytes] = []  # new compact-range nodes, lowest level first
+    while nodes:
+        if index & 1:
+            nodes = [hashes.pop(), *nodes]
+            index -= 1
+        if len(nodes) & 1:
+            kept.append(nodes[-1])
+            nodes = nodes[:-1]
+        nodes = [
+            sha256(b"\x01" + a + b).digest() for a, b in zip(nodes[::2], nodes[1::2], strict=True)
+        ]
+        index >>= 1
+    hashes.extend(reversed(kept))
+    return size + len(leaves)
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:

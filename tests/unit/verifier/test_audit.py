@@ -354,3 +354,15 @@ def test_the_anchor_report_goes_into_the_result():
     }
     assert data["anchored_block"] == 1
     assert "anchor: block 1 (size 8): ok: chain 31337 holds it" in result.render()
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 3, 5, 7, 8, 13, 64, 100])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 7, 9, 16, 33])
+def test_the_compact_range_append_matches_compact_range(start, n):
+    from verifier.audit import _extend
+
+    leaves = [bytes([i % 251]) * 32 for i in range(start + n)]
+    before = CompactRange.from_leaves(leaves[:start])
+    hashes = list(before.hashes)
+    assert _extend(hashes, start, leaves[start:]) == start + n
+    assert hashes == CompactRange.from_leaves(leaves).hashes
