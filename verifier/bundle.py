@@ -4,7 +4,7 @@ A bundle holds everything :class:`~verifier.verify.Verifier` checks for a block 
 :class:`~verifier.verify.BlockMaterial`) and, optionally, one event of that block with its
 inclusion proof. With the pinned log keys and a chain endpoint, anyone can check it without the
 store. Nothing in a bundle is trusted: it is only the input of the checks, so a bundle that was
-edited fails them like a store that was. The layout is in docs/FORMAT.md §9.
+edited fails them like a store that was. The layout is in docs/FORMAT.md §8.
 
 :func:`bundle_from_json` parses strictly: unknown or missing keys, wrong types and bad hex are
 :class:`~verifier.errors.FormatError`\\ s naming the field (``bundle.block.entries[3].salt``).

@@ -41,12 +41,31 @@ def test_verifier_imports_only_its_allowed_dependencies():
             assert "web3" not in found and "eth_abi" not in found, f"{rel} imports web3"
 
 
-def test_importing_verifier_loads_no_pipeline_client():
+PIPELINE_CLIENTS = {"faust", "mode", "confluent_kafka", "aiokafka", "kafka"}
+
+
+def loaded_after(*modules: str) -> set[str]:
+    """Top-level packages in sys.modules after importing ``modules`` in a fresh interpreter."""
     code = (
-        "import sys, verifier.merkle, verifier.leaf, verifier.checkpoint, verifier.replay;"
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "{'faust', 'confluent_kafka', 'aiokafka', 'sqlite3', 'web3'}];"
-        "print(','.join(bad))"
+        f"import sys, importlib; [importlib.import_module(m) for m in {list(modules)!r}];"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return set(out.stdout.split())
+
+
+def test_importing_verifier_loads_no_pipeline_client_store_or_chain():
+    pure = [
+        f"verifier.{p.stem}"
+        for p in sorted((ROOT / "verifier").glob("*.py"))
+        if p.stem != "__init__" and f"verifier/{p.name}" not in CHAIN_MODULES
+    ]
+    assert "verifier.bundle" in pure and "verifier.remote" in pure
+    bad = loaded_after(*pure) & (PIPELINE_CLIENTS | {"sqlite3", "web3"})
+    assert not bad, f"importing {pure} loads {bad}"
+
+
+def test_the_verify_command_loads_no_pipeline_client():
+    loaded = loaded_after("sealer.cli", "sealer.verify_cli", "verifier.chain")
+    assert "web3" in loaded  # the check would see a client if one were imported
+    assert not loaded & (PIPELINE_CLIENTS | {"prometheus_client"})
