@@ -42,6 +42,7 @@ bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.sealer
 	$(PY) -m bench.anchor
+	$(PY) -m bench.verify
 
 demo: install
 	@echo "make demo: the full pipeline demo arrives with the sealer, anchor and monitor." >&2
