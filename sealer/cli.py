@@ -70,6 +70,7 @@ LAZY_COMMANDS = {
     "dev": "infra.cli:dev",
     "ingest": "ingest.cli:ingest",
     "simulate": "ingest.cli:simulate",
+    "monitor": "sealer.monitor:monitor",
 }
 OWN_PACKAGES = {"verifier", "sealer", "ingest", "infra", "anchor"}
 # Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.

@@ -1,0 +1,738 @@
+"""``auditseal monitor``: watch ``audit.sealed`` and ``audit.anchors`` and raise alerts.
+
+The checks are :class:`sealer.monitor_checks.Checker`'s; this module is the I/O around it: a
+confluent-kafka consumer assigned to every partition of both topics from the beginning (the
+replay state must be complete), a web3 view of the anchor contract, and the alert sinks:
+stdout (JSON lines), a webhook (its own thread, bounded queue, retries with backoff, so a dead
+endpoint never stalls the consumer), the ``audit.alerts`` topic and Prometheus metrics.
+Exit codes: 0 no alert, 1 alerts raised (with --once / --idle-exit), 2 usage error,
+3 broker or chain unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from sealer.monitor_checks import KINDS, Alert, Checker
+from verifier.anchor import AnchorReceipt
+from verifier.anchoring import ChainUnavailableError
+from verifier.errors import FormatError, VerifierError
+from verifier.note import NoteVerifier
+from verifier.sealed import BlockAssembler, parse_message
+
+DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's record
+DEFAULT_METRICS_PORT = 9466
+ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"auditseal: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _note(message: str) -> None:
+    click.echo(f"auditseal monitor: {message}", err=True)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- the chain -------------------------------------------------------------------------------
+
+
+class Web3ChainView:
+    """The chain as the checks see it: ``rootOf`` through the verifier's reader, canonical
+    block hashes and the height through web3. Every failure is ChainUnavailableError."""
+
+    def __init__(self, rpc_url: str, contract: str, timeout: float = 10.0) -> None:
+        from web3 import HTTPProvider, Web3
+
+        from verifier.chain import Web3AnchorReader
+
+        self._reader = Web3AnchorReader(rpc_url, contract, timeout=timeout)
+        self._w3 = Web3(
+            HTTPProvider(
+                rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+            )
+        )
+        self._label = rpc_url.split("?")[0].split("@")[-1]
+
+    def _call(self, what: str, fn: Any) -> Any:
+        from web3.exceptions import BlockNotFound, Web3Exception
+
+        try:
+            return fn()
+        except BlockNotFound:
+            return None
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise ChainUnavailableError(
+                f"chain at {self._label}: {what} failed: {type(exc).__name__}"
+            ) from exc
+
+    def chain_id(self) -> int:
+        return self._reader.chain_id()
+
+    def has_code(self) -> bool:
+        code = self._call("eth_getCode", lambda: self._w3.eth.get_code(self._reader.address))
+        return bool(code)
+
+    def root_of(self, seq: int) -> bytes | None:
+        return self._reader.root_of(seq)
+
+    def block_hash(self, number: int) -> str | None:
+        block = self._call(
+            f"eth_getBlockByNumber({number})", lambda: self._w3.eth.get_block(number)
+        )
+        return None if block is None else "0x" + bytes(block["hash"]).hex()
+
+    def latest_block(self) -> int:
+        return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
+
+
+# --- the sinks -------------------------------------------------------------------------------
+
+
+class Webhook:
+    """POSTs alerts as JSON from a thread: retried with exponential backoff, queue bounded.
+
+    A full queue drops the alert (with a line on stderr) rather than blocking the consumer;
+    the other sinks still have it.
+    """
+
+    def __init__(
+        self, url: str, retries: int = 5, timeout: float = 5.0, backoff: float = 0.5
+    ) -> None:
+        self.url, self.retries, self.timeout, self.backoff = url, retries, timeout, backoff
+        self.delivered = 0
+        self.failed = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1000)
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+        self._thread.start()
+
+    def send(self, alert: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(alert)
+        except queue.Full:
+            self.failed += 1
+            _note(f"webhook queue full, alert {alert['kind']} not posted")
+
+    def _post(self, body: bytes) -> str | None:
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            return type(exc).__name__
+        return None if 200 <= status < 300 else f"HTTP {status}"
+
+    def _run(self) -> None:
+        while True:
+            alert = self._queue.get()
+            if alert is None:
+                return
+            body = json.dumps(alert).encode("utf-8")
+            for attempt in range(self.retries + 1):
+                error = self._post(body)
+                if error is None:
+                    self.delivered += 1
+                    break
+                if attempt == self.retries:
+                    self.failed += 1
+                    _note(f"webhook: alert {alert['kind']} not delivered: {error}")
+                    break
+                time.sleep(min(30.0, self.backoff * 2**attempt))
+            self._queue.task_done()
+
+    def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for queued alerts, then stop."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+
+
+class Metrics:
+    """Prometheus metrics of one monitor, in their own registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+        self.alerts = Counter(
+            "auditseal_monitor_alerts_total",
+            "Alerts raised, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in KINDS:
+            self.alerts.labels(kind)
+        self.blocks = Counter(
+            "auditseal_monitor_blocks_checked_total",
+            "Blocks that passed every check.",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "auditseal_monitor_events_checked_total",
+            "Events whose sequence was checked.",
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "auditseal_monitor_replayed_events_total",
+            "Identical redeliveries of an event (same source, sequence and bytes): not alerts.",
+            registry=self.registry,
+        )
+        self.receipts = Counter(
+            "auditseal_monitor_receipts_checked_total",
+            "Anchor receipts checked.",
+            registry=self.registry,
+        )
+        self.last_block = Gauge(
+            "auditseal_monitor_last_block_time_seconds",
+            "Sealing time of the last block that passed every check.",
+            registry=self.registry,
+        )
+        self.last_message = Gauge(
+            "auditseal_monitor_last_message_time_seconds",
+            "When the monitor last read a message.",
+            registry=self.registry,
+        )
+        self._seen = (0, 0, 0, 0)
+
+    def update(self, checker: Checker) -> None:
+        now = (
+            checker.blocks_checked,
+            checker.events_checked,
+            checker.replays,
+            checker.receipts_checked,
+        )
+        for counter, new, old in zip(
+            (self.blocks, self.events, self.replays, self.receipts), now, self._seen, strict=True
+        ):
+            if new > old:
+                counter.inc(new - old)
+        self._seen = now
+        if checker.last_block_ms is not None:
+            self.last_block.set(checker.last_block_ms / 1000)
+        self.last_message.set(time.time())
+
+
+class Sinks:
+    """Where alerts go: stdout, the webhook, the alerts topic, the metrics."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        webhook: Webhook | None,
+        producer: Any | None,
+        topic: str | None,
+    ) -> None:
+        self.metrics, self.webhook, self.producer, self.topic = metrics, webhook, producer, topic
+        self.raised = 0
+
+    def emit(self, alert: Alert) -> None:
+        data = alert.to_json()
+        self.raised += 1
+        sys.stdout.write(json.dumps(data) + "\n")
+        sys.stdout.flush()
+        self.metrics.alerts.labels(alert.kind).inc()
+        if self.webhook is not None:
+            self.webhook.send(data)
+        if self.producer is not None and self.topic:
+            try:
+                self.producer.produce(
+                    self.topic,
+                    key=(alert.log or "").encode("utf-8"),
+                    value=json.dumps(data, sort_keys=True).encode("utf-8"),
+                )
+                self.producer.poll(0)
+            except Exception as exc:  # one sink failing must not stop the others
+                _note(f"alert not published to {self.topic}: {exc}")
+
+    def close(self, timeout: float) -> None:
+        if self.producer is not None:
+            left = self.producer.flush(timeout)
+            if left:
+                _note(f"{left} alert(s) not delivered to {self.topic}")
+        if self.webhook is not None:
+            self.webhook.close(timeout)
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+class Monitor:
+    """Reads both topics, feeds the checker, routes alerts; ``run`` returns the exit code."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        checker: Checker,
+        sinks: Sinks,
+        chain: Web3ChainView | None,
+        sealed_topic: str,
+        anchors_topic: str,
+        *,
+        history: dict[tuple[str, int], int] | None = None,
+        idle_exit: float | None = None,
+        tick: float = 5.0,
+    ) -> None:
+        self.consumer, self.checker, self.sinks, self.chain = consumer, checker, sinks, chain
+        self.sealed_topic, self.anchors_topic = sealed_topic, anchors_topic
+        self.history = history or {}
+        self.idle_exit, self.tick = idle_exit, tick
+        self.assembler = BlockAssembler()
+        self.stop = threading.Event()
+        self._retry: list[AnchorReceipt] = []
+        self._chain_error: str | None = None
+
+    def _emit(
+        self, alerts: list[Alert], topic: str | None = None, partition: int = 0, offset: int = -1
+    ) -> None:
+        if topic is not None and offset < self.history.get((topic, partition), -1):
+            return  # --from-now: history rebuilds the state, its alerts are not repeated
+        for alert in alerts:
+            self.sinks.emit(alert)
+
+    def _receipt(self, receipt: AnchorReceipt, where: tuple[str, int, int] | None) -> None:
+        try:
+            alerts = self.checker.receipt(receipt, self.chain, _now_ms())
+        except ChainUnavailableError as exc:
+            self._chain_error = str(exc)
+            self._retry.append(receipt)
+            return
+        if where is None:
+            self._emit(alerts)
+        else:
+            self._emit(alerts, *where)
+
+    def handle(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        where = (topic, partition, offset)
+        now = _now_ms()
+        log = key.decode("utf-8", "replace") if key else None
+        try:
+            data = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as exc:
+            self._emit(
+                [
+                    self.checker.malformed(
+                        f"{topic}[{partition}]@{offset}", f"not JSON: {exc}", now, log
+                    )
+                ],
+                *where,
+            )
+            return
+        if topic == self.sealed_topic:
+            try:
+                message = parse_message(data)
+            except VerifierError as exc:
+                self._emit(
+                    [self.checker.malformed(f"{topic}[{partition}]@{offset}", str(exc), now, log)],
+                    *where,
+                )
+                return
+            done = self.assembler.add(message)
+            if done is not None:
+                self._emit(self.checker.block(done[0], done[1], now), *where)
+        else:
+            try:
+                receipt = AnchorReceipt.from_json(data)
+            except (VerifierError, ValueError, TypeError, KeyError) as exc:
+                self._emit(
+                    [self.checker.malformed(f"{topic}[{partition}]@{offset}", str(exc), now, log)],
+                    *where,
+                )
+                return
+            self._receipt(receipt, where)
+
+    def on_tick(self, caught_up: bool) -> None:
+        """Periodic work: retried receipts, reorg re-checks and, once caught up, lateness."""
+        now = _now_ms()
+        retry, self._retry = self._retry, []
+        self._chain_error = None
+        for receipt in retry:
+            self._receipt(receipt, None)
+        if self.chain is not None and not self._retry:
+            try:
+                self._emit(self.checker.recheck_anchors(self.chain, now))
+            except ChainUnavailableError as exc:
+                self._chain_error = str(exc)
+        if self._chain_error:
+            _note(f"{self._chain_error}; retrying")
+        if caught_up:
+            self._emit(self.checker.late(now))
+
+    def run(self, metrics: Metrics) -> int:
+        from confluent_kafka import KafkaError
+
+        last_message = time.monotonic()
+        next_tick = time.monotonic() + self.tick
+        while not self.stop.is_set():
+            msg = self.consumer.poll(0.5)
+            now = time.monotonic()
+            if msg is None:
+                if now >= next_tick:
+                    self.on_tick(caught_up=True)
+                    metrics.update(self.checker)
+                    next_tick = now + self.tick
+                if self.idle_exit is not None and now - last_message >= self.idle_exit:
+                    break
+                continue
+            if msg.error():
+                err = msg.error()
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    _fail(f"broker: {err.str()}", 3)
+                _note(f"broker: {err.str()}")
+                continue
+            last_message = now
+            self.handle(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+            metrics.update(self.checker)
+            if now >= next_tick:
+                self.on_tick(caught_up=False)
+                next_tick = now + self.tick
+        if self.idle_exit is not None:
+            self.on_tick(caught_up=True)  # drained: the final checks
+            metrics.update(self.checker)
+            if self._chain_error:
+                return 3
+        return 1 if self.sinks.raised else 0
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _deployment(path: Path) -> dict[str, Any]:
+    """The anchor deployment record (chain id, contract address), or {} if there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        _fail(f"{path}: unreadable deployment record: {exc}", 2)
+    if not isinstance(data, dict):
+        _fail(f"{path}: not a deployment record", 2)
+    return data
+
+
+def _kinds_help() -> str:
+    return "\n".join(f"  {kind} ({sev}): {text}." for kind, (sev, text) in KINDS.items())
+
+
+HELP = f"""Watch audit.sealed and audit.anchors and raise an alert when a check fails.
+
+Trusts only the pinned log keys (--log-key) and the chain (--rpc, --contract). Each block is
+replayed as it arrives (signature, header chain, entries, tree root); each event's source and
+sequence are followed for gaps and duplicates; forks and republished blocks are told apart;
+each anchor receipt is checked on chain (canonical block, rootOf, inclusion proof) and
+re-checked for reorgs; blocks not anchored within --anchor-late-after are reported.
+
+An identical event sealed twice (same source, sequence and bytes: an at-least-once
+redelivery) is counted in auditseal_monitor_replayed_events_total, not alerted.
+
+Alerts are JSON lines on stdout (kind, severity, log, block, detail, time), POSTed to
+--webhook, published to --alerts-topic and counted in auditseal_monitor_alerts_total{{kind}}.
+
+\b
+Alert kinds:
+{_kinds_help()}
+
+\b
+Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage error,
+3 broker or chain unreachable.
+"""
+
+
+@click.command("monitor", help=HELP)
+@click.option(
+    "--bootstrap",
+    envvar="AUDITSEAL_BOOTSTRAP",
+    show_envvar=True,
+    help="Kafka bootstrap servers [default: from `auditseal dev up`, else 127.0.0.1:9092].",
+)
+@click.option(
+    "--log-key",
+    "log_keys",
+    multiple=True,
+    envvar="AUDITSEAL_LOG_KEY",
+    show_envvar=True,
+    help="Pinned log verifier key (name+keyid+base64); repeatable. Required.",
+)
+@click.option(
+    "--rpc",
+    envvar="AUDITSEAL_RPC",
+    show_envvar=True,
+    help="JSON-RPC URL of the anchor chain [default: from `auditseal dev up`, else "
+    "http://127.0.0.1:8545].",
+)
+@click.option(
+    "--contract",
+    envvar="AUDITSEAL_CONTRACT",
+    show_envvar=True,
+    help="Pinned AuditAnchor address [default: from the deployment record].",
+)
+@click.option(
+    "--chain-id",
+    type=click.IntRange(min=1),
+    envvar="AUDITSEAL_CHAIN_ID",
+    show_envvar=True,
+    help="Pinned chain id; receipts must name it [default: from the deployment record].",
+)
+@click.option(
+    "--deployment",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_RECORD,
+    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
+    show_default=True,
+    show_envvar=True,
+    help="Anchor deployment record giving the default contract and chain id.",
+)
+@click.option(
+    "--no-chain",
+    is_flag=True,
+    help="Do not ask the chain: receipts are checked for coherence and coverage only "
+    "(no reorg, rootOf or anchor_not_on_chain checks).",
+)
+@click.option("--sealed-topic", default="audit.sealed", show_default=True, help="Sealed blocks.")
+@click.option(
+    "--anchors-topic", default="audit.anchors", show_default=True, help="Anchor receipts."
+)
+@click.option(
+    "--alerts-topic",
+    default="audit.alerts",
+    show_default=True,
+    help="Topic alerts are published to (key: the log); '' publishes none.",
+)
+@click.option(
+    "--anchor-late-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds after its sealing time within which a block must be covered by an anchor "
+    "receipt; later: anchor_late.",
+)
+@click.option(
+    "--reorg-depth",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Chain blocks after which a receipt is no longer re-checked for reorgs.",
+)
+@click.option(
+    "--check-interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between reorg re-checks and lateness checks.",
+)
+@click.option(
+    "--webhook",
+    envvar="AUDITSEAL_MONITOR_WEBHOOK",
+    show_envvar=True,
+    help="URL each alert is POSTed to as JSON (retried with backoff; never blocks the checks).",
+)
+@click.option(
+    "--webhook-retries",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Retries of a failed POST; the pause doubles from 0.5 s, up to 30 s.",
+)
+@click.option(
+    "--webhook-timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds one POST may take.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    help="Serve Prometheus metrics on 127.0.0.1:PORT; 0 serves none.",
+)
+@click.option(
+    "--from-beginning/--from-now",
+    default=True,
+    show_default=True,
+    help="Report alerts for the whole history, or only for messages arriving after start "
+    "(the history is read either way: the replay state must be complete).",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help=f"Exit once the topics are drained (no message for {ONCE_IDLE:g} s, or --idle-exit).",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Exit after this many seconds without a message (implies the final checks of --once).",
+)
+def monitor(
+    bootstrap: str | None,
+    log_keys: tuple[str, ...],
+    rpc: str | None,
+    contract: str | None,
+    chain_id: int | None,
+    deployment: Path,
+    no_chain: bool,
+    sealed_topic: str,
+    anchors_topic: str,
+    alerts_topic: str,
+    anchor_late_after: float,
+    reorg_depth: int,
+    check_interval: float,
+    webhook: str | None,
+    webhook_retries: int,
+    webhook_timeout: float,
+    metrics_port: int,
+    from_beginning: bool,
+    once: bool,
+    idle_exit: float | None,
+) -> None:
+    if not log_keys:
+        _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
+    try:
+        keys = [NoteVerifier.from_string(k) for k in log_keys]
+    except FormatError as exc:
+        _fail(f"--log-key: {exc}", 2)
+    from infra.state import endpoints
+
+    default_bootstrap, default_rpc = endpoints()
+    bootstrap = bootstrap or default_bootstrap
+    chain: Web3ChainView | None = None
+    if not no_chain:
+        record = _deployment(deployment)
+        contract = contract or record.get("address")
+        if chain_id is None and isinstance(record.get("chain_id"), int):
+            chain_id = record["chain_id"]
+        if not contract:
+            _fail(
+                f"no pinned contract: give --contract, a deployment record ({deployment}) "
+                "or --no-chain",
+                2,
+            )
+        try:
+            chain = Web3ChainView(rpc or default_rpc, contract)
+            served = chain.chain_id()
+            if not chain.has_code():
+                _fail(f"--contract: no code at {contract} on the chain", 2)
+        except ChainUnavailableError as exc:
+            _fail(str(exc), 3)
+        except FormatError as exc:
+            _fail(f"--contract: {exc}", 2)
+        if chain_id is not None and served != chain_id:
+            _fail(f"--chain-id: the endpoint serves chain {served}, pinned {chain_id}", 2)
+        chain_id = served
+    if once and idle_exit is None:
+        idle_exit = ONCE_IDLE
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"auditseal-monitor-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "socket.connection.setup.timeout.ms": 10_000,
+        }
+    )
+    try:
+        topics = consumer.list_topics(timeout=15).topics
+    except KafkaException as exc:
+        _fail(f"broker at {bootstrap} unreachable: {exc.args[0].str()}", 3)
+    assignment: list[Any] = []
+    history: dict[tuple[str, int], int] = {}
+    for topic in (sealed_topic, anchors_topic):
+        meta = topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            _fail(f"topic {topic} does not exist on the broker at {bootstrap}", 3)
+        for p in sorted(meta.partitions):
+            tp = TopicPartition(topic, p, OFFSET_BEGINNING)
+            assignment.append(tp)
+            if not from_beginning:
+                try:
+                    history[(topic, p)] = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                except KafkaException as exc:
+                    _fail(f"broker at {bootstrap}: {exc.args[0].str()}", 3)
+    consumer.assign(assignment)
+
+    metrics = Metrics()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, "127.0.0.1", registry=metrics.registry)
+        except OSError as exc:
+            _fail(f"--metrics-port {metrics_port}: {exc.strerror}", 2)
+    producer = (
+        Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+        if alerts_topic
+        else None
+    )
+    sinks = Sinks(
+        metrics,
+        Webhook(webhook, webhook_retries, webhook_timeout) if webhook else None,
+        producer,
+        alerts_topic or None,
+    )
+    checker = Checker(
+        keys,
+        anchor_late_after_ms=int(anchor_late_after * 1000),
+        contract=contract if chain is not None else None,
+        chain_id=chain_id,
+        reorg_depth=reorg_depth,
+    )
+    loop = Monitor(
+        consumer,
+        checker,
+        sinks,
+        chain,
+        sealed_topic,
+        anchors_topic,
+        history=history,
+        idle_exit=idle_exit,
+        tick=check_interval,
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.stop.set())
+    _note(
+        f"watching {sealed_topic} and {anchors_topic} on {bootstrap}"
+        + (f", chain {chain_id} contract {contract}" if chain else ", no chain")
+    )
+    try:
+        code = loop.run(metrics)
+    finally:
+        consumer.close()
+        sinks.close(timeout=max(10.0, webhook_timeout * 2))
+    _note(
+        f"{checker.blocks_checked} blocks, {checker.events_checked} events, "
+        f"{checker.receipts_checked} receipts checked; {sinks.raised} alert(s), "
+        f"{checker.replays} replayed event(s)"
+    )
+    sys.exit(code)
