@@ -294,7 +294,8 @@ class Verifier:
             leaves.append(entry.leaf_hash())  # LeafMismatchError: a value that was altered
         state["leaves"], state["redacted"] = leaves, redacted
         note = f", {len(redacted)} redacted (leaves {redacted})" if redacted else ""
-        return f"{len(entries)} entries re-hash to their leaves{note}", {"redacted": redacted}
+        rehash = "y re-hashes to its leaf" if len(entries) == 1 else "ies re-hash to their leaves"
+        return f"{len(entries)} entr{rehash}{note}", {"redacted": redacted}
 
     def _previous_state(
         self, m: BlockMaterial, state: dict[str, Any]
@@ -447,7 +448,7 @@ class Verifier:
         return (
             f"chain {chain_id} holds the root of anchor {receipt.seq}, written by anchorer "
             f"{fact.anchorer} in block {fact.block_number} (timestamp {fact.timestamp}, "
-            f"{fact.confirmations} confirmations)"
+            f"{fact.confirmations} confirmation{'' if fact.confirmations == 1 else 's'})"
             + ("" if authorised_now else "; that anchorer has since been revoked"),
             data,
         )
