@@ -17,6 +17,7 @@ import click
 
 from infra import state
 from infra.errors import InfraError
+from infra.pipeline import PipelineOptions
 from infra.state import DevState, Service
 
 # Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
@@ -100,8 +101,35 @@ def dev() -> None:
     show_default=True,
     help="Seconds to wait for each service to answer.",
 )
+@click.option(
+    "--pipeline",
+    is_flag=True,
+    help="Also start the sealer, the anchor service, the monitor and the dashboard "
+    "(needs the pipeline extra); `dev down` stops them too.",
+)
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(1, 65535),
+    default=8088,
+    show_default=True,
+    help="With --pipeline: loopback port of the dashboard.",
+)
+@click.option(
+    "--anchor-interval",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="With --pipeline: seconds between anchor rounds.",
+)
 def up(
-    state_file: Path, broker_port: int, chain_port: int, broker_impl: str, timeout: float
+    state_file: Path,
+    broker_port: int,
+    chain_port: int,
+    broker_impl: str,
+    timeout: float,
+    pipeline: bool,
+    dashboard_port: int,
+    anchor_interval: float,
 ) -> None:
     """Start the broker and the chain, create the topics, deploy AuditAnchor, write the state
     file.
@@ -112,10 +140,16 @@ def up(
     .auditseal/anchor/deployment.json, unless that record already names the contract on this
     chain. Already up: says so and exits 0. A port already in use is exit 2 and starts nothing.
 
+    With --pipeline, the sealer (`auditseal seal`), the anchor service, the monitor and the
+    dashboard start too, on the default paths (.auditseal/store.db), with a sealer key made on
+    first use (sealer.key next to the state file; its verifier key in sealer.pub).
+
     Exit codes: 0 up (or already up), 2 a port already in use (or the same port given twice), a
     missing tool or a bad state file, 3 a service did not start or answer in time.
     """
     from infra import broker, chain, processes, topics
+
+    options = PipelineOptions(dashboard_port=dashboard_port, anchor_interval=anchor_interval)
 
     began = time.monotonic()
     path = state.state_path(state_file)
@@ -138,6 +172,8 @@ def up(
         if (current.broker.port, current.chain.port) != (broker_port, chain_port):
             click.echo("(ports as started; run `auditseal dev down` first to change them)")
         _ensure_contract(current, path, chain.CHAIN_ID, timeout)
+        if pipeline:
+            _start_pipeline(current, path, options, timeout)
         return
 
     wanted: dict[str, int] = {}
@@ -204,6 +240,23 @@ def up(
     )
     if current.broker.kind == "tansu":
         click.echo("note: Tansu keeps everything in memory; `auditseal dev down` drops the topics")
+    if pipeline:
+        _start_pipeline(current, path, options, timeout)
+
+
+def _start_pipeline(
+    current: DevState, path: Path, options: PipelineOptions, timeout: float
+) -> None:
+    from infra import pipeline
+
+    try:
+        pipeline.start(current, path.parent.absolute(), options, timeout)
+    finally:
+        state.save(current, path)  # whatever was spawned is on disk for `dev down`
+    for service in current.pipeline:
+        click.echo(f"{service.kind}: {_describe(service)}, log {service.log}")
+    dashboard = next(s for s in current.pipeline if s.kind == "dashboard")
+    click.echo(f"pipeline up: dashboard {dashboard.address}")
 
 
 def _write_dev_key(file: Path) -> None:
@@ -339,7 +392,7 @@ def status(state_file: Path, as_json: bool) -> None:
     Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file, else the
     defaults. Exit codes: 0 both answer, 3 either does not, 2 a bad state file.
     """
-    from infra import broker, chain
+    from infra import broker, chain, processes
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -390,6 +443,16 @@ def status(state_file: Path, as_json: bool) -> None:
             "has_code": has_code,
             "key_file": current.chain_key if current else None,
         },
+        "pipeline": [
+            {
+                "kind": s.kind,
+                "pid": s.pid,
+                "process_running": processes.is_running(s.pid, s.argv),
+                "address": s.address,
+                "log": s.log,
+            }
+            for s in (current.pipeline if current else [])
+        ],
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -450,6 +513,11 @@ def _status_text(data: dict[str, Any]) -> str:
         )
     else:
         lines.append("anchor  none (not deployed by `dev up`)")
+    for p in data["pipeline"]:
+        where = f"  {p['address']}" if p["address"] != "-" else ""
+        lines.append(
+            f"{p['kind']:<9} {'up  ' if p['process_running'] else 'DOWN'}{where}  {who(p)}"
+        )
     exists = "" if data["state_file_exists"] else " (none)"
     lines.append(f"state   {data['state_file']}{exists}")
     return "\n".join(lines)
@@ -479,6 +547,18 @@ def down(state_file: Path, timeout: float) -> None:
         click.echo(f"nothing to stop: no state file at {path}")
         return
     failures: list[InfraError] = []
+    if current.pipeline:
+        from infra import pipeline
+
+        try:
+            for part, was_running in pipeline.stop(current, timeout):
+                click.echo(
+                    f"stopped {part.kind} (pid {part.pid})"
+                    if was_running
+                    else f"{part.kind} was not running; nothing to stop"
+                )
+        except InfraError as exc:
+            failures.append(exc)
     for role in ("broker", "chain"):
         service: Service | None = getattr(current, role)
         if service is None:

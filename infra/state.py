@@ -48,7 +48,8 @@ VERSION = 1
 class Service:
     """One service of the stack as started by ``dev up``.
 
-    ``kind`` is ``tansu`` or ``docker`` for the broker, ``anvil`` for the chain. ``pid`` and
+    ``kind`` is ``tansu`` or ``docker`` for the broker, ``anvil`` for the chain, the service's
+    name for the pipeline (``sealer``, ``anchor``, ``monitor``, ``dashboard``). ``pid`` and
     ``argv`` are set for processes started here (the PID's /proc cmdline must equal ``argv``
     before anything signals it); a Docker broker has ``compose_file`` and ``compose_project``.
     """
@@ -93,6 +94,8 @@ class DevState:
     contract: str | None = None
     deployment: str | None = None
     deployment_owned: bool = False
+    pipeline: list[Service] = field(default_factory=list)
+    """Sealer, anchor service, monitor and dashboard started by ``dev up --pipeline``."""
     version: int = VERSION
 
     @property
@@ -117,6 +120,7 @@ class DevState:
             contract=data.get("contract"),
             deployment=data.get("deployment"),
             deployment_owned=bool(data.get("deployment_owned", False)),
+            pipeline=[Service.from_dict(s) for s in data.get("pipeline") or []],
             version=int(data.get("version", VERSION)),
         )
 

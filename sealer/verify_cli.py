@@ -120,6 +120,13 @@ def _event_option(f: Any) -> Any:
 @click.command("verify")
 @click.option("--block", "number", type=click.IntRange(min=0), help="Block number to prove.")
 @_event_option
+@click.option(
+    "--all",
+    "whole_log",
+    is_flag=True,
+    help="Every block of the log (of every log without --log) from the first, from a store; "
+    "reports every bad or missing block, then proves the latest anchor on chain.",
+)
 @_log_option
 @_store_option
 @click.option(
@@ -173,6 +180,7 @@ def _event_option(f: Any) -> Any:
 def verify(
     number: int | None,
     event: str | None,
+    whole_log: bool,
     origin: str | None,
     store: Path | None,
     source: str | None,
@@ -184,7 +192,7 @@ def verify(
     log_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Prove a block (--block N) or one event (--event ID) of a log.
+    """Prove a block (--block N), one event (--event ID) or a whole log (--all).
 
     \b
     Checks, in order, trusting only the pinned log keys, contract and chain:
@@ -201,13 +209,19 @@ def verify(
     \b
     The proof is read from one of: --store (default .auditseal/store.db), --source (the
     read API of `auditseal serve`) or --bundle (a file from `auditseal bundle`).
+    --all replays every block of a store (checks 1-5 on each, listing every bad or missing
+    block) and runs checks 6-8 once, on the block of the latest anchor.
 
     \b
     Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
     error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
     """
-    if number is None and event is None and bundle_path is None:
-        _fail("name what to prove: --block N or --event ID", 2)
+    if whole_log and (number is not None or event is not None):
+        _fail("--all proves every block: give it without --block or --event", 2)
+    if whole_log and (source is not None or bundle_path is not None):
+        _fail("--all reads a store (--store); a bundle or the read API proves one block", 2)
+    if number is None and event is None and bundle_path is None and not whole_log:
+        _fail("name what to prove: --block N, --event ID or --all", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
         _fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
@@ -220,6 +234,14 @@ def verify(
         _fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:
         keys = [NoteVerifier.from_string(k) for k in log_keys]
+        reader: AnchorReader | None = None
+        if rpc and contract:
+            from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
+
+            reader = Web3AnchorReader(rpc, contract)
+        verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
+        if whole_log:
+            _verify_all(verifier, store or DEFAULT_STORE, origin, as_json)
         if bundle_path is not None:
             bundle = read_bundle_file(bundle_path)
             _check_bundle_matches(bundle, bundle_path, origin, number, event)
@@ -229,20 +251,52 @@ def verify(
             bundle = fetch_bundle(source, origin, number, event)
         else:
             bundle = _from_store(store or DEFAULT_STORE, origin, number, event)
-        reader: AnchorReader | None = None
-        if rpc and contract:
-            from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
-
-            reader = Web3AnchorReader(rpc, contract)
     except (SealerError, VerifierError) as exc:
         _fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
-    verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
     report = verifier.verify_block(bundle.material, bundle.event)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(report.render(), nl=False)
     sys.exit(report.exit_code)
+
+
+def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bool) -> NoReturn:
+    """Audit every block of one log (or of every log), with a progress bar on stderr."""
+    from sealer.verify_all import audit_log
+    from verifier.audit import combined_exit_code
+
+    if not store.is_file():
+        _fail(f"{store}: no block store here (give --store)", 2)
+    with BlockStore.open(store, readonly=True) as db:
+        origins = [origin] if origin is not None else db.logs()
+        if origin is not None and not db.has_log(origin):
+            _fail(f"{store}: no log {origin!r}", 2)
+        total = sum(db.size(o) for o in origins)
+        audits = []
+        with click.progressbar(
+            length=total, label="verifying", file=sys.stderr, show_pos=True
+        ) as bar:
+            for log in origins:
+                done = 0
+
+                def advance(n: int) -> None:
+                    nonlocal done
+                    bar.update(n - done)
+                    done = n
+
+                audits.append(audit_log(db, log, verifier, advance))
+    code = combined_exit_code(audits)
+    verdict = {0: "VALID", 1: "INVALID", 3: "NOT PROVEN"}[code]
+    if as_json:
+        data = {"verdict": verdict, "exit_code": code, "logs": [a.to_json() for a in audits]}
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for audit in audits:
+            click.echo(audit.render(), nl=False)
+        if len(audits) != 1:
+            click.echo(f"{len(audits)} logs: {verdict}")
+    sys.exit(code)
 
 
 @click.command("bundle")

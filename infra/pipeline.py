@@ -1,0 +1,154 @@
+"""The pipeline on top of the dev stack: sealer, anchor service, monitor and dashboard.
+
+``auditseal dev up --pipeline`` starts them as detached processes (their own session, output in
+``<name>.log`` next to the state file) and records each in the state file like the broker and
+the chain, so ``dev down`` stops exactly them. Every path is the commands' default relative to
+the working directory (``.auditseal/store.db``, ``.auditseal/anchor/deployment.json``), so
+``auditseal verify`` and the others find the same files with no flags.
+
+The sealer's signing key is ``sealer.key`` next to the state file, made on first use; its
+verifier key (``sealer.pub``) is what the monitor and dashboard pin.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import processes
+from infra.errors import InfraError, ServiceUnavailableError
+from infra.state import DevState, Service
+
+__all__ = ["PIPELINE", "PipelineOptions", "auditseal_argv", "ensure_sealer_key", "start", "stop"]
+
+PIPELINE = ("sealer", "anchor", "monitor", "dashboard")
+"""Start order: the sealer first, so blocks exist for the rest to follow."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    dashboard_port: int = 8088
+    max_events: int = 1000
+    max_interval: float = 1.0
+    anchor_interval: float = 5.0
+    anchor_late_after: float = 60.0
+
+
+def auditseal_argv() -> list[str]:
+    """How to run this installation's ``auditseal``: the interpreter and the venv's script, as
+    /proc/PID/cmdline shows them (which ``dev down`` compares before signalling)."""
+    return [sys.executable, str(Path(sys.executable).parent / "auditseal")]
+
+
+def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
+    """The sealer's key file next to the state file, made on first use; and its verifier key."""
+    from sealer.signer import Signer
+
+    key_file = state_dir / "sealer.key"
+    if key_file.exists():
+        signer = Signer.from_file(key_file)
+    else:
+        signer = Signer.generate("auditseal-dev-sealer")
+        signer.write_private_file(key_file)
+    verifier = signer.verifier.to_string()
+    (state_dir / "sealer.pub").write_text(verifier + "\n", encoding="utf-8")
+    return key_file, verifier
+
+
+def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOptions) -> list[str]:
+    assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
+    common = ["--bootstrap", dev.bootstrap]
+    chain = ["--rpc", dev.rpc_url]
+    if kind == "sealer":
+        return [
+            *("seal", "--key", str(key_file), *common),
+            *("--max-events", str(o.max_events), "--max-interval", str(o.max_interval)),
+            *("--log-level", "warn"),
+        ]
+    if kind == "anchor":
+        return [
+            *("anchor", "run", "--key", dev.chain_key, *chain, *common),
+            *("--interval", str(o.anchor_interval)),
+        ]
+    if kind == "monitor":
+        return [
+            *("monitor", "--log-key", log_key, *chain, *common),
+            *("--anchor-late-after", str(o.anchor_late_after)),
+        ]
+    if kind == "dashboard":
+        return [
+            *("dashboard", "--log-key", log_key, *chain, *common),
+            *("--port", str(o.dashboard_port)),
+        ]
+    raise ValueError(f"unknown pipeline service {kind!r}")
+
+
+def _address(kind: str, o: PipelineOptions) -> tuple[str, int]:
+    if kind == "dashboard":
+        return f"http://127.0.0.1:{o.dashboard_port}/", o.dashboard_port
+    return "-", 0
+
+
+def start(
+    dev: DevState, state_dir: Path, options: PipelineOptions, timeout: float = 60.0
+) -> list[Service]:
+    """Start the pipeline services not already running; returns the full, running set.
+
+    Each is recorded in ``dev.pipeline`` as soon as it is spawned (the caller saves the state),
+    and must still be alive a moment later (a bad flag or a missing extra exits at once: its
+    log's tail is in the error). The dashboard must also answer on its port.
+    """
+    running = {s.kind: s for s in dev.pipeline if processes.is_running(s.pid, s.argv)}
+    if "dashboard" not in running and not processes.port_is_free(options.dashboard_port):
+        raise InfraError(f"dashboard port {options.dashboard_port} is already in use", 2)
+    key_file, log_key = ensure_sealer_key(state_dir)
+    dev.pipeline = list(running.values())
+    spawned: list[Service] = []
+    try:
+        for kind in PIPELINE:
+            if kind in running:
+                continue
+            argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
+            log = state_dir / f"{kind}.log"
+            pid = processes.spawn_detached(argv, log)
+            address, port = _address(kind, options)
+            spawned.append(Service(kind, address, port, pid, argv, str(log)))
+            dev.pipeline.append(spawned[-1])
+        _wait_started(dev.pipeline, timeout)
+    except BaseException:
+        for service in spawned:  # all or nothing: what this call started goes again
+            processes.stop(service.pid, service.argv, 10.0)
+        dev.pipeline = list(running.values())
+        raise
+    return dev.pipeline
+
+
+def _wait_started(services: list[Service], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)  # long enough for an option error or a missing extra to end the process
+    for service in services:
+        if not processes.is_running(service.pid, service.argv):
+            raise ServiceUnavailableError(
+                f"{service.kind} exited at start; its log {service.log} ends with:\n"
+                f"{processes.tail(service.log)}"
+            )
+        while service.port and not processes.port_answers(service.port):
+            if time.monotonic() > deadline or not processes.is_alive(service.pid or 0):
+                raise ServiceUnavailableError(
+                    f"{service.kind} does not answer on port {service.port}; its log "
+                    f"{service.log} ends with:\n{processes.tail(service.log)}"
+                )
+            time.sleep(0.2)
+
+
+def stop(dev: DevState, timeout: float = 20.0) -> list[tuple[Service, bool]]:
+    """Stop the pipeline in reverse start order (the sealer last, after its readers);
+    returns each service with whether it was running."""
+    stopped = [
+        (s, processes.stop(s.pid, s.argv, timeout))
+        for s in sorted(dev.pipeline, key=lambda s: -PIPELINE.index(s.kind))
+    ]
+    dev.pipeline = []
+    return stopped
