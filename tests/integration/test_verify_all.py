@@ -131,3 +131,34 @@ def test_a_redacted_entry_passes_and_is_counted(world):
         s.redact(A, 4, "dpo", "erasure request")
     result = run(world, A)
     assert result.problems == () and result.redacted == 1
+
+
+# --- the command: auditseal verify --all -------------------------------------------------------
+
+
+def test_the_command_audits_every_log_and_names_each_problem(world):
+    code, data = world.verify("--all")  # both logs: A's block 3 is not anchored yet
+    assert code == 3 and data["verdict"] == "NOT PROVEN"
+    assert [log["origin"] for log in data["logs"]] == [A, B]
+    assert [log["exit_code"] for log in data["logs"]] == [3, 0]
+    code, data = world.verify("--all", "--log", B)
+    assert code == 0 and data["verdict"] == "VALID" and len(data["logs"]) == 1
+    world.tamper(
+        "UPDATE entries SET timestamp_ms = 7 WHERE log_id = 2 AND idx = 0",
+        "UPDATE entries SET timestamp_ms = 7 WHERE log_id = 2 AND idx = 3",
+    )
+    code, data = world.verify("--all", "--log", B)
+    assert code == 1 and data["verdict"] == "INVALID"
+    assert [(p["block"], p["check"]) for p in data["logs"][0]["problems"]][:2] == [
+        (0, "root"),
+        (1, "root"),
+    ]
+
+
+def test_the_command_prints_a_report_per_log_and_refuses_mixed_modes(world):
+    code, data = world.verify("--all", "--log", A, "--block", "1")
+    assert code == 2 and "without --block or --event" in data["output"]
+    code, data = world.verify("--all", "--source", "http://127.0.0.1:1")
+    assert code == 2 and "--all reads a store" in data["output"]
+    code, data = world.verify("--all", "--log", "nope")
+    assert code == 2 and "no log 'nope'" in data["output"]
