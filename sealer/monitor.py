@@ -292,87 +292,78 @@ class Monitor:
         sealed_topic: str,
         anchors_topic: str,
         *,
-        history: dict[tuple[str, int], int] | None = None,
+        history_before_ms: int | None = None,
         idle_exit: float | None = None,
         tick: float = 5.0,
     ) -> None:
         self.consumer, self.checker, self.sinks, self.chain = consumer, checker, sinks, chain
         self.sealed_topic, self.anchors_topic = sealed_topic, anchors_topic
-        self.history = history or {}
+        self.history_before_ms = history_before_ms
         self.idle_exit, self.tick = idle_exit, tick
         self.assembler = BlockAssembler()
         self.stop = threading.Event()
-        self._retry: list[AnchorReceipt] = []
+        self._retry: list[tuple[AnchorReceipt, int | None]] = []
         self._chain_error: str | None = None
 
-    def _emit(
-        self, alerts: list[Alert], topic: str | None = None, partition: int = 0, offset: int = -1
-    ) -> None:
-        if topic is not None and offset < self.history.get((topic, partition), -1):
+    def _emit(self, alerts: list[Alert], timestamp_ms: int | None = None) -> None:
+        history = self.history_before_ms
+        if history is not None and timestamp_ms is not None and timestamp_ms < history:
             return  # --from-now: history rebuilds the state, its alerts are not repeated
         for alert in alerts:
             self.sinks.emit(alert)
 
-    def _receipt(self, receipt: AnchorReceipt, where: tuple[str, int, int] | None) -> None:
+    def _receipt(self, receipt: AnchorReceipt, timestamp_ms: int | None) -> None:
         try:
             alerts = self.checker.receipt(receipt, self.chain, _now_ms())
         except ChainUnavailableError as exc:
             self._chain_error = str(exc)
-            self._retry.append(receipt)
+            self._retry.append((receipt, timestamp_ms))
             return
-        if where is None:
-            self._emit(alerts)
-        else:
-            self._emit(alerts, *where)
+        self._emit(alerts, timestamp_ms)
 
     def handle(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None = None,
     ) -> None:
-        where = (topic, partition, offset)
+        """Check one message; ``timestamp_ms`` (Kafka's) places it before or after the start."""
         now = _now_ms()
+        where = f"{topic}[{partition}]@{offset}"
         log = key.decode("utf-8", "replace") if key else None
         try:
             data = orjson.loads(value or b"")
         except orjson.JSONDecodeError as exc:
-            self._emit(
-                [
-                    self.checker.malformed(
-                        f"{topic}[{partition}]@{offset}", f"not JSON: {exc}", now, log
-                    )
-                ],
-                *where,
-            )
+            malformed = self.checker.malformed(where, f"not JSON: {exc}", now, log)
+            self._emit([malformed], timestamp_ms)
             return
         if topic == self.sealed_topic:
             try:
                 message = parse_message(data)
             except VerifierError as exc:
-                self._emit(
-                    [self.checker.malformed(f"{topic}[{partition}]@{offset}", str(exc), now, log)],
-                    *where,
-                )
+                self._emit([self.checker.malformed(where, str(exc), now, log)], timestamp_ms)
                 return
             done = self.assembler.add(message)
             if done is not None:
-                self._emit(self.checker.block(done[0], done[1], now), *where)
+                self._emit(self.checker.block(done[0], done[1], now), timestamp_ms)
         else:
             try:
                 receipt = AnchorReceipt.from_json(data)
             except (VerifierError, ValueError, TypeError, KeyError) as exc:
-                self._emit(
-                    [self.checker.malformed(f"{topic}[{partition}]@{offset}", str(exc), now, log)],
-                    *where,
-                )
+                self._emit([self.checker.malformed(where, str(exc), now, log)], timestamp_ms)
                 return
-            self._receipt(receipt, where)
+            self._receipt(receipt, timestamp_ms)
 
     def on_tick(self, caught_up: bool) -> None:
         """Periodic work: retried receipts, reorg re-checks and, once caught up, lateness."""
         now = _now_ms()
         retry, self._retry = self._retry, []
         self._chain_error = None
-        for receipt in retry:
-            self._receipt(receipt, None)
+        for receipt, timestamp_ms in retry:
+            self._receipt(receipt, timestamp_ms)
         if self.chain is not None and not self._retry:
             try:
                 self._emit(self.checker.recheck_anchors(self.chain, now))
@@ -384,7 +375,7 @@ class Monitor:
             self._emit(self.checker.late(now))
 
     def run(self, metrics: Metrics) -> int:
-        from confluent_kafka import KafkaError
+        from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError
 
         last_message = time.monotonic()
         next_tick = time.monotonic() + self.tick
@@ -408,7 +399,15 @@ class Monitor:
                 _note(f"broker: {err.str()}")
                 continue
             last_message = now
-            self.handle(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+            kind, stamp = msg.timestamp()
+            self.handle(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.key(),
+                msg.value(),
+                stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
+            )
             metrics.update(self.checker)
             if now >= next_tick:
                 self.on_tick(caught_up=False)
@@ -578,7 +577,8 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     "--from-beginning/--from-now",
     default=True,
     show_default=True,
-    help="Report alerts for the whole history, or only for messages arriving after start "
+    help="Report alerts for the whole history, or only for messages stamped (Kafka timestamp) "
+    "after the start "
     "(the history is read either way: the replay state must be complete).",
 )
 @click.option(
@@ -667,7 +667,6 @@ def monitor(
     except KafkaException as exc:
         _fail(f"broker at {bootstrap} unreachable: {exc.args[0].str()}", 3)
     assignment: list[Any] = []
-    history: dict[tuple[str, int], int] = {}
     for topic in (sealed_topic, anchors_topic):
         meta = topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -675,11 +674,6 @@ def monitor(
         for p in sorted(meta.partitions):
             tp = TopicPartition(topic, p, OFFSET_BEGINNING)
             assignment.append(tp)
-            if not from_beginning:
-                try:
-                    history[(topic, p)] = consumer.get_watermark_offsets(tp, timeout=10)[1]
-                except KafkaException as exc:
-                    _fail(f"broker at {bootstrap}: {exc.args[0].str()}", 3)
     consumer.assign(assignment)
 
     metrics = Metrics()
@@ -715,7 +709,7 @@ def monitor(
         chain,
         sealed_topic,
         anchors_topic,
-        history=history,
+        history_before_ms=None if from_beginning else _now_ms(),
         idle_exit=idle_exit,
         tick=check_interval,
     )

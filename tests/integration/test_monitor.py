@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,14 +75,18 @@ class Run:
     alerts: list[dict[str, Any]]
     stderr: str
     seconds: float
+    metrics: str = ""
 
     def kinds(self) -> list[str]:
         return sorted(a["kind"] for a in self.alerts)
 
 
-def run_monitor(stack: Stack, anchors_topic: str, *args: str, timeout: float = 900) -> Run:
+def run_monitor(
+    stack: Stack, anchors_topic: str, *args: str, timeout: float = 900, metrics_port: int = 0
+) -> Run:
+    """Run ``auditseal monitor --once``; with ``metrics_port``, scrape it while it runs."""
     started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -90,20 +96,29 @@ def run_monitor(stack: Stack, anchors_topic: str, *args: str, timeout: float = 9
             *("--sealed-topic", stack.sealed_topic),
             *("--anchors-topic", anchors_topic),
             *("--log-key", stack.signer.verifier.to_string()),
-            *("--metrics-port", "0"),
+            *("--metrics-port", str(metrics_port)),
             "--once",
             *args,
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=stack.workdir,
         env={**os.environ, "AUDITSEAL_DEV_STATE": str(stack.workdir / "no-dev-state.json")},
     )
-    alerts = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    metrics = ""
+    while metrics_port and proc.poll() is None and time.monotonic() < started + timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as r:
+                metrics = r.read().decode()
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate(timeout=timeout)
+    alerts = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     for a in alerts:
         assert set(a) == {"kind", "severity", "log", "block", "detail", "time"}, a
-    return Run(proc.returncode, alerts, proc.stderr, time.monotonic() - started)
+    return Run(proc.returncode, alerts, stderr, time.monotonic() - started, metrics)
 
 
 def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list[Any]:
@@ -219,9 +234,13 @@ def test_sequence_gap_and_duplicate_alert_everywhere_and_a_replay_does_not(
         stack,
         anchors,
         "--no-chain",
+        "--check-interval",
+        "0.5",
+        *("--idle-exit", "4"),
         *("--alerts-topic", alerts_topic),
         *("--webhook", hook.url),
         *("--anchor-late-after", "3600"),
+        metrics_port=free_port(),
     )
     assert run.code == 1, run.stderr
     assert run.kinds() == ["sequence_duplicate", "sequence_gap"], run.alerts
@@ -241,6 +260,14 @@ def test_sequence_gap_and_duplicate_alert_everywhere_and_a_replay_does_not(
     assert sorted(hook.posts, key=lambda a: a["kind"]) == sorted(
         run.alerts, key=lambda a: a["kind"]
     )
+    # Metrics, scraped while it ran.
+    assert 'auditseal_monitor_alerts_total{kind="sequence_gap"} 1.0' in run.metrics
+    assert 'auditseal_monitor_alerts_total{kind="sequence_duplicate"} 1.0' in run.metrics
+    assert 'auditseal_monitor_alerts_total{kind="fork"} 0.0' in run.metrics
+    assert "auditseal_monitor_events_checked_total 9.0" in run.metrics
+    assert "auditseal_monitor_replayed_events_total 1.0" in run.metrics
+    assert re.search(r"auditseal_monitor_blocks_checked_total [1-9]", run.metrics)
+    assert re.search(r"auditseal_monitor_last_block_time_seconds 1\.\d+e\+09", run.metrics)
     published = read_topic(kafka_bootstrap, alerts_topic, 2)
     assert sorted(published, key=lambda kv: kv[1]["kind"]) == [
         (dup["log"], dup),
@@ -337,6 +364,10 @@ def test_forged_blocks_on_the_sealed_topic_and_a_republish(kafka_bootstrap, new_
         last.number + 1,
     )
     assert "prev hash" in by_kind["chain_break"]["detail"]
+    # --from-now reads the same history to rebuild its state but reports none of it.
+    quiet = run_monitor(stack, new_topic(1), "--no-chain", "--alerts-topic", "", "--from-now")
+    assert (quiet.code, quiet.alerts) == (0, []), quiet.stderr
+    assert "0 alert(s)" in quiet.stderr
 
 
 # --- anchors: late, reorged, not on chain ------------------------------------------------------
@@ -483,3 +514,44 @@ def test_clean_run_of_100k_events_raises_nothing(
             f"\n100k clean run: {total} events emitted in {t1 - t0:.1f} s, sealed in "
             f"{t2 - t1:.1f} s, monitor --once {run.seconds:.1f} s: {run.stderr.strip()}"
         )
+
+
+# --- usage and unreachable services ------------------------------------------------------------
+
+
+def monitor_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from sealer.cli import main; main()", "monitor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")},
+            "AUDITSEAL_DEV_STATE": str(cwd / "none.json"),
+        },
+    )
+
+
+def test_exit_codes_for_usage_errors_and_unreachable_services(tmp_path):
+    key = Signer.generate("sealer").verifier.to_string()
+    no_key = monitor_cli("--no-chain", "--once", cwd=tmp_path)
+    assert no_key.returncode == 2
+    assert no_key.stderr.strip() == (
+        "auditseal: error: no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY"
+    )
+    bad_key = monitor_cli("--log-key", "nope", "--no-chain", cwd=tmp_path)
+    assert bad_key.returncode == 2 and bad_key.stderr.startswith("auditseal: error: --log-key:")
+    no_contract = monitor_cli("--log-key", key, "--once", cwd=tmp_path)
+    assert no_contract.returncode == 2 and "no pinned contract" in no_contract.stderr
+    dead = f"127.0.0.1:{free_port()}"
+    no_chain = monitor_cli(
+        "--log-key", key, "--contract", "0x" + "11" * 20, "--rpc", f"http://{dead}", cwd=tmp_path
+    )
+    assert no_chain.returncode == 3, no_chain.stderr
+    assert no_chain.stderr.startswith("auditseal: error: chain at ")
+    no_broker = monitor_cli(
+        "--log-key", key, "--no-chain", "--bootstrap", dead, "--once", cwd=tmp_path
+    )
+    assert no_broker.returncode == 3, no_broker.stderr
+    assert f"auditseal: error: broker at {dead} unreachable" in no_broker.stderr
