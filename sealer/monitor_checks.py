@@ -443,7 +443,7 @@ class Checker:
                 f"(ids {seen[0]} and {event_id})",
             )
         state.recent[seq] = (event_id, digest)
-        if len(state.recent) > self.sequence_window:
+        if len(state.recent) > 2 * self.sequence_window:  # amortised: prune half at a time
             floor = state.next - self.sequence_window
             for old in [s for s in state.recent if s < floor]:
                 del state.recent[old]

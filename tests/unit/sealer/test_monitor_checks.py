@@ -264,6 +264,15 @@ def test_same_sequence_with_other_content_is_a_duplicate():
     assert "sequence 1 sealed twice with different content" in alert.detail
 
 
+def test_repeat_older_than_the_window_is_a_duplicate_that_cannot_be_compared():
+    log, c = Log(), checker(sequence_window=2)
+    assert c.block(*log.block([event("p://a", i) for i in range(1, 7)]), 0) == []
+    [alert] = c.block(*log.block([event("p://a", 1)]), 0)
+    assert alert.kind == "sequence_duplicate" and "too long ago to compare" in alert.detail
+    [dup] = c.block(*log.block([event("p://a", 6, user="eve")]), 0)
+    assert dup.kind == "sequence_duplicate" and "different content" in dup.detail
+
+
 def test_late_number_fills_a_reported_gap_silently():
     log, c = Log(), checker()
     [gap] = c.block(*log.block([event("p://a", 1), event("p://a", 3)]), 0)
