@@ -555,3 +555,68 @@ def test_exit_codes_for_usage_errors_and_unreachable_services(tmp_path):
     )
     assert no_broker.returncode == 3, no_broker.stderr
     assert f"auditseal: error: broker at {dead} unreachable" in no_broker.stderr
+
+
+@pytest.mark.chain
+def test_reorg_after_the_receipt_was_accepted_is_found_by_the_recheck(
+    kafka_bootstrap, new_topic, tmp_path, private_rpc
+):
+    stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=2)
+    record = deployed(private_rpc, tmp_path / "deployment.json")
+    anchors = new_topic(1)
+    seal(stack, [(f"proxy://s{i}".encode(), event(f"proxy://s{i}", 1)) for i in range(4)])
+    assert anchor_once(stack, private_rpc, record, anchors) == 1
+    with BlockStore.open(stack.store_path, readonly=True) as store:
+        logs = store.logs()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from sealer.cli import main; main()",
+            "monitor",
+            *("--bootstrap", stack.bootstrap),
+            *("--sealed-topic", stack.sealed_topic),
+            *("--anchors-topic", anchors),
+            *("--log-key", stack.signer.verifier.to_string()),
+            *("--deployment", str(tmp_path / "deployment.json")),
+            *("--rpc", private_rpc),
+            *("--metrics-port", str(port)),
+            *("--check-interval", "0.3"),
+            *("--anchor-late-after", "1"),
+            *("--idle-exit", "8"),
+            *("--alerts-topic", ""),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    # Wait until the monitor has accepted every receipt (they cover every block: no alert).
+    want = f"auditseal_monitor_receipts_checked_total {float(len(logs))}"
+    deadline = time.monotonic() + 60
+    metrics = ""
+    while want not in metrics:
+        assert time.monotonic() < deadline and proc.poll() is None, metrics
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                metrics = r.read().decode()
+        except OSError:
+            pass
+        time.sleep(0.2)
+    rpc_call(private_rpc, "anvil_rollback", 1)  # the anchor's block leaves the chain
+    rpc_call(private_rpc, "evm_mine")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    alerts = [json.loads(line) for line in stdout.splitlines()]
+    reorged = [a for a in alerts if a["kind"] == "anchor_reorged"]
+    assert sorted(a["log"] for a in reorged) == logs, alerts
+    for a in reorged:
+        assert a["severity"] == "warning" and a["block"] is None
+        assert "anchor seq 1: block" in a["detail"] and "left the canonical chain" in a["detail"]
+        assert "rootOf(1) is empty" in a["detail"]  # Anvil drops the rolled-back transaction
+    # The coverage the anchor gave is withdrawn: the blocks are late again.
+    late = [a for a in alerts if a["kind"] == "anchor_late"]
+    assert sorted(a["log"] for a in late) == logs, alerts
+    assert {a["block"] for a in late} == {0}
+    assert len(alerts) == len(reorged) + len(late)
