@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck unit bench demo clean
+.PHONY: help install test lint typecheck unit bench demo up down clean
 
 help:
 	@echo "make test   - set up .venv and node_modules, then ruff, mypy and pytest"
 	@echo "make bench  - run the benchmarks and rewrite docs/BENCHMARKS.md"
-	@echo "make demo   - the whole flow on this machine (see README)"
+	@echo "make demo   - the whole flow on this machine, then everything stopped (see README)"
+	@echo "make up     - the stack and pipeline kept running (dashboard http://127.0.0.1:8088/)"
+	@echo "make down   - stop what make up started"
 
 # The venv is rebuilt when pyproject.toml changes; the stamp file records a finished install.
 $(VENV)/.installed: pyproject.toml
@@ -45,9 +47,13 @@ bench: install
 	$(PY) -m bench.verify
 
 demo: install
-	@echo "make demo: the full pipeline demo arrives with the sealer, anchor and monitor." >&2
-	@echo "Meanwhile: see README.md, 'Try the log format'." >&2
-	@exit 2
+	$(BIN)/auditseal demo
+
+up: install
+	$(BIN)/auditseal dev up --pipeline
+
+down:
+	$(BIN)/auditseal dev down
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -121,6 +121,13 @@ def dev() -> None:
     show_default=True,
     help="With --pipeline: seconds between anchor rounds.",
 )
+@click.option(
+    "--pipeline-metrics/--no-pipeline-metrics",
+    default=True,
+    show_default=True,
+    help="With --pipeline: Prometheus endpoints on the default ports 9464 (sealer), 9465 "
+    "(anchor) and 9466 (monitor).",
+)
 def up(
     state_file: Path,
     broker_port: int,
@@ -130,6 +137,7 @@ def up(
     pipeline: bool,
     dashboard_port: int,
     anchor_interval: float,
+    pipeline_metrics: bool,
 ) -> None:
     """Start the broker and the chain, create the topics, deploy AuditAnchor, write the state
     file.
@@ -149,7 +157,9 @@ def up(
     """
     from infra import broker, chain, processes, topics
 
-    options = PipelineOptions(dashboard_port=dashboard_port, anchor_interval=anchor_interval)
+    options = PipelineOptions(
+        dashboard_port=dashboard_port, anchor_interval=anchor_interval, metrics=pipeline_metrics
+    )
 
     began = time.monotonic()
     path = state.state_path(state_file)

@@ -34,6 +34,8 @@ class PipelineOptions:
     max_interval: float = 1.0
     anchor_interval: float = 5.0
     anchor_late_after: float = 60.0
+    metrics: bool = True
+    """Prometheus endpoints on their default ports (sealer 9464, anchor 9465, monitor 9466)."""
 
 
 def auditseal_argv() -> list[str]:
@@ -66,16 +68,19 @@ def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOpt
             *("seal", "--key", str(key_file), *common),
             *("--max-events", str(o.max_events), "--max-interval", str(o.max_interval)),
             *("--log-level", "warn"),
+            *(() if o.metrics else ("--metrics-listen", "off")),
         ]
     if kind == "anchor":
         return [
             *("anchor", "run", "--key", dev.chain_key, *chain, *common),
             *("--interval", str(o.anchor_interval)),
+            *(() if o.metrics else ("--metrics-listen", "off")),
         ]
     if kind == "monitor":
         return [
             *("monitor", "--log-key", log_key, *chain, *common),
             *("--anchor-late-after", str(o.anchor_late_after)),
+            *(() if o.metrics else ("--metrics-port", "0")),
         ]
     if kind == "dashboard":
         return [

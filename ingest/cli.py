@@ -132,6 +132,11 @@ def token(source: str, tokens_path: Path) -> None:
     "--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."
 )
 @click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    help="Send exactly this many events at --rate (instead of --rate x --duration).",
+)
+@click.option(
     "--sources",
     type=click.IntRange(1, 10_000),
     default=8,
@@ -173,6 +178,7 @@ def token(source: str, tokens_path: Path) -> None:
 def simulate(
     rate: float,
     duration: float,
+    events: int | None,
     sources: int,
     via: str,
     bootstrap: str | None,
@@ -186,7 +192,7 @@ def simulate(
     """Send realistic traffic of simulated access proxies (database, SSH, API, Kubernetes)."""
     from ingest.simulator import run_http, run_kafka
 
-    total = max(1, int(rate * duration))
+    total = events if events is not None else max(1, int(rate * duration))
     if via == "kafka":
         counts = run_kafka(
             bootstrap or _default_bootstrap(),

@@ -68,6 +68,7 @@ LAZY_COMMANDS = {
     "dashboard": "sealer.dashboard:dashboard",
     "seal": "sealer.worker:seal",
     "dev": "infra.cli:dev",
+    "demo": "infra.demo:demo",
     "ingest": "ingest.cli:ingest",
     "simulate": "ingest.cli:simulate",
     "monitor": "sealer.monitor:monitor",

@@ -84,3 +84,11 @@ def test_simulate_via_http(kafka_bootstrap, new_topic, tmp_path):
         gw.proc.wait(10)
     assert counts["sent"] == counts["acknowledged"] == 800
     check_stream(consume(kafka_bootstrap, topic, 800), 800, 4)
+
+
+def test_simulate_an_exact_number_of_events(kafka_bootstrap, new_topic, tmp_path):
+    topic = new_topic(partitions=6)
+    args = ("--events", "777", "--rate", "5000", "--sources", "3")
+    counts = simulate(*args, "--bootstrap", kafka_bootstrap, "--topic", topic, cwd=tmp_path)
+    assert counts["sent"] == counts["acknowledged"] == 777
+    check_stream(consume(kafka_bootstrap, topic, 777), 777, 3)

@@ -1,0 +1,69 @@
+"""``make demo`` in a reduced form (fewer events), so it cannot rot: the whole flow runs on the
+real broker, chain and pipeline, catches the tampered copy, and leaves nothing running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.processes import is_alive
+
+pytestmark = [pytest.mark.chain, pytest.mark.timeout(600)]
+AUDITSEAL = str(Path(sys.executable).parent / "auditseal")
+
+
+def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path):
+    workdir = tmp_path / "demo"
+    done = subprocess.run(
+        [
+            AUDITSEAL,
+            "demo",
+            "--dir",
+            str(workdir),
+            "--events",
+            "3000",
+            "--timeout",
+            "240",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["events_sent"] == summary["events_sealed"] == 3000
+    assert summary["anchors"] >= 1 and summary["gas_used"] >= 48_000 * summary["anchors"]
+    assert summary["verify_all"] == "VALID"
+    assert summary["tampered_verdict"] == "INVALID: check 1 (entries) failed"
+    assert summary["monitor_alerts"] == 0 and summary["dashboard"].startswith("http://127.0.0.1:")
+    # Nothing is left running: the state file is gone and every process it named is gone.
+    assert not (workdir / ".auditseal" / "dev" / "state.json").exists()
+    pids = summary["pids"]
+    assert set(pids) == {"tansu", "anvil", "sealer", "anchor", "monitor", "dashboard"}
+    assert not [kind for kind, pid in pids.items() if is_alive(pid)]
+
+
+def test_the_demo_keeps_the_stack_when_asked(tmp_path):
+    workdir = tmp_path / "kept"
+    done = subprocess.run(
+        [AUDITSEAL, "demo", "--dir", str(workdir), "--events", "500", "--keep", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        state = json.loads((workdir / ".auditseal" / "dev" / "state.json").read_text())
+        pids = [s["pid"] for s in state["pipeline"]] + [state["broker"]["pid"]]
+        assert len(state["pipeline"]) == 4 and all(is_alive(pid) for pid in pids)
+    finally:
+        down = subprocess.run(
+            [AUDITSEAL, "dev", "down"], cwd=workdir, capture_output=True, text=True, timeout=120
+        )
+    assert down.returncode == 0, down.stderr
+    assert not any(is_alive(pid) for pid in pids)
