@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
+from sealer.store import DEFAULT_STORE
+from verifier.pins import DEFAULT_RECORD
+
 __all__ = ["anchor"]
 
 DEFAULT_RPC = "http://127.0.0.1:8545"  # anchor.chain_client.DEFAULT_RPC, without importing web3
-DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's
-DEFAULT_STORE = Path(".auditseal") / "store.db"  # sealer.cli's
 RPC_DEFAULT_HELP = "the chain of `auditseal dev up` if its state file exists, else " + DEFAULT_RPC
 KEY_DEFAULT_HELP = "with `auditseal dev up`'s chain as --rpc: its .auditseal/dev/chain.key"
 

@@ -21,6 +21,7 @@ from eth_utils.address import is_address, to_checksum_address
 from anchor.artifact import Artifact
 from anchor.chain_client import ChainClient, ChainKey
 from anchor.errors import AnchorError, ArtifactError, InputError
+from verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = [
     "DEFAULT_RECORD",
@@ -34,8 +35,6 @@ __all__ = [
     "write_record",
 ]
 
-DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"
-ENV_RECORD = "AUDITSEAL_ANCHOR_DEPLOYMENT"
 RECORD_FORMAT = "auditseal-anchor-deployment-1"
 
 

@@ -19,13 +19,12 @@ from infra import state
 from infra.errors import InfraError
 from infra.pipeline import PipelineOptions
 from infra.state import DevState, Service
+from verifier.pins import DEFAULT_RECORD
 
 # Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
 # public test mnemonic, funded on every fresh Anvil, known to everyone. Never use it on a real
 # network. `dev up` writes it to chain.key (0600) next to the state file and never prints it.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-# anchor.deploy.DEFAULT_RECORD, without importing web3 at module level.
-DEPLOYMENT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 2 usage or input (a port already in use, a missing tool or a bad state "
@@ -296,7 +295,7 @@ def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: floa
     _write_dev_key(key_file)
     current.chain_key = str(key_file)
     key = ChainKey.from_file(key_file)
-    record_file = DEPLOYMENT_RECORD.absolute()
+    record_file = DEFAULT_RECORD.absolute()
     artifact = load_artifact()
     client = ChainClient.connect(current.chain.address, expected_chain_id=chain_id)
 
@@ -304,7 +303,7 @@ def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: floa
         current.contract = current.deployment = None
         current.deployment_owned = False
         state.save(current, path)
-        click.echo(f"warning: {DEPLOYMENT_RECORD} {warning}")
+        click.echo(f"warning: {DEFAULT_RECORD} {warning}")
 
     stale = ""
     if record_file.exists():
@@ -333,7 +332,7 @@ def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: floa
             current.deployment_owned = owned
             state.save(current, path)
             click.echo(
-                f"contract: {old.contract} already at {old.address} (record {DEPLOYMENT_RECORD})"
+                f"contract: {old.contract} already at {old.address} (record {DEFAULT_RECORD})"
             )
             return
         stale = f" (the record's {old.address} has no such code on this chain: replaced)"
@@ -346,7 +345,7 @@ def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: floa
     state.save(current, path)
     click.echo(
         f"contract: {record.contract} deployed at {record.address} by {record.owner} "
-        f"(block {record.block_number}, gas {record.gas_used}); record {DEPLOYMENT_RECORD}"
+        f"(block {record.block_number}, gas {record.gas_used}); record {DEFAULT_RECORD}"
         f"{stale}; key {path.parent / state.CHAIN_KEY_NAME} (Anvil's public dev key)"
     )
 

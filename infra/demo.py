@@ -31,12 +31,12 @@ from infra import state
 from infra.errors import ServiceUnavailableError
 from infra.pipeline import auditseal_argv
 from infra.processes import free_port
-from sealer.store import BlockStore
+from sealer.store import DEFAULT_STORE, BlockStore
 from verifier.checkpoint import Checkpoint
 
 __all__ = ["demo"]
 
-STORE = Path(".auditseal") / "store.db"
+STORE = DEFAULT_STORE
 
 
 @dataclass

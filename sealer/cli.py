@@ -24,11 +24,9 @@ from sealer.errors import InputError, SealerError
 from sealer.fsck import check_log
 from sealer.log_writer import LogWriter
 from sealer.signer import Signer
-from sealer.store import BlockStore
+from sealer.store import DEFAULT_STORE, BlockStore
 from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
-
-DEFAULT_STORE = Path(".auditseal") / "store.db"
 
 store_option = click.option(
     "--store",

@@ -33,14 +33,14 @@ from aiohttp import web
 
 from sealer.dashboard_feed import Feed, Update
 from sealer.errors import InputError, NotFoundError, SealerError
-from sealer.store import BlockStore
-from sealer.verify_cli import DEFAULT_RECORD, _deployment
+from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import block_material, covering_receipt
 from verifier import merkle
 from verifier.checkpoint import open_checkpoint
-from verifier.errors import VerifierError
+from verifier.errors import FormatError, VerifierError
 from verifier.leaf import Entry
 from verifier.note import NoteVerifier
+from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.verify import Verifier
 
 __all__ = ["DashboardConfig", "dashboard", "make_app"]
@@ -49,7 +49,6 @@ log = logging.getLogger("auditseal.dashboard")
 T = TypeVar("T")
 
 STATIC = Path(__file__).parent / "dashboard_static"
-DEFAULT_STORE = Path(".auditseal") / "store.db"
 DEFAULT_PORT = 8088
 MAX_BLOCK_ENTRIES = 500  # entries listed with a block's report
 MAX_EVENT_MATCHES = 20
@@ -654,9 +653,11 @@ def dashboard(
     with contextlib.suppress(InfraError):
         state = load()
         dev_rpc = state.rpc_url if state is not None else None
-    record = _deployment(deployment)
-    if chain_id is None and isinstance(record.get("chain_id"), int):
-        chain_id = record["chain_id"]
+    try:
+        pins = read_pins(deployment)
+    except FormatError as exc:
+        raise click.UsageError(str(exc)) from exc
+    chain_id = chain_id if chain_id is not None else pins.chain_id
     try:
         config = DashboardConfig(
             bootstrap=bootstrap or endpoints()[0],
@@ -666,7 +667,7 @@ def dashboard(
             alerts_topic=alerts_topic,
             history=history,
             rpc=rpc or dev_rpc,
-            contract=contract or record.get("address"),
+            contract=contract or pins.address,
             chain_id=chain_id,
             log_keys=log_keys,
         )

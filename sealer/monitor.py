@@ -32,9 +32,9 @@ from verifier.anchor import AnchorReceipt
 from verifier.anchoring import ChainUnavailableError
 from verifier.errors import FormatError, VerifierError
 from verifier.note import NoteVerifier
+from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.sealed import BlockAssembler, parse_message
 
-DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's record
 DEFAULT_METRICS_PORT = 9466
 ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
 
@@ -423,19 +423,6 @@ class Monitor:
 # --- the command -----------------------------------------------------------------------------
 
 
-def _deployment(path: Path) -> dict[str, Any]:
-    """The anchor deployment record (chain id, contract address), or {} if there is none."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        _fail(f"{path}: unreadable deployment record: {exc}", 2)
-    if not isinstance(data, dict):
-        _fail(f"{path}: not a deployment record", 2)
-    return data
-
-
 def _kinds_help() -> str:
     return "\n".join(f"  {kind} ({sev}): {text}." for kind, (sev, text) in KINDS.items())
 
@@ -626,10 +613,12 @@ def monitor(
     bootstrap = bootstrap or default_bootstrap
     chain: Web3ChainView | None = None
     if not no_chain:
-        record = _deployment(deployment)
-        contract = contract or record.get("address")
-        if chain_id is None and isinstance(record.get("chain_id"), int):
-            chain_id = record["chain_id"]
+        try:
+            pins = read_pins(deployment)
+        except FormatError as exc:
+            _fail(str(exc), 2)
+        contract = contract or pins.address
+        chain_id = chain_id if chain_id is not None else pins.chain_id
         if not contract:
             _fail(
                 f"no pinned contract: give --contract, a deployment record ({deployment}) "

@@ -33,6 +33,8 @@ from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
 
 SCHEMA_VERSION = 1
+DEFAULT_STORE = Path(".auditseal") / "store.db"
+"""Where every command looks for the store unless told (relative to the working directory)."""
 
 _SCHEMA = (
     """

@@ -20,35 +20,21 @@ import click
 
 from sealer.errors import SealerError
 from sealer.files import write_atomic
-from sealer.store import BlockStore
+from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import store_bundle
 from verifier.anchoring import AnchorReader
 from verifier.bundle import Bundle, bundle_from_json
-from verifier.errors import VerifierError
+from verifier.errors import FormatError, VerifierError
 from verifier.note import NoteVerifier
+from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.verify import Verifier
 
-DEFAULT_STORE = Path(".auditseal") / "store.db"
-DEFAULT_RECORD = Path(".auditseal") / "anchor" / "deployment.json"  # anchor.deploy's record
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
 
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"auditseal: error: {message}", err=True)
     sys.exit(code)
-
-
-def _deployment(path: Path) -> dict[str, Any]:
-    """The anchor deployment record (chain id, contract address), or {} if there is none."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        _fail(f"{path}: unreadable deployment record: {exc}", 2)
-    if not isinstance(data, dict):
-        _fail(f"{path}: not a deployment record", 2)
-    return data
 
 
 def read_bundle_file(path: Path) -> Bundle:
@@ -226,10 +212,12 @@ def verify(
         _fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
         _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
-    record = _deployment(deployment)
-    contract = contract or record.get("address")
-    if chain_id is None and isinstance(record.get("chain_id"), int):
-        chain_id = record["chain_id"]
+    try:
+        pins = read_pins(deployment)
+    except FormatError as exc:
+        _fail(str(exc), 2)
+    contract = contract or pins.address
+    chain_id = chain_id if chain_id is not None else pins.chain_id
     if rpc and not contract:
         _fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sealer.cli import DEFAULT_STORE
+from sealer.store import DEFAULT_STORE
 
 
 def _listen(value: str) -> tuple[str, int] | None:

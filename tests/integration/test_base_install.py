@@ -8,6 +8,7 @@ and the anchor it checks are made with the test environment, as an auditor recei
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +24,19 @@ from tests.integration.test_verify_sources import (  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
+NOT_SOURCES = (".git", ".venv", "node_modules", "build", "*.egg-info", ".auditseal", "*_cache")
 
 
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("base-venv") / "venv"
+    work = tmp_path_factory.mktemp("base-venv")
+    # A copy of the sources: setuptools builds in the source tree and would leave build/ here.
+    source = work / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
         capture_output=True,
         text=True,
     )
