@@ -201,6 +201,12 @@ def verify(
     \b
     Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
     error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
+
+    \b
+    Example:
+      auditseal verify --block 3 --log-key "$(cat sealer.pub)" \\
+          --rpc https://your-node --contract 0x... --chain-id 1
+    docs/VERIFYING.md explains each check and what its failure means.
     """
     if whole_log and (number is not None or event is not None):
         _fail("--all proves every block: give it without --block or --event", 2)
