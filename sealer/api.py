@@ -59,6 +59,8 @@ __all__ = [
     "MAX_BLOCK_ENTRIES",
     "MAX_PAGE",
     "ReadAPI",
+    "block_json",
+    "entry_json",
     "make_app",
 ]
 
@@ -163,7 +165,7 @@ def _utf8(value: bytes | None) -> str | None:
         return None
 
 
-def _block_json(origin: str, stored: StoredBlock, gaps: list[tuple[int, int]]) -> dict[str, Any]:
+def block_json(origin: str, stored: StoredBlock, gaps: list[tuple[int, int]]) -> dict[str, Any]:
     h = stored.header
     return {
         "log": origin,
@@ -180,7 +182,7 @@ def _block_json(origin: str, stored: StoredBlock, gaps: list[tuple[int, int]]) -
     }
 
 
-def _entry_json(
+def entry_json(
     index: int, entry: Entry, event_id: str | None, flag: str | None, block: int
 ) -> dict[str, Any]:
     return {
@@ -236,7 +238,7 @@ def _last_block(db: BlockStore, origin: str) -> StoredBlock:
 
 
 def _entries(db: BlockStore, origin: str, start: int, end: int) -> list[dict[str, Any]]:
-    return [_entry_json(*row) for row in db.annotated_entries(origin, start, min(end, _MAX_INT))]
+    return [entry_json(*row) for row in db.annotated_entries(origin, start, min(end, _MAX_INT))]
 
 
 def _entry(db: BlockStore, origin: str, index: int | None, position: int | None) -> Any:
@@ -256,7 +258,7 @@ def _block(db: BlockStore, origin: str, number: int, with_entries: bool) -> dict
     if not page or page[0][0].header.number != number:
         raise NotFoundError(f"{origin}: no block {number}")
     stored, gaps = page[0]
-    body = _block_json(origin, stored, gaps)
+    body = block_json(origin, stored, gaps)
     if with_entries:
         h = stored.header
         if h.size > MAX_BLOCK_ENTRIES:
@@ -444,7 +446,7 @@ class ReadAPI:
 
         def read(db: BlockStore) -> list[dict[str, Any]]:
             _require_log(db, origin)
-            return [_block_json(origin, b, g) for b, g in db.block_page(origin, first, limit)]
+            return [block_json(origin, b, g) for b, g in db.block_page(origin, first, limit)]
 
         page = await self.stores.run(read)
         # A full page never changes; a short one grows as blocks are sealed.

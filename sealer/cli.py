@@ -158,6 +158,8 @@ def log_append(store: Path, origin: str, key_file: Path, input_file: Any, as_jso
     Every newline ends an entry and a last line without one is an entry too; blank lines are
     entries; nothing is skipped or altered. Positions continue from the log's last entry.
     """
+    from ingest.envelope import triage  # a line that is an event is findable by its id
+
     signer = Signer.from_file(key_file)
     data = input_file.read()
     lines = data.split(b"\n")
@@ -169,7 +171,9 @@ def log_append(store: Path, origin: str, key_file: Path, input_file: Any, as_jso
         writer = LogWriter(db, signer, _now_ms)
         first = writer.tip(origin).next_position
         now = _now_ms()
-        records = [Record(first + i, now, None, line) for i, line in enumerate(lines)]
+        records = [
+            Record(first + i, now, None, line, triage(line)[0]) for i, line in enumerate(lines)
+        ]
         block = writer.append(origin, records)
     h = block.header
     _emit(

@@ -31,16 +31,16 @@ import click
 import orjson
 from aiohttp import web
 
+from sealer.api import block_json, entry_json
 from sealer.dashboard_feed import Feed, Update
 from sealer.errors import InputError, NotFoundError, SealerError
+from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import block_material, covering_receipt
 from verifier import merkle
 from verifier.checkpoint import open_checkpoint
-from verifier.errors import FormatError, VerifierError
-from verifier.leaf import Entry
+from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
-from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.verify import Verifier
 
 __all__ = ["DashboardConfig", "dashboard", "make_app"]
@@ -200,41 +200,6 @@ def _json(body: object, status: int = 200) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()
-
-
-def _text(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _entry_json(
-    index: int, entry: Entry, event_id: str | None, flag: str | None, block: int
-) -> dict[str, Any]:
-    return {
-        "log": entry.origin,
-        "index": index,
-        "position": entry.position,
-        "timestamp_ms": entry.timestamp_ms,
-        "key": _hex(entry.key),
-        "value_text": _text(entry.value),
-        "value": None if _text(entry.value) is not None else _hex(entry.value),
-        "salt": _hex(entry.salt),
-        "value_commitment": entry.value_commitment.hex(),
-        "value_null": entry.value_null,
-        "redacted": entry.redacted,
-        "leaf_hash": entry.redact().leaf_hash().hex(),
-        "event_id": event_id,
-        "flag": flag,
-        "block": block,
-    }
 
 
 # --- the application ---------------------------------------------------------------------------
@@ -431,19 +396,8 @@ class Dashboard:
             report = verifier.verify_block(material).to_json()
         receipt = material.receipt
         return {
-            "block": {
-                "log": origin,
-                "number": h.number,
-                "start": h.start,
-                "end": h.end,
-                "root": h.root.hex(),
-                "sealed_at_ms": h.sealed_at_ms,
-                "prev_hash": h.prev_hash.hex(),
-                "hash": h.hash().hex(),
-                "header": h.to_text(),
-                "checkpoint": material.block.checkpoint,
-            },
-            "entries": [_entry_json(*row) for row in listed],
+            "block": block_json(origin, db.block(origin, number), db.gaps(origin, number)),
+            "entries": [entry_json(*row) for row in listed],
             "entries_total": h.end - h.start,
             "receipt": None if receipt is None else self._receipt_json(receipt.to_json()),
             "report": report,
@@ -471,7 +425,7 @@ class Dashboard:
                     "log": origin,
                     "index": index,
                     "block": number,
-                    "entry": _entry_json(idx, entry, eid, flag, number),
+                    "entry": entry_json(idx, entry, eid, flag, number),
                     "checkpoint": stored.checkpoint,
                     "proof": {
                         "size": size,
@@ -585,28 +539,7 @@ def make_app(config: DashboardConfig) -> web.Application:
     help="JSON-RPC URL of the anchor chain, for confirmations and the on-chain check "
     "[default: the chain of `auditseal dev up` while it runs, else none].",
 )
-@click.option(
-    "--contract",
-    envvar="AUDITSEAL_CONTRACT",
-    show_envvar=True,
-    help="Pinned AuditAnchor address [default: from the deployment record].",
-)
-@click.option(
-    "--chain-id",
-    type=click.IntRange(min=1),
-    envvar="AUDITSEAL_CHAIN_ID",
-    show_envvar=True,
-    help="Pinned chain id [default: from the deployment record].",
-)
-@click.option(
-    "--deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_RECORD,
-    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
-    show_default=True,
-    show_envvar=True,
-    help="Anchor deployment record giving the default contract and chain id.",
-)
+@contract_pin_options
 @click.option(
     "--log-key",
     "log_keys",
@@ -653,11 +586,7 @@ def dashboard(
     with contextlib.suppress(InfraError):
         state = load()
         dev_rpc = state.rpc_url if state is not None else None
-    try:
-        pins = read_pins(deployment)
-    except FormatError as exc:
-        raise click.UsageError(str(exc)) from exc
-    chain_id = chain_id if chain_id is not None else pins.chain_id
+    contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
     try:
         config = DashboardConfig(
             bootstrap=bootstrap or endpoints()[0],
@@ -667,7 +596,7 @@ def dashboard(
             alerts_topic=alerts_topic,
             history=history,
             rpc=rpc or dev_rpc,
-            contract=contract or pins.address,
+            contract=contract,
             chain_id=chain_id,
             log_keys=log_keys,
         )

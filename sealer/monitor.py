@@ -28,11 +28,11 @@ import click
 import orjson
 
 from sealer.monitor_checks import KINDS, Alert, Checker
+from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from verifier.anchor import AnchorReceipt
 from verifier.anchoring import ChainUnavailableError
 from verifier.errors import FormatError, VerifierError
 from verifier.note import NoteVerifier
-from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.sealed import BlockAssembler, parse_message
 
 DEFAULT_METRICS_PORT = 9466
@@ -473,28 +473,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     help="JSON-RPC URL of the anchor chain [default: from `auditseal dev up`, else "
     "http://127.0.0.1:8545].",
 )
-@click.option(
-    "--contract",
-    envvar="AUDITSEAL_CONTRACT",
-    show_envvar=True,
-    help="Pinned AuditAnchor address [default: from the deployment record].",
-)
-@click.option(
-    "--chain-id",
-    type=click.IntRange(min=1),
-    envvar="AUDITSEAL_CHAIN_ID",
-    show_envvar=True,
-    help="Pinned chain id; receipts must name it [default: from the deployment record].",
-)
-@click.option(
-    "--deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_RECORD,
-    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
-    show_default=True,
-    show_envvar=True,
-    help="Anchor deployment record giving the default contract and chain id.",
-)
+@contract_pin_options
 @click.option(
     "--no-chain",
     is_flag=True,
@@ -613,12 +592,7 @@ def monitor(
     bootstrap = bootstrap or default_bootstrap
     chain: Web3ChainView | None = None
     if not no_chain:
-        try:
-            pins = read_pins(deployment)
-        except FormatError as exc:
-            _fail(str(exc), 2)
-        contract = contract or pins.address
-        chain_id = chain_id if chain_id is not None else pins.chain_id
+        contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
         if not contract:
             _fail(
                 f"no pinned contract: give --contract, a deployment record ({deployment}) "

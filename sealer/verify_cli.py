@@ -20,13 +20,13 @@ import click
 
 from sealer.errors import SealerError
 from sealer.files import write_atomic
+from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import store_bundle
 from verifier.anchoring import AnchorReader
 from verifier.bundle import Bundle, bundle_from_json
-from verifier.errors import FormatError, VerifierError
+from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
-from verifier.pins import DEFAULT_RECORD, read_pins
 from verifier.verify import Verifier
 
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
@@ -132,28 +132,7 @@ def _event_option(f: Any) -> Any:
 @click.option(
     "--rpc", envvar="AUDITSEAL_RPC", show_envvar=True, help="JSON-RPC URL of the anchor chain."
 )
-@click.option(
-    "--contract",
-    envvar="AUDITSEAL_CONTRACT",
-    show_envvar=True,
-    help="Pinned AuditAnchor address [default: from the deployment record].",
-)
-@click.option(
-    "--chain-id",
-    type=click.IntRange(min=1),
-    envvar="AUDITSEAL_CHAIN_ID",
-    show_envvar=True,
-    help="Pinned chain id [default: from the deployment record].",
-)
-@click.option(
-    "--deployment",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_RECORD,
-    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
-    show_default=True,
-    show_envvar=True,
-    help="Anchor deployment record giving the default contract and chain id.",
-)
+@contract_pin_options
 @click.option(
     "--log-key",
     "log_keys",
@@ -218,12 +197,7 @@ def verify(
         _fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
         _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
-    try:
-        pins = read_pins(deployment)
-    except FormatError as exc:
-        _fail(str(exc), 2)
-    contract = contract or pins.address
-    chain_id = chain_id if chain_id is not None else pins.chain_id
+    contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
     if rpc and not contract:
         _fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:

@@ -88,6 +88,16 @@ def test_append_seals_every_line_verbatim(workdir, data, values):
         assert [e.position for e in s.entries(ORIGIN, 0, len(values))] == list(range(len(values)))
 
 
+def test_appended_events_are_found_by_their_id(workdir):
+    event = json.dumps({"specversion": "1.0", "id": "evt-cli-1", "sequence": 1}).encode()
+    assert append(workdir, b"not an event\n" + event + b"\n").returncode == 0
+    from sealer.store import BlockStore
+
+    with BlockStore.open(workdir / "store.db", readonly=True) as s:
+        assert s.find_event("evt-cli-1") == [(ORIGIN, 1)]
+        assert [e.value for e in s.entries(ORIGIN, 0, 2)] == [b"not an event", event]
+
+
 def test_checkpoint_and_proofs_verify(workdir):
     assert append(workdir, b"one\ntwo\nthree\n").returncode == 0
     assert append(workdir, b"four\nfive\n").returncode == 0
