@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -186,15 +187,17 @@ class Feed:
         return [self.add_alert(data)]
 
     def add_alert(self, data: dict[str, Any]) -> Update:
-        known = {"kind", "log", "block", "detail", "at_ms"}
+        """An alert as ``auditseal monitor`` publishes it (``Alert.to_json``: kind, severity,
+        log, block, detail, time as RFC 3339); other fields are kept as ``extra``."""
+        known = {"kind", "severity", "log", "block", "detail", "time", "at_ms"}
         block = data.get("block")
-        at_ms = data.get("at_ms")
         alert = {
             "kind": _clip(str(data.get("kind") or "alert")),
+            "severity": _clip(str(data.get("severity") or "")),
             "log": None if data.get("log") is None else _clip(str(data["log"])),
             "block": block if isinstance(block, int) and not isinstance(block, bool) else None,
             "detail": _clip(str(data.get("detail") or "")),
-            "at_ms": at_ms if isinstance(at_ms, int) else self.clock_ms(),
+            "at_ms": _alert_time_ms(data) or self.clock_ms(),
             "extra": _clip(orjson.dumps({k: v for k, v in data.items() if k not in known},
                                         default=str).decode()),
         }  # fmt: skip
@@ -331,3 +334,17 @@ class Feed:
 def _size(receipt: AnchorReceipt) -> int:
     """The size of the log's checkpoint that the receipt anchors (not the aggregate's size)."""
     return Checkpoint.from_text(receipt.checkpoint).size
+
+
+def _alert_time_ms(data: dict[str, Any]) -> int | None:
+    """The alert's own time: ``time`` (RFC 3339, the monitor's) or ``at_ms``; None if absent."""
+    at_ms = data.get("at_ms")
+    if isinstance(at_ms, int) and not isinstance(at_ms, bool):
+        return at_ms
+    stamp = data.get("time")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    except ValueError:
+        return None

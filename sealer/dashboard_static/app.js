@@ -126,7 +126,8 @@ function renderAlerts() {
       where.push(" ", link(`block ${a.block}`, () => openBlock(a.log, a.block)));
     }
     list.append(el("li", {},
-      el("span", { class: "kind" }, a.kind), ...where,
+      el("span", { class: `kind ${a.severity || ""}` }, a.severity ? `${a.kind} (${a.severity})` : a.kind),
+      ...where,
       el("div", {}, a.detail),
       el("div", { class: "muted" }, when(a.at_ms))));
   }

@@ -166,6 +166,7 @@ def test_alerts_are_kept_as_text_with_their_fields(chain):
     assert u.kind == "alert"
     assert u.data == {
         "kind": "fork",
+        "severity": "",
         "log": "x/0",
         "block": 3,
         "detail": "<img src=x>",  # kept verbatim: the page inserts it as text
@@ -177,6 +178,15 @@ def test_alerts_are_kept_as_text_with_their_fields(chain):
     kept = feed.alerts()
     assert [a["kind"] for a in kept] == ["gap", "third"]
     assert kept[0]["block"] is None and len(kept[0]["detail"]) == 500
+
+
+def test_an_alert_of_the_monitor_keeps_its_severity_and_time(chain):
+    from sealer.monitor_checks import Alert
+
+    alert = Alert("sequence_gap", "x/0", 4, "source s skipped 7", 1_795_000_000_123)
+    (u,) = Feed(clock_ms=lambda: NOW).on_alert(orjson.dumps(alert.to_json()))
+    assert u.data["severity"] == "warning" and u.data["at_ms"] == 1_795_000_000_123
+    assert (u.data["kind"], u.data["block"], u.data["extra"]) == ("sequence_gap", 4, "{}")
 
 
 @pytest.mark.parametrize(
