@@ -302,7 +302,7 @@ def bundle(
         made = _from_store(store or DEFAULT_STORE, origin, number, event)
     except (SealerError, VerifierError) as exc:
         _fail(str(exc), 2)
-    data = (json.dumps(made.to_json(), indent=1) + "\n").encode("utf-8")
+    data = made.encode()
     if str(out) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -12,6 +12,7 @@ edited fails them like a store that was. The layout is in docs/FORMAT.md §8.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,10 @@ class Bundle:
         n = len(self.material.block.entries)
         if len(self.event_ids) != n or len(self.flags) != n:
             raise ValueError("bundle: one event id and one flag per entry")
+
+    def encode(self) -> bytes:
+        """The bundle file's bytes, as ``auditseal bundle`` writes them (UTF-8 JSON, ASCII)."""
+        return (json.dumps(self.to_json(), indent=1) + "\n").encode("utf-8")
 
     def to_json(self) -> dict[str, Any]:
         m = self.material

@@ -55,3 +55,35 @@ def test_format_doc_quotes_the_vectors():
         quoted += [e["leaf_hash"], e["value_commitment"]]
     missing = [q for q in quoted if q and q not in doc]
     assert not missing, f"docs/FORMAT.md does not quote: {missing}"
+
+
+# --- the proof bundle of FORMAT.md §8 ------------------------------------------------------------
+
+BUNDLE_FILE = ROOT / "tests/vectors/bundle.json"
+
+
+def test_the_bundle_vector_is_reproduced_byte_for_byte():
+    from tests.vectors.bundle_vector import bundle
+
+    assert bundle().encode() == BUNDLE_FILE.read_bytes()
+
+
+def test_the_bundle_vector_parses_back_and_passes_every_offline_check():
+    from tests.vectors.bundle_vector import CONTRACT, verifier_key
+    from verifier.bundle import bundle_from_json
+    from verifier.verify import Verifier
+
+    parsed = bundle_from_json(json.loads(BUNDLE_FILE.read_bytes()))
+    assert parsed.encode() == BUNDLE_FILE.read_bytes()  # nothing lost or reordered
+    keys = [NoteVerifier.from_string(verifier_key())]
+    report = Verifier(keys, None, CONTRACT, 31337, 0).verify_block(parsed.material, parsed.event)
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses.pop("on-chain") == "skipped"  # offline: no chain endpoint
+    assert set(statuses.values()) == {"ok"} and "event" in statuses
+    assert report.exit_code == 3 and report.event == "evt-3"
+
+
+def test_format_doc_shows_the_bundle_vector():
+    doc = (ROOT / "docs/FORMAT.md").read_text()
+    assert "tests/vectors/bundle.json" in doc
+    assert json.loads(BUNDLE_FILE.read_bytes())["block"]["header"].splitlines()[4] in doc
