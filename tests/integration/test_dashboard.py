@@ -269,13 +269,13 @@ def test_an_event_opens_to_an_inclusion_proof_that_verifies(world):
     # re-hash to its leaf, and the audit path leads from that leaf to the signed root.
     checkpoint = open_checkpoint(match["checkpoint"], [SIGNER.verifier])
     e = match["entry"]
-    assert e["value"] is None  # the value is UTF-8: given as text
+    assert e["value_text"] == bytes.fromhex(e["value"]).decode()  # UTF-8: also given as text
     entry = Entry(
         A,
         e["position"],
         e["timestamp_ms"],
         bytes.fromhex(e["key"]),
-        e["value_text"].encode(),
+        bytes.fromhex(e["value"]),
         bytes.fromhex(e["salt"]),
         bytes.fromhex(e["value_commitment"]),
         e["value_null"],
