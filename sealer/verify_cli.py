@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +25,7 @@ from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import store_bundle
 from verifier.anchoring import AnchorReader
+from verifier.audit import LogAudit, combined_exit_code
 from verifier.bundle import Bundle, bundle_from_json
 from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
@@ -110,8 +112,9 @@ def _event_option(f: Any) -> Any:
     "--all",
     "whole_log",
     is_flag=True,
-    help="Every block of the log (of every log without --log) from the first, from a store; "
-    "reports every bad or missing block, then proves the latest anchor on chain.",
+    help="Every block of the log (of every log without --log) from the first, from a store "
+    "or the read API; reports every bad or missing block, then proves the latest anchor on "
+    "chain.",
 )
 @_log_option
 @_store_option
@@ -175,7 +178,8 @@ def verify(
     The proof is read from one of: --store (default .auditseal/store.db), --source (the
     read API of `auditseal serve`) or --bundle (a file from `auditseal bundle`).
     --all replays every block of a store (checks 1-5 on each, listing every bad or missing
-    block) and runs checks 6-8 once, on the block of the latest anchor.
+    block) and runs checks 6-8 once, on the block of the latest anchor; with --source it
+    fetches each block's bundle and runs checks 1-7 on each, check 8 once.
 
     \b
     Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
@@ -189,8 +193,8 @@ def verify(
     """
     if whole_log and (number is not None or event is not None):
         _fail("--all proves every block: give it without --block or --event", 2)
-    if whole_log and (source is not None or bundle_path is not None):
-        _fail("--all reads a store (--store); a bundle or the read API proves one block", 2)
+    if whole_log and bundle_path is not None:
+        _fail("--all proves a whole log: give --store or --source; a bundle proves one block", 2)
     if number is None and event is None and bundle_path is None and not whole_log:
         _fail("name what to prove: --block N, --event ID or --all", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
@@ -208,6 +212,9 @@ def verify(
 
             reader = Web3AnchorReader(rpc, contract)
         verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
+        if whole_log and source is not None:
+            offline = Verifier(keys, None, contract, chain_id, verifier.now)
+            _verify_all_remote(offline, verifier, source, origin, as_json)
         if whole_log:
             _verify_all(verifier, store or DEFAULT_STORE, origin, as_json)
         if bundle_path is not None:
@@ -230,9 +237,8 @@ def verify(
 
 
 def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bool) -> NoReturn:
-    """Audit every block of one log (or of every log), with a progress bar on stderr."""
+    """Every block of one log (or of every log) streamed from a store, with a progress bar."""
     from sealer.verify_all import audit_log
-    from verifier.audit import combined_exit_code
 
     if not store.is_file():
         _fail(f"{store}: no block store here (give --store)", 2)
@@ -254,6 +260,41 @@ def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bo
                     done = n
 
                 audits.append(audit_log(db, log, verifier, advance))
+    _print_audits(audits, as_json)
+
+
+def _verify_all_remote(
+    offline: Verifier, online: Verifier, source: str, origin: str | None, as_json: bool
+) -> NoReturn:
+    """Every block of one log (or of every log) fetched from the read API as bundles."""
+    from verifier.audit import Problem, audit_materials
+    from verifier.remote import SourceError, fetch_bundle, fetch_logs
+    from verifier.verify import BlockMaterial
+
+    logs = fetch_logs(source)
+    if origin is not None:
+        logs = [(o, n) for o, n in logs if o == origin]
+        if not logs:
+            _fail(f"{source}: serves no log {origin!r}", 2)
+    audits = []
+    with click.progressbar(
+        length=sum(n for _, n in logs), label="verifying blocks", file=sys.stderr, show_pos=True
+    ) as bar:
+        for log, count in logs:
+
+            def blocks(log: str = log, count: int = count) -> Iterator[BlockMaterial | Problem]:
+                for number in range(count):
+                    bar.update(1)
+                    try:
+                        yield fetch_bundle(source, log, number).material
+                    except SourceError as exc:  # the server lacks it: a missing block
+                        yield Problem(number, "missing", str(exc))
+
+            audits.append(audit_materials(log, blocks(), offline, online))
+    _print_audits(audits, as_json)
+
+
+def _print_audits(audits: list[LogAudit], as_json: bool) -> NoReturn:
     code = combined_exit_code(audits)
     verdict = {0: "VALID", 1: "INVALID", 3: "NOT PROVEN"}[code]
     if as_json:

@@ -45,7 +45,7 @@ from verifier.errors import VerifierError
 from verifier.leaf import SALT_SIZE, leaf_hasher
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE
 from verifier.note import NoteVerifier
-from verifier.verify import Report
+from verifier.verify import FAILED, BlockMaterial, Report, Verifier
 
 __all__ = [
     "AUDIT_CHECKS",
@@ -54,6 +54,7 @@ __all__ = [
     "LogAudit",
     "LogAuditor",
     "Problem",
+    "audit_materials",
     "combined_exit_code",
 ]
 
@@ -488,3 +489,60 @@ def _fold(hashes: Sequence[bytes]) -> bytes:
     for h in reversed(hashes[:-1]):
         acc = _sha256(b"\x01" + h + acc).digest()
     return acc
+
+
+def audit_materials(
+    origin: str,
+    items: Iterable[BlockMaterial | Problem],
+    offline: Verifier,
+    online: Verifier,
+) -> LogAudit:
+    """A whole log checked block by block from its proof material, where no store is at hand
+    (``verify --all --source URL``): each block runs checks 1-7 on its own (its previous state
+    against the previous signed checkpoint, its consistency with the anchor), ``offline``
+    without a chain; check 8 runs once, with ``online``, on the latest anchored block. ``items``
+    are the blocks in order, or a :class:`Problem` for one the source could not give.
+    """
+    problems: list[Problem] = []
+    blocks = entries = redacted = size = 0
+    last: int | None = None
+    anchored: BlockMaterial | None = None
+    unanchored = 0
+    for item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        header = item.block.header
+        report = offline.verify_block(item)
+        blocks, entries, size, last = (
+            blocks + 1,
+            entries + len(item.block.entries),
+            header.end,
+            header.number,
+        )
+        redacted += len(report.redacted)
+        problems.extend(
+            Problem(header.number, c.name, c.detail) for c in report.checks if c.status == FAILED
+        )
+        if item.receipt is None:
+            unanchored += 1
+        else:
+            anchored = item
+    anchor = online.verify_block(anchored) if anchored is not None else None
+    pending = None
+    if anchor is not None and anchor.pending is not None:
+        pending = anchor.pending
+    elif unanchored:
+        pending = f"not anchored yet: {unanchored} block{'s' if unanchored != 1 else ''}"
+    return LogAudit(
+        origin=origin,
+        blocks=blocks,
+        entries=entries,
+        redacted=redacted,
+        size=size,
+        problems=tuple(problems),
+        anchor=anchor,
+        anchored_size=anchored.block.header.end if anchored is not None else None,
+        pending=pending,
+        last_block=last,
+    )

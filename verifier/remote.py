@@ -1,4 +1,5 @@
-"""Fetching proof bundles from the read API of ``auditseal serve`` (``verify --source URL``).
+"""Fetching proof bundles and the list of logs from the read API of ``auditseal serve``
+(``verify --source URL``).
 
 The server is not trusted: it only hands over a :class:`~verifier.bundle.Bundle`, which the
 verifier then checks like any other. Standard library only (``urllib``), so the base install
@@ -15,7 +16,13 @@ import urllib.request
 from verifier.bundle import Bundle, bundle_from_json
 from verifier.errors import FormatError, VerifierError
 
-__all__ = ["MAX_BUNDLE_BYTES", "SourceError", "SourceUnavailableError", "fetch_bundle"]
+__all__ = [
+    "MAX_BUNDLE_BYTES",
+    "SourceError",
+    "SourceUnavailableError",
+    "fetch_bundle",
+    "fetch_logs",
+]
 
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 """A bigger answer is refused rather than held in memory: no block of the sealer comes near."""
@@ -33,20 +40,9 @@ class SourceUnavailableError(VerifierError):
     exit_code = 3
 
 
-def fetch_bundle(
-    url: str,
-    origin: str | None,
-    number: int | None = None,
-    event: str | None = None,
-    timeout: float = 30.0,
-) -> Bundle:
-    """The bundle of block ``number`` (or of the block holding ``event``) from ``url``."""
-    query = {
-        k: str(v)
-        for k, v in (("log", origin), ("block", number), ("event", event))
-        if v is not None
-    }
-    endpoint = f"{url.rstrip('/')}/v1/bundle?{urllib.parse.urlencode(query)}"
+def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, object]:
+    """``GET url+path?query`` as JSON: (the endpoint, the document)."""
+    endpoint = f"{url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
     if not endpoint.startswith(("http://", "https://")):
         raise SourceError(f"--source {url!r}: want an http:// or https:// URL")
     try:
@@ -63,13 +59,42 @@ def fetch_bundle(
     if len(body) > MAX_BUNDLE_BYTES:
         raise FormatError(f"{endpoint}: answer over {MAX_BUNDLE_BYTES} bytes")
     try:
-        document = json.loads(body)
+        return endpoint, json.loads(body)
     except ValueError as exc:
         raise FormatError(f"{endpoint}: not JSON: {exc}") from exc
+
+
+def fetch_bundle(
+    url: str,
+    origin: str | None,
+    number: int | None = None,
+    event: str | None = None,
+    timeout: float = 30.0,
+) -> Bundle:
+    """The bundle of block ``number`` (or of the block holding ``event``) from ``url``."""
+    query = {
+        k: str(v)
+        for k, v in (("log", origin), ("block", number), ("event", event))
+        if v is not None
+    }
+    endpoint, document = _get_json(url, "/v1/bundle", query, timeout)
     try:
         return bundle_from_json(document)
     except FormatError as exc:
         raise FormatError(f"{endpoint}: {exc}") from exc
+
+
+def fetch_logs(url: str, timeout: float = 30.0) -> list[tuple[str, int]]:
+    """``(origin, number of blocks)`` of every log the read API serves."""
+    endpoint, document = _get_json(url, "/v1/logs", {}, timeout)
+    logs = []
+    for i, item in enumerate(document if isinstance(document, list) else [None]):
+        origin = item.get("log") if isinstance(item, dict) else None
+        blocks = item.get("blocks") if isinstance(item, dict) else None
+        if not isinstance(origin, str) or not isinstance(blocks, int) or blocks < 0:
+            raise FormatError(f'{endpoint}: [{i}]: want {{"log": str, "blocks": int}}')
+        logs.append((origin, blocks))
+    return logs
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

@@ -47,6 +47,7 @@ from verifier.note import NoteVerifier
 __all__ = [
     "CHECKS",
     "EVENT_CHECK",
+    "FAILED",
     "BlockMaterial",
     "Check",
     "EventProof",

@@ -158,7 +158,7 @@ def test_the_command_audits_every_log_and_names_each_problem(world):
 def test_the_command_prints_a_report_per_log_and_refuses_mixed_modes(world):
     code, data = world.verify("--all", "--log", A, "--block", "1")
     assert code == 2 and "without --block or --event" in data["output"]
-    code, data = world.verify("--all", "--source", "http://127.0.0.1:1")
-    assert code == 2 and "--all reads a store" in data["output"]
+    code, data = world.verify("--all", "--bundle", "block.json")
+    assert code == 2 and "a bundle proves one block" in data["output"]
     code, data = world.verify("--all", "--log", "nope")
     assert code == 2 and "no log 'nope'" in data["output"]

@@ -410,6 +410,36 @@ def test_a_block_and_an_event_verify_from_the_read_api(events, served):
     assert code == 3 and "not anchored yet" in data["pending"]
 
 
+def test_the_whole_log_verifies_from_the_read_api_and_names_every_bad_block(events, served):
+    code, data, _ = events.run(verify, "--source", served, "--all")
+    assert code == 3 and data["verdict"] == "NOT PROVEN", data  # block 2 is not anchored yet
+    (log,) = data["logs"]
+    assert (log["blocks"], log["entries"], log["problems"]) == (3, 14, [])
+    assert log["on_chain"]["status"] == "ok" and log["anchored_block"] == 1
+    db = sqlite3.connect(events.path)
+    db.execute("DROP TRIGGER entries_only_redact")
+    db.execute("UPDATE entries SET value = CAST('forged' AS BLOB) WHERE idx = 1")
+    db.commit()
+    db.close()
+    code, data, _ = events.run(verify, "--source", served, "--all", "--log", LOG)
+    assert code == 1 and data["verdict"] == "INVALID"
+    assert [(p["block"], p["check"]) for p in data["logs"][0]["problems"]] == [(0, "entries")]
+
+
+def test_the_whole_log_from_the_read_api_reports_a_missing_block(events, served):
+    db = sqlite3.connect(events.path)
+    db.execute("DROP TRIGGER blocks_no_delete")
+    db.execute("DELETE FROM blocks WHERE number = 1")
+    db.commit()
+    db.close()
+    code, data, _ = events.run(verify, "--source", served, "--all")
+    assert code == 1
+    problems = [(p["block"], p["check"]) for p in data["logs"][0]["problems"]]
+    assert (1, "missing") in problems and (2, "previous-state") in problems
+    code, _, output = events.run(verify, "--source", served, "--all", "--log", "nope")
+    assert code == 2 and "serves no log 'nope'" in output
+
+
 def test_the_read_api_refusing_a_request_is_a_usage_error(events, served):
     code, _, output = events.run(verify, "--source", served, "--block", "9")
     assert code == 2 and "HTTP 404" in output and "no block 9" in output

@@ -366,3 +366,24 @@ def test_the_compact_range_append_matches_compact_range(start, n):
     hashes = list(before.hashes)
     assert _extend(hashes, start, leaves[start:]) == start + n
     assert hashes == CompactRange.from_leaves(leaves).hashes
+
+
+def test_audit_materials_checks_each_block_and_the_anchor_once():
+    from tests.vectors.bundle_vector import CONTRACT, ORIGIN, bundle, verifier_key
+    from verifier.audit import Problem, audit_materials
+    from verifier.note import NoteVerifier
+    from verifier.verify import Verifier
+
+    material = bundle().material
+    keys = [NoteVerifier.from_string(verifier_key())]
+    offline = Verifier(keys, None, CONTRACT, 31337, 0)
+    result = audit_materials(ORIGIN, [material], offline, offline)
+    assert (result.blocks, result.entries, result.problems) == (1, 2, ())
+    assert result.anchored_size == 5 and result.exit_code == 3  # no chain: check 8 pending
+    assert "chain unreachable" in (result.pending or "")
+    missing = Problem(0, "missing", "HTTP 404")
+    result = audit_materials(ORIGIN, [missing, material], offline, offline)
+    assert result.exit_code == 1 and result.problems == (missing,)
+    other = Verifier(keys, None, "0x" + "11" * 20, 31337, 0)  # a receipt of another contract
+    result = audit_materials(ORIGIN, [material], other, other)
+    assert [(p.block, p.check) for p in result.problems] == [(1, "on-chain")]
