@@ -59,6 +59,8 @@ __all__ = [
     "MAX_BLOCK_ENTRIES",
     "MAX_PAGE",
     "ReadAPI",
+    "ReadOnlyStores",
+    "StoreUnavailable",
     "block_json",
     "entry_json",
     "make_app",
@@ -86,7 +88,7 @@ class _BadParameter(Exception):
     """A query parameter that is missing or malformed: 400, its name first in the message."""
 
 
-class _Unavailable(Exception):
+class StoreUnavailable(Exception):
     """The store cannot be opened or read right now: 503."""
 
 
@@ -311,7 +313,7 @@ def _consistency(db: BlockStore, origin: str, old: int, new: int | None) -> dict
     }
 
 
-class _Stores:
+class ReadOnlyStores:
     """One read-only BlockStore per executor thread, opened on first use."""
 
     def __init__(self, path: Path) -> None:
@@ -324,14 +326,14 @@ class _Stores:
             try:
                 db = self._local.store = BlockStore.open(self.path, readonly=True)
             except StoreError as exc:
-                raise _Unavailable(str(exc)) from exc
+                raise StoreUnavailable(str(exc)) from exc
         try:
             return fn(db)
         except sqlite3.Error as exc:
             # The connection may be unusable (file replaced, I/O error): the next call reopens.
             self._local.store = None
             db.close()
-            raise _Unavailable(str(exc)) from exc
+            raise StoreUnavailable(str(exc)) from exc
 
     async def run(self, fn: Callable[[BlockStore], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, self._call, fn)
@@ -373,7 +375,7 @@ class ReadAPI:
 
     def __init__(self, store_path: Path, entry_max_age_s: int) -> None:
         self.store_path = store_path
-        self.stores = _Stores(store_path)
+        self.stores = ReadOnlyStores(store_path)
         self.metrics = _Metrics()
         self.entry_cache = f"private, max-age={entry_max_age_s}"
 
@@ -392,7 +394,7 @@ class ReadAPI:
             response = _json(400, {"error": self._message(exc)})
         except NotFoundError as exc:
             response = _json(404, {"error": self._message(exc)})
-        except _Unavailable as exc:
+        except StoreUnavailable as exc:
             log.warning("read API: cannot read the store: %s", exc)
             response = _json(503, {"error": "the store cannot be read; retry later"})
         except (StoreError, VerifierError) as exc:
@@ -515,7 +517,7 @@ class ReadAPI:
     async def healthz(self, _request: web.Request) -> web.Response:
         try:
             count = len(await self.stores.run(lambda db: db.logs()))
-        except _Unavailable as exc:
+        except StoreUnavailable as exc:
             return _json(503, {"status": "unavailable", "error": self._message(exc)})
         return _json(200, {"status": "ok", "logs": count})
 

@@ -31,7 +31,7 @@ import click
 import orjson
 from aiohttp import web
 
-from sealer.api import block_json, entry_json
+from sealer.api import ReadOnlyStores, StoreUnavailable, block_json, entry_json
 from sealer.dashboard_feed import Feed, Update
 from sealer.errors import InputError, NotFoundError, SealerError
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
@@ -169,30 +169,6 @@ class KafkaTail(threading.Thread):
             consumer.incremental_assign(new)
 
 
-# --- the block store, read-only, one connection per executor thread ----------------------------
-
-
-class _Stores:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    def _call(self, fn: Callable[[BlockStore], T]) -> T:
-        db: BlockStore | None = getattr(self._local, "store", None)
-        if db is None:
-            if not self.path.is_file():
-                raise _Unavailable(f"store: {self.path.name} does not exist (yet)")
-            db = self._local.store = BlockStore.open(self.path, readonly=True)
-        return fn(db)
-
-    async def run(self, fn: Callable[[BlockStore], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, self._call, fn)
-
-
-class _Unavailable(Exception):
-    """The store cannot be read now: 503."""
-
-
 def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(body),
@@ -212,7 +188,7 @@ class Dashboard:
         self.config = config
         self.feed = Feed(history=config.history)
         self.broker_error: str | None = "connecting"
-        self.stores = _Stores(config.store)
+        self.stores = ReadOnlyStores(config.store)
         self._clients: set[asyncio.Queue[Update | None]] = set()
         self._inbox: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -368,7 +344,7 @@ class Dashboard:
             return _json({"error": str(exc)}, 404)
         except InputError as exc:
             return _json({"error": str(exc)}, 400)
-        except _Unavailable as exc:
+        except StoreUnavailable as exc:
             return _json({"error": str(exc)}, 503)
         except (SealerError, VerifierError) as exc:
             return _json({"error": f"store error: {exc}"}, 500)
