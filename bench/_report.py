@@ -25,6 +25,7 @@ __all__ = [
     "replace_section",
     "replace_titled_section",
     "section_header",
+    "significant",
     "today",
 ]
 
@@ -51,6 +52,13 @@ class Stats:
         return cls(
             len(ordered), statistics.median(ordered), ordered[rank - 1], ordered[0], ordered[-1]
         )
+
+
+def significant(x: float) -> str:
+    """Three significant digits, thousands separated: the tables' number format."""
+    if x >= 100:
+        return f"{round(x, -len(str(int(x))) + 3):,.0f}"
+    return f"{x:.3g}"
 
 
 def cpu_model() -> str:

@@ -57,6 +57,7 @@ from bench._report import (
     markdown_table,
     replace_titled_section,
     section_header,
+    significant,
 )
 from infra import broker
 from infra.processes import free_port, tail
@@ -609,7 +610,7 @@ def report(
             [
                 label,
                 _rate(s.median),
-                f"{_sig(s.minimum)}-{_sig(s.maximum)}",
+                f"{significant(s.minimum)}-{significant(s.maximum)}",
                 _ratio(s.median / base),
             ]
         )
@@ -697,15 +698,8 @@ def report(
     return rows, notes
 
 
-def _sig(x: float) -> str:
-    """Three significant digits, thousands separated."""
-    if x >= 100:
-        return f"{round(x, -len(str(int(x))) + 3):,.0f}"
-    return f"{x:.3g}"
-
-
 def _rate(per_s: float) -> str:
-    return f"{_sig(per_s)} events/s"
+    return f"{significant(per_s)} events/s"
 
 
 def _ratio(r: float) -> str:

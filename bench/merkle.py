@@ -37,7 +37,7 @@ from typing import Any
 import pymerkle
 from pymerkle import InmemoryTree, SqliteTree
 
-from bench._report import Stats, markdown_table, replace_section, section_header
+from bench._report import Stats, markdown_table, replace_section, section_header, significant
 from sealer.blocks import Record
 from sealer.log_writer import LogWriter
 from sealer.signer import Signer
@@ -510,19 +510,12 @@ def _aims(
     return out
 
 
-def _sig(x: float) -> str:
-    """Three significant digits, thousands separated."""
-    if x >= 100:
-        return f"{round(x, -len(str(int(x))) + 3):,.0f}"
-    return f"{x:.3g}"
-
-
 def _rate(per_s: float) -> str:
-    return f"{_sig(per_s)} entries/s"
+    return f"{significant(per_s)} entries/s"
 
 
 def _latency(s: Stats) -> str:
-    return f"{_sig(s.median * 1e6)} µs (p99 {_sig(s.p99 * 1e6)})"
+    return f"{significant(s.median * 1e6)} µs (p99 {significant(s.p99 * 1e6)})"
 
 
 def _ratio(r: float | None) -> str:

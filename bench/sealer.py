@@ -59,6 +59,7 @@ from bench._report import (
     markdown_table,
     replace_titled_section,
     section_header,
+    significant,
 )
 from infra import broker
 from infra.processes import free_port, tail
@@ -803,15 +804,8 @@ def profile_sealer(
 # --- the report -------------------------------------------------------------------------------
 
 
-def _sig(x: float) -> str:
-    """Three significant digits, thousands separated."""
-    if x >= 100:
-        return f"{round(x, -len(str(int(x))) + 3):,.0f}"
-    return f"{x:.3g}"
-
-
 def _rate(per_s: float) -> str:
-    return f"{_sig(per_s)} events/s"
+    return f"{significant(per_s)} events/s"
 
 
 def _mib(kib: float) -> str:
@@ -830,14 +824,14 @@ def report(cfg: Config, result: Result) -> tuple[list[list[str]], list[str]]:
             "Bare Faust agent: `stream.noack().events()`, `event.ack()`, count "
             "(`bench._faust_counter` subprocess; baseline)",
             _rate(a.median),
-            f"{_sig(a.minimum)}-{_sig(a.maximum)}",
+            f"{significant(a.minimum)}-{significant(a.maximum)}",
             "1.00x",
         ],
         [
             f"`auditseal seal --max-events {MAX_EVENTS} --max-interval {MAX_INTERVAL:g}` "
             "subprocess: Kafka to committed blocks (stored, signed; published)",
             _rate(b.median),
-            f"{_sig(b.minimum)}-{_sig(b.maximum)}",
+            f"{significant(b.minimum)}-{significant(b.maximum)}",
             f"{ratio:.2f}x",
         ],
         [
