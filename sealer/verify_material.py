@@ -16,8 +16,6 @@ reports each, none is an error here.
 
 from __future__ import annotations
 
-import re
-
 from sealer.errors import InputError, NotFoundError, StoreError
 from sealer.store import BlockStore
 from verifier.anchor import AnchorReceipt
@@ -26,7 +24,7 @@ from verifier.bundle import Bundle
 from verifier.checkpoint import Checkpoint
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
-from verifier.verify import BlockMaterial, EventProof
+from verifier.verify import BlockMaterial, EventProof, numbered_reference
 
 __all__ = ["block_material", "covering_receipt", "locate_event", "only_log", "store_bundle"]
 
@@ -108,9 +106,6 @@ def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial
     )
 
 
-_NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")
-
-
 def locate_event(
     store: BlockStore, requested: str, origin: str | None
 ) -> tuple[str, int, tuple[int, ...]]:
@@ -120,9 +115,9 @@ def locate_event(
     Position and index need the log (``origin``, or the store's only log). An id sealed more
     than once (a redelivery) resolves to its first copy; the others are listed.
     """
-    numbered = _NUMBERED.fullmatch(requested)
+    numbered = numbered_reference(requested)
     if numbered is not None:
-        kind, number = numbered.group(1), int(numbered.group(2))
+        kind, number = numbered
         origin = origin or only_log(store)
         if not store.has_log(origin):
             raise NotFoundError(f"{store.path}: no log {origin!r}")

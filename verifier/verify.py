@@ -30,6 +30,7 @@ Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "EventProof",
     "Report",
     "Verifier",
+    "numbered_reference",
 ]
 
 CHECKS = (
@@ -90,6 +92,16 @@ class BlockMaterial:
     anchored_note: str | None = None
     """The signed checkpoint whose body the receipt anchors, if available: then it must open
     with a pinned key too (else the anchored body is authenticated by the chain alone)."""
+
+
+_NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")
+
+
+def numbered_reference(requested: str) -> tuple[str, int] | None:
+    """``("position", N)`` or ``("index", N)`` for ``position:N`` / ``index:N``; None when
+    ``requested`` is a CloudEvents id."""
+    found = _NUMBERED.fullmatch(requested)
+    return None if found is None else (found.group(1), int(found.group(2)))
 
 
 @dataclass(frozen=True)
@@ -486,10 +498,11 @@ class Verifier:
 
 def _describe_claim(requested: str, index: int, entry: Entry) -> str:
     """How the entry matches what was asked for; _Failed if it does not."""
-    kind, _, number = requested.partition(":")
-    if kind in ("position", "index") and number.isdigit():
+    numbered = numbered_reference(requested)
+    if numbered is not None:
+        kind, number = numbered
         actual = entry.position if kind == "position" else index
-        if actual != int(number):
+        if actual != number:
             raise _Failed(f"leaf {index} is at {kind} {actual}, not {number}")
         return f"is at {kind} {number}" + (" (redacted)" if entry.redacted else "")
     if entry.redacted:  # the id is no longer readable: only the leaf is proven
