@@ -431,6 +431,18 @@ class BlockStore:
         ).fetchall()
         return [Record(*row) for row in rows]
 
+    def event_ids(
+        self, origin: str, start: int, end: int
+    ) -> dict[int, tuple[str | None, str | None]]:
+        """``{position: (event_id, flag)}`` of the leaves ``[start, end)`` held: what the sealer
+        read from each record, without the values."""
+        rows = self._db.execute(
+            "SELECT position, event_id, flag FROM entries"
+            " WHERE log_id = ? AND idx >= ? AND idx < ?",
+            (self._log_id(origin), start, end),
+        )
+        return {position: (event_id, flag) for position, event_id, flag in rows}
+
     def gaps(self, origin: str, number: int) -> list[tuple[int, int]]:
         """Kafka offset ranges ``[from, to)`` skipped before or inside block ``number``."""
         row = self._db.execute(

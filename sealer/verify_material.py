@@ -158,11 +158,8 @@ def store_bundle(
         raise InputError("name a block (--block N) or an event (--event ID)")
     material = block_material(store, origin, number)
     header = material.block.header
-    records = {r.position: r for r in store.records(origin, header.start, header.end)}
-    meta = [records.get(e.position) for e in material.block.entries]
+    triage = store.event_ids(origin, header.start, header.end)
+    meta = [triage.get(e.position, (None, None)) for e in material.block.entries]
     return Bundle(
-        material,
-        tuple(r.event_id if r else None for r in meta),
-        tuple(r.flag if r else None for r in meta),
-        proof,
+        material, tuple(event_id for event_id, _ in meta), tuple(flag for _, flag in meta), proof
     )
