@@ -131,21 +131,24 @@ def start(
 
 
 def _wait_started(services: list[Service], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     time.sleep(1.0)  # long enough for an option error or a missing extra to end the process
     for service in services:
-        if not processes.is_running(service.pid, service.argv):
-            raise ServiceUnavailableError(
-                f"{service.kind} exited at start; its log {service.log} ends with:\n"
-                f"{processes.tail(service.log)}"
-            )
-        while service.port and not processes.port_answers(service.port):
-            if time.monotonic() > deadline or not processes.is_alive(service.pid or 0):
+
+        def started(s: Service = service) -> bool | None:
+            if not processes.is_running(s.pid, s.argv):
                 raise ServiceUnavailableError(
-                    f"{service.kind} does not answer on port {service.port}; its log "
-                    f"{service.log} ends with:\n{processes.tail(service.log)}"
+                    f"{s.kind} exited at start; its log {s.log} ends with:\n{processes.tail(s.log)}"
                 )
-            time.sleep(0.2)
+            return True if not s.port or processes.port_answers(s.port) else None
+
+        try:
+            processes.wait_until(started, timeout, f"{service.kind} on port {service.port}", 0.2)
+        except ServiceUnavailableError as exc:
+            if "did not answer" in str(exc):
+                raise ServiceUnavailableError(
+                    f"{exc}; its log {service.log} ends with:\n{processes.tail(service.log)}"
+                ) from exc
+            raise
 
 
 def stop(dev: DevState, timeout: float = 20.0) -> list[tuple[Service, bool]]:
