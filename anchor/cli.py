@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from sealer.store import DEFAULT_STORE
-from verifier.pins import DEFAULT_RECORD
+from verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = ["anchor"]
 
@@ -76,7 +76,7 @@ def anchor() -> None:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_RECORD,
-    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
+    envvar=ENV_RECORD,
     show_default=True,
     show_envvar=True,
     help="Deployment record to write (JSON); other anchor commands read it.",
@@ -184,7 +184,7 @@ def deploy(
     "--deployment",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_RECORD,
-    envvar="AUDITSEAL_ANCHOR_DEPLOYMENT",
+    envvar=ENV_RECORD,
     show_default=True,
     show_envvar=True,
     help="Deployment record written by `auditseal anchor deploy`.",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from eth_utils.address import is_address, to_checksum_address
 from anchor.artifact import Artifact
 from anchor.chain_client import ChainClient, ChainKey
 from anchor.errors import AnchorError, ArtifactError, InputError
+from sealer.files import write_atomic
 from verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = [
@@ -112,18 +112,7 @@ def write_record(deployment: Deployment, path: str | os.PathLike[str]) -> None:
     p = Path(path)
     text = json.dumps(deployment.to_json(), indent=2, sort_keys=True) + "\n"
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(p, text.encode("utf-8"), mode=0o644)
     except OSError as exc:
         raise InputError(f"{p}: cannot write deployment record: {exc.strerror or exc}") from exc
 

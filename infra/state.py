@@ -10,15 +10,14 @@ with and which the anchor commands use by default while the state file exists.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.errors import InfraError
+from sealer.files import write_atomic
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -148,21 +147,9 @@ def load(path: str | os.PathLike[str] | None = None) -> DevState | None:
 
 
 def save(state: DevState, path: str | os.PathLike[str] | None = None) -> Path:
-    """Write the state file atomically (temp file in the same directory, then os.replace)."""
+    """Write the state file atomically (owner-only: it names the chain key file)."""
     file = state_path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(state.to_dict(), out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, file)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(file, (json.dumps(state.to_dict(), indent=2) + "\n").encode(), mode=0o600)
     return file
 
 
