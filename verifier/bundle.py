@@ -20,8 +20,9 @@ from typing import Any
 from verifier.anchor import AnchorReceipt
 from verifier.block import BlockHeader, SealedBlock
 from verifier.errors import FormatError
+from verifier.fields import hex_list, integer, list_at, object_at, string
 from verifier.merkle import HASH_SIZE
-from verifier.sealed import entry_item, list_at, object_at, parse_entry_item
+from verifier.sealed import entry_item, parse_entry_item
 from verifier.verify import BlockMaterial, EventProof
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "bundle_from_json"]
@@ -96,32 +97,6 @@ def _keys(data: Mapping[str, Any], want: Sequence[str], where: str) -> None:
         raise FormatError(f"{where}.{extra[0]}: unknown key")
 
 
-def _text(data: Mapping[str, Any], key: str, where: str) -> str:
-    value = data[key]
-    if not isinstance(value, str):
-        raise FormatError(f"{where}.{key}: want a string, got {type(value).__name__}")
-    return value
-
-
-def _index(data: Mapping[str, Any], key: str, where: str) -> int:
-    value = data[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise FormatError(f"{where}.{key}: want a non-negative integer, got {value!r}")
-    return value
-
-
-def _hashes(value: object, where: str) -> tuple[bytes, ...]:
-    out = []
-    for i, h in enumerate(list_at(value, where)):
-        if not isinstance(h, str) or len(h) != 2 * HASH_SIZE or h != h.lower():
-            raise FormatError(f"{where}[{i}]: want {2 * HASH_SIZE} lowercase hex digits")
-        try:
-            out.append(bytes.fromhex(h))
-        except ValueError as exc:
-            raise FormatError(f"{where}[{i}]: not hex") from exc
-    return tuple(out)
-
-
 def _header(text: str, where: str) -> BlockHeader:
     try:
         return BlockHeader.from_text(text)
@@ -142,12 +117,12 @@ def bundle_from_json(value: object) -> Bundle:
         ("format", "origin", "block", "previous", "compact_at_start", "anchor", "event"),
         "bundle",
     )
-    origin = _text(data, "origin", "bundle")
+    origin = string(data, "origin", "bundle")
 
     block = object_at(data["block"], "bundle.block")
     _keys(block, ("number", "header", "checkpoint", "entries"), "bundle.block")
-    header = _header(_text(block, "header", "bundle.block"), "bundle.block.header")
-    if _index(block, "number", "bundle.block") != header.number:
+    header = _header(string(block, "header", "bundle.block"), "bundle.block.header")
+    if integer(block, "number", "bundle.block") != header.number:
         raise FormatError("bundle.block.number: disagrees with the header")
     items = [
         parse_entry_item(item, origin, f"bundle.block.entries[{i}]")
@@ -166,8 +141,8 @@ def bundle_from_json(value: object) -> Bundle:
     if data["previous"] is not None:
         previous = object_at(data["previous"], "bundle.previous")
         _keys(previous, ("header", "checkpoint"), "bundle.previous")
-        prev = _header(_text(previous, "header", "bundle.previous"), "bundle.previous.header")
-        prev_checkpoint = _text(previous, "checkpoint", "bundle.previous")
+        prev = _header(string(previous, "header", "bundle.previous"), "bundle.previous.header")
+        prev_checkpoint = string(previous, "checkpoint", "bundle.previous")
 
     receipt = anchored_note = None
     consistency: tuple[bytes, ...] = ()
@@ -179,8 +154,8 @@ def bundle_from_json(value: object) -> Bundle:
         except FormatError as exc:
             raise FormatError(f"bundle.anchor.receipt: {exc}") from exc
         if anchor["checkpoint_note"] is not None:
-            anchored_note = _text(anchor, "checkpoint_note", "bundle.anchor")
-        consistency = _hashes(anchor["consistency"], "bundle.anchor.consistency")
+            anchored_note = string(anchor, "checkpoint_note", "bundle.anchor")
+        consistency = hex_list(anchor["consistency"], "bundle.anchor.consistency", HASH_SIZE)
 
     event = None
     if data["event"] is not None:
@@ -190,20 +165,20 @@ def bundle_from_json(value: object) -> Bundle:
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in copies):
             raise FormatError("bundle.event.copies: want leaf indices")
         event = EventProof(
-            index=_index(ev, "index", "bundle.event"),
-            proof=_hashes(ev["proof"], "bundle.event.proof"),
-            requested=_text(ev, "requested", "bundle.event"),
+            index=integer(ev, "index", "bundle.event"),
+            proof=hex_list(ev["proof"], "bundle.event.proof", HASH_SIZE),
+            requested=string(ev, "requested", "bundle.event"),
             copies=tuple(copies),
         )
 
     material = BlockMaterial(
         origin=origin,
         block=SealedBlock(
-            header, _text(block, "checkpoint", "bundle.block"), tuple(item.entry for item in items)
+            header, string(block, "checkpoint", "bundle.block"), tuple(item.entry for item in items)
         ),
         prev=prev,
         prev_checkpoint=prev_checkpoint,
-        compact_at_start=_hashes(data["compact_at_start"], "bundle.compact_at_start"),
+        compact_at_start=hex_list(data["compact_at_start"], "bundle.compact_at_start", HASH_SIZE),
         receipt=receipt,
         consistency=consistency,
         anchored_note=anchored_note,

@@ -14,13 +14,21 @@ parts of a block back into a :class:`~verifier.block.SealedBlock`. Every error i
 from __future__ import annotations
 
 import base64
-import binascii
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from verifier.block import BlockHeader, SealedBlock
 from verifier.errors import FormatError
+from verifier.fields import (
+    base64_field,
+    boolean,
+    field,
+    hex_field,
+    integer,
+    list_at,
+    object_at,
+    string,
+)
 from verifier.leaf import SALT_SIZE, Entry
 from verifier.merkle import HASH_SIZE
 
@@ -77,108 +85,36 @@ def entry_item(
     return item
 
 
-# --- strict readers: each names the field at fault --------------------------------------------
-
-
-def _get(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise FormatError(f"{where}.{key}: missing")
-    return data[key]
-
-
-def _int(data: Mapping[str, Any], key: str, where: str, *, signed: bool = False) -> int:
-    value = _get(data, key, where)
-    if not isinstance(value, int) or isinstance(value, bool) or (value < 0 and not signed):
-        kind = "an integer" if signed else "a non-negative integer"
-        raise FormatError(f"{where}.{key}: want {kind}, got {value!r}")
-    return value
-
-
-def _bool(data: Mapping[str, Any], key: str, where: str) -> bool:
-    value = _get(data, key, where)
-    if not isinstance(value, bool):
-        raise FormatError(f"{where}.{key}: want true or false, got {value!r}")
-    return value
-
-
-def _str(data: Mapping[str, Any], key: str, where: str, *, nullable: bool = False) -> Any:
-    value = _get(data, key, where)
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise FormatError(f"{where}.{key}: want a string, got {type(value).__name__}")
-    return value
-
-
-def _hex(
-    data: Mapping[str, Any], key: str, where: str, size: int, *, nullable: bool = False
-) -> Any:
-    value = _str(data, key, where, nullable=nullable)
-    if value is None:
-        return None
-    if len(value) != 2 * size or value != value.lower():
-        raise FormatError(f"{where}.{key}: want {2 * size} lowercase hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise FormatError(f"{where}.{key}: not hex") from exc
-
-
-def _base64(data: Mapping[str, Any], key: str, where: str) -> bytes | None:
-    value = _str(data, key, where, nullable=True)
-    if value is None:
-        return None
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise FormatError(f"{where}.{key}: not base64") from exc
-    if base64.b64encode(raw).decode("ascii") != value:
-        raise FormatError(f"{where}.{key}: not canonical base64")
-    return raw
-
-
-def object_at(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise FormatError(f"{where}: want a JSON object, got {type(value).__name__}")
-    return value
-
-
-def list_at(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise FormatError(f"{where}: want a JSON array, got {type(value).__name__}")
-    return value
-
-
 def parse_entry_item(value: object, origin: str, where: str) -> EntryItem:
     """One entry item of log ``origin``; ``where`` names it in errors (``entries[3]``)."""
     data = object_at(value, where)
-    omitted = _bool(data, "value_omitted", where)
-    salt = _hex(data, "salt", where, SALT_SIZE, nullable=True)
-    raw_value = _base64(data, "value_b64", where)
-    value_null = _bool(data, "value_null", where)
+    omitted = boolean(data, "value_omitted", where)
+    salt = hex_field(data, "salt", where, SALT_SIZE, nullable=True)
+    raw_value = base64_field(data, "value_b64", where)
+    value_null = boolean(data, "value_null", where)
     if omitted:
         if raw_value is not None:
             raise FormatError(f"{where}.value_b64: set on an entry whose value is omitted")
-        _int(data, "value_size", where)
+        integer(data, "value_size", where)
         salt = None  # checked through its commitment alone, as a redacted entry
     try:
         entry = Entry(
             origin=origin,
-            position=_int(data, "position", where),
-            timestamp_ms=_int(data, "timestamp_ms", where, signed=True),
-            key=_base64(data, "key_b64", where),
+            position=integer(data, "position", where),
+            timestamp_ms=integer(data, "timestamp_ms", where, signed=True),
+            key=base64_field(data, "key_b64", where),
             value=raw_value,
             salt=salt,
-            value_commitment=_hex(data, "value_commitment", where, HASH_SIZE),
+            value_commitment=hex_field(data, "value_commitment", where, HASH_SIZE),
             value_null=value_null,
         )
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from exc
     return EntryItem(
-        index=_int(data, "index", where),
+        index=integer(data, "index", where),
         entry=entry,
-        event_id=_str(data, "event_id", where, nullable=True),
-        flag=_str(data, "flag", where, nullable=True),
+        event_id=string(data, "event_id", where, nullable=True),
+        flag=string(data, "flag", where, nullable=True),
         value_omitted=omitted,
     )
 
@@ -203,11 +139,11 @@ def parse_message(value: object) -> SealedMessage:
     ``root``, ...) must agree with it, so a consumer reading either sees the same block.
     """
     data = object_at(value, "message")
-    schema = _str(data, "schema", "message")
+    schema = string(data, "schema", "message")
     if schema != SEALED_SCHEMA:
         raise FormatError(f"message.schema: {schema!r}, want {SEALED_SCHEMA!r}")
-    origin = _str(data, "log", "message")
-    header = BlockHeader.from_text(_str(data, "header", "message"))
+    origin = string(data, "log", "message")
+    header = BlockHeader.from_text(string(data, "header", "message"))
     summary = {
         "log": header.origin,
         "block": header.number,
@@ -219,23 +155,23 @@ def parse_message(value: object) -> SealedMessage:
         "hash": header.hash().hex(),
     }
     for key, want in summary.items():
-        if _get(data, key, "message") != want:
+        if field(data, key, "message") != want:
             raise FormatError(f"message.{key}: {data[key]!r} disagrees with the header ({want!r})")
     gaps = []
-    for i, gap in enumerate(list_at(_get(data, "gaps", "message"), "message.gaps")):
+    for i, gap in enumerate(list_at(field(data, "gaps", "message"), "message.gaps")):
         pair = list_at(gap, f"message.gaps[{i}]")
         if len(pair) != 2 or not all(isinstance(g, int) and g >= 0 for g in pair):
             raise FormatError(f"message.gaps[{i}]: want [from, to] offsets")
         gaps.append((pair[0], pair[1]))
-    part, parts = _int(data, "part", "message"), _int(data, "parts", "message")
+    part, parts = integer(data, "part", "message"), integer(data, "parts", "message")
     if not part < parts:
         raise FormatError(f"message.part: {part} is not below parts {parts}")
-    entries = list_at(_get(data, "entries", "message"), "message.entries")
+    entries = list_at(field(data, "entries", "message"), "message.entries")
     items = tuple(
         parse_entry_item(item, origin, f"message.entries[{i}]") for i, item in enumerate(entries)
     )
     return SealedMessage(
-        origin, header, _str(data, "checkpoint", "message"), tuple(gaps), part, parts, items
+        origin, header, string(data, "checkpoint", "message"), tuple(gaps), part, parts, items
     )
 
 
