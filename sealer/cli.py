@@ -312,7 +312,8 @@ def log_redact(store: Path, origin: str, index: int, actor: str, reason: str) ->
     click.echo(f"{origin}: entry {index} redacted")
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def fail(message: str, code: int) -> NoReturn:
+    """End a command with one line on stderr, ``auditseal: error: MESSAGE``, and exit ``code``."""
     click.echo(f"auditseal: error: {message}", err=True)
     sys.exit(code)
 
@@ -322,15 +323,15 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        _fail("aborted", 2)
+        fail("aborted", 2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except (SealerError, VerifierError) as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
-            _fail(
+            fail(
                 f"this command needs the 'pipeline' extra ({exc.name} is not installed): "
                 "pip install 'auditseal[pipeline]'",
                 2,
@@ -340,7 +341,7 @@ def main() -> None:
         # Every package's error root carries its exit code; one place turns them into a line.
         code = getattr(exc, "exit_code", None)
         if isinstance(code, int) and type(exc).__module__.split(".")[0] in OWN_PACKAGES:
-            _fail(str(exc), code)
+            fail(str(exc), code)
         if isinstance(exc, OSError):
-            _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 2)
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}", 2)
         raise

@@ -32,6 +32,7 @@ import orjson
 from aiohttp import web
 
 from sealer.api import ReadOnlyStores, StoreUnavailable, block_json, entry_json
+from sealer.cli import fail
 from sealer.dashboard_feed import Feed, Update
 from sealer.errors import InputError, NotFoundError, SealerError
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
@@ -578,8 +579,7 @@ def dashboard(
         )
         app = make_app(config)
     except VerifierError as exc:
-        click.echo(f"auditseal: error: --log-key: {exc}", err=True)
-        raise SystemExit(2) from exc
+        fail(f"--log-key: {exc}", 2)
     if not store.is_file():
         click.echo(
             f"auditseal: warning: {store}: no block store yet; reports wait for it", err=True

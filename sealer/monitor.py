@@ -22,11 +22,12 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import orjson
 
+from sealer.cli import fail
 from sealer.monitor_checks import KINDS, Alert, Checker
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from verifier.anchor import AnchorReceipt
@@ -37,11 +38,6 @@ from verifier.sealed import BlockAssembler, parse_message
 
 DEFAULT_METRICS_PORT = 9466
 ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"auditseal: error: {message}", err=True)
-    sys.exit(code)
 
 
 def _note(message: str) -> None:
@@ -395,7 +391,7 @@ class Monitor:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 if err.fatal():
-                    _fail(f"broker: {err.str()}", 3)
+                    fail(f"broker: {err.str()}", 3)
                 _note(f"broker: {err.str()}")
                 continue
             last_message = now
@@ -581,11 +577,11 @@ def monitor(
     idle_exit: float | None,
 ) -> None:
     if not log_keys:
-        _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
+        fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
     try:
         keys = [NoteVerifier.from_string(k) for k in log_keys]
     except FormatError as exc:
-        _fail(f"--log-key: {exc}", 2)
+        fail(f"--log-key: {exc}", 2)
     from infra.state import endpoints
 
     default_bootstrap, default_rpc = endpoints()
@@ -594,7 +590,7 @@ def monitor(
     if not no_chain:
         contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
         if not contract:
-            _fail(
+            fail(
                 f"no pinned contract: give --contract, a deployment record ({deployment}) "
                 "or --no-chain",
                 2,
@@ -603,13 +599,13 @@ def monitor(
             chain = Web3ChainView(rpc or default_rpc, contract)
             served = chain.chain_id()
             if not chain.has_code():
-                _fail(f"--contract: no code at {contract} on the chain", 2)
+                fail(f"--contract: no code at {contract} on the chain", 2)
         except ChainUnavailableError as exc:
-            _fail(str(exc), 3)
+            fail(str(exc), 3)
         except FormatError as exc:
-            _fail(f"--contract: {exc}", 2)
+            fail(f"--contract: {exc}", 2)
         if chain_id is not None and served != chain_id:
-            _fail(f"--chain-id: the endpoint serves chain {served}, pinned {chain_id}", 2)
+            fail(f"--chain-id: the endpoint serves chain {served}, pinned {chain_id}", 2)
         chain_id = served
     if once and idle_exit is None:
         idle_exit = ONCE_IDLE
@@ -628,12 +624,12 @@ def monitor(
     try:
         topics = consumer.list_topics(timeout=15).topics
     except KafkaException as exc:
-        _fail(f"broker at {bootstrap} unreachable: {exc.args[0].str()}", 3)
+        fail(f"broker at {bootstrap} unreachable: {exc.args[0].str()}", 3)
     assignment: list[Any] = []
     for topic in (sealed_topic, anchors_topic):
         meta = topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            _fail(f"topic {topic} does not exist on the broker at {bootstrap}", 3)
+            fail(f"topic {topic} does not exist on the broker at {bootstrap}", 3)
         for p in sorted(meta.partitions):
             tp = TopicPartition(topic, p, OFFSET_BEGINNING)
             assignment.append(tp)
@@ -646,7 +642,7 @@ def monitor(
         try:
             start_http_server(metrics_port, "127.0.0.1", registry=metrics.registry)
         except OSError as exc:
-            _fail(f"--metrics-port {metrics_port}: {exc.strerror}", 2)
+            fail(f"--metrics-port {metrics_port}: {exc.strerror}", 2)
     producer = (
         Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
         if alerts_topic

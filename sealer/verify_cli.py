@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from sealer.cli import fail
 from sealer.errors import SealerError
 from sealer.files import write_atomic
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
@@ -34,29 +35,24 @@ from verifier.verify import Verifier
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"auditseal: error: {message}", err=True)
-    sys.exit(code)
-
-
 def read_bundle_file(path: Path) -> Bundle:
     """A bundle file, parsed strictly; exit 2 naming the file and the field at fault."""
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BUNDLE_FILE + 1)
     except OSError as exc:
-        _fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
+        fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
     if len(raw) > MAX_BUNDLE_FILE:
-        _fail(f"{path}: over {MAX_BUNDLE_FILE} bytes, not a bundle", 2)
+        fail(f"{path}: over {MAX_BUNDLE_FILE} bytes, not a bundle", 2)
     try:
         return bundle_from_json(json.loads(raw))
     except ValueError as exc:  # FormatError is a ValueError too
-        _fail(f"{path}: {exc}", 2)
+        fail(f"{path}: {exc}", 2)
 
 
 def _from_store(store: Path, origin: str | None, number: int | None, event: str | None) -> Bundle:
     if not store.is_file():
-        _fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
+        fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
     with BlockStore.open(store, readonly=True) as db:
         return store_bundle(db, origin, number, event)
 
@@ -67,12 +63,12 @@ def _check_bundle_matches(
     """A bundle proves one block (and maybe one event): asking it for another is a usage error."""
     header = bundle.material.block.header
     if origin is not None and origin != bundle.material.origin:
-        _fail(f"{path}: is a bundle of log {bundle.material.origin!r}, not {origin!r}", 2)
+        fail(f"{path}: is a bundle of log {bundle.material.origin!r}, not {origin!r}", 2)
     if number is not None and number != header.number:
-        _fail(f"{path}: is a bundle of block {header.number}, not {number}", 2)
+        fail(f"{path}: is a bundle of block {header.number}, not {number}", 2)
     if event is not None and (bundle.event is None or bundle.event.requested != event):
         held = f"event {bundle.event.requested!r}" if bundle.event else "no event"
-        _fail(f"{path}: holds {held}; make one with: auditseal bundle --event {event}", 2)
+        fail(f"{path}: holds {held}; make one with: auditseal bundle --event {event}", 2)
 
 
 def _log_option(f: Any) -> Any:
@@ -192,18 +188,18 @@ def verify(
     docs/VERIFYING.md explains each check and what its failure means.
     """
     if whole_log and (number is not None or event is not None):
-        _fail("--all proves every block: give it without --block or --event", 2)
+        fail("--all proves every block: give it without --block or --event", 2)
     if whole_log and bundle_path is not None:
-        _fail("--all proves a whole log: give --store or --source; a bundle proves one block", 2)
+        fail("--all proves a whole log: give --store or --source; a bundle proves one block", 2)
     if number is None and event is None and bundle_path is None and not whole_log:
-        _fail("name what to prove: --block N, --event ID or --all", 2)
+        fail("name what to prove: --block N, --event ID or --all", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
-        _fail("read from one place: --store, --source or --bundle", 2)
+        fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
-        _fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
+        fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
     contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
     if rpc and not contract:
-        _fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
+        fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:
         keys = [NoteVerifier.from_string(k) for k in log_keys]
         reader: AnchorReader | None = None
@@ -227,7 +223,7 @@ def verify(
         else:
             bundle = _from_store(store or DEFAULT_STORE, origin, number, event)
     except (SealerError, VerifierError) as exc:
-        _fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
+        fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
     report = verifier.verify_block(bundle.material, bundle.event)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -241,11 +237,11 @@ def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bo
     from sealer.verify_all import audit_log
 
     if not store.is_file():
-        _fail(f"{store}: no block store here (give --store)", 2)
+        fail(f"{store}: no block store here (give --store)", 2)
     with BlockStore.open(store, readonly=True) as db:
         origins = [origin] if origin is not None else db.logs()
         if origin is not None and not db.has_log(origin):
-            _fail(f"{store}: no log {origin!r}", 2)
+            fail(f"{store}: no log {origin!r}", 2)
         total = sum(db.size(o) for o in origins)
         audits = []
         with click.progressbar(
@@ -275,7 +271,7 @@ def _verify_all_remote(
     if origin is not None:
         logs = [(o, n) for o, n in logs if o == origin]
         if not logs:
-            _fail(f"{source}: serves no log {origin!r}", 2)
+            fail(f"{source}: serves no log {origin!r}", 2)
     audits = []
     with click.progressbar(
         length=sum(n for _, n in logs), label="verifying blocks", file=sys.stderr, show_pos=True
@@ -338,11 +334,11 @@ def bundle(
     verifier: an edited bundle fails the same checks an edited store does.
     """
     if number is None and event is None:
-        _fail("name what to bundle: --block N or --event ID", 2)
+        fail("name what to bundle: --block N or --event ID", 2)
     try:
         made = _from_store(store or DEFAULT_STORE, origin, number, event)
     except (SealerError, VerifierError) as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     data = made.encode()
     if str(out) == "-":
         sys.stdout.buffer.write(data)
@@ -351,7 +347,7 @@ def bundle(
     try:
         write_atomic(out, data)
     except OSError as exc:
-        _fail(f"{out}: cannot write the bundle: {exc.strerror or exc}", 2)
+        fail(f"{out}: cannot write the bundle: {exc.strerror or exc}", 2)
     header = made.material.block.header
     summary = {
         "file": str(out),
