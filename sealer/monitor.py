@@ -2,7 +2,7 @@
 
 The checks are :class:`sealer.monitor_checks.Checker`'s; this module is the I/O around it: a
 confluent-kafka consumer assigned to every partition of both topics from the beginning (the
-replay state must be complete), a web3 view of the anchor contract, and the alert sinks:
+replay state must be complete), the verifier's reader of the anchor contract, and the alert sinks:
 stdout (JSON lines), a webhook (its own thread, bounded queue, retries with backoff, so a dead
 endpoint never stalls the consumer), the ``audit.alerts`` topic and Prometheus metrics.
 Exit codes: 0 no alert, 1 alerts raised (with --once / --idle-exit), 2 usage error,
@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -35,6 +35,9 @@ from verifier.anchoring import ChainUnavailableError
 from verifier.errors import FormatError, VerifierError
 from verifier.note import NoteVerifier
 from verifier.sealed import BlockAssembler, parse_message
+
+if TYPE_CHECKING:
+    from verifier.chain import Web3AnchorReader
 
 DEFAULT_METRICS_PORT = 9466
 ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
@@ -49,55 +52,6 @@ def _now_ms() -> int:
 
 
 # --- the chain -------------------------------------------------------------------------------
-
-
-class Web3ChainView:
-    """The chain as the checks see it: ``rootOf`` through the verifier's reader, canonical
-    block hashes and the height through web3. Every failure is ChainUnavailableError."""
-
-    def __init__(self, rpc_url: str, contract: str, timeout: float = 10.0) -> None:
-        from web3 import HTTPProvider, Web3
-
-        from verifier.chain import Web3AnchorReader
-
-        self._reader = Web3AnchorReader(rpc_url, contract, timeout=timeout)
-        self._w3 = Web3(
-            HTTPProvider(
-                rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-            )
-        )
-        self._label = rpc_url.split("?")[0].split("@")[-1]
-
-    def _call(self, what: str, fn: Any) -> Any:
-        from web3.exceptions import BlockNotFound, Web3Exception
-
-        try:
-            return fn()
-        except BlockNotFound:
-            return None
-        except (Web3Exception, OSError, ValueError) as exc:
-            raise ChainUnavailableError(
-                f"chain at {self._label}: {what} failed: {type(exc).__name__}"
-            ) from exc
-
-    def chain_id(self) -> int:
-        return self._reader.chain_id()
-
-    def has_code(self) -> bool:
-        code = self._call("eth_getCode", lambda: self._w3.eth.get_code(self._reader.address))
-        return bool(code)
-
-    def root_of(self, seq: int) -> bytes | None:
-        return self._reader.root_of(seq)
-
-    def block_hash(self, number: int) -> str | None:
-        block = self._call(
-            f"eth_getBlockByNumber({number})", lambda: self._w3.eth.get_block(number)
-        )
-        return None if block is None else "0x" + bytes(block["hash"]).hex()
-
-    def latest_block(self) -> int:
-        return int(self._call("eth_blockNumber", lambda: self._w3.eth.block_number))
 
 
 # --- the sinks -------------------------------------------------------------------------------
@@ -284,7 +238,7 @@ class Monitor:
         consumer: Any,
         checker: Checker,
         sinks: Sinks,
-        chain: Web3ChainView | None,
+        chain: Web3AnchorReader | None,
         sealed_topic: str,
         anchors_topic: str,
         *,
@@ -586,7 +540,7 @@ def monitor(
 
     default_bootstrap, default_rpc = endpoints()
     bootstrap = bootstrap or default_bootstrap
-    chain: Web3ChainView | None = None
+    chain: Web3AnchorReader | None = None
     if not no_chain:
         contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
         if not contract:
@@ -596,7 +550,9 @@ def monitor(
                 2,
             )
         try:
-            chain = Web3ChainView(rpc or default_rpc, contract)
+            from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
+
+            chain = Web3AnchorReader(rpc or default_rpc, contract)
             served = chain.chain_id()
             if not chain.has_code():
                 fail(f"--contract: no code at {contract} on the chain", 2)

@@ -2,7 +2,8 @@
 
 The one module of ``verifier`` that talks to a chain (tests/unit/test_architecture.py). It
 reads only: ``eth_chainId``, ``eth_call`` of ``rootOf`` and ``isAnchorer``, ``eth_getLogs`` of
-the ``Anchored`` event, and the block and transaction of that event. The ABI entries it needs
+the ``Anchored`` event, the block and transaction of that event, and block hashes and the
+height (for the monitor's reorg checks). The ABI entries it needs
 are in ``verifier/anchor_abi.json`` (a copy of the contract's, so verifier needs no anchor/).
 Every failure to reach or query the endpoint becomes :class:`ChainUnavailableError`.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from web3 import HTTPProvider, Web3
-from web3.exceptions import Web3Exception
+from web3.exceptions import BlockNotFound, Web3Exception
 
 from verifier.anchoring import AnchorFact, ChainUnavailableError
 from verifier.errors import FormatError
@@ -76,6 +77,25 @@ class Web3AnchorReader:
     def chain_id(self) -> int:
         with self._rpc("eth_chainId"):
             return int(self._w3.eth.chain_id)
+
+    def has_code(self) -> bool:
+        """Whether the pinned address holds a contract (asked once, then remembered)."""
+        return self._code()
+
+    def block_hash(self, number: int) -> str | None:
+        """The canonical hash of block ``number`` (0x-hex); None if the chain has no such block."""
+        try:
+            with self._rpc(f"eth_getBlockByNumber({number})"):
+                block = self._w3.eth.get_block(number)
+        except ChainUnavailableError as exc:
+            if isinstance(exc.__cause__, BlockNotFound):
+                return None
+            raise
+        return Web3.to_hex(block["hash"])
+
+    def latest_block(self) -> int:
+        with self._rpc("eth_blockNumber"):
+            return int(self._w3.eth.block_number)
 
     def _code(self) -> bool:
         if self._has_code is None:

@@ -215,6 +215,9 @@ def test_the_reader_reads_the_contract(world):
     assert not reader.is_anchorer("0x" + "00" * 19 + "01")
     nowhere = Web3AnchorReader(world.rpc, "0x" + "00" * 19 + "01")  # no code there
     assert nowhere.root_of(1) is None and nowhere.anchored_at(1) is None
+    assert reader.has_code() and not nowhere.has_code()
+    assert reader.block_hash(fact.block_number) == fact.block_hash
+    assert reader.latest_block() >= fact.block_number and reader.block_hash(10**9) is None
 
 
 # --- the tamper matrix -----------------------------------------------------------------------
