@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -138,7 +138,7 @@ def _chain_anchor(
     the store's own latest receipt when no such anchor names the log."""
     anchored = chain.logs.get(origin)
     if anchored is None:  # the store's claim, if any, is tested by checks 6-8
-        return _latest_anchor(db, origin, problems)
+        return _latest_anchor(db, origin, problems, chain.unconfirmed)
     found = [r for r in db.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
     if not found:  # cannot happen: the chain state was read from these receipts
         problems.append(Problem(None, "anchor", f"no receipt of anchor {anchored.anchor.seq}"))
@@ -146,8 +146,14 @@ def _chain_anchor(
     return _Anchored(found[0], anchored.size, from_chain=True)
 
 
-def _latest_anchor(db: BlockStore, origin: str, problems: list[Problem]) -> _Anchored:
-    confirmed = [r for r in db.log_anchor_receipts(origin) if r.status == "confirmed"]
+def _latest_anchor(
+    db: BlockStore, origin: str, problems: list[Problem], not_final: Collection[int] = ()
+) -> _Anchored:
+    confirmed = [
+        r
+        for r in db.log_anchor_receipts(origin)
+        if r.status == "confirmed" and r.seq not in not_final
+    ]
     if not confirmed:
         return _Anchored(None, None)
     receipt = confirmed[-1]

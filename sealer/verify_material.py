@@ -16,6 +16,8 @@ reports each, none is an error here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sealer.errors import InputError, NotFoundError, StoreError
 from sealer.store import BlockStore
 from verifier.anchor import AnchorReceipt
@@ -48,12 +50,17 @@ def only_log(store: BlockStore) -> str:
     return logs[0]
 
 
-def covering_receipt(store: BlockStore, origin: str, end: int) -> AnchorReceipt | None:
-    """The latest confirmed receipt of ``origin`` whose checkpoint covers size ``end``."""
+def covering_receipt(
+    store: BlockStore, origin: str, end: int, not_final: Collection[int] = ()
+) -> AnchorReceipt | None:
+    """The latest confirmed receipt of ``origin`` whose checkpoint covers size ``end``, leaving
+    out the anchors ``not_final`` (on chain, but short of the pinned confirmation depth)."""
     covering = [
         r
         for r in store.log_anchor_receipts(origin)
-        if r.status == "confirmed" and Checkpoint.from_text(r.checkpoint).size >= end
+        if r.status == "confirmed"
+        and r.seq not in not_final
+        and Checkpoint.from_text(r.checkpoint).size >= end
     ]
     return covering[-1] if covering else None
 
@@ -83,7 +90,7 @@ def chain_receipt(
         found = [r for r in store.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
         if found:
             return found[0]
-    return covering_receipt(store, origin, end)
+    return covering_receipt(store, origin, end, chain.unconfirmed)
 
 
 def block_material(

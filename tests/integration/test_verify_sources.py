@@ -183,9 +183,7 @@ def test_a_bundle_verifies_offline_like_the_store(events):
     # A bundle proves its block; only the store (or read API) can show the chain's latest
     # anchored state, so the store's report has check 10 besides.
     assert [c["name"] for c in from_store["checks"]][-1] == "anchored-state"
-    assert strip == [
-        {k: v for k, v in c.items() if k != "data"} for c in from_store["checks"][:-1]
-    ]
+    assert strip == [{k: v for k, v in c.items() if k != "data"} for c in from_store["checks"][:-1]]
 
 
 def test_a_bundle_with_an_event_proves_the_event(events):
