@@ -33,7 +33,7 @@ from sealer.verify_material import block_material
 from verifier.anchor import AnchorReceipt
 from verifier.anchored_state import CHECK as ANCHORED_STATE
 from verifier.anchored_state import ChainState, read_chain_state
-from verifier.anchoring import AnchorReader
+from verifier.anchoring import AnchorReader, ChainAnchor
 from verifier.audit import AuditBlock, EntryRow, LogAudit, LogAuditor, Problem
 from verifier.block import BlockHeader
 from verifier.checkpoint import Checkpoint
@@ -70,7 +70,12 @@ class _Anchored:
     """Whether the chain named this anchor as the latest (else the store's receipts did)."""
 
 
-def store_chain_state(db: BlockStore, reader: AnchorReader, min_confirmations: int) -> ChainState:
+def store_chain_state(
+    db: BlockStore,
+    reader: AnchorReader,
+    min_confirmations: int,
+    settling: Callable[[ChainAnchor], bool] = lambda _anchor: False,
+) -> ChainState:
     """The anchors on chain held against the store's records of them.
 
     Raises ChainUnavailableError when the chain cannot be asked.
@@ -85,7 +90,7 @@ def store_chain_state(db: BlockStore, reader: AnchorReader, min_confirmations: i
 
     claimed = [a.seq for a in db.anchors("confirmed")]
     return read_chain_state(
-        on_chain, recorded, min_confirmations=min_confirmations, claimed=claimed
+        on_chain, recorded, min_confirmations=min_confirmations, claimed=claimed, settling=settling
     )
 
 

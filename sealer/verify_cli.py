@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,8 +26,8 @@ from sealer.files import write_atomic
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import store_bundle
-from verifier.anchored_state import ChainState
-from verifier.anchoring import AnchorReader, ChainUnavailableError
+from verifier.anchored_state import SETTLE_S, ChainState, mined_within
+from verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
 from verifier.audit import LogAudit, combined_exit_code
 from verifier.bundle import Bundle, bundle_from_json
 from verifier.errors import VerifierError
@@ -51,27 +52,37 @@ def read_bundle_file(path: Path) -> Bundle:
         fail(f"{path}: {exc}", 2)
 
 
+@dataclass(frozen=True)
+class _Depth:
+    """When the chain's word on an anchor is final: ``--confirmations`` and ``--settle``."""
+
+    confirmations: int = 1
+    settle_s: int = SETTLE_S
+    now: int = 0
+
+    def settling(self, reader: AnchorReader) -> Callable[[ChainAnchor], bool]:
+        return mined_within(reader, self.now, self.settle_s)
+
+
 def _from_store(
     store: Path,
     origin: str | None,
     number: int | None,
     event: str | None,
     reader: AnchorReader | None = None,
-    confirmations: int = 1,
+    depth: _Depth | None = None,
 ) -> tuple[Bundle, ChainState | None, int | None]:
     """The bundle of a block or event, and, with a chain, what the chain anchored and where
     the store's log ends: the block is then proven against the chain's latest anchor."""
     if not store.is_file():
         fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
     with BlockStore.open(store, readonly=True) as db:
-        chain = _chain_state(db, reader, confirmations)
+        chain = _chain_state(db, reader, depth or _Depth())
         made = store_bundle(db, origin, number, event, chain=chain)
         return made, chain, db.size(made.material.origin) if chain is not None else None
 
 
-def _chain_state(
-    db: BlockStore, reader: AnchorReader | None, confirmations: int
-) -> ChainState | None:
+def _chain_state(db: BlockStore, reader: AnchorReader | None, depth: _Depth) -> ChainState | None:
     """The chain's anchors against the store's records; None without a reachable chain (the
     on-chain check then says why nothing is proven)."""
     from sealer.verify_all import store_chain_state
@@ -79,7 +90,7 @@ def _chain_state(
     if reader is None:
         return None
     try:
-        return store_chain_state(db, reader, confirmations)
+        return store_chain_state(db, reader, depth.confirmations, depth.settling(reader))
     except ChainUnavailableError:
         return None
 
@@ -177,6 +188,16 @@ def _event_option(f: Any) -> Any:
     help="Confirmation depth an anchor needs before the chain's word on it is taken as final "
     "(which anchors exist, and so how far each log must reach).",
 )
+@click.option(
+    "--settle",
+    "settle_s",
+    type=click.IntRange(min=0),
+    default=SETTLE_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="An anchor mined less than this long ago may be missing from the evidence without "
+    "failing it (the anchor service is still recording it): the verdict is then NOT PROVEN.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     number: int | None,
@@ -192,6 +213,7 @@ def verify(
     deployment: Path,
     log_keys: tuple[str, ...],
     confirmations: int,
+    settle_s: int,
     as_json: bool,
 ) -> None:
     """Prove a block (--block N), one event (--event ID) or a whole log (--all).
@@ -250,11 +272,12 @@ def verify(
 
             reader = Web3AnchorReader(rpc, contract)
         verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
+        depth = _Depth(confirmations, settle_s, verifier.now)
         if whole_log and source is not None:
             offline = Verifier(keys, None, contract, chain_id, verifier.now)
-            _verify_all_remote(offline, verifier, source, origin, confirmations, as_json)
+            _verify_all_remote(offline, verifier, source, origin, depth, as_json)
         if whole_log:
-            _verify_all(verifier, store or DEFAULT_STORE, origin, confirmations, as_json)
+            _verify_all(verifier, store or DEFAULT_STORE, origin, depth, as_json)
         if bundle_path is not None:
             bundle = read_bundle_file(bundle_path)
             _check_bundle_matches(bundle, bundle_path, origin, number, event)
@@ -263,11 +286,11 @@ def verify(
             from verifier.remote import fetch_bundle
 
             bundle = fetch_bundle(source, origin, number, event)
-            chain = _remote_chain_state(reader, source, confirmations)
+            chain = _remote_chain_state(reader, source, depth)
             tip = _remote_tip(source, bundle.material.origin) if chain is not None else None
         else:
             bundle, chain, tip = _from_store(
-                store or DEFAULT_STORE, origin, number, event, reader, confirmations
+                store or DEFAULT_STORE, origin, number, event, reader, depth
             )
     except (SealerError, VerifierError) as exc:
         fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
@@ -280,7 +303,7 @@ def verify(
 
 
 def _remote_chain_state(
-    reader: AnchorReader | None, source: str, confirmations: int
+    reader: AnchorReader | None, source: str, depth: _Depth
 ) -> ChainState | None:
     """The chain's anchors against the read API's records of them; None without a chain."""
     from verifier.anchored_state import read_chain_state
@@ -296,9 +319,10 @@ def _remote_chain_state(
     return read_chain_state(
         on_chain,
         lambda seq: recorded[seq][1] if seq in recorded else None,
-        min_confirmations=confirmations,
+        min_confirmations=depth.confirmations,
         claimed=[seq for seq, (status, _) in recorded.items() if status == "confirmed"],
         evidence="read API",
+        settling=depth.settling(reader),
     )
 
 
@@ -317,7 +341,7 @@ def _unheld_logs(chain: ChainState | None, held: list[str], origin: str | None) 
 
 
 def _verify_all(
-    verifier: Verifier, store: Path, origin: str | None, confirmations: int, as_json: bool
+    verifier: Verifier, store: Path, origin: str | None, depth: _Depth, as_json: bool
 ) -> NoReturn:
     """Every block of one log (or of every log) streamed from a store, with a progress bar."""
     from sealer.verify_all import audit_log
@@ -325,7 +349,7 @@ def _verify_all(
     if not store.is_file():
         fail(f"{store}: no block store here (give --store)", 2)
     with BlockStore.open(store, readonly=True) as db:
-        chain = _chain_state(db, verifier.reader, confirmations)
+        chain = _chain_state(db, verifier.reader, depth)
         held = db.logs()
         unheld = _unheld_logs(chain, held, origin)
         if origin is not None and not db.has_log(origin) and not unheld:
@@ -353,7 +377,7 @@ def _verify_all_remote(
     online: Verifier,
     source: str,
     origin: str | None,
-    confirmations: int,
+    depth: _Depth,
     as_json: bool,
 ) -> NoReturn:
     """Every block of one log (or of every log) fetched from the read API as bundles."""
@@ -364,7 +388,7 @@ def _verify_all_remote(
     from verifier.remote import SourceError, fetch_bundle, fetch_logs
     from verifier.verify import BlockMaterial
 
-    chain = _remote_chain_state(online.reader, source, confirmations)
+    chain = _remote_chain_state(online.reader, source, depth)
     logs = fetch_logs(source)
     unheld = _unheld_logs(chain, [log for log, _, _ in logs], origin)
     if origin is not None:
@@ -405,7 +429,10 @@ def _print_audits(
     """The per-log reports, then what the chain says of the evidence as a whole (anchors it
     cannot rebuild, logs it does not hold), which fails the run whatever the logs say."""
     chain_problems = [*(chain.problems if chain is not None else ()), *(unheld or ())]
+    waiting = chain.settling_note() if chain is not None else None
     code = 1 if chain_problems else combined_exit_code(audits)
+    if code == 0 and waiting is not None:
+        code = 3
     verdict = {0: "VALID", 1: "INVALID", 3: "NOT PROVEN"}[code]
     if as_json:
         data: dict[str, Any] = {
@@ -414,7 +441,11 @@ def _print_audits(
             "logs": [a.to_json() for a in audits],
         }
         if chain is not None:
-            data["anchored_state"] = {**chain.to_json(), "problems": chain_problems}
+            data["anchored_state"] = {
+                **chain.to_json(),
+                "problems": chain_problems,
+                "pending": waiting,
+            }
         click.echo(json.dumps(data, indent=2))
     else:
         for audit in audits:
@@ -432,6 +463,8 @@ def _print_audits(
             )
         for problem in chain_problems:
             click.echo(f"  anchored-state: {problem}")
+        if waiting is not None:
+            click.echo(f"  anchored-state: {waiting}")
         if len(audits) != 1 or chain_problems:
             click.echo(f"{len(audits)} log{'s' if len(audits) != 1 else ''}: {verdict}")
     sys.exit(code)

@@ -30,14 +30,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.anchor import build_aggregate
-from verifier.anchoring import ChainAnchor
+from verifier.anchoring import AnchorReader, ChainAnchor
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
 
-__all__ = ["CHECK", "AnchoredSize", "ChainState", "read_chain_state"]
+__all__ = [
+    "CHECK",
+    "SETTLE_S",
+    "AnchoredSize",
+    "ChainState",
+    "NotRecordedYetError",
+    "mined_within",
+    "read_chain_state",
+]
 
 CHECK = "anchored-state"
 """The name of the check, in reports and ``--json`` output."""
+SETTLE_S = 60
+"""How long after its block an anchor may be missing from the evidence without failing it: the
+anchor service records an anchor as soon as its transaction is mined (seconds)."""
+
+
+def mined_within(reader: AnchorReader, now: int, seconds: int) -> Callable[[ChainAnchor], bool]:
+    """``settling`` for :func:`read_chain_state`: the anchor's block is less than ``seconds``
+    old at ``now`` (Unix seconds; the block's timestamp is read from the chain)."""
+
+    def young(anchor: ChainAnchor) -> bool:
+        fact = reader.anchored_at(anchor.seq)
+        return fact is not None and now - fact.timestamp < seconds
+
+    return young
+
+
+class NotRecordedYetError(VerifierError):
+    """The chain holds an anchor so recent that the evidence may not have recorded it yet:
+    nothing is proven about it either way (exit 3, try again)."""
+
+    exit_code = 3
 
 
 def _where(anchor: ChainAnchor) -> str:
@@ -85,6 +114,20 @@ class ChainState:
     """Seqs on chain that have not reached the confirmation depth yet (not counted)."""
     evidence: str = "store"
     """What the records came from, for messages: ``store``, ``read API``."""
+    settling: tuple[int, ...] = ()
+    """Seqs on chain after the last one the evidence records, still inside the settling time:
+    the anchor service records an anchor moments after it is mined, so these are "not recorded
+    yet" (nothing proven, exit 3), not a problem; once older they are a problem."""
+
+    def settling_note(self) -> str | None:
+        """Why the verdict must wait, when anchors on chain are still being recorded."""
+        if not self.settling:
+            return None
+        seqs = ", ".join(map(str, self.settling))
+        return (
+            f"not recorded yet: the chain holds anchor {seqs}, mined moments ago, which the "
+            f"{self.evidence} does not record yet; verify again shortly"
+        )
 
     @property
     def latest(self) -> ChainAnchor | None:
@@ -113,6 +156,7 @@ class ChainState:
             "anchors_on_chain": len(self.anchors),
             "latest_seq": latest.seq if latest is not None else None,
             "unconfirmed": list(self.unconfirmed),
+            "settling": list(self.settling),
             "logs": {o: a.to_json() for o, a in sorted(self.logs.items())},
             "problems": list(self.problems),
         }
@@ -125,6 +169,7 @@ def read_chain_state(
     min_confirmations: int = 1,
     claimed: Iterable[int] = (),
     evidence: str = "store",
+    settling: Callable[[ChainAnchor], bool] = lambda _anchor: False,
 ) -> ChainState:
     """Hold the evidence's anchor records against the anchors on chain.
 
@@ -133,7 +178,10 @@ def read_chain_state(
     record (it may raise VerifierError for a record it cannot read); ``claimed`` the seqs the
     evidence records as confirmed; ``evidence`` names it in messages. Anchors with fewer than
     ``min_confirmations`` confirmations are left out (not yet final) and listed as unconfirmed.
-    Raises ValueError for a depth below 1; never raises for bad evidence (that is a problem).
+    ``settling(anchor)`` says whether an anchor is young enough that its record may still be on
+    its way; it is asked only about unrecorded anchors after the last recorded one (a gap in
+    the middle is never excused). Raises ValueError for a depth below 1; never raises for bad
+    evidence (that is a problem).
     """
     if min_confirmations < 1:
         raise ValueError("min_confirmations must be at least 1")
@@ -141,6 +189,7 @@ def read_chain_state(
     confirmed = tuple(a for a in every if a.confirmations >= min_confirmations)
     problems: list[str] = []
     logs: dict[str, AnchoredSize] = {}
+    waiting: list[int] = []
     for anchor in confirmed:
         try:
             bodies = recorded(anchor.seq)
@@ -148,11 +197,7 @@ def read_chain_state(
             problems.append(f"the {evidence}'s record of {_where(anchor)} is unreadable: {exc}")
             continue
         if not bodies:
-            problems.append(
-                f"the chain holds {_where(anchor)} with root {anchor.root.hex()}, but the "
-                f"{evidence} has no record of it, so it cannot show what that anchor committed "
-                "to (restored from an older copy, or its anchor records deleted)"
-            )
+            waiting.append(anchor.seq)
             continue
         try:
             aggregate = build_aggregate(bodies)
@@ -168,6 +213,12 @@ def read_chain_state(
         for body in aggregate.bodies:
             cp = Checkpoint.from_text(body)
             logs[cp.origin] = AnchoredSize(cp.origin, cp.size, anchor, body)
+        problems.extend(_unrecorded(confirmed, waiting, evidence))
+        waiting = []
+    # Unrecorded anchors after the last recorded one may only be settling.
+    by_seq = {a.seq: a for a in confirmed}
+    young = [seq for seq in waiting if settling(by_seq[seq])]
+    problems.extend(_unrecorded(confirmed, [s for s in waiting if s not in young], evidence))
     seqs = {a.seq for a in every}
     problems.extend(
         f"the {evidence} records anchor {seq} as confirmed, but the chain has no such anchor"
@@ -180,4 +231,15 @@ def read_chain_state(
         tuple(problems),
         tuple(a.seq for a in every if a.confirmations < min_confirmations),
         evidence,
+        tuple(young),
     )
+
+
+def _unrecorded(anchors: Sequence[ChainAnchor], seqs: Sequence[int], evidence: str) -> list[str]:
+    by_seq = {a.seq: a for a in anchors}
+    return [
+        f"the chain holds {_where(by_seq[seq])} with root {by_seq[seq].root.hex()}, but the "
+        f"{evidence} has no record of it, so it cannot show what that anchor committed to "
+        "(restored from an older copy, or its anchor records deleted)"
+        for seq in seqs
+    ]

@@ -42,7 +42,7 @@ from typing import Any
 
 from verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
 from verifier.anchored_state import CHECK as ANCHORED_STATE_CHECK
-from verifier.anchored_state import ChainState
+from verifier.anchored_state import ChainState, NotRecordedYetError
 from verifier.anchoring import AnchorReader, ChainUnavailableError
 from verifier.block import BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint, open_checkpoint
@@ -257,6 +257,10 @@ class Verifier:
             except (_Failed, VerifierError) as exc:
                 if isinstance(exc, ChainUnavailableError):
                     pending.append(f"chain unreachable: {exc}")
+                    checks.append(Check(number, name, SKIPPED, str(exc)))
+                    return False
+                if isinstance(exc, NotRecordedYetError):
+                    pending.append(str(exc))
                     checks.append(Check(number, name, SKIPPED, str(exc)))
                     return False
                 checks.append(Check(number, name, FAILED, str(exc)))
@@ -525,6 +529,9 @@ def _anchored_state(origin: str, chain: ChainState, tip: int | None) -> tuple[st
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise _Failed(problems[0] + more)
+    waiting = chain.settling_note()
+    if waiting is not None:
+        raise NotRecordedYetError(waiting)
     anchored = chain.logs.get(origin)
     latest = chain.latest
     if latest is None:

@@ -50,14 +50,17 @@ class Stores:
     record_path: Path
     rpc: str
 
-    def verify(self, *args: str, store: Path | None = None) -> tuple[int, dict[str, Any], str]:
+    def verify(
+        self, *args: str, store: Path | None = None, settle: int = 0
+    ) -> tuple[int, dict[str, Any], str]:
+        """``auditseal verify``; anchors are judged at once (``--settle 0``) unless ``settle``."""
         where = ("--store", str(store or self.path)) if "--source" not in args else ()
         result = CliRunner().invoke(
             verify,
             [
                 *where,
                 *("--rpc", self.rpc, "--deployment", str(self.record_path)),
-                *("--log-key", LOG_KEY, "--json", *args),
+                *("--log-key", LOG_KEY, "--settle", str(settle), "--json", *args),
             ],
         )
         try:
@@ -135,6 +138,20 @@ def test_a_store_rolled_back_to_an_earlier_copy_fails(stores):
     assert all(log["problems"] == [] for log in data["logs"])
 
 
+def test_an_anchor_mined_moments_ago_may_still_be_unrecorded_but_not_for_long(stores):
+    """The anchor service records an anchor as soon as it is mined: within the settling time
+    a missing record is "not proven yet" (exit 3), never VALID; after it, INVALID."""
+    code, data, output = stores.verify("--all", store=stores.rolled_back, settle=3600)
+    assert code == 3, output
+    assert data["anchored_state"]["settling"] == [2] and data["anchored_state"]["problems"] == []
+    assert "not recorded yet: the chain holds anchor 2" in data["anchored_state"]["pending"]
+    code, data, output = stores.verify(
+        "--block", "0", "--log", A, store=stores.rolled_back, settle=3600
+    )
+    assert code == 3 and "not recorded yet" in data["pending"], output
+    assert stores.verify("--all", store=stores.rolled_back, settle=0)[0] == 1
+
+
 def test_a_rolled_back_copy_fails_a_single_block_too(stores):
     code, data, output = stores.verify("--block", "0", "--log", A, store=stores.rolled_back)
     assert code == 1, output
@@ -152,6 +169,7 @@ def test_the_human_report_says_what_the_chain_anchors_and_where_the_store_ends(s
         [
             *("--store", str(stores.path), "--rpc", stores.rpc),
             *("--deployment", str(stores.record_path), "--log-key", LOG_KEY, "--all"),
+            *("--settle", "0"),
         ],
     )
     assert result.exit_code == 1, result.output

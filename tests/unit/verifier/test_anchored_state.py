@@ -100,3 +100,19 @@ def test_anchors_short_of_the_depth_are_left_out_but_not_called_invented():
 def test_the_depth_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         read_chain_state([], records(), min_confirmations=0)
+
+
+def test_only_young_unrecorded_anchors_at_the_end_may_be_settling():
+    anchors = [on_chain(1, ANCHOR_1), on_chain(2, ANCHOR_2), on_chain(3, [body(A, 20)])]
+    state = read_chain_state(anchors, records(s1=ANCHOR_1), settling=lambda a: a.seq == 3)
+    assert state.settling == (3,)
+    (problem,) = state.problems  # anchor 2 is old: no excuse for its missing record
+    assert "the chain holds anchor 2 " in problem
+    assert state.settling_note() is not None and "anchor 3" in (state.settling_note() or "")
+    # A gap before a recorded anchor is never excused, however young.
+    state = read_chain_state(
+        [*anchors[:2], on_chain(3, ANCHOR_2)],
+        records(s1=ANCHOR_1, s3=ANCHOR_2),
+        settling=lambda a: True,
+    )
+    assert state.settling == () and "anchor 2 " in state.problems[0]
