@@ -231,6 +231,19 @@ def _logs(db: BlockStore) -> list[dict[str, Any]]:
     return out
 
 
+def _anchors(db: BlockStore) -> list[dict[str, Any]]:
+    """Every recorded anchor with the checkpoint bodies it aggregated (what a verifier needs
+    to rebuild each root the chain holds: ``verify --source`` checks ``anchored-state``)."""
+    return [
+        {
+            "seq": a.seq,
+            "status": a.status,
+            "checkpoints": [r.checkpoint for r in db.anchor_receipts(a.seq)],
+        }
+        for a in db.anchors()
+    ]
+
+
 def _last_block(db: BlockStore, origin: str) -> StoredBlock:
     _require_log(db, origin)
     last = db.last_block(origin)
@@ -514,6 +527,9 @@ class ReadAPI:
         # Entries may be redacted and newer anchors cover the block later: short-lived.
         return _json(200, await self.stores.run(read), self.entry_cache)
 
+    async def anchors(self, _request: web.Request) -> web.Response:
+        return _json(200, await self.stores.run(_anchors), NO_CACHE)
+
     async def healthz(self, _request: web.Request) -> web.Response:
         try:
             count = len(await self.stores.run(lambda db: db.logs()))
@@ -555,6 +571,7 @@ def make_app(
             web.get("/v1/proof/inclusion", api.inclusion),
             web.get("/v1/proof/consistency", api.consistency),
             web.get("/v1/bundle", api.bundle),
+            web.get("/v1/anchors", api.anchors),
             web.get("/healthz", api.healthz),
             web.get("/metrics", api.metrics_route),
         ]

@@ -4,9 +4,15 @@
 its entries, both in one read transaction so a sealer appending meanwhile cannot skew them;
 memory holds one block at a time) into :class:`verifier.audit.LogAuditor`, which reports every
 bad or missing block. It then proves the log on chain once: the block that ends at the latest
-confirmed anchored checkpoint goes through :meth:`verifier.verify.Verifier.verify_block`, whose
+anchored checkpoint goes through :meth:`verifier.verify.Verifier.verify_block`, whose
 consistency, anchor-inclusion and on-chain checks carry every block up to it to the chain.
 Blocks after that checkpoint are "not anchored yet".
+
+Which anchor is the latest is the chain's word, not the store's (:func:`store_chain_state`,
+:mod:`verifier.anchored_state`): with a chain at hand, the log's anchored size comes from the
+latest anchor on chain whose aggregate the store's records rebuild, and a log anchored beyond
+the store's last block fails the ``anchored-state`` check. Without a chain the store's own
+receipts are followed, and nothing is proven on chain (exit 3 at best).
 
 Exit codes (:attr:`LogAudit.exit_code`; :func:`verifier.audit.combined_exit_code` for several
 logs): 0 valid, 1 a bad or missing block or a failed anchor check, 3 nothing invalid but not all
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -25,6 +31,9 @@ from sealer.errors import NotFoundError, SealerError, StoreError
 from sealer.store import BlockStore
 from sealer.verify_material import block_material
 from verifier.anchor import AnchorReceipt
+from verifier.anchored_state import CHECK as ANCHORED_STATE
+from verifier.anchored_state import ChainState, read_chain_state
+from verifier.anchoring import AnchorReader, ChainAnchor
 from verifier.audit import AuditBlock, EntryRow, LogAudit, LogAuditor, Problem
 from verifier.block import BlockHeader
 from verifier.checkpoint import Checkpoint
@@ -32,7 +41,7 @@ from verifier.errors import VerifierError
 from verifier.merkle import range_nodes
 from verifier.verify import CHECKS, Report, Verifier
 
-__all__ = ["audit_log"]
+__all__ = ["audit_log", "store_chain_state"]
 
 _BLOCKS_SQL = (
     "SELECT number, start_idx, end_idx, header, checkpoint FROM blocks"
@@ -57,6 +66,32 @@ class _Anchored:
     block: int | None = None
     first_after: int | None = None
     last_after: int | None = None
+    from_chain: bool = False
+    """Whether the chain named this anchor as the latest (else the store's receipts did)."""
+
+
+def store_chain_state(
+    db: BlockStore,
+    reader: AnchorReader,
+    min_confirmations: int,
+    settling: Callable[[ChainAnchor], bool] = lambda _anchor: False,
+) -> ChainState:
+    """The anchors on chain held against the store's records of them.
+
+    Raises ChainUnavailableError when the chain cannot be asked.
+    """
+    on_chain = reader.anchors()
+
+    def recorded(seq: int) -> list[str]:
+        try:
+            return [r.checkpoint for r in db.anchor_receipts(seq)]
+        except (SealerError, ValueError) as exc:  # FormatError is a ValueError
+            raise VerifierError(f"{db.path}: anchor {seq}: {exc}") from exc
+
+    claimed = [a.seq for a in db.anchors("confirmed")]
+    return read_chain_state(
+        on_chain, recorded, min_confirmations=min_confirmations, claimed=claimed, settling=settling
+    )
 
 
 def audit_log(
@@ -64,17 +99,24 @@ def audit_log(
     origin: str,
     verifier: Verifier,
     progress: Callable[[int], None] | None = None,
+    chain: ChainState | None = None,
 ) -> LogAudit:
     """Audit every block of ``origin`` in ``db`` and prove its latest anchor with ``verifier``.
 
-    ``progress`` is called with the number of entries checked so far after each block.
-    Raises NotFoundError if the store has no such log, StoreError if it cannot be read.
+    ``chain`` (from :func:`store_chain_state`) says which anchor is the log's latest; without it
+    the store's latest confirmed receipt is taken. ``progress`` is called with the number of
+    entries checked so far after each block. Raises NotFoundError if the store has no such log,
+    StoreError if it cannot be read.
     """
     if not db.has_log(origin):
         raise NotFoundError(f"{db.path}: no log {origin!r}")
     auditor = LogAuditor(origin, verifier.log_keys)
     problems: list[Problem] = []
-    anchored = _latest_anchor(db, origin, problems)
+    anchored = (
+        _latest_anchor(db, origin, problems)
+        if chain is None
+        else _chain_anchor(db, origin, chain, problems)
+    )
     try:
         conn = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
@@ -86,12 +128,37 @@ def audit_log(
         raise StoreError(f"{db.path}: reading log {origin!r}: {exc}") from exc
     finally:
         conn.close()
+    if chain is not None:
+        problems.extend(
+            Problem(None, ANCHORED_STATE, p) for p in chain.problems_for(origin, auditor.size)
+        )
     report, pending = _prove_anchor(db, origin, verifier, auditor, anchored, problems)
     return auditor.finish(report, anchored.size, pending, problems)
 
 
-def _latest_anchor(db: BlockStore, origin: str, problems: list[Problem]) -> _Anchored:
-    confirmed = [r for r in db.log_anchor_receipts(origin) if r.status == "confirmed"]
+def _chain_anchor(
+    db: BlockStore, origin: str, chain: ChainState, problems: list[Problem]
+) -> _Anchored:
+    """The store's receipt of the log in the latest anchor on chain that the store rebuilds;
+    the store's own latest receipt when no such anchor names the log."""
+    anchored = chain.logs.get(origin)
+    if anchored is None:  # the store's claim, if any, is tested by checks 6-8
+        return _latest_anchor(db, origin, problems, chain.unconfirmed)
+    found = [r for r in db.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
+    if not found:  # cannot happen: the chain state was read from these receipts
+        problems.append(Problem(None, "anchor", f"no receipt of anchor {anchored.anchor.seq}"))
+        return _Anchored(None, None)
+    return _Anchored(found[0], anchored.size, from_chain=True)
+
+
+def _latest_anchor(
+    db: BlockStore, origin: str, problems: list[Problem], not_final: Collection[int] = ()
+) -> _Anchored:
+    confirmed = [
+        r
+        for r in db.log_anchor_receipts(origin)
+        if r.status == "confirmed" and r.seq not in not_final
+    ]
     if not confirmed:
         return _Anchored(None, None)
     receipt = confirmed[-1]
@@ -208,7 +275,10 @@ def _prove_anchor(
             pending.append(f"not anchored yet: no confirmed anchor of {origin} covers any block")
         return None, "; ".join(pending) or None
     seq = anchored.receipt.seq
-    if anchored.block is None:
+    tail_gone = anchored.size is not None and size < anchored.size
+    if anchored.block is None and anchored.from_chain and tail_gone:
+        pass  # the anchored-state check names it, in the chain's words
+    elif anchored.block is None:
         problems.append(
             Problem(
                 None,

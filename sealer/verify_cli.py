@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +26,8 @@ from sealer.files import write_atomic
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from sealer.store import DEFAULT_STORE, BlockStore
 from sealer.verify_material import store_bundle
-from verifier.anchoring import AnchorReader
+from verifier.anchored_state import SETTLE_S, ChainState, mined_within
+from verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
 from verifier.audit import LogAudit, combined_exit_code
 from verifier.bundle import Bundle, bundle_from_json
 from verifier.errors import VerifierError
@@ -50,11 +52,47 @@ def read_bundle_file(path: Path) -> Bundle:
         fail(f"{path}: {exc}", 2)
 
 
-def _from_store(store: Path, origin: str | None, number: int | None, event: str | None) -> Bundle:
+@dataclass(frozen=True)
+class _Depth:
+    """When the chain's word on an anchor is final: ``--confirmations`` and ``--settle``."""
+
+    confirmations: int = 1
+    settle_s: int = SETTLE_S
+    now: int = 0
+
+    def settling(self, reader: AnchorReader) -> Callable[[ChainAnchor], bool]:
+        return mined_within(reader, self.now, self.settle_s)
+
+
+def _from_store(
+    store: Path,
+    origin: str | None,
+    number: int | None,
+    event: str | None,
+    reader: AnchorReader | None = None,
+    depth: _Depth | None = None,
+) -> tuple[Bundle, ChainState | None, int | None]:
+    """The bundle of a block or event, and, with a chain, what the chain anchored and where
+    the store's log ends: the block is then proven against the chain's latest anchor."""
     if not store.is_file():
         fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
     with BlockStore.open(store, readonly=True) as db:
-        return store_bundle(db, origin, number, event)
+        chain = _chain_state(db, reader, depth or _Depth())
+        made = store_bundle(db, origin, number, event, chain=chain)
+        return made, chain, db.size(made.material.origin) if chain is not None else None
+
+
+def _chain_state(db: BlockStore, reader: AnchorReader | None, depth: _Depth) -> ChainState | None:
+    """The chain's anchors against the store's records; None without a reachable chain (the
+    on-chain check then says why nothing is proven)."""
+    from sealer.verify_all import store_chain_state
+
+    if reader is None:
+        return None
+    try:
+        return store_chain_state(db, reader, depth.confirmations, depth.settling(reader))
+    except ChainUnavailableError:
+        return None
 
 
 def _check_bundle_matches(
@@ -140,6 +178,26 @@ def _event_option(f: Any) -> Any:
     show_envvar=True,
     help="Pinned log verifier key (name+keyid+base64); repeatable.",
 )
+@click.option(
+    "--confirmations",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="AUDITSEAL_CONFIRMATIONS",
+    show_envvar=True,
+    help="Confirmation depth an anchor needs before the chain's word on it is taken as final "
+    "(which anchors exist, and so how far each log must reach).",
+)
+@click.option(
+    "--settle",
+    "settle_s",
+    type=click.IntRange(min=0),
+    default=SETTLE_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="An anchor mined less than this long ago may be missing from the evidence without "
+    "failing it (the anchor service is still recording it): the verdict is then NOT PROVEN.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
     number: int | None,
@@ -154,6 +212,8 @@ def verify(
     chain_id: int | None,
     deployment: Path,
     log_keys: tuple[str, ...],
+    confirmations: int,
+    settle_s: int,
     as_json: bool,
 ) -> None:
     """Prove a block (--block N), one event (--event ID) or a whole log (--all).
@@ -169,13 +229,17 @@ def verify(
       7 anchor-inclusion  the anchored checkpoint is in the anchor's aggregate root
       8 on-chain          the pinned contract holds that root, set by an authorised anchorer
       9 event             (--event) the event's inclusion proof leads to the checkpoint
+     10 anchored-state    (store, read API) every anchor on chain is one the evidence
+                          rebuilds, and no log is anchored beyond where the evidence ends
 
     \b
     The proof is read from one of: --store (default .auditseal/store.db), --source (the
     read API of `auditseal serve`) or --bundle (a file from `auditseal bundle`).
     --all replays every block of a store (checks 1-5 on each, listing every bad or missing
     block) and runs checks 6-8 once, on the block of the latest anchor; with --source it
-    fetches each block's bundle and runs checks 1-7 on each, check 8 once.
+    fetches each block's bundle and runs checks 1-7 on each, check 8 once. The chain, not
+    the evidence, says which anchor is the latest: a store restored from an older copy, or
+    missing its last blocks, fails anchored-state.
 
     \b
     Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
@@ -208,23 +272,29 @@ def verify(
 
             reader = Web3AnchorReader(rpc, contract)
         verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
+        depth = _Depth(confirmations, settle_s, verifier.now)
         if whole_log and source is not None:
             offline = Verifier(keys, None, contract, chain_id, verifier.now)
-            _verify_all_remote(offline, verifier, source, origin, as_json)
+            _verify_all_remote(offline, verifier, source, origin, depth, as_json)
         if whole_log:
-            _verify_all(verifier, store or DEFAULT_STORE, origin, as_json)
+            _verify_all(verifier, store or DEFAULT_STORE, origin, depth, as_json)
         if bundle_path is not None:
             bundle = read_bundle_file(bundle_path)
             _check_bundle_matches(bundle, bundle_path, origin, number, event)
+            chain, tip = None, None
         elif source is not None:
             from verifier.remote import fetch_bundle
 
             bundle = fetch_bundle(source, origin, number, event)
+            chain = _remote_chain_state(reader, source, depth)
+            tip = _remote_tip(source, bundle.material.origin) if chain is not None else None
         else:
-            bundle = _from_store(store or DEFAULT_STORE, origin, number, event)
+            bundle, chain, tip = _from_store(
+                store or DEFAULT_STORE, origin, number, event, reader, depth
+            )
     except (SealerError, VerifierError) as exc:
         fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
-    report = verifier.verify_block(bundle.material, bundle.event)
+    report = verifier.verify_block(bundle.material, bundle.event, chain=chain, tip=tip)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -232,16 +302,59 @@ def verify(
     sys.exit(report.exit_code)
 
 
-def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bool) -> NoReturn:
+def _remote_chain_state(
+    reader: AnchorReader | None, source: str, depth: _Depth
+) -> ChainState | None:
+    """The chain's anchors against the read API's records of them; None without a chain."""
+    from verifier.anchored_state import read_chain_state
+    from verifier.remote import fetch_anchors
+
+    if reader is None:
+        return None
+    try:
+        on_chain = reader.anchors()
+    except ChainUnavailableError:
+        return None
+    recorded = fetch_anchors(source)
+    return read_chain_state(
+        on_chain,
+        lambda seq: recorded[seq][1] if seq in recorded else None,
+        min_confirmations=depth.confirmations,
+        claimed=[seq for seq, (status, _) in recorded.items() if status == "confirmed"],
+        evidence="read API",
+        settling=depth.settling(reader),
+    )
+
+
+def _remote_tip(source: str, origin: str) -> int | None:
+    from verifier.remote import fetch_logs
+
+    return next((size for log, _, size in fetch_logs(source) if log == origin), None)
+
+
+def _unheld_logs(chain: ChainState | None, held: list[str], origin: str | None) -> list[str]:
+    """Problems for logs the chain anchors that the evidence does not hold at all."""
+    if chain is None:
+        return []
+    wanted = [origin] if origin is not None else sorted(chain.logs)
+    return [p for log in wanted if log not in held for p in chain.problems_for(log, None)]
+
+
+def _verify_all(
+    verifier: Verifier, store: Path, origin: str | None, depth: _Depth, as_json: bool
+) -> NoReturn:
     """Every block of one log (or of every log) streamed from a store, with a progress bar."""
     from sealer.verify_all import audit_log
 
     if not store.is_file():
         fail(f"{store}: no block store here (give --store)", 2)
     with BlockStore.open(store, readonly=True) as db:
-        origins = [origin] if origin is not None else db.logs()
-        if origin is not None and not db.has_log(origin):
+        chain = _chain_state(db, verifier.reader, depth)
+        held = db.logs()
+        unheld = _unheld_logs(chain, held, origin)
+        if origin is not None and not db.has_log(origin) and not unheld:
             fail(f"{store}: no log {origin!r}", 2)
+        origins = [o for o in ([origin] if origin is not None else held) if o in held]
         total = sum(db.size(o) for o in origins)
         audits = []
         with click.progressbar(
@@ -255,28 +368,41 @@ def _verify_all(verifier: Verifier, store: Path, origin: str | None, as_json: bo
                     bar.update(n - done)
                     done = n
 
-                audits.append(audit_log(db, log, verifier, advance))
-    _print_audits(audits, as_json)
+                audits.append(audit_log(db, log, verifier, advance, chain))
+    _print_audits(audits, as_json, chain, unheld)
 
 
 def _verify_all_remote(
-    offline: Verifier, online: Verifier, source: str, origin: str | None, as_json: bool
+    offline: Verifier,
+    online: Verifier,
+    source: str,
+    origin: str | None,
+    depth: _Depth,
+    as_json: bool,
 ) -> NoReturn:
     """Every block of one log (or of every log) fetched from the read API as bundles."""
+    from dataclasses import replace
+
+    from verifier.anchored_state import CHECK as ANCHORED_STATE
     from verifier.audit import Problem, audit_materials
     from verifier.remote import SourceError, fetch_bundle, fetch_logs
     from verifier.verify import BlockMaterial
 
+    chain = _remote_chain_state(online.reader, source, depth)
     logs = fetch_logs(source)
+    unheld = _unheld_logs(chain, [log for log, _, _ in logs], origin)
     if origin is not None:
-        logs = [(o, n) for o, n in logs if o == origin]
-        if not logs:
+        logs = [item for item in logs if item[0] == origin]
+        if not logs and not unheld:
             fail(f"{source}: serves no log {origin!r}", 2)
     audits = []
     with click.progressbar(
-        length=sum(n for _, n in logs), label="verifying blocks", file=sys.stderr, show_pos=True
+        length=sum(n for _, n, _ in logs),
+        label="verifying blocks",
+        file=sys.stderr,
+        show_pos=True,
     ) as bar:
-        for log, count in logs:
+        for log, count, size in logs:
 
             def blocks(log: str = log, count: int = count) -> Iterator[BlockMaterial | Problem]:
                 for number in range(count):
@@ -286,21 +412,61 @@ def _verify_all_remote(
                     except SourceError as exc:  # the server lacks it: a missing block
                         yield Problem(number, "missing", str(exc))
 
-            audits.append(audit_materials(log, blocks(), offline, online))
-    _print_audits(audits, as_json)
+            audit = audit_materials(log, blocks(), offline, online)
+            if chain is not None:
+                found = [Problem(None, ANCHORED_STATE, p) for p in chain.problems_for(log, size)]
+                audit = replace(audit, problems=(*audit.problems, *found))
+            audits.append(audit)
+    _print_audits(audits, as_json, chain, unheld)
 
 
-def _print_audits(audits: list[LogAudit], as_json: bool) -> NoReturn:
-    code = combined_exit_code(audits)
+def _print_audits(
+    audits: list[LogAudit],
+    as_json: bool,
+    chain: ChainState | None = None,
+    unheld: list[str] | None = None,
+) -> NoReturn:
+    """The per-log reports, then what the chain says of the evidence as a whole (anchors it
+    cannot rebuild, logs it does not hold), which fails the run whatever the logs say."""
+    chain_problems = [*(chain.problems if chain is not None else ()), *(unheld or ())]
+    waiting = chain.settling_note() if chain is not None else None
+    code = 1 if chain_problems else combined_exit_code(audits)
+    if code == 0 and waiting is not None:
+        code = 3
     verdict = {0: "VALID", 1: "INVALID", 3: "NOT PROVEN"}[code]
     if as_json:
-        data = {"verdict": verdict, "exit_code": code, "logs": [a.to_json() for a in audits]}
+        data: dict[str, Any] = {
+            "verdict": verdict,
+            "exit_code": code,
+            "logs": [a.to_json() for a in audits],
+        }
+        if chain is not None:
+            data["anchored_state"] = {
+                **chain.to_json(),
+                "problems": chain_problems,
+                "pending": waiting,
+            }
         click.echo(json.dumps(data, indent=2))
     else:
         for audit in audits:
             click.echo(audit.render(), nl=False)
-        if len(audits) != 1:
-            click.echo(f"{len(audits)} logs: {verdict}")
+        if chain is not None:
+            latest = chain.latest
+            click.echo(
+                f"chain: {len(chain.anchors)} anchors with {chain.min_confirmations}+ "
+                "confirmations"
+                + (
+                    f", the latest is anchor {latest.seq} (block {latest.block_number})"
+                    if latest is not None
+                    else ""
+                )
+            )
+        for problem in chain_problems:
+            click.echo(f"  anchored-state: {problem}")
+        if waiting is not None:
+            click.echo(f"  anchored-state: {waiting}")
+        if len(audits) != 1 or chain_problems:
+            click.echo(f"{len(audits)} log{'s' if len(audits) != 1 else ''}: {verdict}")
     sys.exit(code)
 
 
@@ -336,7 +502,7 @@ def bundle(
     if number is None and event is None:
         fail("name what to bundle: --block N or --event ID", 2)
     try:
-        made = _from_store(store or DEFAULT_STORE, origin, number, event)
+        made, _, _ = _from_store(store or DEFAULT_STORE, origin, number, event)
     except (SealerError, VerifierError) as exc:
         fail(str(exc), 2)
     data = made.encode()

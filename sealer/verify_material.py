@@ -16,9 +16,12 @@ reports each, none is an error here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sealer.errors import InputError, NotFoundError, StoreError
 from sealer.store import BlockStore
 from verifier.anchor import AnchorReceipt
+from verifier.anchored_state import ChainState
 from verifier.block import SealedBlock
 from verifier.bundle import Bundle
 from verifier.checkpoint import Checkpoint
@@ -26,7 +29,14 @@ from verifier.compact import CompactRange
 from verifier.leaf import Entry
 from verifier.verify import BlockMaterial, EventProof, numbered_reference
 
-__all__ = ["block_material", "covering_receipt", "locate_event", "only_log", "store_bundle"]
+__all__ = [
+    "block_material",
+    "chain_receipt",
+    "covering_receipt",
+    "locate_event",
+    "only_log",
+    "store_bundle",
+]
 
 
 def only_log(store: BlockStore) -> str:
@@ -40,12 +50,17 @@ def only_log(store: BlockStore) -> str:
     return logs[0]
 
 
-def covering_receipt(store: BlockStore, origin: str, end: int) -> AnchorReceipt | None:
-    """The latest confirmed receipt of ``origin`` whose checkpoint covers size ``end``."""
+def covering_receipt(
+    store: BlockStore, origin: str, end: int, not_final: Collection[int] = ()
+) -> AnchorReceipt | None:
+    """The latest confirmed receipt of ``origin`` whose checkpoint covers size ``end``, leaving
+    out the anchors ``not_final`` (on chain, but short of the pinned confirmation depth)."""
     covering = [
         r
         for r in store.log_anchor_receipts(origin)
-        if r.status == "confirmed" and Checkpoint.from_text(r.checkpoint).size >= end
+        if r.status == "confirmed"
+        and r.seq not in not_final
+        and Checkpoint.from_text(r.checkpoint).size >= end
     ]
     return covering[-1] if covering else None
 
@@ -63,8 +78,29 @@ def _entries(store: BlockStore, origin: str, start: int, end: int) -> tuple[Entr
         return tuple(found)
 
 
-def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial:
-    """The material of block ``number`` of ``origin``; NotFoundError if the store lacks it."""
+def chain_receipt(
+    store: BlockStore, origin: str, end: int, chain: ChainState
+) -> AnchorReceipt | None:
+    """The store's receipt of ``origin`` in the latest anchor on chain that the store rebuilds,
+    if that anchor covers size ``end``: the chain, not the store, picks the anchor. Otherwise
+    the store's own latest covering receipt, whose claim checks 6-8 then test (and the
+    ``anchored-state`` check reports what the chain holds that the store cannot show)."""
+    anchored = chain.logs.get(origin)
+    if anchored is not None and anchored.size >= end:
+        found = [r for r in store.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
+        if found:
+            return found[0]
+    return covering_receipt(store, origin, end, chain.unconfirmed)
+
+
+def block_material(
+    store: BlockStore, origin: str, number: int, *, chain: ChainState | None = None
+) -> BlockMaterial:
+    """The material of block ``number`` of ``origin``; NotFoundError if the store lacks it.
+
+    The anchor receipt is that of the chain's latest anchor of the log when ``chain`` is given
+    (:func:`chain_receipt`), else the store's latest confirmed receipt covering the block.
+    """
     if not store.has_log(origin):
         raise NotFoundError(f"{store.path}: no log {origin!r}")
     stored = store.block(origin, number)
@@ -81,7 +117,11 @@ def block_material(store: BlockStore, origin: str, number: int) -> BlockMaterial
     compact = tuple(
         store.node(origin, lvl, idx) for lvl, idx in CompactRange.node_ids(header.start)
     )
-    receipt = covering_receipt(store, origin, header.end)
+    receipt = (
+        covering_receipt(store, origin, header.end)
+        if chain is None
+        else chain_receipt(store, origin, header.end, chain)
+    )
     consistency: tuple[bytes, ...] = ()
     anchored_note: str | None = None
     if receipt is not None:
@@ -137,11 +177,17 @@ def locate_event(
 
 
 def store_bundle(
-    store: BlockStore, origin: str | None, number: int | None = None, event: str | None = None
+    store: BlockStore,
+    origin: str | None,
+    number: int | None = None,
+    event: str | None = None,
+    *,
+    chain: ChainState | None = None,
 ) -> Bundle:
     """The bundle of block ``number`` of ``origin``, or of the block holding ``event``.
 
-    ``origin`` None: the log of the event, or the store's only log.
+    ``origin`` None: the log of the event, or the store's only log. ``chain``: prove the block
+    against the chain's latest anchor of the log (see :func:`block_material`).
     """
     proof = None
     if event is None:
@@ -156,7 +202,7 @@ def store_bundle(
         proof = EventProof(index, tuple(inclusion.proof), event, copies)
     if number is None or origin is None:
         raise InputError("name a block (--block N) or an event (--event ID)")
-    material = block_material(store, origin, number)
+    material = block_material(store, origin, number, chain=chain)
     header = material.block.header
     triage = store.event_ids(origin, header.start, header.end)
     meta = [triage.get(e.position, (None, None)) for e in material.block.entries]

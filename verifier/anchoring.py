@@ -12,6 +12,9 @@ endpoint, a fake in tests). The contract of each method:
   (``eth_getLogs`` filtered by the indexed seq), as an :class:`AnchorFact`; None if there is none.
 * ``is_anchorer(address, block)``: ``isAnchorer(address)`` of the pinned contract at chain
   block ``block`` (None: the latest block).
+* ``anchors()``: every ``Anchored`` event of the pinned contract on the canonical chain, by seq,
+  as :class:`ChainAnchor` (empty when there is no contract code at the address). This is how a
+  verifier learns which anchors exist without asking the evidence (docs/VERIFYING.md).
 
 Every method raises :class:`ChainUnavailableError` when the endpoint cannot be reached or
 answers with an error; it never returns a guess.
@@ -24,7 +27,7 @@ from typing import Protocol
 
 from verifier.errors import VerifierError
 
-__all__ = ["AnchorFact", "AnchorReader", "ChainUnavailableError"]
+__all__ = ["AnchorFact", "AnchorReader", "ChainAnchor", "ChainUnavailableError"]
 
 
 class ChainUnavailableError(VerifierError):
@@ -50,6 +53,19 @@ class AnchorFact:
     """Blocks on top of (and including) the event's block: ``latest - block_number + 1``."""
 
 
+@dataclass(frozen=True)
+class ChainAnchor:
+    """One ``Anchored`` event as the chain holds it: the chain's word that anchor ``seq`` exists."""
+
+    seq: int
+    root: bytes
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    confirmations: int
+    """Blocks on top of (and including) the event's block: ``latest - block_number + 1``."""
+
+
 class AnchorReader(Protocol):
     def chain_id(self) -> int: ...
 
@@ -58,3 +74,5 @@ class AnchorReader(Protocol):
     def anchored_at(self, seq: int) -> AnchorFact | None: ...
 
     def is_anchorer(self, address: str, block: int | None = None) -> bool: ...
+
+    def anchors(self) -> tuple[ChainAnchor, ...]: ...

@@ -2,9 +2,9 @@
 
 The one module of ``verifier`` that talks to a chain (tests/unit/test_architecture.py). It
 reads only: ``eth_chainId``, ``eth_call`` of ``rootOf`` and ``isAnchorer``, ``eth_getLogs`` of
-the ``Anchored`` event, the block and transaction of that event, and block hashes and the
-height (for the monitor's reorg checks). The ABI entries it needs
-are in ``verifier/anchor_abi.json`` (a copy of the contract's, so verifier needs no anchor/).
+the ``Anchored`` events (one seq, or all of them), the block and transaction of an event, and
+block hashes and the height (for the monitor's reorg checks). The ABI entries it needs are in
+``verifier/anchor_abi.json`` (a copy of the contract's, so verifier needs no anchor/).
 Every failure to reach or query the endpoint becomes :class:`ChainUnavailableError`.
 """
 
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from web3 import HTTPProvider, Web3
 from web3.exceptions import BlockNotFound, Web3Exception
 
-from verifier.anchoring import AnchorFact, ChainUnavailableError
+from verifier.anchoring import AnchorFact, ChainAnchor, ChainUnavailableError
 from verifier.errors import FormatError
 
 __all__ = ["Web3AnchorReader", "load_abi"]
@@ -141,3 +141,29 @@ class Web3AnchorReader:
             tx_hash=Web3.to_hex(log["transactionHash"]),
             confirmations=max(0, latest - number + 1),
         )
+
+    def anchors(self) -> tuple[ChainAnchor, ...]:
+        """Every ``Anchored`` event of the contract, by seq (one ``eth_getLogs`` over the chain).
+
+        The contract refuses a second root for a seq, so a seq appears at most once on the
+        canonical chain; should an endpoint return it twice, the later event is kept, as
+        :meth:`anchored_at` does.
+        """
+        if not self._code():
+            return ()
+        with self._rpc("eth_getLogs(Anchored)"):
+            logs = self._contract.events.Anchored.get_logs(from_block=0, to_block="latest")
+            latest = int(self._w3.eth.block_number)
+        by_seq: dict[int, ChainAnchor] = {}
+        for log in logs:
+            number = int(log["blockNumber"])
+            seq = int(log["args"]["seq"])
+            by_seq[seq] = ChainAnchor(
+                seq=seq,
+                root=bytes(log["args"]["root"]),
+                block_number=number,
+                block_hash=Web3.to_hex(log["blockHash"]),
+                tx_hash=Web3.to_hex(log["transactionHash"]),
+                confirmations=max(0, latest - number + 1),
+            )
+        return tuple(by_seq[s] for s in sorted(by_seq))

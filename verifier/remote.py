@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "SourceError",
     "SourceUnavailableError",
+    "fetch_anchors",
     "fetch_bundle",
     "fetch_logs",
 ]
@@ -84,17 +85,46 @@ def fetch_bundle(
         raise FormatError(f"{endpoint}: {exc}") from exc
 
 
-def fetch_logs(url: str, timeout: float = 30.0) -> list[tuple[str, int]]:
-    """``(origin, number of blocks)`` of every log the read API serves."""
+def _count(item: object, key: str) -> int | None:
+    value = item.get(key) if isinstance(item, dict) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
+
+
+def fetch_logs(url: str, timeout: float = 30.0) -> list[tuple[str, int, int]]:
+    """``(origin, number of blocks, size)`` of every log the read API serves."""
     endpoint, document = _get_json(url, "/v1/logs", {}, timeout)
     logs = []
     for i, item in enumerate(document if isinstance(document, list) else [None]):
         origin = item.get("log") if isinstance(item, dict) else None
-        blocks = item.get("blocks") if isinstance(item, dict) else None
-        if not isinstance(origin, str) or not isinstance(blocks, int) or blocks < 0:
-            raise FormatError(f'{endpoint}: [{i}]: want {{"log": str, "blocks": int}}')
-        logs.append((origin, blocks))
+        blocks, size = _count(item, "blocks"), _count(item, "size")
+        if not isinstance(origin, str) or blocks is None or size is None:
+            raise FormatError(f'{endpoint}: [{i}]: want {{"log": str, "blocks": int, "size": int}}')
+        logs.append((origin, blocks, size))
     return logs
+
+
+def fetch_anchors(url: str, timeout: float = 30.0) -> dict[int, tuple[str, list[str]]]:
+    """``seq -> (status, checkpoint bodies)`` of every anchor the read API's store records."""
+    endpoint, document = _get_json(url, "/v1/anchors", {}, timeout)
+    anchors: dict[int, tuple[str, list[str]]] = {}
+    for i, item in enumerate(document if isinstance(document, list) else [None]):
+        seq = _count(item, "seq")
+        status = item.get("status") if isinstance(item, dict) else None
+        bodies = item.get("checkpoints") if isinstance(item, dict) else None
+        if (
+            seq is None
+            or not isinstance(status, str)
+            or not isinstance(bodies, list)
+            or not all(isinstance(b, str) for b in bodies)
+            or seq in anchors
+        ):
+            raise FormatError(
+                f'{endpoint}: [{i}]: want {{"seq": int, "status": str, "checkpoints": [str]}}'
+                " with each seq once"
+            )
+        anchors[seq] = (status, bodies)
+    return anchors
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

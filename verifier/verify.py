@@ -23,6 +23,11 @@ With an :class:`EventProof` (``auditseal verify --event ID``), a ninth check, ``
 named entry is in the block, is what was asked for (its CloudEvents ``id``, Kafka position or
 leaf index), and its RFC 9162 inclusion proof leads to the root of the block's checkpoint.
 
+With a :class:`~verifier.anchored_state.ChainState` (the chain's anchors held against the
+store's or read API's records of them), a tenth check, ``anchored-state``: every anchor on chain
+is one the evidence rebuilds, and the log is not anchored beyond where the evidence ends. The
+receipt in the material is then the one of the chain's latest anchor (the caller picks it).
+
 Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one is named),
 3 not anchored yet or the chain unreachable (everything else ok).
 """
@@ -36,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
+from verifier.anchored_state import CHECK as ANCHORED_STATE_CHECK
+from verifier.anchored_state import ChainState, NotRecordedYetError
 from verifier.anchoring import AnchorReader, ChainUnavailableError
 from verifier.block import BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint, open_checkpoint
@@ -69,6 +76,8 @@ CHECKS = (
 )
 EVENT_CHECK = "event"
 """The ninth check, run only when an event is named."""
+_EXTRA_CHECKS = (EVENT_CHECK, ANCHORED_STATE_CHECK)
+"""Checks 9 and 10, after :data:`CHECKS`."""
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
@@ -222,19 +231,36 @@ class Verifier:
         self.chain_id = chain_id
         self.now = now
 
-    def verify_block(self, material: BlockMaterial, event: EventProof | None = None) -> Report:
-        """Run the checks on ``material``; with ``event``, also the ``event`` check."""
+    def verify_block(
+        self,
+        material: BlockMaterial,
+        event: EventProof | None = None,
+        *,
+        chain: ChainState | None = None,
+        tip: int | None = None,
+    ) -> Report:
+        """Run the checks on ``material``; with ``event``, also the ``event`` check; with
+        ``chain``, also ``anchored-state`` against ``tip`` (where the evidence's log ends, None
+        if it has no such log)."""
         checks: list[Check] = []
         pending: list[str] = []
         state: dict[str, Any] = {}
 
         def run(name: str, step: Callable[[], tuple[str, dict[str, Any]]]) -> bool:
-            number = CHECKS.index(name) + 1 if name in CHECKS else len(CHECKS) + 1
+            number = (
+                CHECKS.index(name) + 1
+                if name in CHECKS
+                else len(CHECKS) + 1 + _EXTRA_CHECKS.index(name)
+            )
             try:
                 outcome = step()
             except (_Failed, VerifierError) as exc:
                 if isinstance(exc, ChainUnavailableError):
                     pending.append(f"chain unreachable: {exc}")
+                    checks.append(Check(number, name, SKIPPED, str(exc)))
+                    return False
+                if isinstance(exc, NotRecordedYetError):
+                    pending.append(str(exc))
                     checks.append(Check(number, name, SKIPPED, str(exc)))
                     return False
                 checks.append(Check(number, name, FAILED, str(exc)))
@@ -269,6 +295,8 @@ class Verifier:
             run("on-chain", lambda: self._on_chain(receipt))
         if event is not None:
             run(EVENT_CHECK, lambda: self._event(m, event, state))
+        if chain is not None:
+            run(ANCHORED_STATE_CHECK, lambda: _anchored_state(m.origin, chain, tip))
 
         return Report(
             m.origin,
@@ -494,6 +522,26 @@ class Verifier:
             f"checkpoint of size {header.end} by a {len(event.proof)}-hash proof{copies}",
             data,
         )
+
+
+def _anchored_state(origin: str, chain: ChainState, tip: int | None) -> tuple[str, dict[str, Any]]:
+    problems = [*chain.problems, *chain.problems_for(origin, tip)]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise _Failed(problems[0] + more)
+    waiting = chain.settling_note()
+    if waiting is not None:
+        raise NotRecordedYetError(waiting)
+    anchored = chain.logs.get(origin)
+    latest = chain.latest
+    if latest is None:
+        detail = f"the chain holds no anchor with {chain.min_confirmations}+ confirmations yet"
+    elif anchored is None:
+        detail = f"the {chain.evidence} rebuilds all {len(chain.anchors)} anchors on chain; none "
+        detail += f"includes {origin} yet"
+    else:
+        detail = f"{anchored.describe()}; the {chain.evidence} ends at size {tip}"
+    return detail, {**chain.to_json(), "problems": problems}
 
 
 def _describe_claim(requested: str, index: int, entry: Entry) -> str:

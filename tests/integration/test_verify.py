@@ -154,7 +154,7 @@ def test_anchored_blocks_verify(world, origin, number):
     code, data = world.verify("--log", origin, "--block", str(number))
     assert code == 0, data
     assert data["verdict"] == "VALID"
-    assert list(statuses(data).values()) == ["ok"] * 8
+    assert list(statuses(data).values()) == ["ok"] * 9  # 1-8 and 10, anchored-state
     on_chain = next(c for c in data["checks"] if c["name"] == "on-chain")["data"]
     assert on_chain["chain_id"] == 31337 and on_chain["confirmations"] >= 1
     assert on_chain["anchorer"] == ChainKey.from_hex(DEV_KEY, "k").address
