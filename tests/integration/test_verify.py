@@ -177,7 +177,7 @@ def test_human_report_names_every_check(world):
 
 def test_a_redacted_entry_passes_and_is_reported(world):
     with BlockStore.open(world.path) as store:
-        store.redact(A, 4, "dpo", "erasure request")
+        store.redact(A, 4, "dpo", "erasure request", SIGNER)
     code, data = world.verify("--log", A, "--block", "1")
     assert code == 0 and data["redacted"] == [4]
 

@@ -151,7 +151,7 @@ def test_an_event_after_the_last_anchor_is_not_proven_yet(events):
 
 def test_a_redacted_event_is_proven_by_its_leaf(events):
     with BlockStore.open(events.path) as store:
-        store.redact(LOG, 6, "dpo", "erasure request")
+        store.redact(LOG, 6, "dpo", "erasure request", SIGNER)
     code, data, _ = events.run(verify, "--store", str(events.path), "--event", "index:6")
     assert code == 0, data
     assert "redacted" in data["checks"][8]["detail"] and data["redacted"] == [6]
