@@ -131,6 +131,10 @@ def test_a_redacted_entry_passes_and_is_counted(world):
         s.redact(A, 4, "dpo", "erasure request", SIGNER)
     result = run(world, A)
     assert result.problems == () and result.redacted == 1
+    assert [(r["index"], r["actor"], r["reason"]) for r in result.redactions] == [
+        (4, "dpo", "erasure request")
+    ]
+    assert "redacted: leaf 4 by 'dpo'" in result.render()
 
 
 # --- the command: auditseal verify --all -------------------------------------------------------
