@@ -16,8 +16,9 @@ from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint
 from verifier.compact import CompactRange, Node
 from verifier.leaf import SALT_SIZE, Entry
+from verifier.redaction import Redaction, record_entry
 
-__all__ = ["BuiltBlock", "LogTip", "Record", "build_block"]
+__all__ = ["BuiltBlock", "LogTip", "Record", "build_block", "build_redaction_block"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,35 @@ def build_block(
         Entry.seal(tip.origin, r.position, r.timestamp_ms, r.key, r.value, new_salt())
         for r in records
     )
+    return _seal(tip, entries, tuple(records), signer, sealed_at_ms, last, tuple(gaps))
+
+
+def build_redaction_block(
+    tip: LogTip,
+    redaction: Redaction,
+    signer: Signer,
+    sealed_at_ms: int,
+    new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
+) -> BuiltBlock:
+    """The block holding one redaction record (a log record, leaf flag bit 2) as the next leaf.
+
+    The record's position is its leaf index, never a Kafka offset: the tip's last Kafka
+    position, where the sealer resumes, is unchanged.
+    """
+    entry = record_entry(tip.origin, tip.size, redaction, new_salt())
+    record = Record(entry.position, entry.timestamp_ms, None, entry.value)
+    return _seal(tip, (entry,), (record,), signer, sealed_at_ms, tip.last_position, ())
+
+
+def _seal(
+    tip: LogTip,
+    entries: tuple[Entry, ...],
+    records: tuple[Record, ...],
+    signer: Signer,
+    sealed_at_ms: int,
+    last: int,
+    gaps: tuple[tuple[int, int], ...],
+) -> BuiltBlock:
     compact = tip.compact.copy()
     nodes = compact.extend([e.leaf_hash() for e in entries])
     prev = tip.last_header
@@ -107,8 +137,8 @@ def build_block(
     checkpoint = signer.sign_note(Checkpoint(tip.origin, compact.size, header.root).to_text())
     return BuiltBlock(
         SealedBlock(header, checkpoint, entries),
-        tuple(records),
+        records,
         tuple(nodes),
         LogTip(tip.origin, compact, header, last),
-        tuple(gaps),
+        gaps,
     )

@@ -303,13 +303,56 @@ def log_check(store: Path, origin: str, log_keys: tuple[str, ...], as_json: bool
 @store_option
 @log_option
 @click.option("--index", type=int, required=True, help="Leaf index whose value to erase.")
-@click.option("--actor", required=True, help="Who asks for the erasure (recorded).")
-@click.option("--reason", required=True, help="Why, e.g. a GDPR request reference (recorded).")
-def log_redact(store: Path, origin: str, index: int, actor: str, reason: str) -> None:
-    """Erase one entry's value and salt; its leaf and every proof stay valid."""
+@click.option("--actor", required=True, help="Who asks for the erasure (recorded in the log).")
+@click.option(
+    "--reason", required=True, help="Why, e.g. a GDPR request reference (recorded in the log)."
+)
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    envvar="AUDITSEAL_SEALER_KEY_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The log's private key file: the redaction record is signed into the log.",
+)
+@json_option
+def log_redact(
+    store: Path, origin: str, index: int, actor: str, reason: str, key_file: Path, as_json: bool
+) -> None:
+    """Erase one entry's value and salt, and seal a signed redaction record into the log.
+
+    The record (which leaf, its leaf hash, who, why, when) is the next leaf of the log, in a
+    block of its own, committed in the same transaction as the erasure; verifiers accept an
+    erased entry only with it. The erased bytes are then purged from the store files (WAL
+    included). Copies already published on audit.sealed are not touched: see docs/STORE.md.
+    """
+    signer = Signer.from_file(key_file)
     with BlockStore.open(store) as db:
-        db.redact(origin, index, actor, reason)
-    click.echo(f"{origin}: entry {index} redacted")
+        built = db.redact(origin, index, actor, reason, signer, _now_ms())
+    h = built.block.header
+    _emit(
+        as_json,
+        {
+            "log": origin,
+            "index": index,
+            "record_index": h.start,
+            "block": h.number,
+            "root": h.root.hex(),
+            "checkpoint": built.block.checkpoint,
+        },
+        f"{origin}: entry {index} redacted; redaction record sealed as leaf {h.start} "
+        f"in block {h.number}",
+    )
+
+
+@log.command("purge")
+@store_option
+def log_purge(store: Path) -> None:
+    """Move the WAL into the database file and truncate it (after a redaction that could not)."""
+    with BlockStore.open(store) as db:
+        db.purge_wal()
+    click.echo(f"{store}: WAL purged")
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sealer.store import BlockStore
 from verifier.errors import VerificationError
 from verifier.note import NoteVerifier
+from verifier.redaction import RedactionError, RedactionLedger
 from verifier.replay import LogReplay
 
 __all__ = ["LogCheck", "check_log"]
@@ -22,21 +23,29 @@ class LogCheck:
 
 
 def check_log(store: BlockStore, origin: str, verifiers: Iterable[NoteVerifier]) -> LogCheck:
-    """Replay every block of ``origin``; raises VerificationError at the first fault."""
+    """Replay every block of ``origin``; raises VerificationError at the first fault.
+
+    Every erased entry must have its redaction record and every record its erased entry
+    (RedactionError, checked once the whole log is read).
+    """
     replay = LogReplay(origin, verifiers)
-    blocks = redacted = 0
+    ledger = RedactionLedger()
+    blocks = 0
     for stored in store.blocks(origin):
         h = stored.header
         if stored.hash != h.hash():
             raise VerificationError(f"{origin}: block {h.number}: stored hash is not the header's")
         block = store.sealed_block(origin, h.number)
         nodes = replay.compact.copy().extend(e.leaf_hash() for e in block.entries)
-        result = replay.apply(block)
+        replay.apply(block)
         for level, index, want in nodes:
             if store.node(origin, level, index) != want:
                 raise VerificationError(
                     f"{origin}: block {h.number}: stored tree node ({level}, {index}) is wrong"
                 )
+        ledger.feed(h.start, block.entries)
         blocks += 1
-        redacted += len(result.redacted)
-    return LogCheck(origin, blocks, replay.compact.size, redacted)
+    problems = ledger.problems()
+    if problems:
+        raise RedactionError(f"{origin}: " + "; ".join(detail for _, detail in problems))
+    return LogCheck(origin, blocks, replay.compact.size, len(ledger.explained()))

@@ -30,6 +30,11 @@ Rules decided here:
   Receipts are re-checked for reorgs until ``reorg_depth`` blocks bury them.
 - A block is late when no accepted receipt covers its size ``anchor_late_after_ms`` after its
   ``sealed`` time: one ``anchor_late`` per log until an anchor covers it, then re-armed.
+- An entry whose value and salt are erased (not merely omitted from the message) is accepted
+  only with its redaction record (verifier/redaction.py), which comes in a later block of the
+  same log: the outbox publishes both in one pass. One still unexplained ``redaction_grace_ms``
+  after it was seen is ``unexplained_redaction`` (a nulled entry without its record is
+  tampering); a record naming another leaf hash is ``unexplained_redaction`` at once.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from verifier.compact import CompactRange
 from verifier.errors import FormatError, ProofError, SignatureError, VerifierError
 from verifier.leaf import LeafMismatchError
 from verifier.note import NoteVerifier
+from verifier.redaction import open_record
 from verifier.replay import LogReplay
 from verifier.sealed import EntryItem
 
@@ -107,6 +113,10 @@ KINDS: dict[str, tuple[str, str]] = {
         "a receipt for a checkpoint the log never signed, or naming another contract or chain",
     ),
     "malformed": (WARNING, "a message on audit.sealed or audit.anchors that does not parse"),
+    "unexplained_redaction": (
+        CRITICAL,
+        "an entry with its value and salt erased that no redaction record in the log explains",
+    ),
 }
 
 
@@ -189,6 +199,8 @@ class _Log:
     credits: dict[int, int] = field(default_factory=dict)  # receipt seq -> size it covers
     late_reported: int | None = None  # block number of the last anchor_late
     claims: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)  # size->(root, seq)
+    nulled: dict[int, tuple[bytes, int, int]] = field(default_factory=dict)  # leaf->hash,block,ms
+    redactions: dict[int, bytes] = field(default_factory=dict)  # leaf -> hash a record names
 
     @property
     def next_number(self) -> int:
@@ -254,6 +266,7 @@ class Checker:
         chain_id: int | None = None,
         reorg_depth: int = 64,
         sequence_window: int = 100_000,
+        redaction_grace_ms: int = 60_000,
     ) -> None:
         self.verifiers = tuple(verifiers)
         self.anchor_late_after_ms = anchor_late_after_ms
@@ -261,6 +274,7 @@ class Checker:
         self.chain_id = chain_id
         self.reorg_depth = reorg_depth
         self.sequence_window = sequence_window
+        self.redaction_grace_ms = redaction_grace_ms
         self._logs: dict[str, _Log] = {}
         self._sources: dict[str, _Source] = {}
         self._tracked: dict[int, _Tracked] = {}
@@ -346,7 +360,36 @@ class Checker:
             if root != h.root:
                 alerts.append(self._claim_mismatch(h.origin, h.number, h.end, root, seq, now_ms))
         state.blocks.append((h.number, h.end, h.sealed_at_ms))
+        alerts += self._redactions(state, h.origin, h.number, items, now_ms)
         alerts += self._sequences(h.origin, h.number, items, now_ms)
+        return alerts
+
+    def _redactions(
+        self, state: _Log, origin: str, number: int, items: Sequence[EntryItem], now_ms: int
+    ) -> list[Alert]:
+        """Match erased entries with redaction records (both already checked by the replay)."""
+        alerts: list[Alert] = []
+        for item in items:
+            entry = item.entry
+            if entry.log_record:
+                red = open_record(entry, item.index)
+                state.redactions[red.index] = red.leaf_hash
+                seen = state.nulled.pop(red.index, None)
+                if seen is not None and seen[0] != red.leaf_hash:
+                    alerts.append(
+                        Alert(
+                            "unexplained_redaction",
+                            origin,
+                            number,
+                            f"the redaction record at leaf {item.index} names leaf hash "
+                            f"{red.leaf_hash.hex()}, leaf {red.index} hashes to {seen[0].hex()}",
+                            now_ms,
+                        )
+                    )
+            elif entry.redacted and not item.value_omitted:
+                leaf = entry.leaf_hash()
+                if state.redactions.get(item.index) != leaf:
+                    state.nulled[item.index] = (leaf, number, now_ms)
         return alerts
 
     def _rival(
@@ -569,11 +612,28 @@ class Checker:
         """``anchor_late`` for each log whose oldest unanchored block is past the threshold.
 
         Call only when the anchors topic is caught up, or old blocks look late while their
-        receipts are still unread.
+        receipts are still unread. Also ``unexplained_redaction`` for each erased entry whose
+        record has not arrived within ``redaction_grace_ms``.
         """
-        if self.anchor_late_after_ms is None:
-            return []
         alerts: list[Alert] = []
+        for origin, state in sorted(self._logs.items()):
+            for index, (_, number, seen_ms) in sorted(state.nulled.items()):
+                if now_ms - seen_ms > self.redaction_grace_ms:
+                    del state.nulled[index]
+                    alerts.append(
+                        Alert(
+                            "unexplained_redaction",
+                            origin,
+                            number,
+                            f"leaf {index} has its value and salt erased, but no redaction "
+                            f"record in the log explained it within "
+                            f"{self.redaction_grace_ms / 1000:g} s: a nulled entry without its "
+                            "record is tampering",
+                            now_ms,
+                        )
+                    )
+        if self.anchor_late_after_ms is None:
+            return alerts
         for origin, state in sorted(self._logs.items()):
             # Blocks are in order of their ends: the first one past the anchored size.
             first = bisect.bisect_right(state.blocks, state.anchored_size, key=lambda b: b[1])

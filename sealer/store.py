@@ -3,10 +3,17 @@
 Tables: ``logs``; ``entries`` (one row per leaf: the record's fields, its salt and commitment);
 ``nodes`` (every complete subtree ``(level, index)`` of every log, leaves at level 0, so any
 inclusion or consistency proof takes O(log n) point reads); ``blocks`` (header, its hash, the
-signed checkpoint at its end); ``redactions`` (who erased which value, when, why).
+signed checkpoint at its end); ``redactions`` (who erased which value, when, why: an index
+for look-ups; the evidence is the redaction record in the log itself, see :meth:`redact`).
 
 Append-only is enforced twice: the API has no update or delete, and triggers in the schema make
 SQLite refuse them (an entry's value and salt may only be set to NULL, by :meth:`redact`).
+
+A *log record* (a leaf the log writes about itself, today a redaction record) is an ``entries``
+row whose ``position`` column is ``-1 - idx``: negative, so it never collides with a Kafka
+offset under ``UNIQUE (log_id, position)`` and no look-up by offset finds it. Read back, its
+position is its leaf index (:mod:`verifier.leaf`). Writable handles run with
+``secure_delete``, so an erased value is overwritten, not only unlinked.
 
 ``append_block`` is one transaction: entries, nodes and the block header with its checkpoint
 commit together or not at all, so a process killed at any moment leaves no partial block.
@@ -22,13 +29,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealer.blocks import BuiltBlock, LogTip, Record
+from sealer.blocks import BuiltBlock, LogTip, Record, build_redaction_block
 from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
+from sealer.signer import Signer
 from verifier.anchor import AnchorReceipt
 from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
 from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
+from verifier.redaction import Redaction
 
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
 
@@ -220,6 +229,7 @@ class BlockStore:
             if not readonly:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
+                db.execute("PRAGMA secure_delete = ON")  # erased values are overwritten
             store = cls(db, p)
             store._check_or_init_schema(create and not readonly)
         except sqlite3.DatabaseError as exc:
@@ -303,9 +313,13 @@ class BlockStore:
             return LogTip(origin, CompactRange(), None, -1)
         size = last.header.end
         hashes = self._nodes(log_id, CompactRange.node_ids(size))
+        # The last Kafka offset sealed (log records have negative position columns): one seek
+        # of the (log_id, position) index.
         (last_position,) = self._db.execute(
-            "SELECT position FROM entries WHERE log_id = ? AND idx = ?", (log_id, size - 1)
+            "SELECT max(position) FROM entries WHERE log_id = ?", (log_id,)
         ).fetchone()
+        if last_position is None or last_position < 0:
+            last_position = -1
         return LogTip(origin, CompactRange(size, hashes), last.header, last_position)
 
     # --- appending --------------------------------------------------------------------------
@@ -316,89 +330,143 @@ class BlockStore:
         Raises ConflictError if the log moved on since the tip the block was built from, or if
         a record's position is already sealed in this log (redelivery). Nothing is written then.
         """
+        with self._transaction():
+            self._insert_block(built)
+
+    def _insert_block(self, built: BuiltBlock) -> None:
+        """:meth:`append_block` inside the caller's transaction (the tip compare-and-swap)."""
         block = built.block
         header = block.header
         origin = header.origin
-        with self._transaction():
-            self._db.execute("INSERT OR IGNORE INTO logs (origin) VALUES (?)", (origin,))
-            log_id = self._log_id(origin)
-            row = self._db.execute(
-                "SELECT end_idx, hash FROM blocks WHERE log_id = ? ORDER BY number DESC LIMIT 1",
-                (log_id,),
-            ).fetchone()
-            end, tip_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
-            if header.start != end or header.prev_hash != tip_hash:
-                raise ConflictError(
-                    f"{origin}: block {header.number} starts at {header.start} after "
-                    f"{header.prev_hash.hex()[:16]}, but the log's tip is {end} after "
-                    f"{tip_hash.hex()[:16]}"
-                )
-            try:
-                self._db.executemany(
-                    "INSERT INTO entries (log_id, idx, position, timestamp_ms, key, value, salt,"
-                    " commitment, value_null, event_id, flag) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        (
-                            log_id,
-                            header.start + i,
-                            e.position,
-                            e.timestamp_ms,
-                            e.key,
-                            e.value,
-                            e.salt,
-                            e.value_commitment,
-                            e.value_null,
-                            r.event_id,
-                            r.flag,
-                        )
-                        for i, (e, r) in enumerate(zip(block.entries, built.records, strict=True))
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise ConflictError(
-                    f"{origin}: block {header.number} repeats a position already sealed ({exc})"
-                ) from exc
-            self._db.executemany(
-                "INSERT INTO nodes (log_id, level, idx, hash) VALUES (?,?,?,?)",
-                ((log_id, lv, idx, h) for lv, idx, h in built.nodes),
+        self._db.execute("INSERT OR IGNORE INTO logs (origin) VALUES (?)", (origin,))
+        log_id = self._log_id(origin)
+        row = self._db.execute(
+            "SELECT end_idx, hash FROM blocks WHERE log_id = ? ORDER BY number DESC LIMIT 1",
+            (log_id,),
+        ).fetchone()
+        end, tip_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        if header.start != end or header.prev_hash != tip_hash:
+            raise ConflictError(
+                f"{origin}: block {header.number} starts at {header.start} after "
+                f"{header.prev_hash.hex()[:16]}, but the log's tip is {end} after "
+                f"{tip_hash.hex()[:16]}"
             )
-            self._db.execute(
-                "INSERT INTO blocks (log_id, number, start_idx, end_idx, header, hash, checkpoint,"
-                " sealed_at_ms, gaps) VALUES (?,?,?,?,?,?,?,?,?)",
+        try:
+            self._db.executemany(
+                "INSERT INTO entries (log_id, idx, position, timestamp_ms, key, value, salt,"
+                " commitment, value_null, event_id, flag) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    log_id,
-                    header.number,
-                    header.start,
-                    header.end,
-                    header.to_text(),
-                    header.hash(),
-                    block.checkpoint,
-                    header.sealed_at_ms,
-                    json.dumps(built.gaps) if built.gaps else None,
+                    (
+                        log_id,
+                        header.start + i,
+                        -1 - (header.start + i) if e.log_record else e.position,
+                        e.timestamp_ms,
+                        e.key,
+                        e.value,
+                        e.salt,
+                        e.value_commitment,
+                        e.value_null,
+                        r.event_id,
+                        r.flag,
+                    )
+                    for i, (e, r) in enumerate(zip(block.entries, built.records, strict=True))
                 ),
             )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(
+                f"{origin}: block {header.number} repeats a position already sealed ({exc})"
+            ) from exc
+        self._db.executemany(
+            "INSERT INTO nodes (log_id, level, idx, hash) VALUES (?,?,?,?)",
+            ((log_id, lv, idx, h) for lv, idx, h in built.nodes),
+        )
+        self._db.execute(
+            "INSERT INTO blocks (log_id, number, start_idx, end_idx, header, hash, checkpoint,"
+            " sealed_at_ms, gaps) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                log_id,
+                header.number,
+                header.start,
+                header.end,
+                header.to_text(),
+                header.hash(),
+                block.checkpoint,
+                header.sealed_at_ms,
+                json.dumps(built.gaps) if built.gaps else None,
+            ),
+        )
 
     def redact(
-        self, origin: str, index: int, actor: str, reason: str, now_ms: int | None = None
-    ) -> None:
-        """Erase an entry's value and salt, keeping its leaf; records who, when and why."""
-        if not actor or not reason:
-            raise InputError("redaction needs an actor and a reason")
+        self,
+        origin: str,
+        index: int,
+        actor: str,
+        reason: str,
+        signer: Signer,
+        now_ms: int | None = None,
+    ) -> BuiltBlock:
+        """Erase entry ``index``'s value and salt and seal the redaction record that explains it.
+
+        One transaction, in this order: (1) read the log's tip under the write lock; (2) null
+        the entry's value and salt (its leaf, and every proof, stay valid); (3) append a block
+        holding the signed redaction record (who, why, when, which leaf) as the next leaf, with
+        the tip compare-and-swap of :meth:`append_block`; (4) index it in ``redactions``. A crash
+        anywhere before the commit leaves neither. After the commit, (5) the WAL is checkpointed
+        and truncated so the erased bytes leave the store files (``secure_delete`` zeroed them
+        in the database pages).
+
+        Returns the block holding the record. Raises InputError (no actor or reason, or the leaf
+        is a log record), NotFoundError (no such entry), ConflictError (already redacted),
+        StoreError if the WAL could not be purged (the redaction is committed then; run
+        :meth:`purge_wal` again once readers are gone).
+        """
+        when = now_ms if now_ms is not None else _now_ms()
         log_id = self._log_id(origin)
         with self._transaction():
-            cur = self._db.execute(
+            tip = self.tip(origin)  # 1: under BEGIN IMMEDIATE, nobody appends meanwhile
+            if not 0 <= index < tip.size:
+                raise NotFoundError(f"{origin}: no entry {index} (the log holds {tip.size})")
+            (entry,) = self.entries(origin, index, index + 1)
+            if entry.log_record:
+                raise InputError(f"{origin}: leaf {index} is a log record; it cannot be redacted")
+            if entry.redacted:
+                raise ConflictError(f"{origin}: entry {index} is already redacted")
+            try:
+                redaction = Redaction(index, entry.leaf_hash(), actor, reason, when)
+            except ValueError as exc:
+                raise InputError(f"redaction: {exc}") from exc
+            self._db.execute(  # 2
                 "UPDATE entries SET value = NULL, salt = NULL WHERE log_id = ? AND idx = ?",
                 (log_id, index),
             )
-            if cur.rowcount != 1:
-                raise NotFoundError(f"{origin}: no entry {index}")
+            built = build_redaction_block(tip, redaction, signer, when)
+            self._insert_block(built)  # 3
             try:
-                self._db.execute(
+                self._db.execute(  # 4
                     "INSERT INTO redactions VALUES (?,?,?,?,?)",
-                    (log_id, index, now_ms if now_ms is not None else _now_ms(), actor, reason),
+                    (log_id, index, when, actor, reason),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"{origin}: entry {index} is already redacted") from exc
+        self.purge_wal()  # 5
+        return built
+
+    def purge_wal(self) -> None:
+        """Checkpoint the WAL into the database file and truncate it to zero bytes.
+
+        Waits for readers (the busy timeout); raises StoreError if one still holds a snapshot.
+        """
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            busy, detail = 1, str(exc)
+        else:
+            detail = "another process holds a read snapshot"
+        if busy:
+            raise StoreError(
+                f"{self.path}: the WAL still holds erased bytes ({detail}); run "
+                "`auditseal log purge` once readers are gone"
+            )
 
     # --- the outbox: blocks stored but not yet published to the sealed stream ---------------
 
@@ -425,8 +493,8 @@ class BlockStore:
     def records(self, origin: str, start: int, end: int) -> list[Record]:
         """The input records of leaves ``[start, end)``, with their triage (to republish)."""
         rows = self._db.execute(
-            "SELECT position, timestamp_ms, key, value, event_id, flag FROM entries"
-            " WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            "SELECT CASE WHEN position < 0 THEN idx ELSE position END, timestamp_ms, key, value,"
+            " event_id, flag FROM entries WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
             (self._log_id(origin), start, end),
         ).fetchall()
         return [Record(*row) for row in rows]
@@ -513,13 +581,23 @@ class BlockStore:
     def entries(self, origin: str, start: int, end: int) -> list[Entry]:
         """Entries with leaf indices in ``[start, end)``, in order."""
         rows = self._db.execute(
-            "SELECT position, timestamp_ms, key, value, salt, commitment, value_null FROM entries"
-            " WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            "SELECT idx, position, timestamp_ms, key, value, salt, commitment, value_null"
+            " FROM entries WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
             (self._log_id(origin), start, end),
         ).fetchall()
         if len(rows) != max(0, end - start):
             raise NotFoundError(f"{origin}: entries [{start}, {end}) are not all in the store")
-        return [Entry(origin, p, t, k, v, s, c, bool(vn)) for p, t, k, v, s, c, vn in rows]
+        return [_entry(origin, *row) for row in rows]
+
+    def log_records(self, origin: str) -> list[Entry]:
+        """Every log record of ``origin`` (redaction records), in leaf order; one index range
+        scan (their position column is negative)."""
+        rows = self._db.execute(
+            "SELECT idx, position, timestamp_ms, key, value, salt, commitment, value_null"
+            " FROM entries WHERE log_id = ? AND position < 0 ORDER BY idx",
+            (self._log_id(origin),),
+        ).fetchall()
+        return [_entry(origin, *row) for row in rows]
 
     def sealed_block(self, origin: str, number: int) -> SealedBlock:
         stored = self.block(origin, number)
@@ -645,7 +723,7 @@ class BlockStore:
             (self._log_id(origin), start, end),
         ).fetchall()
         return [
-            (i, Entry(origin, p, t, k, v, s, c, bool(vn)), event_id, flag, number)
+            (i, _entry(origin, i, p, t, k, v, s, c, vn), event_id, flag, number)
             for i, p, t, k, v, s, c, vn, event_id, flag, number in rows
         ]
 
@@ -898,6 +976,32 @@ class _Transaction:
         except sqlite3.OperationalError as exc:
             self._db.execute("ROLLBACK")
             raise StoreError(f"{self._path}: cannot commit: {exc}") from exc
+
+
+def _entry(
+    origin: str,
+    idx: int,
+    position: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    salt: bytes | None,
+    commitment: bytes,
+    value_null: int,
+) -> Entry:
+    """An entry row as the model: a negative position column marks a log record."""
+    log_record = position < 0
+    return Entry(
+        origin,
+        idx if log_record else position,
+        timestamp_ms,
+        key,
+        value,
+        salt,
+        commitment,
+        bool(value_null),
+        log_record=log_record,
+    )
 
 
 def _split_sql(script: str) -> list[str]:

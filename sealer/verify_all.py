@@ -47,9 +47,9 @@ _BLOCKS_SQL = (
     "SELECT number, start_idx, end_idx, header, checkpoint FROM blocks"
     " WHERE log_id = ? ORDER BY number"
 )
-_ENTRIES_SQL = (
-    "SELECT idx, position, timestamp_ms, key, value, salt, commitment, value_null FROM entries"
-    " WHERE log_id = ? ORDER BY idx"
+_ENTRIES_SQL = (  # a negative position column marks a log record (sealer/store.py)
+    "SELECT idx, CASE WHEN position < 0 THEN idx ELSE position END, timestamp_ms, key, value,"
+    " salt, commitment, value_null, position < 0 FROM entries WHERE log_id = ? ORDER BY idx"
 )
 _NODE_SQL = "SELECT hash FROM nodes WHERE log_id = ? AND level = ? AND idx = ?"
 _ROWS_PER_FETCH = 4096

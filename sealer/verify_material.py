@@ -26,7 +26,9 @@ from verifier.block import SealedBlock
 from verifier.bundle import Bundle
 from verifier.checkpoint import Checkpoint
 from verifier.compact import CompactRange
+from verifier.errors import FormatError
 from verifier.leaf import Entry
+from verifier.redaction import ProvenLeaf, Redaction
 from verifier.verify import BlockMaterial, EventProof, numbered_reference
 
 __all__ = [
@@ -134,6 +136,7 @@ def block_material(
             consistency = ()
         except InputError:  # the store holds less than was anchored (a truncated tail)
             consistency = ()
+    anchored_size = Checkpoint.from_text(receipt.checkpoint).size if receipt else None
     return BlockMaterial(
         origin=origin,
         block=block,
@@ -143,6 +146,70 @@ def block_material(
         receipt=receipt,
         consistency=consistency,
         anchored_note=anchored_note,
+        related=_related(store, origin, block, anchored_size),
+    )
+
+
+def _related(
+    store: BlockStore, origin: str, block: SealedBlock, anchored_size: int | None
+) -> tuple[ProvenLeaf, ...]:
+    """The leaves the block's redactions need (see :class:`BlockMaterial`): the record of each
+    erased entry, proven to the anchored checkpoint when it is covered, else to the signed
+    checkpoint of its own block; the erased entry named by each record in the block. What the
+    store cannot show is left out: the verifier reports it."""
+    header = block.header
+    erased = {
+        header.start + i for i, e in enumerate(block.entries) if e.redacted and not e.log_record
+    }
+    targets = set()
+    for e in block.entries:
+        if e.log_record and e.value is not None:
+            try:
+                target = Redaction.from_bytes(e.value).index
+            except FormatError:
+                continue
+            if target < header.start:
+                targets.add(target)
+    out: list[ProvenLeaf] = []
+    if erased:
+        for record in store.log_records(origin):
+            try:
+                named = Redaction.from_bytes(record.value or b"").index
+            except FormatError:
+                continue
+            if named not in erased or record.position < header.end:
+                continue
+            erased.discard(named)
+            try:
+                out.append(_proven_record(store, origin, header.end, record, anchored_size))
+            except (NotFoundError, InputError, StoreError):
+                continue
+    for target in sorted(targets):
+        try:
+            (entry,) = store.entries(origin, target, target + 1)
+            proof = store.inclusion_proof(origin, target, header.end).proof
+        except (NotFoundError, InputError, StoreError):
+            continue
+        out.append(ProvenLeaf(target, entry, header.end, tuple(proof)))
+    return tuple(out)
+
+
+def _proven_record(
+    store: BlockStore, origin: str, end: int, record: Entry, anchored_size: int | None
+) -> ProvenLeaf:
+    index = record.position  # a log record's position is its leaf index
+    if anchored_size is not None and index < anchored_size:
+        proof = store.inclusion_proof(origin, index, anchored_size).proof
+        return ProvenLeaf(index, record, anchored_size, tuple(proof))
+    holder = store.block_at(origin, index)
+    size = holder.header.end
+    return ProvenLeaf(
+        index,
+        record,
+        size,
+        tuple(store.inclusion_proof(origin, index, size).proof),
+        holder.checkpoint,
+        tuple(store.consistency_proof(origin, end, size).proof),
     )
 
 

@@ -12,8 +12,11 @@ header and checkpoint as stored, the entry rows) and checks each, like
     the header does not follow the previous one (number, range, prev hash);
 ``entries``
     the block holds ``end - start`` rows with the leaf indices of its range, strictly increasing
-    positions, each a well-formed entry whose value matches its commitment (redacted entries
-    are counted, not failed);
+    Kafka positions, each a well-formed entry whose value matches its commitment;
+``redaction``
+    every erased entry (value and salt null) has a redaction record later in the log naming
+    its index and leaf hash, and every redaction record names an erased entry (checked once the
+    whole log is read, :class:`verifier.redaction.RedactionLedger`); the redactions are listed;
 ``previous-state``
     after a bad or missing block the replayed state is lost; the stored compact range at the
     block's start (``AuditBlock.compact_at_start``) is taken instead, checked against the
@@ -42,9 +45,10 @@ from typing import Any
 from verifier.block import BlockHeader
 from verifier.checkpoint import open_checkpoint
 from verifier.errors import VerifierError
-from verifier.leaf import SALT_SIZE, leaf_hasher
+from verifier.leaf import SALT_SIZE, Entry, leaf_hasher
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE
 from verifier.note import NoteVerifier
+from verifier.redaction import RedactionLedger
 from verifier.verify import FAILED, BlockMaterial, Report, Verifier
 
 __all__ = [
@@ -63,14 +67,16 @@ AUDIT_CHECKS = (
     "header",
     "header-chain",
     "entries",
+    "redaction",
     "previous-state",
     "root",
     "checkpoint",
     "anchor",
 )
 
-EntryRow = tuple[int, int, int, bytes | None, bytes | None, bytes | None, bytes, int]
-"""``(idx, position, timestamp_ms, key, value, salt, commitment, value_null)`` as stored."""
+EntryRow = tuple[int, int, int, bytes | None, bytes | None, bytes | None, bytes, int, int]
+"""``(idx, position, timestamp_ms, key, value, salt, commitment, value_null, log_record)``:
+a log record's position is its leaf index (:mod:`verifier.leaf`)."""
 
 _MAX_NAMED = 5  # entries named per block in a problem's detail; the rest are counted
 _KEY_CACHE_LIMIT = 4096
@@ -120,6 +126,8 @@ class LogAudit:
     pending: str | None = None
     """Why (part of) the log is not proven on chain: not anchored yet, chain unreachable."""
     last_block: int | None = None
+    redactions: tuple[dict[str, Any], ...] = ()
+    """Each redaction the log proves: erased leaf, record leaf, actor, reason, time."""
 
     @property
     def exit_code(self) -> int:
@@ -149,6 +157,7 @@ class LogAudit:
             "last_block": self.last_block,
             "entries": self.entries,
             "redacted": self.redacted,
+            "redactions": list(self.redactions),
             "size": self.size,
             "anchored_size": self.anchored_size,
             "pending": self.pending,
@@ -163,6 +172,11 @@ class LogAudit:
             f"{self.origin}: {self.blocks} blocks, {self.entries} entries "
             f"({self.redacted} redacted), size {self.size}"
         ]
+        lines.extend(
+            f"  redacted: leaf {r['index']} by {r['actor']!r} at {r['time']}, reason "
+            f"{r['reason']!r} (record at leaf {r['record_index']})"
+            for r in self.redactions
+        )
         lines.extend(f"  {p.render()}" for p in self.problems)
         if self.anchor is not None:
             check = self.anchor.check("on-chain")
@@ -206,6 +220,8 @@ class LogAuditor:
         self._next_start: int | None = 0
         self._last_position = -1
         self._last_number: int | None = None
+        self._redactions = RedactionLedger()
+        self._block_of: dict[int, int] = {}  # leaf -> block, for erased entries and records
 
     def _problem(self, block: int | None, check: str, detail: str) -> None:
         self._tally.problems.append(Problem(block, check, detail))
@@ -295,12 +311,14 @@ class LogAuditor:
         expected_idx = header.start
         last = self._last_position if contiguous else -1
         redacted = 0
-        for idx, position, timestamp, key, value, salt, commitment, value_null in rows:
+        for idx, position, timestamp, key, value, salt, commitment, value_null, record in rows:
             fault = None
             if idx != expected_idx:
                 fault = f"entry {expected_idx}: missing (next stored is {idx})"
                 ok = False
                 expected_idx = idx
+            elif record:
+                pass  # a log record: its position is its index; checked with the ledger below
             elif position <= last:
                 fault = f"entry {idx} at position {position} does not follow position {last}"
             elif salt is None:
@@ -313,7 +331,20 @@ class LogAuditor:
                 fault = f"entry {idx}: value presence disagrees with its null flag"
             elif sha256(salt + value if value is not None else salt).digest() != commitment:
                 fault = f"entry {idx}: value does not match its commitment"
-            last = position
+            if record and fault is None:
+                fault = self._record(
+                    header.number,
+                    idx,
+                    position,
+                    timestamp,
+                    key,
+                    value,
+                    salt,
+                    commitment,
+                    value_null,
+                )
+            elif not record:
+                last = position
             expected_idx += 1
             key_hash = key_hashes.get(key)
             if key_hash is None:
@@ -321,18 +352,21 @@ class LogAuditor:
                     key_hashes.clear()
                 key_hash = key_hashes[key] = sha256(key or b"").digest()
             try:
-                append(
-                    hash_leaf(
-                        position,
-                        timestamp,
-                        key_hash,
-                        commitment,
-                        (key is None) | (2 if value_null else 0),
-                    )
+                leaf = hash_leaf(
+                    position,
+                    timestamp,
+                    key_hash,
+                    commitment,
+                    (key is None) | (2 if value_null else 0) | (4 if record else 0),
                 )
             except (VerifierError, struct.error, TypeError) as exc:
                 fault = f"entry {idx}: not a leaf: {exc}"
                 ok = False
+            else:
+                append(leaf)
+                if salt is None and not record:
+                    self._redactions.nulled(idx, leaf)
+                    self._block_of[idx] = header.number
             if fault is not None:
                 n_bad += 1
                 if len(bad) < _MAX_NAMED:
@@ -343,6 +377,38 @@ class LogAuditor:
             more = f" (and {n_bad - len(bad)} more)" if n_bad > len(bad) else ""
             self._problem(header.number, "entries", f"{n_bad} bad: " + "; ".join(bad) + more)
         return leaves, ok
+
+    def _record(
+        self,
+        number: int,
+        idx: int,
+        position: int,
+        timestamp: int,
+        key: bytes | None,
+        value: bytes | None,
+        salt: bytes | None,
+        commitment: bytes,
+        value_null: int,
+    ) -> str | None:
+        """Register the log record at leaf ``idx``; a fault if it is not a well-formed entry."""
+        try:
+            entry = Entry(
+                self.origin,
+                position,
+                timestamp,
+                key,
+                value,
+                salt,
+                commitment,
+                bool(value_null),
+                log_record=True,
+            )
+            entry.leaf()  # LeafMismatchError: a record whose value was altered
+        except VerifierError as exc:
+            return f"entry {idx}: {exc}"
+        self._redactions.record(idx, entry)
+        self._block_of[idx] = number
+        return None
 
     def _resync(
         self, header: BlockHeader, source: Callable[[], Sequence[bytes] | None] | None
@@ -442,17 +508,23 @@ class LogAuditor:
     ) -> LogAudit:
         """The audit, with the caller's anchor check and any problems it found itself."""
         tally = self._tally
+        ledger = self._redactions
+        redaction_problems = [
+            Problem(self._block_of.get(index), "redaction", detail)
+            for index, detail in ledger.problems()
+        ]
         return LogAudit(
             origin=self.origin,
             blocks=tally.blocks,
             entries=tally.entries,
             redacted=tally.redacted,
             size=self.size,
-            problems=(*tally.problems, *problems),
+            problems=(*tally.problems, *redaction_problems, *problems),
             anchor=anchor,
             anchored_size=anchored_size,
             pending=pending,
             last_block=self._last_number,
+            redactions=tuple(red.to_json(r) for _, r, red in ledger.explained()),
         )
 
 
@@ -505,6 +577,7 @@ def audit_materials(
     """
     problems: list[Problem] = []
     blocks = entries = redacted = size = 0
+    listed: list[dict[str, Any]] = []
     last: int | None = None
     anchored: BlockMaterial | None = None
     unanchored = 0
@@ -521,6 +594,7 @@ def audit_materials(
             header.number,
         )
         redacted += len(report.redacted)
+        listed.extend(report.check("entries").data.get("redactions", ()))
         problems.extend(
             Problem(header.number, c.name, c.detail) for c in report.checks if c.status == FAILED
         )
@@ -545,4 +619,5 @@ def audit_materials(
         anchored_size=anchored.block.header.end if anchored is not None else None,
         pending=pending,
         last_block=last,
+        redactions=tuple(listed),
     )

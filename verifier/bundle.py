@@ -22,6 +22,7 @@ from verifier.block import BlockHeader, SealedBlock
 from verifier.errors import FormatError
 from verifier.fields import hex_list, integer, list_at, object_at, string
 from verifier.merkle import HASH_SIZE
+from verifier.redaction import ProvenLeaf
 from verifier.sealed import entry_item, parse_entry_item
 from verifier.verify import BlockMaterial, EventProof
 
@@ -83,7 +84,40 @@ class Bundle:
                 "copies": list(self.event.copies),
             },
         }
+        if m.related:  # only a block with redactions carries it (FORMAT.md §8)
+            out["related"] = [
+                {
+                    "entry": entry_item(p.index, p.entry),
+                    "size": p.size,
+                    "proof": [h.hex() for h in p.proof],
+                    "checkpoint": p.checkpoint,
+                    "consistency": [h.hex() for h in p.consistency],
+                }
+                for p in m.related
+            ]
         return out
+
+
+def _related(value: object, origin: str) -> tuple[ProvenLeaf, ...]:
+    out = []
+    for i, raw in enumerate(list_at(value, "bundle.related")):
+        where = f"bundle.related[{i}]"
+        item = object_at(raw, where)
+        _keys(item, ("entry", "size", "proof", "checkpoint", "consistency"), where)
+        entry = parse_entry_item(item["entry"], origin, f"{where}.entry")
+        if entry.value_omitted:
+            raise FormatError(f"{where}.entry.value_omitted: a bundle omits no value")
+        out.append(
+            ProvenLeaf(
+                entry.index,
+                entry.entry,
+                integer(item, "size", where),
+                hex_list(item["proof"], f"{where}.proof", HASH_SIZE),
+                string(item, "checkpoint", where, nullable=True),
+                hex_list(item["consistency"], f"{where}.consistency", HASH_SIZE),
+            )
+        )
+    return tuple(out)
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -114,7 +148,8 @@ def bundle_from_json(value: object) -> Bundle:
         )
     _keys(
         data,
-        ("format", "origin", "block", "previous", "compact_at_start", "anchor", "event"),
+        ("format", "origin", "block", "previous", "compact_at_start", "anchor", "event")
+        + (("related",) if "related" in data else ()),
         "bundle",
     )
     origin = string(data, "origin", "bundle")
@@ -182,6 +217,7 @@ def bundle_from_json(value: object) -> Bundle:
         receipt=receipt,
         consistency=consistency,
         anchored_note=anchored_note,
+        related=_related(data["related"], origin) if "related" in data else (),
     )
     return Bundle(
         material,

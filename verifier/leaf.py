@@ -4,12 +4,18 @@ A leaf commits to a Kafka record without containing it, so that the record's val
 erased (redaction, GDPR) while every proof stays valid::
 
     leaf = version (u8, 0x01)
-         ‖ flags (u8: bit 0 key is null, bit 1 value is null; other bits zero)
+         ‖ flags (u8: bit 0 key is null, bit 1 value is null, bit 2 a log record;
+                   other bits zero)
          ‖ len(origin) (u16 BE) ‖ origin (UTF-8)
          ‖ position (u64 BE: the Kafka offset)
          ‖ timestamp (i64 BE: Kafka timestamp, ms since the epoch)
          ‖ SHA-256(key)            (a null key hashes as b"")
          ‖ SHA-256(salt ‖ value)   (salt: 16 random bytes; a null value commits as b"")
+
+A *log record* (flag bit 2) is a leaf the log writes about itself, not a Kafka record: today
+only a redaction record (:mod:`verifier.redaction`). Its position is its own leaf index, so it
+never stands for a Kafka offset, and Kafka positions stay strictly increasing across the leaves
+that are Kafka records.
 
 The Merkle leaf hash is ``merkle.leaf_hash(leaf)``. docs/FORMAT.md has worked examples.
 """
@@ -40,6 +46,8 @@ MAX_ORIGIN_BYTES = 0xFFFF
 
 _FLAG_KEY_NULL = 0x01
 _FLAG_VALUE_NULL = 0x02
+_FLAG_LOG_RECORD = 0x04
+_KNOWN_FLAGS = _FLAG_KEY_NULL | _FLAG_VALUE_NULL | _FLAG_LOG_RECORD
 _TAIL = struct.Struct(">Qq32s32s")
 _HEAD = struct.Struct(">BBH")
 
@@ -61,13 +69,13 @@ def leaf_hasher(origin: str) -> Callable[[int, int, bytes, bytes, int], bytes]:
     """``hash(position, timestamp_ms, key_hash, value_commitment, flags)``: the Merkle leaf hash.
 
     The same bytes as :meth:`Leaf.hash` without building a Leaf per entry, for replaying whole
-    logs; ``flags`` is bit 0 key null, bit 1 value null. Raises FormatError or struct.error on a
-    field out of range.
+    logs; ``flags`` is bit 0 key null, bit 1 value null, bit 2 log record. Raises FormatError
+    or struct.error on a field out of range.
     """
     origin_bytes = origin.encode("utf-8")
     if not origin_bytes or len(origin_bytes) > MAX_ORIGIN_BYTES:
         raise FormatError(f"leaf origin: want 1..{MAX_ORIGIN_BYTES} UTF-8 bytes")
-    heads = tuple(b"\x00" + _head(flags, origin_bytes) for flags in range(4))
+    heads = tuple(b"\x00" + _head(flags, origin_bytes) for flags in range(_KNOWN_FLAGS + 1))
     pack, sha256 = _TAIL.pack, hashlib.sha256
 
     def hash_leaf(
@@ -93,6 +101,7 @@ class Leaf:
     value_commitment: bytes
     key_null: bool = False
     value_null: bool = False
+    log_record: bool = False
 
     def __post_init__(self) -> None:
         origin_bytes = self.origin.encode("utf-8")
@@ -107,8 +116,10 @@ class Leaf:
                 raise FormatError(f"leaf {name}: want {HASH_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
-        flags = (_FLAG_KEY_NULL if self.key_null else 0) | (
-            _FLAG_VALUE_NULL if self.value_null else 0
+        flags = (
+            (_FLAG_KEY_NULL if self.key_null else 0)
+            | (_FLAG_VALUE_NULL if self.value_null else 0)
+            | (_FLAG_LOG_RECORD if self.log_record else 0)
         )
         return _head(flags, self.origin.encode("utf-8")) + _TAIL.pack(
             self.position, self.timestamp_ms, self.key_hash, self.value_commitment
@@ -125,7 +136,7 @@ class Leaf:
         version, flags, origin_len = _HEAD.unpack_from(raw_leaf)
         if version != LEAF_VERSION:
             raise FormatError(f"leaf: unknown version {version}")
-        if flags & ~(_FLAG_KEY_NULL | _FLAG_VALUE_NULL):
+        if flags & ~_KNOWN_FLAGS:
             raise FormatError(f"leaf: unknown flags {flags:#04x}")
         want = _HEAD.size + origin_len + _TAIL.size
         if len(raw_leaf) != want:
@@ -145,6 +156,7 @@ class Leaf:
             value_commitment,
             key_null=bool(flags & _FLAG_KEY_NULL),
             value_null=bool(flags & _FLAG_VALUE_NULL),
+            log_record=bool(flags & _FLAG_LOG_RECORD),
         )
 
 
@@ -153,7 +165,8 @@ class Entry:
     """A sealed record: its leaf's fields plus the opening (value and salt) unless redacted.
 
     A redacted entry has ``value`` and ``salt`` set to None and keeps ``value_commitment``;
-    it still yields the same leaf, so every proof through it still verifies.
+    it still yields the same leaf, so every proof through it still verifies. A log record
+    (``log_record``) is a leaf the log wrote about itself; its ``position`` is its leaf index.
     """
 
     origin: str
@@ -164,6 +177,7 @@ class Entry:
     salt: bytes | None
     value_commitment: bytes
     value_null: bool = False
+    log_record: bool = False
 
     def __post_init__(self) -> None:
         if (self.value is None) != (self.salt is None) and not self.value_null:
@@ -218,6 +232,7 @@ class Entry:
             self.value_commitment,
             key_null=self.key is None,
             value_null=self.value_null,
+            log_record=self.log_record,
         )
 
     def leaf_hash(self) -> bytes:
@@ -234,4 +249,5 @@ class Entry:
             None,
             self.value_commitment,
             value_null=self.value_null,
+            log_record=self.log_record,
         )

@@ -4,7 +4,8 @@
 and the last header). :meth:`LogReplay.apply` checks one more block, in this order:
 
 1. the header follows the previous header (number, range, prev hash);
-2. the block holds ``end - start`` entries of this log with strictly increasing positions;
+2. the block holds ``end - start`` entries of this log with strictly increasing Kafka positions
+   (a log record's position is its own index, :func:`verifier.redaction.open_record`);
 3. each entry re-hashes to its leaf (a redacted entry uses its stored commitment);
 4. the leaves, appended to the previous state, give the header's root;
 5. the checkpoint opens with a pinned key and states this origin, size ``end`` and that root.
@@ -22,6 +23,7 @@ from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.compact import CompactRange
 from verifier.errors import RootMismatchError, VerificationError
 from verifier.note import NoteVerifier
+from verifier.redaction import open_record
 
 __all__ = ["BlockResult", "LogReplay"]
 
@@ -70,13 +72,16 @@ class LogReplay:
             index = header.start + i
             if entry.origin != self.origin:
                 raise VerificationError(f"{where}: entry {index} belongs to {entry.origin!r}")
-            if entry.position <= last:
+            if entry.log_record:
+                open_record(entry, index)  # RedactionError: not a well-formed record here
+            elif entry.position <= last:
                 raise VerificationError(
                     f"{where}: entry {index} at position {entry.position} does not follow "
                     f"position {last}"
                 )
-            last = entry.position
-            if entry.redacted:
+            else:
+                last = entry.position
+            if entry.redacted and not entry.log_record:
                 redacted.append(index)
             leaves.append(entry.leaf_hash())  # 3: raises LeafMismatchError
 

@@ -82,6 +82,8 @@ def entry_item(
     }
     if omit_value:
         item["value_size"] = len(entry.value or b"")
+    if entry.log_record:  # present only on log records (redaction records), so older readers
+        item["log_record"] = True  # of Kafka entries see the same items as before
     return item
 
 
@@ -107,6 +109,7 @@ def parse_entry_item(value: object, origin: str, where: str) -> EntryItem:
             salt=salt,
             value_commitment=hex_field(data, "value_commitment", where, HASH_SIZE),
             value_null=value_null,
+            log_record="log_record" in data and boolean(data, "log_record", where),
         )
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from exc

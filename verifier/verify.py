@@ -5,8 +5,10 @@ none of it trusted) with the pinned log keys, and asks the chain only through an
 :class:`~verifier.anchoring.AnchorReader`. The checks, in order, each recorded in the
 :class:`Report` as ``ok``, ``failed`` or ``skipped`` with a detail:
 
-1. ``entries``: the block holds ``end - start`` entries of this log, positions strictly
-   increasing, each re-hashing to its leaf (redacted entries use their commitment and are listed);
+1. ``entries``: the block holds ``end - start`` entries of this log, Kafka positions strictly
+   increasing, each re-hashing to its leaf; a redacted entry (value and salt erased) only with
+   the redaction record that explains it, proven in the log (:mod:`verifier.redaction`), and
+   listed with who, why and when; a redaction record only with the erased entry it names;
 2. ``previous-state``: the compact range at ``start`` folds to the root of the previous block's
    checkpoint, which opens with a pinned key (for block 0: the empty range);
 3. ``root``: the leaves appended to that range give the header's root;
@@ -51,6 +53,7 @@ from verifier.errors import VerifierError
 from verifier.leaf import Entry
 from verifier.merkle import verify_consistency, verify_inclusion
 from verifier.note import NoteVerifier
+from verifier.redaction import ProvenLeaf, Redaction, check_block_redactions
 
 __all__ = [
     "CHECKS",
@@ -101,6 +104,9 @@ class BlockMaterial:
     anchored_note: str | None = None
     """The signed checkpoint whose body the receipt anchors, if available: then it must open
     with a pinned key too (else the anchored body is authenticated by the chain alone)."""
+    related: tuple[ProvenLeaf, ...] = ()
+    """Leaves outside the block that its redactions need: the redaction record of each erased
+    entry, the erased entry each redaction record names (:mod:`verifier.redaction`)."""
 
 
 _NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")
@@ -297,6 +303,7 @@ class Verifier:
             run(EVENT_CHECK, lambda: self._event(m, event, state))
         if chain is not None:
             run(ANCHORED_STATE_CHECK, lambda: _anchored_state(m.origin, chain, tip))
+        pending.extend(state.get("redaction_pending", ()))
 
         return Report(
             m.origin,
@@ -318,25 +325,49 @@ class Verifier:
                 f"holds {len(entries)} entries, the header's range [{header.start}, "
                 f"{header.end}) says {header.size}"
             )
-        last = m.block.entries[0].position - 1 if entries else -1
+        last = -1
         leaves: list[bytes] = []
-        redacted: list[int] = []
         for i, entry in enumerate(entries):
             index = header.start + i
             if entry.origin != m.origin:
                 raise _Failed(f"entry {index} belongs to log {entry.origin!r}")
-            if i and entry.position <= last:
-                raise _Failed(
-                    f"entry {index} at position {entry.position} does not follow position {last}"
-                )
-            last = entry.position
-            if entry.redacted:
-                redacted.append(index)
+            if not entry.log_record:  # a log record's position is its index (checked below)
+                if entry.position <= last:
+                    raise _Failed(
+                        f"entry {index} at position {entry.position} does not follow position "
+                        f"{last}"
+                    )
+                last = entry.position
             leaves.append(entry.leaf_hash())  # LeafMismatchError: a value that was altered
+        anchored = None
+        if m.receipt is not None:
+            try:
+                anchored = Checkpoint.from_text(m.receipt.checkpoint)
+            except VerifierError:
+                anchored = None  # the consistency check reports it
+        found = check_block_redactions(
+            m.origin,
+            header.start,
+            header.end,
+            header.root,
+            entries,
+            m.related,
+            anchored,
+            self.log_keys,
+        )
+        redacted = [index for index, _, _ in found.explained]
         state["leaves"], state["redacted"] = leaves, redacted
-        note = f", {len(redacted)} redacted (leaves {redacted})" if redacted else ""
+        state["redaction_pending"] = found.pending
+        state["redactions"] = {index: red for index, _, red in found.explained}
+        listed = [red.to_json(r) for _, r, red in found.explained]
+        note = ""
+        if found.explained:
+            note = f", {len(redacted)} redacted: " + "; ".join(
+                f"leaf {index} {red.describe()} (record at leaf {r})"
+                for index, r, red in found.explained
+            )
         rehash = "y re-hashes to its leaf" if len(entries) == 1 else "ies re-hash to their leaves"
-        return f"{len(entries)} entr{rehash}{note}", {"redacted": redacted}
+        return f"{len(entries)} entr{rehash}{note}", {"redacted": redacted, "redactions": listed}
 
     def _previous_state(
         self, m: BlockMaterial, state: dict[str, Any]
@@ -505,7 +536,9 @@ class Verifier:
         if len(m.block.entries) != header.size:
             raise _Failed(f"the block's entries are incomplete: leaf {event.index} is unproven")
         entry = m.block.entries[event.index - header.start]
-        claim = _describe_claim(event.requested, event.index, entry)
+        claim = _describe_claim(
+            event.requested, event.index, entry, state.get("redactions", {}).get(event.index)
+        )
         root = state["checkpoint"].root if "checkpoint" in state else header.root
         verify_inclusion(entry.leaf_hash(), event.index, header.end, list(event.proof), root)
         data: dict[str, Any] = {
@@ -544,8 +577,14 @@ def _anchored_state(origin: str, chain: ChainState, tip: int | None) -> tuple[st
     return detail, {**chain.to_json(), "problems": problems}
 
 
-def _describe_claim(requested: str, index: int, entry: Entry) -> str:
-    """How the entry matches what was asked for; _Failed if it does not."""
+def _describe_claim(
+    requested: str, index: int, entry: Entry, redaction: Redaction | None = None
+) -> str:
+    """How the entry matches what was asked for; _Failed if it does not.
+
+    A redacted entry proves its leaf (position, time, key), never an event id: the id was in
+    the erased value, so any id could be claimed for it.
+    """
     numbered = numbered_reference(requested)
     if numbered is not None:
         kind, number = numbered
@@ -553,8 +592,13 @@ def _describe_claim(requested: str, index: int, entry: Entry) -> str:
         if actual != number:
             raise _Failed(f"leaf {index} is at {kind} {actual}, not {number}")
         return f"is at {kind} {number}" + (" (redacted)" if entry.redacted else "")
-    if entry.redacted:  # the id is no longer readable: only the leaf is proven
-        return "is redacted, so its id cannot be re-read from the value"
+    if entry.redacted:
+        how = f" {redaction.describe()}" if redaction is not None else ""
+        raise _Failed(
+            f"leaf {index} (position {entry.position}) was redacted{how}: its value is erased, "
+            f"so the event id cannot be re-read and this does not prove that event "
+            f"{requested!r} was sealed; only its leaf is proven (verify --event index:{index})"
+        )
     try:
         found = json.loads(entry.value or b"").get("id")
     except (ValueError, AttributeError):

@@ -175,11 +175,29 @@ def test_human_report_names_every_check(world):
     assert result.output.endswith("VALID\n")
 
 
-def test_a_redacted_entry_passes_and_is_reported(world):
+def test_a_redacted_entry_passes_and_is_reported(world, artifact):
     with BlockStore.open(world.path) as store:
-        store.redact(A, 4, "dpo", "erasure request")
+        store.redact(A, 4, "dpo", "erasure request", SIGNER)
+        code, data = world.verify("--log", A, "--block", "1")
+        assert code == 3 and "redaction record of leaf 4" in data["pending"]  # not anchored
+        anchor_once(store, world.rpc, world.record, artifact)
     code, data = world.verify("--log", A, "--block", "1")
     assert code == 0 and data["redacted"] == [4]
+    assert "leaf 4 by 'dpo'" in data["checks"][0]["detail"]
+
+
+def test_a_forged_redaction_is_invalid(world):
+    world.tamper(
+        "UPDATE entries SET value = NULL, salt = NULL WHERE idx = 4"
+        " AND log_id = (SELECT id FROM logs WHERE origin = 'auditseal.local/audit.events/0')"
+    )
+    code, data = world.verify("--log", A, "--block", "1")
+    assert code == 1 and data["first_failure"] == "entries"
+    assert "no redaction record" in data["checks"][0]["detail"]
+    code, data = world.verify("--all")
+    assert code == 1
+    (log,) = [log for log in data["logs"] if log["origin"] == A]
+    assert [p["check"] for p in log["problems"]] == ["redaction"]
 
 
 def test_a_block_sealed_after_the_last_anchor_is_not_anchored_yet(world):

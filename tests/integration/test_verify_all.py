@@ -17,7 +17,7 @@ from infra.processes import free_port
 from sealer.store import BlockStore
 from sealer.verify_all import audit_log
 from tests.integration import test_verify as built
-from tests.integration.test_verify import LOG_KEY, A, B, World
+from tests.integration.test_verify import LOG_KEY, SIGNER, A, B, World
 from verifier.audit import LogAudit, combined_exit_code
 from verifier.chain import Web3AnchorReader
 from verifier.note import NoteVerifier
@@ -128,9 +128,13 @@ def test_an_unreachable_chain_is_exit_3(world):
 
 def test_a_redacted_entry_passes_and_is_counted(world):
     with BlockStore.open(world.path) as s:
-        s.redact(A, 4, "dpo", "erasure request")
+        s.redact(A, 4, "dpo", "erasure request", SIGNER)
     result = run(world, A)
     assert result.problems == () and result.redacted == 1
+    assert [(r["index"], r["actor"], r["reason"]) for r in result.redactions] == [
+        (4, "dpo", "erasure request")
+    ]
+    assert "redacted: leaf 4 by 'dpo'" in result.render()
 
 
 # --- the command: auditseal verify --all -------------------------------------------------------

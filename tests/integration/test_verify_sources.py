@@ -149,12 +149,39 @@ def test_an_event_after_the_last_anchor_is_not_proven_yet(events):
     assert statuses(data)["event"] == "ok" and "not anchored yet" in data["pending"]
 
 
-def test_a_redacted_event_is_proven_by_its_leaf(events):
+def test_a_redacted_event_is_proven_by_its_leaf_never_by_an_id(events, artifact):  # noqa: F811
     with BlockStore.open(events.path) as store:
-        store.redact(LOG, 6, "dpo", "erasure request")
+        store.redact(LOG, 6, "dpo", "erasure request", SIGNER)
+        anchor_once(store, events.rpc, events.record, artifact)
     code, data, _ = events.run(verify, "--store", str(events.path), "--event", "index:6")
     assert code == 0, data
     assert "redacted" in data["checks"][8]["detail"] and data["redacted"] == [6]
+    # The store still indexes the id, but the value that held it is erased: not a proof of it.
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "evt-6")
+    assert code == 1 and data["first_failure"] == "event"
+    assert "cannot be re-read" in data["checks"][8]["detail"]
+    # An attacker points the redacted entry at an id that was never sealed.
+    db = sqlite3.connect(events.path)
+    db.execute("DROP TRIGGER entries_only_redact")
+    db.execute("UPDATE entries SET event_id = 'never-sealed' WHERE idx = 6")
+    db.commit()
+    db.close()
+    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "never-sealed")
+    assert code == 1 and data["verdict"] != "VALID"
+    bundle_path = events.make_bundle("--event", "never-sealed")
+    code, data, _ = events.run(verify, "--bundle", str(bundle_path))
+    assert code == 1 and data["first_failure"] == "event"
+
+
+def test_a_forged_redaction_fails_from_a_bundle(events):
+    db = sqlite3.connect(events.path)
+    db.execute("DROP TRIGGER entries_only_redact")
+    db.execute("UPDATE entries SET value = NULL, salt = NULL WHERE idx = 6")
+    db.commit()
+    db.close()
+    code, data, _ = events.run(verify, "--bundle", str(events.make_bundle("--block", "1")))
+    assert code == 1 and data["first_failure"] == "entries"
+    assert "no redaction record" in data["checks"][0]["detail"]
 
 
 def test_unknown_events_are_usage_errors(events):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -200,3 +201,43 @@ def test_help_lists_every_command(tmp_path):
         "verify",
     ):
         assert f"  {command}" in out.stdout
+
+
+def test_log_redact_seals_a_record_and_erases_the_bytes_from_the_store_files(workdir):
+    """The erased value must be gone from the files themselves, WAL included; grep them."""
+    secret = b"Jane Q. Example, passport X1234567"
+    lines = [b"first", b'{"name": "' + secret + b'", "pad": "' + b"x" * 3000 + b'"}', b"last"]
+    assert append(workdir, b"\n".join(lines) + b"\n").returncode == 0
+    assert append(workdir, b"later\n").returncode == 0
+    files = [workdir / "store.db", workdir / "store.db-wal"]
+    assert any(secret in f.read_bytes() for f in files if f.exists())
+    out = run(
+        "log", "redact", "--log", ORIGIN, "--index", "1", "--actor", "dpo@example.com",
+        "--reason", "GDPR-17", "--key", "keys/ops.example.com.key", "--json", cwd=workdir,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) | {"root": None, "checkpoint": None} == {
+        "log": ORIGIN, "index": 1, "record_index": 4, "block": 2, "root": None,
+        "checkpoint": None,
+    }  # fmt: skip
+    for f in files:
+        if f.exists():
+            assert secret not in f.read_bytes(), f"{f.name} still holds the erased value"
+    check = run("log", "check", "--log", ORIGIN, "--log-key", vkey(workdir), cwd=workdir)
+    assert check.returncode == 0 and "1 redacted" in check.stdout
+    again = run(
+        "log", "redact", "--log", ORIGIN, "--index", "1", "--actor", "a", "--reason", "b",
+        "--key", "keys/ops.example.com.key", cwd=workdir,
+    )  # fmt: skip
+    assert again.returncode != 0 and "already redacted" in again.stderr
+
+
+def test_log_check_finds_an_erasure_without_its_record(workdir):
+    assert append(workdir, b"a\nb\nc\n").returncode == 0
+    db = sqlite3.connect(workdir / "store.db")
+    db.execute("DROP TRIGGER entries_only_redact")
+    db.execute("UPDATE entries SET value = NULL, salt = NULL WHERE idx = 1")
+    db.commit()
+    db.close()
+    check = run("log", "check", "--log", ORIGIN, "--log-key", vkey(workdir), cwd=workdir)
+    assert check.returncode == 1 and "no redaction record" in check.stderr

@@ -9,7 +9,9 @@ from pathlib import Path
 from tests.vectors.format_vectors import vectors
 from verifier import merkle
 from verifier.checkpoint import open_checkpoint
+from verifier.leaf import Leaf
 from verifier.note import NoteVerifier
+from verifier.redaction import Redaction
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = json.loads((ROOT / "tests/vectors/format.json").read_text())
@@ -87,3 +89,16 @@ def test_format_doc_shows_the_bundle_vector():
     doc = (ROOT / "docs/FORMAT.md").read_text()
     assert "tests/vectors/bundle.json" in doc
     assert json.loads(BUNDLE_FILE.read_bytes())["block"]["header"].splitlines()[4] in doc
+
+
+def test_the_redaction_record_vector_checks_and_is_quoted():
+    v = CHECKED_IN["redaction"]
+    leaf = Leaf.from_bytes(bytes.fromhex(v["leaf"]))
+    assert leaf.log_record and leaf.key_null and leaf.position == 3
+    red = Redaction.from_bytes(v["record"].encode())
+    assert red.index == 0 and red.leaf_hash.hex() == CHECKED_IN["entries"][0]["leaf_hash"]
+    salt = bytes.fromhex(CHECKED_IN["salt"])
+    assert leaf.value_commitment == hashlib.sha256(salt + v["record"].encode()).digest()
+    doc = (ROOT / "docs/FORMAT.md").read_text()
+    quoted = [v["record"], v["leaf"], v["leaf_hash"], *v["block_header"].splitlines()]
+    assert not [q for q in quoted if q not in doc]

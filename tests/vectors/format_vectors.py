@@ -13,10 +13,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import LogTip, Record, build_block
+from sealer.blocks import LogTip, Record, build_block, build_redaction_block
 from sealer.signer import Signer
 from verifier import merkle
 from verifier.compact import CompactRange
+from verifier.redaction import Redaction
 
 SEED = bytes(range(32))
 SALT = bytes(range(16))
@@ -27,12 +28,14 @@ RECORDS = [
     Record(3, 1767225600002, None, None),  # offset 2 skipped: a gap; null key and value
 ]
 SEALED_AT = 1767225601000
+REDACTED_AT = 1767225602000
 
 
 def vectors() -> dict[str, Any]:
     signer = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(SEED))
     tip = LogTip(ORIGIN, CompactRange(), None, -1)
-    block = build_block(tip, RECORDS, signer, SEALED_AT, new_salt=lambda: SALT).block
+    built = build_block(tip, RECORDS, signer, SEALED_AT, new_salt=lambda: SALT)
+    block = built.block
     leaves = [e.leaf_hash() for e in block.entries]
     return {
         "description": "docs/FORMAT.md worked example: one block of three entries",
@@ -59,6 +62,26 @@ def vectors() -> dict[str, Any]:
         "checkpoint_note": block.checkpoint,
         "block_header": block.header.to_text(),
         "block_hash": block.header.hash().hex(),
+        "redaction": _redaction(built.tip, leaves[0], signer),
+    }
+
+
+def _redaction(tip: LogTip, leaf_hash: bytes, signer: Signer) -> dict[str, Any]:
+    """Entry 0 redacted: its record sealed as leaf 3 in block 1 (FORMAT.md §2a)."""
+    red = Redaction(0, leaf_hash, "dpo@example.com", "GDPR-2026-17", REDACTED_AT)
+    block = build_redaction_block(tip, red, signer, REDACTED_AT, new_salt=lambda: SALT).block
+    (e,) = block.entries
+    return {
+        "description": "entry 0 redacted by dpo@example.com; the record is leaf 3, block 1",
+        "record": (e.value or b"").decode("utf-8"),
+        "position": e.position,
+        "timestamp_ms": e.timestamp_ms,
+        "value_commitment": e.value_commitment.hex(),
+        "leaf": e.leaf().to_bytes().hex(),
+        "leaf_hash": e.leaf_hash().hex(),
+        "root": block.header.root.hex(),
+        "block_header": block.header.to_text(),
+        "checkpoint_note": block.checkpoint,
     }
 
 

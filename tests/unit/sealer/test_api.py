@@ -77,7 +77,8 @@ BLOCK_KEYS = {
 
 def build_store(path: Path) -> None:
     """ORIGIN: blocks [0, 3) [3, 4) [4, 10), a Kafka offset gap 3..5, a replayed event, a
-    non-UTF-8 value, a null key and value, a flagged record, entry 5 redacted. OTHER: 1 entry."""
+    non-UTF-8 value, a null key and value, a flagged record, entry 5 redacted (its redaction
+    record is leaf 10, block [10, 11)). OTHER: 1 entry."""
     with BlockStore.open(path, create=True) as db:
         writer = LogWriter(db, SIGNER, lambda: SEALED_AT)
         writer.append(
@@ -94,7 +95,7 @@ def build_store(path: Path) -> None:
             [Record(6 + i, 1006 + i, b"proxy-2", f"value {i}".encode()) for i in range(6)],
         )
         writer.append(OTHER, [Record(0, 2000, b"proxy-3", b"elsewhere", event_id="ev-1")])
-        db.redact(ORIGIN, REDACTED, actor="dpo@example.com", reason="GDPR-1")
+        db.redact(ORIGIN, REDACTED, "dpo@example.com", "GDPR-1", SIGNER, now_ms=SEALED_AT)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ async def test_logs_lists_every_log_with_its_latest_checkpoint(store_path):
         assert response.headers["Cache-Control"] == "no-cache"
         logs = await response.json()
     assert [log["log"] for log in logs] == [ORIGIN, OTHER]
-    assert [(log["size"], log["blocks"]) for log in logs] == [(10, 3), (1, 1)]
+    assert [(log["size"], log["blocks"]) for log in logs] == [(11, 4), (1, 1)]
     for log in logs:
         checkpoint = open_checkpoint(log["latest_checkpoint"], [SIGNER.verifier])
         assert (checkpoint.origin, checkpoint.size) == (log["log"], log["size"])
@@ -165,8 +166,8 @@ async def test_checkpoint_is_the_signed_note_verbatim(store_path):
         as_json = await get_json(client, "/v1/checkpoint.json", log=ORIGIN)
     assert text == note
     checkpoint = open_checkpoint(text, [SIGNER.verifier])
-    assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (ORIGIN, 10, root)
-    assert as_json == {"log": ORIGIN, "size": 10, "root": root.hex(), "note": note}
+    assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (ORIGIN, 11, root)
+    assert as_json == {"log": ORIGIN, "size": 11, "root": root.hex(), "note": note}
 
 
 @async_test
@@ -197,6 +198,7 @@ async def test_blocks_are_listed_with_headers_that_chain(store_path):
         (0, 0, 3),
         (1, 3, 4),
         (2, 4, 10),
+        (3, 10, 11),
     ]
     prev = None
     for b in blocks:
@@ -208,7 +210,7 @@ async def test_blocks_are_listed_with_headers_that_chain(store_path):
         assert header.sealed_at_ms == b["sealed_at_ms"] == SEALED_AT
         assert open_checkpoint(b["checkpoint"], [SIGNER.verifier]).size == b["end"]
         prev = header
-    assert [b["gaps"] for b in blocks] == [[], [[3, 5]], []]
+    assert [b["gaps"] for b in blocks] == [[], [[3, 5]], [], []]
 
 
 @async_test
@@ -217,7 +219,7 @@ async def test_blocks_page_with_from_and_limit(store_path):
         response = await client.get("/v1/blocks", params={"log": ORIGIN, "from": "1", "limit": "1"})
         assert response.headers["Cache-Control"] == api.IMMUTABLE  # a full page never changes
         assert [b["number"] for b in await response.json()] == [1]
-        assert await get_json(client, "/v1/blocks", log=ORIGIN, **{"from": 3}) == []
+        assert await get_json(client, "/v1/blocks", log=ORIGIN, **{"from": 4}) == []
         for params, name in [
             ({"limit": 1001}, "limit"),
             ({"limit": 0}, "limit"),
@@ -256,8 +258,8 @@ async def test_a_block_with_and_without_its_entries(store_path):
 @async_test
 async def test_block_errors(store_path, monkeypatch):
     async with client_for(store_path) as client:
-        body = await get_json(client, "/v1/block", 404, log=ORIGIN, number=3)
-        assert body["error"] == f"{ORIGIN}: no block 3"
+        body = await get_json(client, "/v1/block", 404, log=ORIGIN, number=4)
+        assert body["error"] == f"{ORIGIN}: no block 4"
         body = await get_json(client, "/v1/block", 400, log=ORIGIN)
         assert body["error"].startswith("number: ")
         body = await get_json(client, "/v1/block", 400, log=ORIGIN, number=0, entries="maybe")
@@ -336,18 +338,18 @@ async def test_entries_page(store_path):
     async with client_for(store_path) as client:
         page = await get_json(client, "/v1/entries", log=ORIGIN, start=2, limit=3)
         tail = await get_json(client, "/v1/entries", log=ORIGIN, start=8)
-        past = await get_json(client, "/v1/entries", log=ORIGIN, start=10)
+        past = await get_json(client, "/v1/entries", log=ORIGIN, start=11)
         body = await get_json(client, "/v1/entries", 400, log=ORIGIN, limit=1001)
     assert [(e["index"], e["block"]) for e in page] == [(2, 0), (3, 1), (4, 2)]
-    assert [e["index"] for e in tail] == [8, 9] and past == []
+    assert [e["index"] for e in tail] == [8, 9, 10] and past == []
     assert body["error"].startswith("limit: ")
 
 
 @async_test
 async def test_entry_errors(store_path):
     async with client_for(store_path) as client:
-        body = await get_json(client, "/v1/entry", 404, log=ORIGIN, index=10)
-        assert body["error"] == f"{ORIGIN}: no entry 10 (log size 10)"
+        body = await get_json(client, "/v1/entry", 404, log=ORIGIN, index=11)
+        assert body["error"] == f"{ORIGIN}: no entry 11 (log size 11)"
         body = await get_json(client, "/v1/entry", 404, log=ORIGIN, position=3)  # in the gap
         assert body["error"] == f"{ORIGIN}: no entry at position 3"
         for params in [{}, {"index": 1, "position": 1}]:
@@ -444,7 +446,7 @@ async def test_consistency_proofs_verify_and_match_the_cli(store_path):
         assert await latest.json() == cli_json(
             store_path, "log", "proof", "consistency", "--log", ORIGIN, "--old", "3"
         )
-        for new in range(1, 11):
+        for new in range(1, 12):
             for old in range(1, new + 1):
                 response = await client.get(
                     "/v1/proof/consistency",
@@ -472,13 +474,13 @@ async def test_proof_errors_name_the_parameter(store_path):
     async with client_for(store_path) as client:
         cases = [
             ("/v1/proof/inclusion", {"log": ORIGIN}, "index: "),
-            ("/v1/proof/inclusion", {"log": ORIGIN, "index": 10}, f"{ORIGIN}: index 10"),
-            ("/v1/proof/inclusion", {"log": ORIGIN, "index": 0, "size": 11}, f"{ORIGIN}: size 11"),
+            ("/v1/proof/inclusion", {"log": ORIGIN, "index": 11}, f"{ORIGIN}: index 11"),
+            ("/v1/proof/inclusion", {"log": ORIGIN, "index": 0, "size": 12}, f"{ORIGIN}: size 12"),
             ("/v1/proof/inclusion", {"log": ORIGIN, "index": 0, "size": "x"}, "size: "),
             ("/v1/proof/consistency", {"log": ORIGIN}, "old: "),
             ("/v1/proof/consistency", {"log": ORIGIN, "old": 0}, f"{ORIGIN}: consistency"),
             ("/v1/proof/consistency", {"log": ORIGIN, "old": 5, "new": 4}, f"{ORIGIN}: consis"),
-            ("/v1/proof/consistency", {"log": ORIGIN, "old": 1, "new": 11}, f"{ORIGIN}: size"),
+            ("/v1/proof/consistency", {"log": ORIGIN, "old": 1, "new": 12}, f"{ORIGIN}: size"),
         ]
         for route, params, start in cases:
             response = await client.get(route, params={k: str(v) for k, v in params.items()})

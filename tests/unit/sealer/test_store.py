@@ -123,18 +123,24 @@ def test_sql_updates_and_deletes_are_refused(filled):
 
 
 def test_redaction_keeps_proofs_and_is_recorded(filled):
+    size, tip = filled.size(ORIGIN), filled.tip(ORIGIN)
     before = filled.inclusion_proof(ORIGIN, 4)
-    filled.redact(ORIGIN, 4, actor="dpo@example.com", reason="GDPR-2026-17", now_ms=99)
+    built = filled.redact(ORIGIN, 4, "dpo@example.com", "GDPR-2026-17", SIGNER, now_ms=99)
     entry = filled.entries(ORIGIN, 4, 5)[0]
     assert entry.redacted and entry.value is None
-    assert filled.inclusion_proof(ORIGIN, 4) == before
+    assert filled.inclusion_proof(ORIGIN, 4, size) == before
+    # The record is the next leaf, a log record in a block of its own; the sealer's resume
+    # position (the last Kafka offset) does not move.
+    (record,) = filled.entries(ORIGIN, size, size + 1)
+    assert record.log_record and record.position == size and built.block.header.start == size
+    assert filled.tip(ORIGIN).last_position == tip.last_position
     assert check_log(filled, ORIGIN, [SIGNER.verifier]).redacted == 1
     with pytest.raises(ConflictError, match="already redacted"):
-        filled.redact(ORIGIN, 4, actor="x", reason="y")
+        filled.redact(ORIGIN, 4, "x", "y", SIGNER)
     with pytest.raises(NotFoundError):
-        filled.redact(ORIGIN, 10_000, actor="x", reason="y")
+        filled.redact(ORIGIN, 10_000, "x", "y", SIGNER)
     with pytest.raises(InputError):
-        filled.redact(ORIGIN, 5, actor="", reason="y")
+        filled.redact(ORIGIN, 5, "", "y", SIGNER)
 
 
 def test_fsck_finds_a_value_altered_behind_the_api(filled):
@@ -184,7 +190,7 @@ def test_readonly_store_refuses_writes(filled):
     with BlockStore.open(filled.path, readonly=True) as ro:
         assert ro.size(ORIGIN) == sum(SIZES)
         with pytest.raises(StoreError, match="cannot write"):
-            ro.redact(ORIGIN, 0, "a", "b")
+            ro.redact(ORIGIN, 0, "a", "b", SIGNER)
         assert ro.entries(ORIGIN, 0, 1)[0].value is not None
 
 

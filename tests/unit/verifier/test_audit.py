@@ -35,6 +35,7 @@ def entry_row(idx: int, entry: Entry) -> EntryRow:
         entry.salt,
         entry.value_commitment,
         int(entry.value_null),
+        int(entry.log_record),
     )
 
 
@@ -74,7 +75,17 @@ def problems(blocks: Sequence[AuditBlock]) -> list[tuple[int | None, str]]:
 
 
 def with_row(block: AuditBlock, k: int, **fields: object) -> AuditBlock:
-    names = ("idx", "position", "timestamp", "key", "value", "salt", "commitment", "value_null")
+    names = (
+        "idx",
+        "position",
+        "timestamp",
+        "key",
+        "value",
+        "salt",
+        "commitment",
+        "value_null",
+        "log_record",
+    )
     row = dict(zip(names, block.rows[k], strict=True)) | fields
     rows = list(block.rows)
     rows[k] = tuple(row.values())  # type: ignore[assignment]
@@ -117,12 +128,13 @@ def test_a_good_log_has_no_problems():
     assert result.last_block == 4
 
 
-def test_a_redacted_entry_is_counted_not_failed():
+def test_a_nulled_entry_without_its_redaction_record_is_tampering():
     blocks = make_log(3)
     blocks[1] = with_row(blocks[1], 2, value=None, salt=None)
     result = audit(blocks)
-    assert result.problems == ()
-    assert result.redacted == 1
+    assert [(p.block, p.check) for p in result.problems] == [(1, "redaction")]
+    assert "no redaction record" in result.problems[0].detail
+    assert result.exit_code == 1 and result.redacted == 1
 
 
 def test_a_null_value_entry_passes():

@@ -66,7 +66,7 @@ def test_altered_value_does_not_open_the_commitment():
     [
         b"",
         b"\x02\x00\x00\x01a" + bytes(80),  # unknown version
-        b"\x01\x04\x00\x01a" + bytes(80),  # unknown flag
+        b"\x01\x08\x00\x01a" + bytes(80),  # unknown flag (bit 3; bit 2 is a log record)
         b"\x01\x00\x00\x01a" + bytes(79),  # short
         b"\x01\x00\x00\x01a" + bytes(81),  # trailing byte
         b"\x01\x00\x00\x01\xff" + bytes(80),  # origin not UTF-8
