@@ -50,6 +50,7 @@ from verifier.compact import CompactRange
 from verifier.errors import FormatError, ProofError, SignatureError, VerifierError
 from verifier.leaf import LeafMismatchError
 from verifier.note import NoteVerifier
+from verifier.origin import generation_origin, split_generation
 from verifier.replay import LogReplay
 from verifier.sealed import EntryItem
 
@@ -107,6 +108,11 @@ KINDS: dict[str, tuple[str, str]] = {
         "a receipt for a checkpoint the log never signed, or naming another contract or chain",
     ),
     "malformed": (WARNING, "a message on audit.sealed or audit.anchors that does not parse"),
+    "log_generation": (
+        CRITICAL,
+        "a new generation of a log started: its topic partition was reset (broker restarted "
+        "with in-memory topics, topic recreated) and the previous log is closed",
+    ),
 }
 
 
@@ -346,6 +352,18 @@ class Checker:
             if root != h.root:
                 alerts.append(self._claim_mismatch(h.origin, h.number, h.end, root, seq, now_ms))
         state.blocks.append((h.number, h.end, h.sealed_at_ms))
+        base, generation = split_generation(h.origin)
+        if h.number == 0 and generation > 0:
+            alerts.append(
+                Alert(
+                    "log_generation",
+                    h.origin,
+                    0,
+                    f"generation {generation} of {base} started: the topic partition was reset "
+                    f"and the previous log ({generation_origin(base, generation - 1)}) is closed",
+                    now_ms,
+                )
+            )
         alerts += self._sequences(h.origin, h.number, items, now_ms)
         return alerts
 
