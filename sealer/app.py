@@ -6,6 +6,7 @@ Faust and it, in the order the pipeline's docstring prescribes (store, publish, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict, deque
@@ -18,11 +19,13 @@ import faust
 from sealer.blocks import Record
 from sealer.log_writer import LogWriter
 from sealer.metrics import SealerMetrics
+from sealer.partition_probe import probe
 from sealer.pipeline import KafkaRecord, Sealed, Sealer, SealerConfig, TopicPartition, Triage
 from sealer.sealed_stream import encode_block
 from sealer.signer import Signer
 from sealer.store import BlockStore
 from verifier.block import SealedBlock
+from verifier.origin import generation_origin
 
 __all__ = ["WorkerConfig", "create_app"]
 
@@ -54,32 +57,117 @@ class _Worker:
         self.sealed_topic = sealed_topic
         self.pending: dict[TopicPartition, deque[Any]] = defaultdict(deque)
         self.highwater: dict[TopicPartition, int] = {}
+        self.assignment: set[TopicPartition] = set()
+        self.seeks: set[TopicPartition] = set()  # reset partitions to seek to their start
+        self.sought_at: dict[TopicPartition, float] = {}
+        self.checked_at = 0.0
         self.metrics = SealerMetrics(self.lag)
 
     def lag(self) -> dict[str, int]:
         return {
-            self.config.sealer.origin(*tp): max(0, hw - 1 - self.sealer.last_sealed_offset(tp))
+            self.sealer.origin(tp): max(0, hw - 1 - self.sealer.last_sealed_offset(tp))
             for tp, hw in self.highwater.items()
         }
 
     async def receive(self, event: Any) -> None:
         m = event.message
         tp = (m.topic, m.partition)
-        skipped = self.sealer.skipped
+        skipped, dropped = self.sealer.skipped, self.sealer.dropped
         sealed = self.sealer.add(
             KafkaRecord(m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.key, m.value)
         )
         if self.sealer.skipped > skipped:
             event.ack()  # already in the store: a redelivery
             self.metrics.skipped.inc()
+        elif self.sealer.dropped > dropped:
+            # A reset partition being sought back to its start: read again after the seek.
+            # If records keep coming from elsewhere, Faust's own seek (after a rebalance)
+            # overrode ours: seek again.
+            if tp not in self.seeks and time.monotonic() - self.sought_at.get(tp, 0.0) > 3.0:
+                self.seeks.add(tp)
         else:
             self.pending[tp].append(event)
         if sealed is not None:
             await self.finish(sealed)
+        self.handle_resets()
+
+    def handle_resets(self) -> None:
+        """Say loudly that a partition was reset, and schedule its seek to the start."""
+        for r in self.sealer.take_resets():
+            log.error(
+                "topic partition %s/%d was reset: log %s is closed, the partition is sealed "
+                "again from its start as log %s (generation %d): %s",
+                r.tp[0],
+                r.tp[1],
+                r.closed,
+                r.origin,
+                r.generation,
+                r.reason,
+            )
+            self.metrics.resets.labels(r.closed).inc()
+            self.metrics.generation.labels(self.config.sealer.origin(*r.tp)).set(r.generation)
+            self.pending.pop(r.tp, None)  # never acknowledged: read again after the seek
+            self.seeks.add(r.tp)
+
+    async def seek_reset(self, consumer: Any) -> None:
+        """Seek each reset partition to its first offset; the sealer accepts from there."""
+        for tp in sorted(self.seeks):
+            if tp not in self.assignment:
+                self.seeks.discard(tp)
+                continue
+            ftp = faust.types.TP(*tp)
+            try:
+                start = (await consumer.earliest_offsets(ftp))[ftp]
+                await consumer.seek(ftp, start)
+            except Exception as exc:  # broker away: try again at the next tick
+                log.warning("cannot seek %s/%d to its start yet: %s", tp[0], tp[1], exc)
+                continue
+            self.seeks.discard(tp)
+            self.sought_at[tp] = time.monotonic()
+            self.sealer.rewound(tp, start)
+
+    async def check_partitions(self, partitions: set[TopicPartition]) -> None:
+        """Compare each partition's record at its log's last sealed offset with the store's."""
+        last = {
+            tp: pos
+            for tp in partitions
+            if not self.sealer.rewinding(tp) and (pos := self.sealer.last_sealed_offset(tp)) >= 0
+        }
+        by_topic: dict[str, dict[int, int]] = defaultdict(dict)
+        for (topic, partition), pos in last.items():
+            by_topic[topic][partition] = pos
+        for topic, positions in by_topic.items():
+            found = await asyncio.to_thread(probe, self.config.bootstrap, topic, positions)
+            for partition, record in found.items():
+                sealed = self.sealer.check_partition((topic, partition), record)
+                if sealed is not None:
+                    await self.finish(sealed)
+        self.handle_resets()
+
+    async def check_ends(self, consumer: Any) -> None:
+        """Every few seconds: a partition whose end offset is below the log's resume offset
+        may be a new topic the consumer waits past (Tansu reports low end offsets, so the
+        record itself is read to decide)."""
+        if time.monotonic() - self.checked_at < 5.0 or not self.assignment:
+            return
+        self.checked_at = time.monotonic()
+        tps = sorted(self.assignment)
+        try:
+            ends = await consumer.highwaters(*(faust.types.TP(*tp) for tp in tps))
+        except Exception:  # broker away: next time
+            return
+        suspects = {
+            tp
+            for tp in tps
+            if ends.get(faust.types.TP(*tp)) is not None
+            and ends[faust.types.TP(*tp)] <= self.sealer.last_sealed_offset(tp)
+        }
+        if suspects:
+            await self.check_partitions(suspects)
 
     async def finish(self, sealed: Sealed) -> None:
         """Step 1 (the commit) is done; now publish (2) and acknowledge (3)."""
-        origin = self.config.sealer.origin(*sealed.tp)
+        origin = sealed.origin
         labels = self.metrics
         labels.blocks.labels(origin).inc()
         labels.events.labels(origin).inc(len(sealed.records))
@@ -119,16 +207,30 @@ class _Worker:
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
         self.sealer.forget(partitions)
+        self.assignment -= partitions
         for tp in partitions:
             self.pending.pop(tp, None)  # never acknowledged: the next owner receives them
             self.highwater.pop(tp, None)
+            self.seeks.discard(tp)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         self.sealer.forget(partitions)  # another worker may have sealed meanwhile
+        self.assignment |= partitions
         for tp in sorted(partitions):
-            origin = self.config.sealer.origin(*tp)
-            if self.store.has_log(origin):
-                await self.publish_outbox(origin)
+            base = self.config.sealer.origin(*tp)
+            generation = self.store.generation(base)
+            for g in range(generation + 1):  # a closed generation's last blocks too
+                if self.store.has_log(origin := generation_origin(base, g)):
+                    await self.publish_outbox(origin)
+            if generation > 0:
+                self.metrics.generation.labels(base).set(generation)
+                if self.sealer.last_sealed_offset(tp) < 0:
+                    # Crashed between starting the generation and its first block.
+                    self.sealer.rewind(tp)
+                    self.seeks.add(tp)
+        # A rebalance follows every broker restart: is each partition still the one its
+        # log was built from? (Partitions are paused until this returns.)
+        await self.check_partitions(partitions)
 
 
 def _now_ms() -> int:
@@ -186,6 +288,8 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
     async def tick() -> None:
         for sealed in worker.sealer.due():
             await worker.finish(sealed)
+        await worker.seek_reset(app.consumer)
+        await worker.check_ends(app.consumer)
         for tp in list(worker.pending) + list(worker.highwater):
             try:
                 worker.highwater[tp] = app.consumer.highwater(faust.types.TP(*tp))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["SealerMetrics"]
@@ -29,6 +29,18 @@ class SealerMetrics:
         self.skipped = Counter(
             "auditseal_sealer_redelivered_records",
             "Records skipped because the store already held them",
+            registry=self.registry,
+        )
+        self.resets = Counter(
+            "auditseal_sealer_log_resets",
+            "Logs closed because their topic partition was reset (a new generation started)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.generation = Gauge(
+            "auditseal_sealer_log_generation",
+            "Current generation of the logs of a partition (0 until a reset), by base origin",
+            ["log"],
             registry=self.registry,
         )
         self.latency = Histogram(

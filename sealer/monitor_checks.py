@@ -55,6 +55,7 @@ from verifier.compact import CompactRange
 from verifier.errors import FormatError, ProofError, SignatureError, VerifierError
 from verifier.leaf import LeafMismatchError
 from verifier.note import NoteVerifier
+from verifier.origin import generation_origin, split_generation
 from verifier.redaction import open_record
 from verifier.replay import LogReplay
 from verifier.sealed import EntryItem
@@ -116,6 +117,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "unexplained_redaction": (
         CRITICAL,
         "an entry with its value and salt erased that no redaction record in the log explains",
+    ),
+    "log_generation": (
+        CRITICAL,
+        "a new generation of a log started: its topic partition was reset (broker restarted "
+        "with in-memory topics, topic recreated) and the previous log is closed",
     ),
 }
 
@@ -361,6 +367,18 @@ class Checker:
                 alerts.append(self._claim_mismatch(h.origin, h.number, h.end, root, seq, now_ms))
         state.blocks.append((h.number, h.end, h.sealed_at_ms))
         alerts += self._redactions(state, h.origin, h.number, items, now_ms)
+        base, generation = split_generation(h.origin)
+        if h.number == 0 and generation > 0:
+            alerts.append(
+                Alert(
+                    "log_generation",
+                    h.origin,
+                    0,
+                    f"generation {generation} of {base} started: the topic partition was reset "
+                    f"and the previous log ({generation_origin(base, generation - 1)}) is closed",
+                    now_ms,
+                )
+            )
         alerts += self._sequences(h.origin, h.number, items, now_ms)
         return alerts
 

@@ -14,8 +14,19 @@ The caller (the Faust agent) feeds records, calls :meth:`Sealer.due` on a timer,
 A crash between 1 and 2 leaves a stored, unpublished block (published on restart); between 2 and
 3, a block published twice or records delivered again, which step 0 below makes harmless:
 
-0. a record at or below the log's last sealed position is skipped: the store, not Kafka's
-   committed offset, says what is sealed, so a redelivered record never becomes a second leaf.
+0. a record at or below the log's last sealed position is skipped only if it is byte-identical
+   to the one sealed there (key, value, Kafka timestamp): the store, not Kafka's committed
+   offset, says what is sealed, so a redelivered record never becomes a second leaf.
+
+A record there that differs (or an offset the log recorded as a gap, or a partition that now
+ends before the log's last position, see :meth:`Sealer.check_partition`) means the partition
+is not the one the log was built from: it was reset (a broker restarted with in-memory
+topics, a topic deleted and recreated). Nothing is skipped then: the log is closed and the
+partition is sealed again from its beginning as a new log, the next *generation* of the same
+base origin (FORMAT.md §1.1), recorded in the store so every worker and every restart
+continues it. The caller learns of it through :meth:`Sealer.take_resets` and must seek the
+partition to its first offset and call :meth:`Sealer.rewound`; until then the partition's
+records are dropped unacknowledged (they are read again after the seek).
 
 When another worker appended to the same log first (a rebalance race), the append fails with
 ConflictError; the pipeline reloads the tip, drops what the other worker sealed, and seals the
@@ -32,8 +43,10 @@ from sealer.blocks import Record
 from sealer.errors import ConflictError, InputError
 from sealer.log_writer import LogWriter
 from verifier.block import SealedBlock
+from verifier.leaf import Entry
+from verifier.origin import generation_origin
 
-__all__ = ["KafkaRecord", "Sealed", "Sealer", "SealerConfig", "TopicPartition"]
+__all__ = ["KafkaRecord", "Reset", "Sealed", "Sealer", "SealerConfig", "TopicPartition"]
 
 TopicPartition = tuple[str, int]
 Triage = Callable[[bytes | None], tuple[str | None, str | None]]
@@ -56,6 +69,7 @@ class SealerConfig:
             raise InputError("max interval: must be positive")
 
     def origin(self, topic: str, partition: int) -> str:
+        """The base origin of a partition's logs (generation 0)."""
         return f"{self.origin_prefix}/{topic}/{partition}"
 
 
@@ -78,12 +92,38 @@ class Sealed:
     """A committed block and the Kafka offsets it covers."""
 
     tp: TopicPartition
+    origin: str
     block: SealedBlock
     gaps: tuple[tuple[int, int], ...]
     records: tuple[Record, ...]
     last_offset: int
     """Every record of this partition up to here is sealed: acknowledge them."""
     oldest_timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A partition found reset: ``closed`` is no longer written, ``origin`` continues it."""
+
+    tp: TopicPartition
+    closed: str
+    origin: str
+    generation: int
+    reason: str
+
+
+def same_record(entry: Entry | Record, record: KafkaRecord) -> bool:
+    """Is ``record`` the one sealed as ``entry`` (a redelivery)?
+
+    Key, value and Kafka timestamp must be byte-identical. A redacted entry (value and salt
+    erased) can no longer show its value, and its commitment cannot be recomputed without the
+    salt: only the key, the timestamp and whether the value was null are compared then.
+    """
+    if (entry.key, entry.timestamp_ms) != (record.key, record.timestamp_ms):
+        return False
+    if isinstance(entry, Entry) and entry.salt is None and entry.value is None:
+        return entry.value_null == (record.value is None)  # redacted
+    return entry.value == record.value
 
 
 @dataclass
@@ -105,21 +145,52 @@ class Sealer:
         self._triage = triage
         self._clock = clock
         self._buffers: dict[TopicPartition, _Buffer] = {}
-        self.skipped = 0  # redelivered records already sealed
+        self._generations: dict[TopicPartition, int] = {}
+        self._rewinding: dict[TopicPartition, int | None] = {}  # tp -> offset sought, if yet
+        self._resets: list[Reset] = []
+        self.skipped = 0  # redelivered records already sealed (byte-identical)
+        self.dropped = 0  # records of a rewinding partition, read again after the seek
         self.conflicts = 0  # appends lost to another worker
+
+    def origin(self, tp: TopicPartition) -> str:
+        """The origin of the log ``tp`` is sealed into now (its current generation)."""
+        generation = self._generations.get(tp)
+        if generation is None:
+            generation = self._generations[tp] = self.writer.store.generation(
+                self.config.origin(*tp)
+            )
+        return generation_origin(self.config.origin(*tp), generation)
 
     def add(self, record: KafkaRecord) -> Sealed | None:
         """Buffer one record; returns the block it completed, if any.
 
-        A record at or below what the log already holds (or buffers) is skipped and counted.
+        A record at or below what the log already holds (or buffers) is skipped and counted
+        when it is byte-identical to the sealed one; otherwise the partition was reset (see
+        the module docstring) and the record is dropped until the caller rewinds.
         """
-        buffer = self._buffers.get(record.tp)
+        tp = record.tp
+        if tp in self._rewinding:
+            target = self._rewinding[tp]
+            if target is None or record.offset != target:
+                self.dropped += 1
+                return None
+            del self._rewinding[tp]
+        buffer = self._buffers.get(tp)
         if buffer is None:
-            buffer = self._buffers[record.tp] = _Buffer()
-        last = buffer.records[-1].position if buffer.records else self._last_sealed(record.tp)
+            buffer = self._buffers[tp] = _Buffer()
+        last = buffer.records[-1].position if buffer.records else self._last_sealed(tp)
         if record.offset <= last:
-            self.skipped += 1
-            return None
+            held = self._held(tp, buffer, record.offset)
+            if held is not None and same_record(held, record):
+                self.skipped += 1
+                return None
+            self.dropped += 1
+            what = "an offset the log recorded as a gap" if held is None else "a different record"
+            return self._reset(
+                tp,
+                f"offset {record.offset} at or below the last sealed or buffered offset {last} "
+                f"holds {what}",
+            )
         event_id, flag = self._triage(record.value)
         if not buffer.records:
             buffer.since = self._clock()
@@ -127,8 +198,46 @@ class Sealer:
             Record(record.offset, record.timestamp_ms, record.key, record.value, event_id, flag)
         )
         if len(buffer.records) >= self.config.max_events:
-            return self._seal(record.tp)
+            return self._seal(tp)
         return None
+
+    def check_partition(self, tp: TopicPartition, found: KafkaRecord | None) -> Sealed | None:
+        """Compare the log's last sealed record with what Kafka holds at its offset.
+
+        ``found`` is the record Kafka returned at or after that offset, or None when the
+        partition ends before it (its end offset is below the log's resume offset). Anything
+        but the byte-identical record (or a later one: the offset was compacted away) is a
+        reset, which redelivery alone cannot show: a consumer positioned past the new
+        partition's end waits there, and the records before its position are never read.
+        """
+        if tp in self._rewinding:
+            return None
+        last = self._last_sealed(tp)
+        if last < 0 or (found is not None and found.offset > last):
+            return None
+        if found is not None:
+            held = self._held(tp, self._buffers.get(tp, _Buffer()), last)
+            if held is not None and same_record(held, found):
+                return None
+            return self._reset(tp, f"offset {last}, the log's last, holds a different record")
+        return self._reset(tp, f"the partition ends before offset {last}, the log's last")
+
+    def take_resets(self) -> list[Reset]:
+        """The resets found since the last call; for each, seek and call :meth:`rewound`."""
+        resets, self._resets = self._resets, []
+        return resets
+
+    def rewinding(self, tp: TopicPartition) -> bool:
+        return tp in self._rewinding
+
+    def rewind(self, tp: TopicPartition) -> None:
+        """Drop ``tp``'s records until the caller has sought it back (see :meth:`rewound`)."""
+        self._buffers.pop(tp, None)
+        self._rewinding[tp] = None
+
+    def rewound(self, tp: TopicPartition, offset: int) -> None:
+        """The caller sought ``tp`` to ``offset``: accept records again from that one on."""
+        self._rewinding[tp] = offset
 
     def due(self) -> list[Sealed]:
         """Seal every partition whose oldest buffered record waited ``max_interval_s``."""
@@ -145,11 +254,13 @@ class Sealer:
         return [s for tp in list(self._buffers) if (s := self._seal(tp)) is not None]
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop buffers and cached tips of revoked partitions: their records are not
-        acknowledged, so their next owner receives them again."""
+        """Drop buffers, cached tips and generations of revoked partitions: their records are
+        not acknowledged, so their next owner receives them again."""
         for tp in partitions:
             self._buffers.pop(tp, None)
-            self.writer.forget(self.config.origin(*tp))
+            self._rewinding.pop(tp, None)
+            self.writer.forget(self.origin(tp))
+            self._generations.pop(tp, None)
 
     def buffered(self) -> int:
         return sum(len(b.records) for b in self._buffers.values())
@@ -158,11 +269,35 @@ class Sealer:
         return self._last_sealed(tp)
 
     def _last_sealed(self, tp: TopicPartition) -> int:
-        return self.writer.tip(self.config.origin(*tp)).last_position
+        return self.writer.tip(self.origin(tp)).last_position
+
+    def _held(self, tp: TopicPartition, buffer: _Buffer, offset: int) -> Entry | Record | None:
+        """What the log holds (or buffers) at ``offset``, None for a gap."""
+        if buffer.records and buffer.records[0].position <= offset:
+            return next((r for r in buffer.records if r.position == offset), None)
+        return self.writer.store.entry_at(self.origin(tp), offset)
+
+    def _reset(self, tp: TopicPartition, reason: str) -> Sealed | None:
+        """Seal what is buffered into the closed log, then start the next generation."""
+        sealed = self._seal(tp)
+        closed = self.origin(tp)
+        base = self.config.origin(*tp)
+        generation = self.writer.store.start_generation(
+            base, self._generations[tp], f"{closed}: {reason}"
+        )
+        self.writer.forget(closed)
+        self._generations[tp] = generation
+        self.rewind(tp)
+        self._resets.append(
+            Reset(tp, closed, generation_origin(base, generation), generation, reason)
+        )
+        return sealed
 
     def _seal(self, tp: TopicPartition) -> Sealed | None:
-        buffer = self._buffers[tp]
-        origin = self.config.origin(*tp)
+        buffer = self._buffers.get(tp)
+        if buffer is None:
+            return None
+        origin = self.origin(tp)
         records = buffer.records
         while records:
             try:
@@ -171,6 +306,21 @@ class Sealer:
                 # Another worker sealed part of this log: continue on top of what it wrote.
                 self.conflicts += 1
                 self.writer.forget(origin)
+                self._generations.pop(tp, None)
+                if self.origin(tp) != origin:
+                    # ...or found the partition reset and started a new generation: these
+                    # records are read again from the partition's start and sealed there.
+                    self.rewind(tp)
+                    self._resets.append(
+                        Reset(
+                            tp,
+                            origin,
+                            self.origin(tp),
+                            self._generations[tp],
+                            "another worker started this generation",
+                        )
+                    )
+                    return None
                 last = self.writer.tip(origin).last_position
                 self.skipped += sum(1 for r in records if r.position <= last)
                 records = [r for r in records if r.position > last]
@@ -178,6 +328,7 @@ class Sealer:
             buffer.records = []
             return Sealed(
                 tp,
+                origin,
                 built.block,
                 built.gaps,
                 built.records,

@@ -37,6 +37,7 @@ from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from verifier.compact import CompactRange
 from verifier.leaf import Entry
 from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
+from verifier.origin import generation_origin, split_generation
 from verifier.redaction import Redaction
 
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
@@ -148,6 +149,22 @@ CREATE TRIGGER IF NOT EXISTS anchor_receipts_no_delete BEFORE DELETE ON anchor_r
     BEGIN SELECT RAISE(ABORT, 'append-only: anchor_receipts cannot be deleted'); END;
 """
 )
+# Log generations (FORMAT.md §1.1): one row per generation >= 1 a sealer started, append-only.
+# Created on the first generation change, so a store that never had one opens unchanged.
+_GENERATION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_generations (
+    base TEXT NOT NULL,
+    generation INTEGER NOT NULL CHECK (generation >= 1),
+    origin TEXT NOT NULL UNIQUE,
+    started_at_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (base, generation)
+);
+CREATE TRIGGER IF NOT EXISTS log_generations_no_update BEFORE UPDATE ON log_generations
+    BEGIN SELECT RAISE(ABORT, 'append-only: log_generations cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS log_generations_no_delete BEFORE DELETE ON log_generations
+    BEGIN SELECT RAISE(ABORT, 'append-only: log_generations cannot be deleted'); END;
+"""
 _ANCHOR_SCHEMA = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS anchors") :]
 _FROZEN_TABLES = ("logs", "nodes", "blocks", "redactions", "publications")
 _TRIGGERS = "".join(
@@ -345,6 +362,16 @@ class BlockStore:
             (log_id,),
         ).fetchone()
         end, tip_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        base, generation = split_generation(origin)
+        current = self._generation(base)
+        if generation < current and not all(e.log_record for e in block.entries):
+            # A worker that missed the reset must not extend the closed log with records of the
+            # new topic; it reloads the generation and seals them there. A closed log still
+            # takes its own log records (a redaction of one of its entries).
+            raise ConflictError(
+                f"{origin}: closed; generation {current} ({generation_origin(base, current)})"
+                " continues it"
+            )
         if header.start != end or header.prev_hash != tip_hash:
             raise ConflictError(
                 f"{origin}: block {header.number} starts at {header.start} after "
@@ -467,6 +494,79 @@ class BlockStore:
                 f"{self.path}: the WAL still holds erased bytes ({detail}); run "
                 "`auditseal log purge` once readers are gone"
             )
+
+    # --- log generations --------------------------------------------------------------------
+    # A reset Kafka partition is sealed as a new log (FORMAT.md §1.1). The store, not Kafka,
+    # says which generation of a base origin is current, so a restarted worker continues it.
+
+    def _generation(self, base: str) -> int:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'log_generations'"
+        ).fetchone()
+        if row is None:
+            return 0
+        (top,) = self._db.execute(
+            "SELECT max(generation) FROM log_generations WHERE base = ?", (base,)
+        ).fetchone()
+        return int(top or 0)
+
+    def generation(self, base: str) -> int:
+        """The current generation of the logs named ``base`` (0 until a reset)."""
+        return self._generation(base)
+
+    def generations(self, base: str) -> list[tuple[int, str, int, str]]:
+        """``(generation, origin, started_at_ms, reason)`` of every generation >= 1 of ``base``."""
+        if self._generation(base) == 0:
+            return []
+        rows = self._db.execute(
+            "SELECT generation, origin, started_at_ms, reason FROM log_generations"
+            " WHERE base = ? ORDER BY generation",
+            (base,),
+        ).fetchall()
+        return [(g, o, t, r) for g, o, t, r in rows]
+
+    def start_generation(
+        self, base: str, after: int, reason: str, now_ms: int | None = None
+    ) -> int:
+        """Close generation ``after`` of ``base`` and start the next; returns the current one.
+
+        Compare-and-swap: if another worker already moved past ``after``, nothing is written
+        and the generation it started is returned, so two workers seeing one reset make one
+        new generation, not two.
+        """
+        if not reason:
+            raise InputError("a new log generation needs a reason")
+        with self._transaction():
+            for statement in _split_sql(_GENERATION_SCHEMA):
+                self._db.execute(statement)
+            current = self._generation(base)
+            if current != after:
+                return current
+            self._db.execute(
+                "INSERT INTO log_generations VALUES (?,?,?,?,?)",
+                (
+                    base,
+                    after + 1,
+                    generation_origin(base, after + 1),
+                    now_ms if now_ms is not None else _now_ms(),
+                    reason,
+                ),
+            )
+            return after + 1
+
+    def entry_at(self, origin: str, position: int) -> Entry | None:
+        """The entry sealed from Kafka offset ``position``, None if the log holds none there."""
+        if not self.has_log(origin):
+            return None
+        row = self._db.execute(
+            "SELECT position, timestamp_ms, key, value, salt, commitment, value_null FROM entries"
+            " WHERE log_id = ? AND position = ?",
+            (self._log_id(origin), position),
+        ).fetchone()
+        if row is None:
+            return None
+        p, t, k, v, salt, c, vn = row
+        return Entry(origin, p, t, k, v, salt, c, bool(vn))
 
     # --- the outbox: blocks stored but not yet published to the sealed stream ---------------
 

@@ -419,3 +419,13 @@ def test_alert_json_has_the_documented_fields():
     with pytest.raises(ValueError):
         Alert("nope", None, None, "", 0)
     assert all(sev in {"critical", "warning"} for sev, _ in KINDS.values())
+
+
+def test_the_first_block_of_a_new_log_generation_is_a_critical_alert():
+    c = checker()
+    old, new = Log(), Log(ORIGIN + "/g1")
+    assert kinds(c.block(*old.block([event("proxy://a", 1)]), now_ms=1)) == []
+    alerts = c.block(*new.block([event("proxy://a", 2)]), now_ms=2)
+    assert kinds(alerts) == ["log_generation"] and alerts[0].severity == "critical"
+    assert ORIGIN in alerts[0].detail
+    assert kinds(c.block(*new.block([event("proxy://a", 3)]), now_ms=3)) == []
