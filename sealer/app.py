@@ -74,7 +74,7 @@ class _Worker:
         tp = (m.topic, m.partition)
         skipped, dropped = self.sealer.skipped, self.sealer.dropped
         sealed = self.sealer.add(
-            KafkaRecord(m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.key, m.value)
+            KafkaRecord(m.topic, m.partition, m.offset, _ms(m.timestamp), m.key, m.value)
         )
         if self.sealer.skipped > skipped:
             event.ack()  # already in the store: a redelivery
@@ -231,6 +231,12 @@ class _Worker:
         # A rebalance follows every broker restart: is each partition still the one its
         # log was built from? (Partitions are paused until this returns.)
         await self.check_partitions(partitions)
+
+
+def _ms(seconds: float) -> int:
+    """Kafka's millisecond timestamp back from Faust's float seconds: rounded, since
+    ``ms / 1000 * 1000`` can land just below ``ms`` and truncating would lose a millisecond."""
+    return round(seconds * 1000)
 
 
 def _now_ms() -> int:

@@ -119,7 +119,9 @@ def same_record(entry: Entry | Record, record: KafkaRecord) -> bool:
     erased) can no longer show its value, and its commitment cannot be recomputed without the
     salt: only the key, the timestamp and whether the value was null are compared then.
     """
-    if (entry.key, entry.timestamp_ms) != (record.key, record.timestamp_ms):
+    # Stores sealed before the worker rounded Faust's float seconds hold some timestamps 1 ms
+    # low (truncated); the same record read again must not look like a reset there.
+    if entry.key != record.key or record.timestamp_ms - entry.timestamp_ms not in (0, 1):
         return False
     if isinstance(entry, Entry) and entry.salt is None and entry.value is None:
         return entry.value_null == (record.value is None)  # redacted

@@ -17,6 +17,7 @@ from ingest import events
 from sealer.fsck import check_log
 from sealer.signer import Signer
 from sealer.store import BlockStore
+from verifier.origin import split_generation
 
 PREFIX = "test.local"
 
@@ -119,9 +120,11 @@ def sealed_positions(stack: Stack) -> dict[int, list[int]]:
         return {}
     out: dict[int, list[int]] = {}
     with BlockStore.open(stack.store_path, readonly=True) as store:
-        for origin in store.logs():
-            p = int(origin.rsplit("/", 1)[1])
-            out[p] = [e.position for e in store.entries(origin, 0, store.size(origin))]
+        for origin in store.logs():  # generations of one partition's log, in order
+            p = int(split_generation(origin)[0].rsplit("/", 1)[1])
+            out.setdefault(p, []).extend(
+                e.position for e in store.entries(origin, 0, store.size(origin)) if e.position >= 0
+            )
     return out
 
 

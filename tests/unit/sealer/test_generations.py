@@ -112,7 +112,7 @@ def test_a_redacted_entry_is_compared_by_key_timestamp_and_nullness(store):
     sealer = make(store)
     for i in range(3):
         sealer.add(rec(i))
-    store.redact(BASE, 1, "dpo", "erasure request")
+    store.redact(BASE, 1, "dpo", "erasure request", SIGNER)
     sealer.forget([TP])
     assert sealer.add(rec(1, value=b"anything")) is None  # the value cannot be compared
     assert sealer.take_resets() == []
