@@ -123,7 +123,7 @@ def sealed_positions(stack: Stack) -> dict[int, list[int]]:
         for origin in store.logs():  # generations of one partition's log, in order
             p = int(split_generation(origin)[0].rsplit("/", 1)[1])
             out.setdefault(p, []).extend(
-                e.position for e in store.entries(origin, 0, store.size(origin)) if e.position >= 0
+                e.position for e in store.entries(origin, 0, store.size(origin)) if not e.log_record
             )
     return out
 
