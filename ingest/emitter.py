@@ -181,6 +181,7 @@ class Emitter:
         self._tokens = itertools.count()
         self._unacked: dict[int, tuple[bytes, bytes]] = {}
         self._shadows: dict[int, int] = {}
+        self._shadow_lock = threading.Lock()  # taken inside self._lock, never the other way
         self._progress = (0, time.monotonic())  # (acknowledged + refused, when it last moved)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auditseal-emitter", daemon=True)
@@ -228,6 +229,7 @@ class Emitter:
     def _publish(self, key: bytes, value: bytes) -> None:
         if not self._spooling:
             token = next(self._tokens)
+            self._unacked[token] = (key, value)  # before produce: its report may come first
             try:
                 self._producer.produce(
                     self.topic,
@@ -235,9 +237,9 @@ class Emitter:
                     key,
                     on_delivery=functools.partial(self._direct_delivered, token),
                 )
-                self._unacked[token] = (key, value)
                 return
             except BufferError:
+                del self._unacked[token]
                 self._start_spooling("memory buffer full")
         self._spool.append(key, value)
         if self._spool.unsynced >= SYNC_EVERY:
@@ -252,11 +254,12 @@ class Emitter:
         if self._spooling:
             return
         self._spooling = True
-        for token, (key, value) in self._unacked.items():
-            end = self._spool.append(key, value)
-            self._shadows[token] = end
-            self._inflight[end] = False
-            self._sent_upto = end
+        with self._shadow_lock:
+            for token, (key, value) in self._unacked.items():
+                end = self._spool.append(key, value)
+                self._shadows[token] = end
+                self._inflight[end] = False
+                self._sent_upto = end
         self._spool.sync()
         log.warning(
             "emitter: %s: spooling to %s (%d unacknowledged events written there first)",
@@ -268,7 +271,9 @@ class Emitter:
     # --- delivery --------------------------------------------------------------------------
 
     def _direct_delivered(self, token: int, err: Any, msg: Any) -> None:
-        with self._lock:  # against _start_spooling reading _unacked
+        # Not self._lock: emit() holds that for a whole event, and waiting for it on every
+        # acknowledgement halved the emitter's rate. This one guards only the two maps.
+        with self._shadow_lock:
             self._unacked.pop(token, None)
             end = self._shadows.pop(token, None)
         if end is not None:
