@@ -6,22 +6,38 @@ events stay in order on one partition). Where events wait:
 
 1. **memory**: the producer's queue, bounded by ``buffer_max`` events. The producer never
    times a message out (``message.timeout.ms=0``): while the broker is unreachable it keeps
-   retrying, and idempotence keeps the order and drops the retries' duplicates.
-2. **spool**: when the memory queue is full, events go to an append-only spool file, and every
-   later event follows them there until the spool is drained, so the order is kept. A background
-   thread feeds the spool back into the producer as room frees up and advances the spool's
-   cursor as Kafka acknowledges.
+   retrying, and idempotence keeps the order and drops the retries' duplicates. The emitter
+   keeps its own reference to each event until Kafka acknowledges it.
+2. **spool**: an append-only file (:mod:`ingest.spool`). The emitter switches to it when the
+   broker looks unreachable (events are waiting and Kafka has acknowledged none for
+   ``spool_after`` seconds, default 0.2) or when the memory queue is full. At the switch, every
+   event still unacknowledged in memory is written to the spool too (a *shadow*: the producer
+   keeps its copy and Kafka's acknowledgement of it acknowledges the spool record), and every
+   later event goes to the spool, written to the OS before ``emit()`` returns and fsynced
+   within ``SYNC_INTERVAL`` (50 ms) or every ``SYNC_EVERY`` (1,000) events, until the spool
+   has drained, so the order is kept. A background thread feeds the spool back into the
+   producer as room frees up and advances the spool's cursor as Kafka acknowledges.
+
+So a crash during an outage loses at most the events emitted in the ``spool_after`` + one poll
+interval (0.25 s by default) before the outage was noticed; a power loss, also those spooled in
+the last fsync window. A shadow that the broker did store before the crash is sent again after
+it: the same id and sequence, a replay the sealer and monitor see, never a loss.
 
 ``pending()`` says how much is waiting in each, and the same numbers are Prometheus gauges.
 An event Kafka refuses for good (too large for the broker, topic not authorised) is written to a
 ``failed`` spool beside the other, counted, and passed to ``on_error``: surfaced, never dropped.
+A spool found damaged at start (:class:`ingest.spool.SpoolDamaged`) is logged as an error,
+counted in ``spool_damaged_records`` (a metric too) and passed to ``on_spool_damage``; every
+record of it that still checks is delivered.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +47,7 @@ from typing import Any
 from ingest.envelope import MAX_EVENT_BYTES, EnvelopeError, encode_event, validate
 from ingest.errors import IngestError
 from ingest.sequence import SequenceCounter
-from ingest.spool import Spool
+from ingest.spool import Spool, SpoolDamaged
 
 __all__ = ["DeliveryFailure", "Emitter", "EmitterConfigError", "producer_config"]
 
@@ -39,6 +55,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOPIC = "audit.events"
 DEFAULT_BUFFER_MAX = 100_000
+DEFAULT_SPOOL_AFTER = 0.2  # seconds without any acknowledgement while events wait: an outage
+POLL_INTERVAL = 0.05  # the background thread's tick: outage check, spool fsync, drain
+SYNC_INTERVAL = POLL_INTERVAL  # spooled events are fsynced within this ...
+SYNC_EVERY = 1_000  # ... or after this many, whichever comes first
 
 # What idempotent, durable publishing needs; an override that weakens it is refused.
 _REQUIRED = {
@@ -116,10 +136,17 @@ class Emitter:
         max_event_bytes: int = MAX_EVENT_BYTES,
         validate: bool = True,
         registry: Any = None,
+        spool_after: float = DEFAULT_SPOOL_AFTER,
+        on_spool_damage: Callable[[SpoolDamaged], None] | None = None,
     ) -> None:
         """``validate=False`` skips the envelope check, for events from :mod:`ingest.events`
         builders, which validate what they build; size is always checked. ``registry`` is the
-        Prometheus registry for the emitter's metrics (default: the global one)."""
+        Prometheus registry for the emitter's metrics (default: the global one).
+        ``spool_after``: seconds without an acknowledgement, while events wait, after which
+        the broker counts as unreachable and events go to the spool (see the module doc).
+        ``on_spool_damage`` is called with each spool found damaged at start."""
+        if spool_after <= 0:
+            raise ValueError(f"spool_after must be positive, got {spool_after}")
         from confluent_kafka import Producer
 
         self.topic = topic
@@ -133,6 +160,14 @@ class Emitter:
         self._on_error = on_error
         self.failures = 0
         self.acked = 0
+        self.spool_after = spool_after
+        # A damaged spool was moved aside and what checks kept (ingest.spool): say so loudly.
+        self.spool_damage = [s.damage for s in (self._spool, self._failed) if s.damage]
+        self.spool_damaged_records = sum(d.recovery.damaged_records for d in self.spool_damage)
+        for damage in self.spool_damage:
+            log.error("emitter spool damaged: %s", damage)
+            if on_spool_damage is not None:
+                on_spool_damage(damage)
         self._lock = threading.RLock()
         # Spooled records handed to the producer and awaiting acknowledgement, in spool order:
         # end offset -> acknowledged yet?
@@ -140,6 +175,14 @@ class Emitter:
         self._sent_upto = self._spool.acked_offset
         self._spooling = len(self._spool) > 0  # replay a previous run's spool first
         self._purged: list[tuple[bytes, bytes]] = []
+        # Events produced straight from emit() and not acknowledged yet (token -> key, value),
+        # in emission order, so that an outage can write them to the spool; and those written
+        # there (token -> the spool record's end offset).
+        self._tokens = itertools.count()
+        self._unacked: dict[int, tuple[bytes, bytes]] = {}
+        self._shadows: dict[int, int] = {}
+        self._shadow_lock = threading.Lock()  # taken inside self._lock, never the other way
+        self._progress = (0, time.monotonic())  # (acknowledged + refused, when it last moved)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auditseal-emitter", daemon=True)
         self._thread.start()
@@ -185,15 +228,58 @@ class Emitter:
 
     def _publish(self, key: bytes, value: bytes) -> None:
         if not self._spooling:
+            token = next(self._tokens)
+            self._unacked[token] = (key, value)  # before produce: its report may come first
             try:
-                self._producer.produce(self.topic, value, key, on_delivery=self._delivered)
+                self._producer.produce(
+                    self.topic,
+                    value,
+                    key,
+                    on_delivery=functools.partial(self._direct_delivered, token),
+                )
                 return
             except BufferError:
-                log.warning("emitter memory buffer full: spooling to %s", self._spool.path)
-                self._spooling = True
+                del self._unacked[token]
+                self._start_spooling("memory buffer full")
         self._spool.append(key, value)
+        if self._spool.unsynced >= SYNC_EVERY:
+            self._spool.sync()
+
+    def _start_spooling(self, why: str) -> None:
+        """Switch to the spool; first write there every event still unacknowledged in memory.
+
+        Caller holds the lock. Not spooling means the spool is empty and fully acknowledged,
+        so the shadows go first, in emission order, ahead of every later event.
+        """
+        if self._spooling:
+            return
+        self._spooling = True
+        with self._shadow_lock:
+            for token, (key, value) in self._unacked.items():
+                end = self._spool.append(key, value)
+                self._shadows[token] = end
+                self._inflight[end] = False
+                self._sent_upto = end
+        self._spool.sync()
+        log.warning(
+            "emitter: %s: spooling to %s (%d unacknowledged events written there first)",
+            why,
+            self._spool.path,
+            len(self._shadows),
+        )
 
     # --- delivery --------------------------------------------------------------------------
+
+    def _direct_delivered(self, token: int, err: Any, msg: Any) -> None:
+        # Not self._lock: emit() holds that for a whole event, and waiting for it on every
+        # acknowledgement halved the emitter's rate. This one guards only the two maps.
+        with self._shadow_lock:
+            self._unacked.pop(token, None)
+            end = self._shadows.pop(token, None)
+        if end is not None:
+            self._spool_delivered(end, err, msg)
+        else:
+            self._delivered(err, msg)
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -260,8 +346,23 @@ class Emitter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(POLL_INTERVAL)
+            self._watch()
             self._drain_spool()
+
+    def _watch(self) -> None:
+        """Spool when Kafka has acknowledged nothing for ``spool_after`` while events wait;
+        fsync what was spooled since the last tick."""
+        now = time.monotonic()
+        done = self.acked + self.failures
+        if done != self._progress[0] or not self._unacked:
+            self._progress = (done, now)
+        elif not self._spooling and now - self._progress[1] >= self.spool_after:
+            with self._lock:
+                self._start_spooling(f"no acknowledgement from Kafka for {self.spool_after} s")
+        if self._spool.unsynced:
+            with self._lock:
+                self._spool.sync()
 
     # --- state -----------------------------------------------------------------------------
 
@@ -349,6 +450,13 @@ class _EmitterCollector:
         )
         failed.add_metric([e.topic], e.failures)
         yield failed
+        damaged = CounterMetricFamily(
+            "auditseal_emitter_spool_damaged_records",
+            "Spool records found damaged at start (the file kept aside, the rest delivered)",
+            labels=["topic"],
+        )
+        damaged.add_metric([e.topic], e.spool_damaged_records)
+        yield damaged
 
     def unregister(self) -> None:
         self._registry.unregister(self)

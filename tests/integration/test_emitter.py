@@ -1,19 +1,34 @@
-"""The emitter against a real broker: order per source, refusals, a paused broker, restarts."""
+"""The emitter against a real broker: order per source, refusals, a paused broker, restarts,
+a damaged spool, a proxy killed while the broker is away."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from ingest import events
-from ingest.emitter import Emitter, EmitterConfigError, producer_config
+from ingest.emitter import (
+    DEFAULT_SPOOL_AFTER,
+    POLL_INTERVAL,
+    Emitter,
+    EmitterConfigError,
+    producer_config,
+)
+from ingest.envelope import encode_event
 from ingest.errors import EnvelopeError
+from ingest.spool import Spool
 
 pytestmark = pytest.mark.kafka
 
@@ -206,3 +221,175 @@ def test_pending_events_are_a_prometheus_metric(own_broker, tmp_path):
     os.kill(pid, signal.SIGCONT)
     assert emitter.close(timeout=60) == 0
     assert "auditseal_emitter_pending_events" not in generate_latest(registry).decode()
+
+
+# --- a damaged spool, delivered through a real broker ----------------------------------------
+
+
+FORMAT1 = Path(__file__).parents[1] / "unit" / "ingest" / "spool_format1"
+
+
+def spool_events(state: Path, n: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """A spool of ``n`` events as a previous run left it; their ids and [start, end) offsets."""
+    source = "proxy://spooled"
+    spool = Spool(state, "events")
+    ids, frames, start = [], [], 0
+    for i in range(1, n + 1):
+        event = builder(i)(source)(i)
+        end = spool.append(source.encode(), encode_event(event))
+        ids.append(event["id"])
+        frames.append((start, end))
+        start = end
+    spool.sync()
+    spool.close()
+    return ids, frames
+
+
+def flip_bit(path: Path, byte: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[byte] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("case", "lost", "quarantined"),
+    [
+        ("middle record", [10], True),
+        ("first record", [0], True),
+        ("three records", [3, 4, 15], True),
+        ("torn last record", [19], False),
+    ],
+)
+def test_damaged_spool_delivers_every_record_that_checks(
+    kafka_bootstrap, new_topic, tmp_path, caplog, case, lost, quarantined
+):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    state = tmp_path / "state"
+    ids, frames = spool_events(state, 20)
+    path = state / "events.spool"
+    if case == "torn last record":
+        path.write_bytes(path.read_bytes()[: frames[-1][0] + 30])
+    else:
+        for i in lost:
+            flip_bit(path, (frames[i][0] + frames[i][1]) // 2)
+    damaged_file = path.read_bytes()
+    topic = new_topic()
+    registry = CollectorRegistry()
+    reported = []
+    with caplog.at_level(logging.WARNING):
+        emitter = Emitter(
+            kafka_bootstrap, state, topic=topic, registry=registry, on_spool_damage=reported.append
+        )
+    metrics = generate_latest(registry).decode()
+    assert emitter.close(timeout=60) == 0
+    expected = [x for i, x in enumerate(ids) if i not in lost]
+    got = [event["id"] for _key, event in consume(kafka_bootstrap, topic, len(expected))]
+    assert got == expected, case
+    kept = sorted(state.glob("events.spool.damaged-*"))
+    damaged = f'auditseal_emitter_spool_damaged_records_total{{topic="{topic}"}}'
+    if quarantined:
+        assert [p.read_bytes() for p in kept] == [damaged_file]
+        assert len(reported) == 1 and emitter.spool_damage == reported
+        message = str(reported[0])
+        assert str(path) in message and str(kept[0]) in message
+        assert f"{len(lost)} damaged record(s)" in message
+        assert f"{20 - len(lost)} record(s) that check were recovered" in message
+        assert message in caplog.text
+        assert f"{damaged} {float(len(lost))}" in metrics
+    else:
+        assert kept == [] and reported == [] and emitter.spool_damaged_records == 0
+        assert f"{damaged} 0.0" in metrics
+        assert "torn last record of" in caplog.text
+
+
+def test_a_format1_spool_is_delivered(kafka_bootstrap, new_topic, tmp_path):
+    shutil.copytree(FORMAT1, tmp_path / "state")
+    topic = new_topic()
+    emitter = Emitter(kafka_bootstrap, tmp_path / "state", topic=topic, registry=_registry())
+    assert emitter.close(timeout=60) == 0
+    got = [event["id"] for _key, event in consume(kafka_bootstrap, topic, 3)]
+    assert got == ["format1-3", "format1-4", "format1-5"]
+
+
+def _registry() -> Any:
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+# --- a proxy killed while the broker is away -------------------------------------------------
+
+# The emitting proxy: 200 events with the broker up, then (once told the broker is away) events
+# without end, each printed as "sequence monotonic-time" after emit() returned for it.
+CRASH_CHILD = """
+import sys, time
+from ingest import events
+from ingest.emitter import Emitter
+
+bootstrap, state = sys.argv[1], sys.argv[2]
+source = "proxy://crash"
+emitter = Emitter(bootstrap, state)
+
+def build(i):
+    return lambda seq: events.api_activity(
+        source, seq, {"name": "alice"}, "GET", {"name": f"/v1/items/{i}"}, "success", "10.0.0.1"
+    )
+
+for i in range(200):
+    emitter.emit_with(source, build(i))
+assert emitter.flush(60) == 0
+print("ready", flush=True)
+sys.stdin.readline()
+i = 200
+while True:
+    seq = emitter.emit_with(source, build(i))
+    print(seq, time.monotonic(), flush=True)
+    i += 1
+    if i % 10 == 0:
+        time.sleep(0.005)
+"""
+
+
+def test_proxy_killed_during_an_outage_loses_at_most_the_documented_window(own_broker, tmp_path):
+    bootstrap, pid = own_broker
+    state = tmp_path / "state"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD, bootstrap, str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        os.kill(pid, signal.SIGSTOP)  # the broker stops answering
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        lines = []
+        while len(lines) < 2_000:
+            line = child.stdout.readline()
+            assert line, "the emitting process ended early"
+            lines.append(line)
+        child.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        rest, _ = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # every event the child printed before it died: sequence -> when emit() returned for it
+    accepted: dict[int, float] = {}
+    for line in [*lines, *rest.splitlines()]:
+        seq, at = line.split()
+        accepted[int(seq)] = float(at)
+    os.kill(pid, signal.SIGCONT)
+    emitter = Emitter(bootstrap, state, registry=_registry())
+    assert emitter.close(timeout=60) == 0
+    delivered = per_source(consume(bootstrap, "audit.events", 200 + len(accepted)))["proxy://crash"]
+    first_seen = list(dict.fromkeys(delivered))
+    assert first_seen == sorted(first_seen)  # order kept at each event's first appearance
+    window = DEFAULT_SPOOL_AFTER + POLL_INTERVAL
+    due = {seq for seq, at in accepted.items() if at <= killed_at - window}
+    missing = sorted(due - set(delivered))
+    assert not missing, f"{len(missing)} of {len(due)} accepted events lost: {missing[:10]}"
+    assert set(range(1, 201)) <= set(delivered)
