@@ -24,6 +24,7 @@ from verifier.anchor import AnchorReceipt
 from verifier.block import BlockHeader, SealedBlock
 from verifier.errors import FormatError
 from verifier.fields import hex_list, integer, list_at, loads_strict, object_at, string
+from verifier.leaf import commitment
 from verifier.merkle import HASH_SIZE
 from verifier.sealed import entry_item, parse_entry_item
 from verifier.verify import BlockMaterial, EventProof, event_fields
@@ -168,8 +169,14 @@ def bundle_from_json(value: object) -> Bundle:
             )
         if item.value_omitted:
             raise FormatError(f"bundle.block.entries[{i}].value_omitted: a bundle omits no value")
-        derived, _ = event_fields(item.entry.value)
-        if item.event_id != derived:
+        entry = item.entry
+        derived, _ = event_fields(entry.value)
+        # A value that does not open its commitment fails the entries check (exit 1); only a
+        # genuine value's id can be compared.
+        opens = entry.salt is not None and commitment(entry.salt, entry.value) == (
+            entry.value_commitment
+        )
+        if item.event_id != derived and (opens or entry.salt is None):
             raise FormatError(
                 f"bundle.block.entries[{i}].event_id: {item.event_id!r}, but the value states "
                 f"{derived!r}"

@@ -505,7 +505,7 @@ class Verifier:
 
     def _on_chain(self, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
         if receipt.status != "confirmed":
-            raise _Failed(f"the receipt of anchor {receipt.seq} is {receipt.status}, not confirmed")
+            raise _Failed(f"receipt of anchor {receipt.seq} has status {receipt.status}")
         if self.chain_id is not None and receipt.chain_id != self.chain_id:
             raise _Failed(
                 f"receipt names chain {receipt.chain_id}, pinned chain is {self.chain_id}"
