@@ -13,19 +13,22 @@ strings, so a client can check signatures and hashes over the exact bytes.
 ``GET /v1/block?log=O&number=N[&entries=true]``             one block, optionally its entries
 ``GET /v1/entries?log=O[&start=I][&limit=M]``               entries from leaf index I
 ``GET /v1/entry?log=O&index=I`` or ``&position=P``          one entry
-``GET /v1/event?id=ID[&log=O]``                             every entry sealed with event ID
+``GET /v1/event?id=ID[&log=O][&source_uri=S]``              every entry sealed with event ID
 ``GET /v1/proof/inclusion?log=O&index=I[&size=N]``          as ``auditseal log proof inclusion``
 ``GET /v1/proof/consistency?log=O&old=M[&new=N]``           as ``auditseal log proof consistency``
 ``GET /v1/bundle?[log=O&]block=N`` or ``?event=ID``          a proof bundle, as ``auditseal bundle``
+                                                            (with ``&source_uri=S``: of source S)
 ``GET /healthz``, ``GET /metrics``                          liveness, Prometheus metrics
 ==========================================================  ==================================
 
 Answers: 200; 400 ``{"error": ...}`` naming the bad or missing parameter; 404 naming the log,
-block, entry or event that does not exist; 503 when the store cannot be read; 500 only for a
-store that holds something malformed. Caching (docs/SERVE.md): blocks, headers and proofs at an
-explicit size never change and are ``immutable``; entries carry event values, which redaction
-may erase, so they are ``private`` with a short ``max-age``; whatever follows the log's tip
-(logs, latest checkpoint, proofs to the current size, the last page of blocks) is ``no-cache``.
+block, entry or event that does not exist; 409 ``{"error", "candidates"}`` for an event id
+sealed by more than one source (``source_uri`` or ``log`` narrows it); 503 when the store cannot
+be read; 500 only for a store that holds something malformed. Caching (docs/SERVE.md): blocks,
+headers and proofs at an explicit size never change and are ``immutable``; entries carry event
+values, which redaction may erase, so they are ``private`` with a short ``max-age``; whatever
+follows the log's tip (logs, latest checkpoint, proofs to the current size, the last page of
+blocks) is ``no-cache``.
 
 SQLite calls block, so they run in the loop's default executor, each thread with its own
 read-only connection (sqlite3 connections cannot be shared across threads).
@@ -52,6 +55,7 @@ from sealer.store import BlockStore, StoredBlock
 from sealer.verify_material import store_bundle
 from verifier.errors import VerifierError
 from verifier.leaf import Entry
+from verifier.verify import AmbiguousEventError, event_fields
 
 __all__ = [
     "API",
@@ -285,14 +289,21 @@ def _block(db: BlockStore, origin: str, number: int, with_entries: bool) -> dict
     return body
 
 
-def _event(db: BlockStore, event_id: str, origin: str | None) -> dict[str, Any]:
+def _event(
+    db: BlockStore, event_id: str, origin: str | None, source: str | None = None
+) -> dict[str, Any]:
     if origin is not None:
         _require_log(db, origin)
     found = db.find_event(event_id, origin, MAX_EVENT_MATCHES + 1)
-    if not found:
-        where = f" in {origin!r}" if origin is not None else ""
-        raise NotFoundError(f"no event {event_id!r}{where}")
     entries = [_entries(db, o, i, i + 1)[0] for o, i in found[:MAX_EVENT_MATCHES]]
+    for entry in entries:  # the source its value states: an id is only unique per source
+        entry["source"] = event_fields(bytes.fromhex(entry["value"]) if entry["value"] else None)[1]
+    if source is not None:
+        entries = [e for e in entries if e["source"] == source]
+    if not entries:
+        where = f" in {origin!r}" if origin is not None else ""
+        of = f" of source {source!r}" if source is not None else ""
+        raise NotFoundError(f"no event {event_id!r}{of}{where}")
     return {
         "event_id": event_id,
         "entries": entries,
@@ -407,6 +418,9 @@ class ReadAPI:
             response = _json(400, {"error": self._message(exc)})
         except NotFoundError as exc:
             response = _json(404, {"error": self._message(exc)})
+        except AmbiguousEventError as exc:
+            body = {"error": str(exc), "candidates": [c.to_json() for c in exc.candidates]}
+            response = _json(409, body)
         except StoreUnavailable as exc:
             log.warning("read API: cannot read the store: %s", exc)
             response = _json(503, {"error": "the store cannot be read; retry later"})
@@ -497,7 +511,8 @@ class ReadAPI:
     async def event(self, request: web.Request) -> web.Response:
         event_id = _text(request, "id")
         origin = _param(request, "log", required=False)
-        body = await self.stores.run(lambda db: _event(db, event_id, origin))
+        source = _param(request, "source_uri", required=False)
+        body = await self.stores.run(lambda db: _event(db, event_id, origin, source))
         return _json(200, body, self.entry_cache)
 
     async def inclusion(self, request: web.Request) -> web.Response:
@@ -518,11 +533,14 @@ class ReadAPI:
         origin = _param(request, "log", required=False)
         number = _optional_int(request, "block")
         event = _param(request, "event", required=False)
+        source = _param(request, "source_uri", required=False)
         if number is None and event is None:
             raise _BadParameter("block or event: give at least one of them")
+        if source is not None and event is None:
+            raise _BadParameter("source_uri: names the source of an event; give event too")
 
         def read(db: BlockStore) -> dict[str, Any]:
-            return store_bundle(db, origin, number, event).to_json()
+            return store_bundle(db, origin, number, event, source).to_json()
 
         # Entries may be redacted and newer anchors cover the block later: short-lived.
         return _json(200, await self.stores.run(read), self.entry_cache)

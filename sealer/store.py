@@ -678,8 +678,24 @@ class BlockStore:
             raise NotFoundError(f"{origin}: no checkpoint yet")
         return last.checkpoint
 
+    def check_entry_types(self, origin: str, start: int = 0, end: int = 2**63 - 1) -> None:
+        """Raise StoreError naming the log, entry and column of the first entry in
+        ``[start, end)`` whose column holds another SQLite type than the sealer writes (SQLite
+        keeps whatever is written: a TEXT or INTEGER value put in by hand would otherwise
+        reach the hashing as a str or int). One indexed range scan, in SQL."""
+        row = self._db.execute(_ENTRY_TYPES_SQL, (self._log_id(origin), start, end)).fetchone()
+        if row is None:
+            return
+        for (column, want), got in zip(_ENTRY_COLUMN_TYPES, row[1:], strict=True):
+            if got not in want:
+                raise StoreError(
+                    f"{self.path}: log {origin!r}, entry {row[0]}: column {column} holds "
+                    f"{got.upper()}, want {' or '.join(w.upper() for w in want)}"
+                )
+
     def entries(self, origin: str, start: int, end: int) -> list[Entry]:
         """Entries with leaf indices in ``[start, end)``, in order."""
+        self.check_entry_types(origin, start, end)
         rows = self._db.execute(
             "SELECT idx, position, timestamp_ms, key, value, salt, commitment, value_null"
             " FROM entries WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
@@ -814,6 +830,7 @@ class BlockStore:
         Each is ``(index, entry, event_id, flag, number of the block holding it)``. Unlike
         :meth:`entries`, a range reaching past the log's end is not an error: it is cut short.
         """
+        self.check_entry_types(origin, start, end)
         rows = self._db.execute(
             "SELECT e.idx, e.position, e.timestamp_ms, e.key, e.value, e.salt, e.commitment,"
             " e.value_null, e.event_id, e.flag,"
@@ -1102,6 +1119,26 @@ def _entry(
         bool(value_null),
         log_record=log_record,
     )
+
+
+_ENTRY_COLUMN_TYPES = (
+    ("position", ("integer",)),
+    ("timestamp_ms", ("integer",)),
+    ("key", ("blob", "null")),
+    ("value", ("blob", "null")),
+    ("salt", ("blob", "null")),
+    ("commitment", ("blob",)),
+    ("value_null", ("integer",)),
+)
+_ENTRY_TYPES_SQL = (
+    "SELECT idx, "
+    + ", ".join(f"typeof({c})" for c, _ in _ENTRY_COLUMN_TYPES)
+    + " FROM entries WHERE log_id = ? AND idx >= ? AND idx < ? AND NOT ("
+    + " AND ".join(
+        f"typeof({c}) IN ({', '.join(repr(t) for t in want)})" for c, want in _ENTRY_COLUMN_TYPES
+    )
+    + ") ORDER BY idx LIMIT 1"
+)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -110,6 +110,7 @@ def audit_log(
     """
     if not db.has_log(origin):
         raise NotFoundError(f"{db.path}: no log {origin!r}")
+    db.check_entry_types(origin)  # a hand-written TEXT value would reach the hashing as a str
     auditor = LogAuditor(origin, verifier.log_keys)
     problems: list[Problem] = []
     anchored = (

@@ -4,12 +4,14 @@ pinned log keys and the chain, from a store, the read API of ``auditseal serve``
 The checks are :class:`verifier.verify.Verifier`'s; this module only gets their input (a
 :class:`~verifier.bundle.Bundle` from :mod:`sealer.verify_material`, :mod:`verifier.remote` or a
 file), the pinned values (flags, environment, the anchor deployment record) and prints the
-report. Exit codes: 0 valid, 1 invalid (first failing check named), 2 usage or input error,
-3 not proven yet: not anchored, or the chain or the read API unreachable.
+report. Exit codes: 0 valid, 1 invalid (first failing check named) or an ambiguous event id
+(sealed by more than one source), 2 usage or input error, 3 not proven yet: not anchored, or the
+chain or the read API unreachable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -29,10 +31,10 @@ from sealer.verify_material import store_bundle
 from verifier.anchored_state import SETTLE_S, ChainState, mined_within
 from verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
 from verifier.audit import LogAudit, combined_exit_code
-from verifier.bundle import Bundle, bundle_from_json
+from verifier.bundle import Bundle, bundle_from_bytes
 from verifier.errors import VerifierError
 from verifier.note import NoteVerifier
-from verifier.verify import Verifier
+from verifier.verify import AmbiguousEventError, Verifier
 
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
@@ -47,7 +49,7 @@ def read_bundle_file(path: Path) -> Bundle:
     if len(raw) > MAX_BUNDLE_FILE:
         fail(f"{path}: over {MAX_BUNDLE_FILE} bytes, not a bundle", 2)
     try:
-        return bundle_from_json(json.loads(raw))
+        return bundle_from_bytes(raw)
     except ValueError as exc:  # FormatError is a ValueError too
         fail(f"{path}: {exc}", 2)
 
@@ -69,6 +71,7 @@ def _from_store(
     origin: str | None,
     number: int | None,
     event: str | None,
+    source_uri: str | None = None,
     reader: AnchorReader | None = None,
     depth: _Depth | None = None,
 ) -> tuple[Bundle, ChainState | None, int | None]:
@@ -78,7 +81,7 @@ def _from_store(
         fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
     with BlockStore.open(store, readonly=True) as db:
         chain = _chain_state(db, reader, depth or _Depth())
-        made = store_bundle(db, origin, number, event, chain=chain)
+        made = store_bundle(db, origin, number, event, source_uri, chain=chain)
         return made, chain, db.size(made.material.origin) if chain is not None else None
 
 
@@ -96,9 +99,15 @@ def _chain_state(db: BlockStore, reader: AnchorReader | None, depth: _Depth) -> 
 
 
 def _check_bundle_matches(
-    bundle: Bundle, path: Path, origin: str | None, number: int | None, event: str | None
-) -> None:
-    """A bundle proves one block (and maybe one event): asking it for another is a usage error."""
+    bundle: Bundle,
+    path: Path,
+    origin: str | None,
+    number: int | None,
+    event: str | None,
+    source_uri: str | None,
+) -> Bundle:
+    """A bundle proves one block (and maybe one event): asking it for another is a usage error.
+    ``source_uri`` becomes the source the event check demands."""
     header = bundle.material.block.header
     if origin is not None and origin != bundle.material.origin:
         fail(f"{path}: is a bundle of log {bundle.material.origin!r}, not {origin!r}", 2)
@@ -107,6 +116,11 @@ def _check_bundle_matches(
     if event is not None and (bundle.event is None or bundle.event.requested != event):
         held = f"event {bundle.event.requested!r}" if bundle.event else "no event"
         fail(f"{path}: holds {held}; make one with: auditseal bundle --event {event}", 2)
+    if source_uri is None:
+        return bundle
+    if bundle.event is None:
+        fail(f"{path}: holds no event; --source-uri names the source of one", 2)
+    return dataclasses.replace(bundle, event=dataclasses.replace(bundle.event, source=source_uri))
 
 
 def _log_option(f: Any) -> Any:
@@ -131,12 +145,30 @@ def _store_option(f: Any) -> Any:
 
 
 def _event_option(f: Any) -> Any:
+    f = click.option(
+        "--source-uri",
+        metavar="URI",
+        help="With --event: the CloudEvents source of the event. An id sealed by more than "
+        "one source is ambiguous without it (or --log).",
+    )(f)
     return click.option(
         "--event",
         metavar="ID",
         help="An event: its CloudEvents id, or position:N (the Kafka offset it was sealed "
         "from) or index:N (its leaf index) in --log.",
     )(f)
+
+
+def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
+    """An ambiguous event id: nothing is proven; list the copies so the caller can narrow."""
+    if as_json:
+        click.echo(json.dumps(exc.to_json(), indent=2))
+    else:
+        lines = [f"event {exc.requested}"]
+        lines += [f"  source {c.source!r}: log {c.origin}, leaf {c.index}" for c in exc.candidates]
+        lines += [exc.verdict + "; name one with --source-uri URI or --log ORIGIN"]
+        click.echo("\n".join(lines))
+    sys.exit(exc.exit_code)
 
 
 @click.command("verify")
@@ -202,6 +234,7 @@ def _event_option(f: Any) -> Any:
 def verify(
     number: int | None,
     event: str | None,
+    source_uri: str | None,
     whole_log: bool,
     origin: str | None,
     store: Path | None,
@@ -242,8 +275,9 @@ def verify(
     missing its last blocks, fails anchored-state.
 
     \b
-    Exit codes: 0 valid; 1 invalid (the first failing check is named); 2 usage or input
-    error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
+    Exit codes: 0 valid; 1 invalid (the first failing check is named), or an event id
+    sealed by more than one source (AMBIGUOUS: narrow it with --source-uri or --log); 2 usage
+    or input error; 3 not proven yet: not anchored, or the chain or the read API unreachable.
 
     \b
     Example:
@@ -257,6 +291,8 @@ def verify(
         fail("--all proves a whole log: give --store or --source; a bundle proves one block", 2)
     if number is None and event is None and bundle_path is None and not whole_log:
         fail("name what to prove: --block N, --event ID or --all", 2)
+    if source_uri is not None and event is None and bundle_path is None:
+        fail("--source-uri names the source of an event: give it with --event ID", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
         fail("read from one place: --store, --source or --bundle", 2)
     if not log_keys:
@@ -280,18 +316,20 @@ def verify(
             _verify_all(verifier, store or DEFAULT_STORE, origin, depth, as_json)
         if bundle_path is not None:
             bundle = read_bundle_file(bundle_path)
-            _check_bundle_matches(bundle, bundle_path, origin, number, event)
+            bundle = _check_bundle_matches(bundle, bundle_path, origin, number, event, source_uri)
             chain, tip = None, None
         elif source is not None:
             from verifier.remote import fetch_bundle
 
-            bundle = fetch_bundle(source, origin, number, event)
+            bundle = fetch_bundle(source, origin, number, event, source_uri=source_uri)
             chain = _remote_chain_state(reader, source, depth)
             tip = _remote_tip(source, bundle.material.origin) if chain is not None else None
         else:
             bundle, chain, tip = _from_store(
-                store or DEFAULT_STORE, origin, number, event, reader, depth
+                store or DEFAULT_STORE, origin, number, event, source_uri, reader, depth
             )
+    except AmbiguousEventError as exc:
+        _print_ambiguous(exc, as_json)
     except (SealerError, VerifierError) as exc:
         fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
     report = verifier.verify_block(bundle.material, bundle.event, chain=chain, tip=tip)
@@ -485,6 +523,7 @@ def _print_audits(
 def bundle(
     number: int | None,
     event: str | None,
+    source_uri: str | None,
     origin: str | None,
     store: Path | None,
     out: Path,
@@ -501,8 +540,10 @@ def bundle(
     """
     if number is None and event is None:
         fail("name what to bundle: --block N or --event ID", 2)
+    if source_uri is not None and event is None:
+        fail("--source-uri names the source of an event: give it with --event ID", 2)
     try:
-        made, _, _ = _from_store(store or DEFAULT_STORE, origin, number, event)
+        made, _, _ = _from_store(store or DEFAULT_STORE, origin, number, event, source_uri)
     except (SealerError, VerifierError) as exc:
         fail(str(exc), 2)
     data = made.encode()

@@ -5,8 +5,8 @@
 previous header and its signed checkpoint, the compact range at the block's start (stored tree
 nodes), the latest confirmed anchor receipt of the log that covers the block, and the
 consistency proof from the block's end to that receipt's checkpoint. None of it is trusted:
-each piece is only an input to a check. :func:`store_bundle` wraps it, with the entries' event
-ids and an optional event's inclusion proof, into the portable :class:`~verifier.bundle.Bundle`
+each piece is only an input to a check. :func:`store_bundle` wraps it, with an optional
+event's inclusion proof, into the portable :class:`~verifier.bundle.Bundle`
 that ``auditseal bundle`` writes and the read API serves.
 
 A store that lost entries yields a block with fewer entries, one that lost the previous block
@@ -29,7 +29,14 @@ from verifier.compact import CompactRange
 from verifier.errors import FormatError
 from verifier.leaf import Entry
 from verifier.redaction import ProvenLeaf, Redaction
-from verifier.verify import BlockMaterial, EventProof, numbered_reference
+from verifier.verify import (
+    AmbiguousEventError,
+    BlockMaterial,
+    EventCandidate,
+    EventProof,
+    event_fields,
+    numbered_reference,
+)
 
 __all__ = [
     "block_material",
@@ -213,14 +220,22 @@ def _proven_record(
     )
 
 
-def locate_event(
-    store: BlockStore, requested: str, origin: str | None
-) -> tuple[str, int, tuple[int, ...]]:
-    """``(origin, leaf index, other copies)`` of the event ``requested``: a CloudEvents id,
-    ``position:N`` (the Kafka offset it was sealed from) or ``index:N`` (its leaf index).
+def _event_source(store: BlockStore, origin: str, index: int) -> str | None:
+    """The CloudEvents ``source`` the value of leaf ``index`` states (None: none, or erased)."""
+    return event_fields(store.entries(origin, index, index + 1)[0].value)[1]
 
-    Position and index need the log (``origin``, or the store's only log). An id sealed more
-    than once (a redelivery) resolves to its first copy; the others are listed.
+
+def locate_event(
+    store: BlockStore, requested: str, origin: str | None, source: str | None = None
+) -> tuple[str, int]:
+    """``(origin, leaf index)`` of the event ``requested``: a CloudEvents id, ``position:N``
+    (the Kafka offset it was sealed from) or ``index:N`` (its leaf index).
+
+    Position and index need the log (``origin``, or the store's only log). An id is looked up
+    in every log (or ``origin``), keeping the copies whose value states ``source`` if given.
+    Copies of one source are redeliveries (at-least-once): the first is proven. Copies of more
+    than one source (another source's token holder reused the id) raise AmbiguousEventError:
+    the store cannot say which event was meant.
     """
     numbered = numbered_reference(requested)
     if numbered is not None:
@@ -229,18 +244,25 @@ def locate_event(
         if not store.has_log(origin):
             raise NotFoundError(f"{store.path}: no log {origin!r}")
         if kind == "position":
-            return origin, store.index_of_position(origin, number), ()
+            return origin, store.index_of_position(origin, number)
         if number >= store.size(origin):
             raise NotFoundError(f"{origin}: no leaf {number} (the log holds {store.size(origin)})")
-        return origin, number, ()
+        return origin, number
     if origin is not None and not store.has_log(origin):
         raise NotFoundError(f"{store.path}: no log {origin!r}")
-    found = store.find_event(requested, origin)
-    if not found:
+    candidates = [
+        EventCandidate(o, i, _event_source(store, o, i))
+        for o, i in store.find_event(requested, origin)
+    ]
+    if source is not None:
+        candidates = [c for c in candidates if c.source == source]
+    if not candidates:
         where = f" in {origin}" if origin else ""
-        raise NotFoundError(f"{store.path}: no event with id {requested!r}{where}")
-    first_origin, first = found[0]
-    return first_origin, first, tuple(i for o, i in found[1:] if o == first_origin)
+        of = f" of source {source!r}" if source is not None else ""
+        raise NotFoundError(f"{store.path}: no event with id {requested!r}{of}{where}")
+    if len({c.source for c in candidates}) > 1:
+        raise AmbiguousEventError(requested, candidates)
+    return candidates[0].origin, candidates[0].index
 
 
 def store_bundle(
@@ -248,10 +270,12 @@ def store_bundle(
     origin: str | None,
     number: int | None = None,
     event: str | None = None,
+    source: str | None = None,
     *,
     chain: ChainState | None = None,
 ) -> Bundle:
-    """The bundle of block ``number`` of ``origin``, or of the block holding ``event``.
+    """The bundle of block ``number`` of ``origin``, or of the block holding ``event`` (of
+    CloudEvents ``source``, if given: the bundle records it and its event check demands it).
 
     ``origin`` None: the log of the event, or the store's only log. ``chain``: prove the block
     against the chain's latest anchor of the log (see :func:`block_material`).
@@ -260,19 +284,13 @@ def store_bundle(
     if event is None:
         origin = origin or only_log(store)
     else:
-        origin, index, copies = locate_event(store, event, origin)
+        origin, index = locate_event(store, event, origin, source)
         stored = store.block_at(origin, index)
         if number is not None and number != stored.header.number:
             raise InputError(f"event {event!r} is in block {stored.header.number}, not {number}")
         number = stored.header.number
         inclusion = store.inclusion_proof(origin, index, stored.header.end)
-        proof = EventProof(index, tuple(inclusion.proof), event, copies)
+        proof = EventProof(index, tuple(inclusion.proof), event, source)
     if number is None or origin is None:
         raise InputError("name a block (--block N) or an event (--event ID)")
-    material = block_material(store, origin, number, chain=chain)
-    header = material.block.header
-    triage = store.event_ids(origin, header.start, header.end)
-    meta = [triage.get(e.position, (None, None)) for e in material.block.entries]
-    return Bundle(
-        material, tuple(event_id for event_id, _ in meta), tuple(flag for _, flag in meta), proof
-    )
+    return Bundle(block_material(store, origin, number, chain=chain), proof)

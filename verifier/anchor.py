@@ -11,9 +11,11 @@ aggregate, the aggregate's size and the inclusion proof, plus where the root wen
 (the chain look-up itself is not here: this module stays pure).
 
 Receipt JSON (``format`` ``auditseal-anchor-receipt-1``): hashes are lowercase hex without
-``0x`` (as in block headers), chain values (tx hash, block hash, contract) are ``0x`` hex as
-Ethereum writes them. Parsing is strict: unknown or missing keys, wrong types and malformed
-hashes are FormatError.
+``0x`` (as in block headers), chain values are ``0x`` hex as Ethereum's JSON-RPC writes them:
+the tx hash and block hash in lowercase, the contract address in any case (EIP-55 checksum
+case is allowed). Parsing is strict: unknown or missing keys, wrong types and malformed
+hashes are FormatError. Every field is checked by :class:`~verifier.verify.Verifier` (the
+table in docs/FORMAT.md §8): the chain fields against the ``Anchored`` event of ``seq``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ STATUSES = ("confirmed", "orphaned")
 MAX_SEQ = 2**64 - 1  # the contract's uint64
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
-_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_TX_HASH = re.compile(r"0x[0-9a-f]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
@@ -168,8 +170,9 @@ class AnchorReceipt:
         for i, h in enumerate((*self.proof, self.root)):
             if not isinstance(h, bytes) or len(h) != HASH_SIZE:
                 raise FormatError(f"anchor receipt: hash {i} is not {HASH_SIZE} bytes")
-        if not _TX_HASH.fullmatch(self.tx_hash) or not _TX_HASH.fullmatch(self.block_hash):
-            raise FormatError("anchor receipt: tx_hash and block_hash want 0x + 64 hex digits")
+        for name in ("tx_hash", "block_hash"):
+            if not _TX_HASH.fullmatch(getattr(self, name)):
+                raise FormatError(f"anchor receipt: {name} wants 0x + 64 lowercase hex digits")
         if not _ADDRESS.fullmatch(self.contract):
             raise FormatError("anchor receipt: contract wants 0x + 40 hex digits")
         if self.block_number < 0 or self.chain_id < 1:

@@ -51,6 +51,8 @@ class AnchorFact:
     tx_hash: str
     confirmations: int
     """Blocks on top of (and including) the event's block: ``latest - block_number + 1``."""
+    logs: int | None = None
+    """The event's ``logs``: how many logs the aggregate holds (a receipt's ``size``)."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ inclusion proof. With the pinned log keys and a chain endpoint, anyone can check
 store. Nothing in a bundle is trusted: it is only the input of the checks, so a bundle that was
 edited fails them like a store that was. The layout is in docs/FORMAT.md §8.
 
-:func:`bundle_from_json` parses strictly: unknown or missing keys, wrong types and bad hex are
-:class:`~verifier.errors.FormatError`\\ s naming the field (``bundle.block.entries[3].salt``).
+:func:`bundle_from_bytes` parses strictly: a key given twice, unknown or missing keys, wrong
+types and bad hex are :class:`~verifier.errors.FormatError`\\ s naming the field
+(``bundle.block.entries[3].salt``). Every field is either an input of a check or derived from
+one (the table in docs/FORMAT.md §8): an entry's ``event_id`` is the id its value states, its
+``flag`` (the sealer's triage, which no check can re-derive) is always null.
 """
 
 from __future__ import annotations
@@ -20,30 +23,42 @@ from typing import Any
 from verifier.anchor import AnchorReceipt
 from verifier.block import BlockHeader, SealedBlock
 from verifier.errors import FormatError
-from verifier.fields import hex_list, integer, list_at, object_at, string
+from verifier.fields import hex_list, integer, list_at, loads_strict, object_at, string
+from verifier.leaf import commitment
 from verifier.merkle import HASH_SIZE
 from verifier.redaction import ProvenLeaf
 from verifier.sealed import entry_item, parse_entry_item
-from verifier.verify import BlockMaterial, EventProof
+from verifier.verify import BlockMaterial, EventProof, event_fields
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "bundle_from_json"]
+__all__ = ["BUNDLE_FORMAT", "Bundle", "bundle_from_bytes", "bundle_from_json"]
 
 BUNDLE_FORMAT = "auditseal.bundle/v1"
+_ENTRY_KEYS = (
+    "index",
+    "position",
+    "timestamp_ms",
+    "key_b64",
+    "value_b64",
+    "value_null",
+    "value_omitted",
+    "salt",
+    "value_commitment",
+    "event_id",
+    "flag",
+)
+"""The keys of a bundle's entry: §7's, without ``value_size`` (a bundle omits no value, so a
+size could only be displayed, never checked)."""
 
 
 @dataclass(frozen=True)
 class Bundle:
     material: BlockMaterial
-    event_ids: tuple[str | None, ...]
-    """Per entry, the CloudEvents id the sealer read from the record (informational)."""
-    flags: tuple[str | None, ...]
-    """Per entry, why the sealer found the record not a valid event, if it did."""
     event: EventProof | None = None
 
-    def __post_init__(self) -> None:
-        n = len(self.material.block.entries)
-        if len(self.event_ids) != n or len(self.flags) != n:
-            raise ValueError("bundle: one event id and one flag per entry")
+    @property
+    def event_ids(self) -> tuple[str | None, ...]:
+        """Per entry, the CloudEvents id its value states (None: redacted, or no string id)."""
+        return tuple(event_fields(e.value)[0] for e in self.material.block.entries)
 
     def encode(self) -> bytes:
         """The bundle file's bytes, as ``auditseal bundle`` writes them (UTF-8 JSON, ASCII)."""
@@ -60,8 +75,10 @@ class Bundle:
                 "header": header.to_text(),
                 "checkpoint": m.block.checkpoint,
                 "entries": [
-                    entry_item(header.start + i, entry, self.event_ids[i], self.flags[i])
-                    for i, entry in enumerate(m.block.entries)
+                    entry_item(header.start + i, entry, event_id)
+                    for i, (entry, event_id) in enumerate(
+                        zip(m.block.entries, self.event_ids, strict=True)
+                    )
                 ],
             },
             "previous": None
@@ -81,7 +98,7 @@ class Bundle:
                 "requested": self.event.requested,
                 "index": self.event.index,
                 "proof": [h.hex() for h in self.event.proof],
-                "copies": list(self.event.copies),
+                "source_uri": self.event.source,
             },
         }
         if m.related:  # only a block with redactions carries it (FORMAT.md §8)
@@ -138,8 +155,17 @@ def _header(text: str, where: str) -> BlockHeader:
         raise FormatError(f"{where}: {exc}") from exc
 
 
+def bundle_from_bytes(raw: bytes | str) -> Bundle:
+    """Parse a bundle file's bytes: strict JSON (a key given twice anywhere is refused, named by
+    its dotted path), then :func:`bundle_from_json`."""
+    return bundle_from_json(loads_strict(raw, "bundle"))
+
+
 def bundle_from_json(value: object) -> Bundle:
-    """Parse a decoded bundle document; FormatError names the field at fault."""
+    """Parse a decoded bundle document; FormatError names the field at fault.
+
+    The document must have been decoded without losing duplicate keys (:func:`bundle_from_bytes`).
+    """
     data = object_at(value, "bundle")
     if data.get("format") != BUNDLE_FORMAT:
         raise FormatError(
@@ -159,9 +185,16 @@ def bundle_from_json(value: object) -> Bundle:
     header = _header(string(block, "header", "bundle.block"), "bundle.block.header")
     if integer(block, "number", "bundle.block") != header.number:
         raise FormatError("bundle.block.number: disagrees with the header")
+    raw_items = list_at(block["entries"], "bundle.block.entries")
+    for i, raw_item in enumerate(raw_items):
+        _keys(
+            object_at(raw_item, f"bundle.block.entries[{i}]"),
+            _ENTRY_KEYS,
+            f"bundle.block.entries[{i}]",
+        )
     items = [
         parse_entry_item(item, origin, f"bundle.block.entries[{i}]")
-        for i, item in enumerate(list_at(block["entries"], "bundle.block.entries"))
+        for i, item in enumerate(raw_items)
     ]
     for i, item in enumerate(items):
         if item.index != header.start + i:
@@ -171,6 +204,20 @@ def bundle_from_json(value: object) -> Bundle:
             )
         if item.value_omitted:
             raise FormatError(f"bundle.block.entries[{i}].value_omitted: a bundle omits no value")
+        entry = item.entry
+        derived, _ = event_fields(entry.value)
+        # A value that does not open its commitment fails the entries check (exit 1); only a
+        # genuine value's id can be compared.
+        opens = entry.salt is not None and commitment(entry.salt, entry.value) == (
+            entry.value_commitment
+        )
+        if item.event_id != derived and (opens or entry.salt is None):
+            raise FormatError(
+                f"bundle.block.entries[{i}].event_id: {item.event_id!r}, but the value states "
+                f"{derived!r}"
+            )
+        if item.flag is not None:
+            raise FormatError(f"bundle.block.entries[{i}].flag: always null in a bundle")
 
     prev = prev_checkpoint = None
     if data["previous"] is not None:
@@ -195,15 +242,12 @@ def bundle_from_json(value: object) -> Bundle:
     event = None
     if data["event"] is not None:
         ev = object_at(data["event"], "bundle.event")
-        _keys(ev, ("requested", "index", "proof", "copies"), "bundle.event")
-        copies = list_at(ev["copies"], "bundle.event.copies")
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in copies):
-            raise FormatError("bundle.event.copies: want leaf indices")
+        _keys(ev, ("requested", "index", "proof", "source_uri"), "bundle.event")
         event = EventProof(
             index=integer(ev, "index", "bundle.event"),
             proof=hex_list(ev["proof"], "bundle.event.proof", HASH_SIZE),
             requested=string(ev, "requested", "bundle.event"),
-            copies=tuple(copies),
+            source=string(ev, "source_uri", "bundle.event", nullable=True),
         )
 
     material = BlockMaterial(
@@ -219,9 +263,4 @@ def bundle_from_json(value: object) -> Bundle:
         anchored_note=anchored_note,
         related=_related(data["related"], origin) if "related" in data else (),
     )
-    return Bundle(
-        material,
-        tuple(item.event_id for item in items),
-        tuple(item.flag for item in items),
-        event,
-    )
+    return Bundle(material, event)

@@ -140,6 +140,7 @@ class Web3AnchorReader:
             anchorer=str(tx["from"]),
             tx_hash=Web3.to_hex(log["transactionHash"]),
             confirmations=max(0, latest - number + 1),
+            logs=int(log["args"]["logs"]),
         )
 
     def anchors(self) -> tuple[ChainAnchor, ...]:

@@ -2,12 +2,17 @@
 wrong, raises a :class:`~verifier.errors.FormatError` naming the field by its dotted path
 (``bundle.block.entries[3].salt: want 32 lowercase hex digits``). The sealed stream and proof
 bundles are read with them.
+
+:func:`loads_strict` is the way in for a whole document: standard JSON, but a key given twice
+in one object (which ``json`` and ``orjson`` silently read last-wins, so two readers could see
+two different documents) and the non-JSON constants ``NaN``/``Infinity`` are format errors.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +26,7 @@ __all__ = [
     "hex_list",
     "integer",
     "list_at",
+    "loads_strict",
     "object_at",
     "string",
 ]
@@ -105,3 +111,63 @@ def list_at(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise FormatError(f"{where}: want a JSON array, got {type(value).__name__}")
     return value
+
+
+class _Duplicated(dict[str, Any]):
+    """A decoded object that had ``key`` more than once (kept to name it by its path)."""
+
+    key: str = ""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(raw: bytes | str, where: str) -> Any:
+    """Decode one JSON document, refusing a key given twice in any object.
+
+    Raises FormatError naming the field by its dotted path from ``where``
+    (``bundle.anchor.receipt.tx_hash: key given twice``), or ``where: not JSON: ...``.
+    The duplicate check costs one ``dict()`` per object; the path is only searched for when
+    a duplicate was seen.
+    """
+    duplicated = False
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicated
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        duplicated = True
+        marked = _Duplicated(pairs)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                marked.key = key
+                break
+            seen.add(key)
+        return marked
+
+    try:
+        value = json.loads(raw, object_pairs_hook=pairs_hook, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise FormatError(f"{where}: not JSON: {exc}") from exc
+    if duplicated:
+        path = _find_duplicate(value, where)
+        raise FormatError(f"{path}: key given twice")
+    return value
+
+
+def _find_duplicate(value: Any, where: str) -> str:
+    """The dotted path of the first duplicated key, depth first (iterative: no recursion
+    limit on a deeply nested document)."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Duplicated):
+            return f"{path}.{item.key}"
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return where

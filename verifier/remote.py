@@ -13,8 +13,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from verifier.bundle import Bundle, bundle_from_json
+from verifier.bundle import Bundle, bundle_from_bytes
 from verifier.errors import FormatError, VerifierError
+from verifier.verify import AmbiguousEventError, EventCandidate
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
@@ -41,8 +42,8 @@ class SourceUnavailableError(VerifierError):
     exit_code = 3
 
 
-def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, object]:
-    """``GET url+path?query`` as JSON: (the endpoint, the document)."""
+def _get(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, bytes]:
+    """``GET url+path?query``: (the endpoint, the body)."""
     endpoint = f"{url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
     if not endpoint.startswith(("http://", "https://")):
         raise SourceError(f"--source {url!r}: want an http:// or https:// URL")
@@ -50,7 +51,9 @@ def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tup
         with urllib.request.urlopen(endpoint, timeout=timeout) as response:
             body = response.read(MAX_BUNDLE_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        detail = _error_detail(exc)
+        detail, document = _error_detail(exc)
+        if exc.code == 409 and "candidates" in document:
+            raise _ambiguous(endpoint, query.get("event", ""), document) from exc
         if exc.code >= 500:
             raise SourceUnavailableError(f"{endpoint}: HTTP {exc.code}: {detail}") from exc
         raise SourceError(f"{endpoint}: HTTP {exc.code}: {detail}") from exc
@@ -59,10 +62,33 @@ def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tup
         raise SourceUnavailableError(f"{endpoint}: unreachable: {reason}") from exc
     if len(body) > MAX_BUNDLE_BYTES:
         raise FormatError(f"{endpoint}: answer over {MAX_BUNDLE_BYTES} bytes")
+    return endpoint, body
+
+
+def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, object]:
+    """``GET url+path?query`` as JSON: (the endpoint, the document)."""
+    endpoint, body = _get(url, path, query, timeout)
     try:
         return endpoint, json.loads(body)
     except ValueError as exc:
         raise FormatError(f"{endpoint}: not JSON: {exc}") from exc
+
+
+def _ambiguous(endpoint: str, requested: str, document: dict[str, object]) -> VerifierError:
+    """The server's 409 for an event id sealed by several sources, as the local error."""
+    candidates = []
+    items = document["candidates"]
+    for item in items if isinstance(items, list) else [None]:
+        log, index = (item.get("log"), item.get("index")) if isinstance(item, dict) else (0, 0)
+        source = item.get("source") if isinstance(item, dict) else 0
+        if not (
+            isinstance(log, str)
+            and isinstance(index, int)
+            and (source is None or isinstance(source, str))
+        ):
+            return FormatError(f"{endpoint}: HTTP 409: malformed candidates")
+        candidates.append(EventCandidate(log, index, source))
+    return AmbiguousEventError(requested, candidates)
 
 
 def fetch_bundle(
@@ -71,16 +97,25 @@ def fetch_bundle(
     number: int | None = None,
     event: str | None = None,
     timeout: float = 30.0,
+    *,
+    source_uri: str | None = None,
 ) -> Bundle:
-    """The bundle of block ``number`` (or of the block holding ``event``) from ``url``."""
+    """The bundle of block ``number`` (or of the block holding ``event``, of CloudEvents
+    source ``source_uri`` if given) from ``url``. AmbiguousEventError when the server holds
+    the id from several sources (HTTP 409)."""
     query = {
         k: str(v)
-        for k, v in (("log", origin), ("block", number), ("event", event))
+        for k, v in (
+            ("log", origin),
+            ("block", number),
+            ("event", event),
+            ("source_uri", source_uri),
+        )
         if v is not None
     }
-    endpoint, document = _get_json(url, "/v1/bundle", query, timeout)
+    endpoint, body = _get(url, "/v1/bundle", query, timeout)
     try:
-        return bundle_from_json(document)
+        return bundle_from_bytes(body)
     except FormatError as exc:
         raise FormatError(f"{endpoint}: {exc}") from exc
 
@@ -127,10 +162,13 @@ def fetch_anchors(url: str, timeout: float = 30.0) -> dict[int, tuple[str, list[
     return anchors
 
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    """The API's ``{"error": ...}`` message, else the status reason."""
+def _error_detail(exc: urllib.error.HTTPError) -> tuple[str, dict[str, object]]:
+    """The API's ``{"error": ...}`` message (else the status reason) and the whole answer."""
     try:
-        message = json.loads(exc.read(64 * 1024)).get("error")
-    except (ValueError, AttributeError, OSError):
-        message = None
-    return str(message) if message else str(exc.reason)
+        document = json.loads(exc.read(1024 * 1024))
+    except (ValueError, OSError):
+        document = None
+    if not isinstance(document, dict):
+        document = {}
+    message = document.get("error")
+    return (str(message) if message else str(exc.reason)), document

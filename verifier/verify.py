@@ -14,16 +14,21 @@ none of it trusted) with the pinned log keys, and asks the chain only through an
 3. ``root``: the leaves appended to that range give the header's root;
 4. ``checkpoint``: the block's checkpoint opens with a pinned key and states this origin, size
    ``end`` and that root;
-5. ``header-chain``: the header follows the previous header (number, range, prev hash);
-6. ``consistency``: the block's checkpoint is a prefix of the anchored checkpoint of the log
-   (itself signed with a pinned key);
+5. ``header-chain``: the header follows the previous header (number, range, prev hash), and
+   the previous header states the size and root of the previous signed checkpoint;
+6. ``consistency``: the block's checkpoint is a prefix of the anchored checkpoint of the log,
+   which MUST come as a signed note opening with a pinned key (the chain alone does not say
+   which log key stands behind an anchored body);
 7. ``anchor-inclusion``: the anchored checkpoint is a leaf of the anchor's aggregate root;
 8. ``on-chain``: the pinned contract on the pinned chain holds that root for the anchor's seq,
-   written by an address the contract authorises; records block, timestamp and confirmations.
+   written by an address the contract authorises; the receipt's block number, block hash,
+   transaction and aggregate size are those of the ``Anchored`` event of that seq; records
+   block, timestamp and confirmations.
 
 With an :class:`EventProof` (``auditseal verify --event ID``), a ninth check, ``event``: the
 named entry is in the block, is what was asked for (its CloudEvents ``id``, Kafka position or
-leaf index), and its RFC 9162 inclusion proof leads to the root of the block's checkpoint.
+leaf index, and the CloudEvents ``source`` when one was named), and its RFC 9162 inclusion proof
+leads to the root of the block's checkpoint. The detail names the event's source and log.
 
 With a :class:`~verifier.anchored_state.ChainState` (the chain's anchors held against the
 store's or read API's records of them), a tenth check, ``anchored-state``: every anchor on chain
@@ -36,16 +41,17 @@ Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one 
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
 from verifier.anchored_state import CHECK as ANCHORED_STATE_CHECK
 from verifier.anchored_state import ChainState, NotRecordedYetError
-from verifier.anchoring import AnchorReader, ChainUnavailableError
+from verifier.anchoring import AnchorFact, AnchorReader, ChainUnavailableError
 from verifier.block import BlockHeader, SealedBlock
 from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.compact import CompactRange
@@ -59,11 +65,14 @@ __all__ = [
     "CHECKS",
     "EVENT_CHECK",
     "FAILED",
+    "AmbiguousEventError",
     "BlockMaterial",
     "Check",
+    "EventCandidate",
     "EventProof",
     "Report",
     "Verifier",
+    "event_fields",
     "numbered_reference",
 ]
 
@@ -119,6 +128,28 @@ def numbered_reference(requested: str) -> tuple[str, int] | None:
     return None if found is None else (found.group(1), int(found.group(2)))
 
 
+def event_fields(value: bytes | None) -> tuple[str | None, str | None]:
+    """``(id, source)`` of a sealed value: the CloudEvents ``id`` and ``source`` when the value
+    is a JSON object holding them as strings, else None each.
+
+    Read as the sealer's triage reads them (orjson; a key given twice counts last), so the id a
+    bundle states and the id the event check proves are derived from the value the same way.
+    """
+    if not value:
+        return None, None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    found_id, source = obj.get("id"), obj.get("source")
+    return (
+        found_id if isinstance(found_id, str) else None,
+        source if isinstance(source, str) else None,
+    )
+
+
 @dataclass(frozen=True)
 class EventProof:
     """One entry of a block, named by the caller, with its RFC 9162 inclusion proof in the tree
@@ -128,9 +159,52 @@ class EventProof:
     proof: tuple[bytes, ...]
     requested: str
     """What was asked for: a CloudEvents id, ``position:N`` (Kafka offset) or ``index:N``."""
-    copies: tuple[int, ...] = ()
-    """Leaf indices of other copies of the same event id in the log: at-least-once delivery
-    can seal one event twice. Informational."""
+    source: str | None = None
+    """The CloudEvents ``source`` the caller named (``--source-uri``); the entry's value must
+    state it. None: any source (the report names the one found)."""
+
+
+@dataclass(frozen=True)
+class EventCandidate:
+    """One copy of an event id found in a store: where, and which source's value holds it."""
+
+    origin: str
+    index: int
+    source: str | None
+    """The value's CloudEvents ``source``; None when the value states none (or was erased)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"log": self.origin, "index": self.index, "source": self.source}
+
+
+class AmbiguousEventError(VerifierError):
+    """An event id sealed by more than one source: which event is meant is not known, so
+    nothing is proven (exit 1). ``--source-uri`` or ``--log`` narrows it to one."""
+
+    exit_code = 1
+
+    def __init__(self, requested: str, candidates: Sequence[EventCandidate]) -> None:
+        self.requested = requested
+        self.candidates = tuple(candidates)
+        sources = sorted({repr(c.source) for c in self.candidates})
+        where = ", ".join(f"{c.source!r} in {c.origin} leaf {c.index}" for c in self.candidates)
+        super().__init__(
+            f"event id {requested!r} was sealed by {len(sources)} sources ({where}); "
+            "name one with --source-uri or --log"
+        )
+
+    @property
+    def verdict(self) -> str:
+        return f"AMBIGUOUS: event id {self.requested!r} was sealed by more than one source"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.requested,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "detail": str(self),
+            "candidates": [c.to_json() for c in self.candidates],
+        }
 
 
 @dataclass(frozen=True)
@@ -162,6 +236,8 @@ class Report:
     redacted: tuple[int, ...] = ()
     event: str | None = None
     """The event asked for, when the report is about one (``--event``)."""
+    source: str | None = None
+    """The CloudEvents ``source`` of the event proven (read from its value), if it states one."""
 
     @property
     def first_failure(self) -> Check | None:
@@ -190,7 +266,7 @@ class Report:
         return {
             "origin": self.origin,
             "block": self.block,
-            **({"event": self.event} if self.event is not None else {}),
+            **({"event": self.event, "source": self.source} if self.event is not None else {}),
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "first_failure": failed.name if failed else None,
@@ -204,7 +280,8 @@ class Report:
         marks = {OK: "ok  ", FAILED: "FAIL", SKIPPED: "skip"}
         subject = f"block {self.block} of {self.origin}"
         if self.event is not None:
-            subject = f"event {self.event} in {subject}"
+            of = "" if self.source is None else f" of source {self.source}"
+            subject = f"event {self.event}{of} in {subject}"
         lines = [subject]
         for c in self.checks:
             lines.append(f"  [{marks[c.status]}] {c.number}. {c.name}: {c.detail}")
@@ -313,6 +390,7 @@ class Verifier:
             self.now,
             tuple(state.get("redacted", ())),
             event.requested if event is not None else None,
+            next((c.data.get("source") for c in checks if c.name == EVENT_CHECK), None),
         )
 
     # --- the checks: each returns (detail, data), or raises _Failed / VerificationError ------
@@ -429,6 +507,15 @@ class Verifier:
         if m.prev is not None and m.prev.origin != m.origin:
             raise _Failed(f"previous header names log {m.prev.origin!r}")
         header.verify_follows(m.prev)
+        if m.prev is not None and m.prev_checkpoint is not None:
+            # The previous header's root is otherwise only displayed: bind it to the previous
+            # signed checkpoint (whose signature check 2 opens).
+            prev_cp = Checkpoint.from_text(checkpoint_body(m.prev_checkpoint))
+            if (prev_cp.size, prev_cp.root) != (m.prev.end, m.prev.root):
+                raise _Failed(
+                    f"previous header states size {m.prev.end} root {m.prev.root.hex()}, its "
+                    f"checkpoint size {prev_cp.size} root {prev_cp.root.hex()}"
+                )
         return f"block hash {header.hash().hex()} follows its previous block", {
             "hash": header.hash().hex()
         }
@@ -436,10 +523,16 @@ class Verifier:
     def _anchored_checkpoint(self, m: BlockMaterial, receipt: AnchorReceipt) -> Checkpoint:
         if receipt.origin != m.origin:
             raise _Failed(f"anchor receipt is of log {receipt.origin!r}, want {m.origin!r}")
-        if m.anchored_note is not None:
-            if checkpoint_body(m.anchored_note) != receipt.checkpoint:
-                raise _Failed("the signed anchored checkpoint is not the one the receipt anchors")
-            open_checkpoint(m.anchored_note, self.log_keys)
+        if m.anchored_note is None:
+            # The chain proves that some body was anchored, not which key signed it: an
+            # unsigned body would let anyone with the anchorer's key vouch for a log.
+            raise _Failed(
+                "the anchored checkpoint comes without its signed note: it must open with a "
+                "pinned key"
+            )
+        if checkpoint_body(m.anchored_note) != receipt.checkpoint:
+            raise _Failed("the signed anchored checkpoint is not the one the receipt anchors")
+        open_checkpoint(m.anchored_note, self.log_keys)
         return Checkpoint.from_text(receipt.checkpoint)
 
     def _consistency(self, m: BlockMaterial, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
@@ -455,8 +548,7 @@ class Verifier:
         verify_consistency(
             header.end, anchored.size, list(m.consistency), header.root, anchored.root
         )
-        signed = "signed, " if m.anchored_note is not None else ""
-        return f"size {header.end} is a prefix of the anchored ({signed}size {anchored.size})", {
+        return f"size {header.end} is a prefix of the anchored (signed, size {anchored.size})", {
             "anchored_size": anchored.size
         }
 
@@ -471,6 +563,8 @@ class Verifier:
         )
 
     def _on_chain(self, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
+        if receipt.status != "confirmed":
+            raise _Failed(f"receipt of anchor {receipt.seq} has status {receipt.status}")
         if self.chain_id is not None and receipt.chain_id != self.chain_id:
             raise _Failed(
                 f"receipt names chain {receipt.chain_id}, pinned chain is {self.chain_id}"
@@ -499,6 +593,7 @@ class Verifier:
             raise _Failed(f"no Anchored event for anchor {receipt.seq}")
         if fact.root != on_chain:
             raise _Failed(f"the Anchored event of {receipt.seq} states another root")
+        _receipt_matches_event(receipt, fact)
         if not self.reader.is_anchorer(fact.anchorer, fact.block_number):
             raise _Failed(
                 f"anchor {receipt.seq} was written by {fact.anchorer}, not an anchorer of the "
@@ -539,20 +634,27 @@ class Verifier:
         claim = _describe_claim(
             event.requested, event.index, entry, state.get("redactions", {}).get(event.index)
         )
+        _, source = event_fields(entry.value)
+        if event.source is not None and source != event.source:
+            raise _Failed(
+                f"leaf {event.index} holds an event of source {source!r}, not {event.source!r}"
+            )
         root = state["checkpoint"].root if "checkpoint" in state else header.root
         verify_inclusion(entry.leaf_hash(), event.index, header.end, list(event.proof), root)
         data: dict[str, Any] = {
+            "log": m.origin,
+            "source": source,
             "index": event.index,
             "position": entry.position,
             "timestamp_ms": entry.timestamp_ms,
             "redacted": entry.redacted,
             "proof": [h.hex() for h in event.proof],
-            "copies": list(event.copies),
         }
-        copies = f"; also sealed at leaves {list(event.copies)}" if event.copies else ""
+        of = "" if source is None else f" of source {source!r}"
         return (
-            f"leaf {event.index} (position {entry.position}) {claim}, included in the "
-            f"checkpoint of size {header.end} by a {len(event.proof)}-hash proof{copies}",
+            f"leaf {event.index} (position {entry.position}) of log {m.origin} {claim}{of}, "
+            f"included in the checkpoint of size {header.end} by a {len(event.proof)}-hash "
+            "proof",
             data,
         )
 
@@ -577,6 +679,26 @@ def _anchored_state(origin: str, chain: ChainState, tip: int | None) -> tuple[st
     return detail, {**chain.to_json(), "problems": problems}
 
 
+def _receipt_matches_event(receipt: AnchorReceipt, fact: AnchorFact) -> None:
+    """The receipt's chain fields are the ``Anchored`` event's: otherwise they would only be
+    displayed. Its ``size`` (the aggregate's leaf count) MUST be the event's ``logs``: the root
+    alone does not bind it (leaf 0 of 3 and of 4 share an audit path)."""
+    if fact.logs is None or receipt.size != fact.logs:
+        raise _Failed(
+            f"receipt states an aggregate of {receipt.size} logs, the Anchored event of "
+            f"{receipt.seq} states {fact.logs}"
+        )
+    for name, got, want in (
+        ("tx_hash", receipt.tx_hash, fact.tx_hash.lower()),
+        ("block_number", receipt.block_number, fact.block_number),
+        ("block_hash", receipt.block_hash, fact.block_hash.lower()),
+    ):
+        if got != want:
+            raise _Failed(
+                f"receipt states {name} {got}, the Anchored event of {receipt.seq} is at {want}"
+            )
+
+
 def _describe_claim(
     requested: str, index: int, entry: Entry, redaction: Redaction | None = None
 ) -> str:
@@ -599,10 +721,7 @@ def _describe_claim(
             f"so the event id cannot be re-read and this does not prove that event "
             f"{requested!r} was sealed; only its leaf is proven (verify --event index:{index})"
         )
-    try:
-        found = json.loads(entry.value or b"").get("id")
-    except (ValueError, AttributeError):
-        found = None
+    found, _ = event_fields(entry.value)
     if found != requested:
         raise _Failed(f"leaf {index} holds event id {found!r}, not {requested!r}")
     return f"holds event id {requested!r}"

@@ -27,7 +27,7 @@ from sealer.blocks import Record
 from sealer.log_writer import LogWriter
 from sealer.signer import Signer
 from sealer.store import BlockStore
-from sealer.verify_cli import verify
+from sealer.verify_cli import bundle, verify
 from verifier.chain import Web3AnchorReader
 
 pytestmark = pytest.mark.chain
@@ -381,3 +381,37 @@ def test_a_truncated_tail_fails_consistency(world):
     )
     data = assert_fails(world, "consistency", "--log", A, "--block", "1")
     assert statuses(data)["root"] == "ok"
+
+
+# --- a store whose columns hold the wrong SQLite type --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "sql", "held"),
+    [
+        ("value", "CAST(value AS TEXT)", "TEXT"),
+        ("value", "7", "INTEGER"),
+        ("salt", "'salty'", "TEXT"),
+    ],
+)
+def test_a_wrong_typed_entry_column_is_a_one_line_error(world, tmp_path, column, sql, held):
+    """SQLite keeps whatever an attacker writes into a BLOB column; every reader names the log,
+    entry and column in one line (exit 2) instead of failing inside the hashing."""
+    log_id = f"(SELECT id FROM logs WHERE origin = '{A}')"
+    world.tamper(f"UPDATE entries SET {column} = {sql} WHERE log_id = {log_id} AND idx = 1")
+    want = f"log {A!r}, entry 1: column {column} holds {held}, want BLOB"
+    for args in (
+        ("--log", A, "--block", "0"),
+        ("--all",),
+        ("--log", A, "--all"),
+        ("--log", A, "--event", "index:1"),
+    ):
+        code, data = world.verify(*args)
+        assert code == 2, (args, data)
+        lines = data["output"].strip().splitlines()
+        assert lines[-1].startswith("auditseal: error: ") and want in lines[-1], (args, lines)
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(
+        bundle, ["--store", str(world.path), "--log", A, "--block", "0", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and want in result.output and not out.exists()

@@ -5,6 +5,7 @@ session Anvil. Each tamper case expects its specific failing check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +47,15 @@ from tests.integration.test_verify import (
 pytestmark = pytest.mark.chain
 
 LOG = "auditseal.local/audit.events/0"
+OTHER_LOG = "auditseal.local/audit.events/1"
+SOURCE_A, SOURCE_B = "urn:proxy:a", "urn:proxy:b"
 AUDITSEAL = str(Path(sys.executable).parent / "auditseal")
 
 
-def event(n: int) -> bytes:
-    return json.dumps({"specversion": "1.0", "id": f"evt-{n}", "sequence": n}).encode()
+def event(n: int, source: str = SOURCE_A, event_id: str | None = None) -> bytes:
+    return json.dumps(
+        {"specversion": "1.0", "id": event_id or f"evt-{n}", "source": source, "sequence": n}
+    ).encode()
 
 
 def records(first: int, count: int, *, replay_of: int | None = None) -> list[Record]:
@@ -127,11 +134,32 @@ def test_an_event_by_id_is_proven_with_its_block_and_anchor(events):
     assert data["checks"][7]["data"]["tx_hash"].startswith("0x")
 
 
-def test_an_event_sealed_twice_lists_its_copies(events):
-    code, data, _ = events.run(verify, "--store", str(events.path), "--event", "evt-2")
-    assert code == 0, data
-    assert data["checks"][8]["data"]["index"] == 2
-    assert data["checks"][8]["data"]["copies"] == [10]
+def test_an_event_redelivered_by_its_source_is_proven_not_ambiguous(events):
+    """evt-2 is sealed twice (leaves 2 and 10) by one source: a redelivery, proven at its
+    first leaf; the report names the source and the log."""
+    code, data, output = events.run(verify, "--store", str(events.path), "--event", "evt-2")
+    assert code == 0, output
+    assert data["source"] == SOURCE_A and data["checks"][8]["data"]["index"] == 2
+    assert data["checks"][8]["data"]["log"] == LOG
+    assert (
+        f"of log {LOG}" in data["checks"][8]["detail"] and SOURCE_A in data["checks"][8]["detail"]
+    )
+    result = CliRunner().invoke(
+        verify,
+        [
+            "--store",
+            str(events.path),
+            "--event",
+            "evt-2",
+            "--log-key",
+            LOG_KEY,
+            "--rpc",
+            events.rpc,
+            "--deployment",
+            str(events.record_path),
+        ],
+    )
+    assert f"event evt-2 of source {SOURCE_A} in block 0 of {LOG}" in result.output
 
 
 @pytest.mark.parametrize(("requested", "index"), [("position:8", 8), ("index:3", 3)])
@@ -483,3 +511,242 @@ def test_an_unreachable_read_api_is_exit_3(events):
     assert code == 3 and "unreachable" in output
     code, _, output = events.run(verify, "--source", "ftp://example", "--block", "0")
     assert code == 2 and "want an http:// or https:// URL" in output
+
+
+# --- one event id, two sources ------------------------------------------------------------------
+
+
+@pytest.fixture
+def reused(events: Events, artifact: Artifact) -> Events:  # noqa: F811
+    """Source B's token holder publishes an event with source A's id evt-7 (into OTHER_LOG,
+    as B's key maps there); the sealer seals it and it is anchored like any other."""
+    with BlockStore.open(events.path) as store:
+        value = event(0, SOURCE_B, "evt-7")
+        LogWriter(store, SIGNER, lambda: 42).append(
+            OTHER_LOG, [Record(0, 5_000, b"b", value, "evt-7")]
+        )
+        anchor_once(store, events.rpc, events.record, artifact)
+    return events
+
+
+def test_an_id_published_by_two_sources_is_ambiguous(reused):
+    code, data, output = reused.run(verify, "--store", str(reused.path), "--event", "evt-7")
+    assert code == 1 and data["verdict"].startswith("AMBIGUOUS"), output
+    assert "checks" not in data  # nothing is proven
+    found = sorted((c["source"], c["log"], c["index"]) for c in data["candidates"])
+    assert found == [(SOURCE_A, LOG, 7), (SOURCE_B, OTHER_LOG, 0)]
+    code, _, output = reused.run(
+        verify, "--store", str(reused.path), "--event", "evt-7", pins=False
+    )
+    assert code in (1, 2)  # without pins: a usage error first
+    for narrowing, source, log, index in (
+        (("--source-uri", SOURCE_A), SOURCE_A, LOG, 7),
+        (("--source-uri", SOURCE_B), SOURCE_B, OTHER_LOG, 0),
+        (("--log", LOG), SOURCE_A, LOG, 7),
+        (("--log", OTHER_LOG), SOURCE_B, OTHER_LOG, 0),
+    ):
+        code, data, output = reused.run(
+            verify, "--store", str(reused.path), "--event", "evt-7", *narrowing
+        )
+        assert code == 0 and data["verdict"] == "VALID", output
+        assert (data["source"], data["origin"], data["checks"][8]["data"]["index"]) == (
+            source,
+            log,
+            index,
+        )
+        assert source in data["checks"][8]["detail"]
+    code, _, output = reused.run(
+        verify, "--store", str(reused.path), "--event", "evt-7", "--source-uri", "urn:proxy:c"
+    )
+    assert code == 2 and "no event with id 'evt-7' of source 'urn:proxy:c'" in output
+
+
+def test_an_ambiguous_id_in_text_lists_each_source(reused):
+    result = CliRunner().invoke(
+        verify,
+        [
+            *("--store", str(reused.path), "--event", "evt-7", "--log-key", LOG_KEY),
+            *("--rpc", reused.rpc, "--deployment", str(reused.record_path)),
+        ],
+    )
+    assert result.exit_code == 1
+    assert f"source '{SOURCE_A}': log {LOG}, leaf 7" in result.output
+    assert f"source '{SOURCE_B}': log {OTHER_LOG}, leaf 0" in result.output
+    assert "AMBIGUOUS: event id 'evt-7' was sealed by more than one source" in result.output
+    assert "VALID" not in result.output.replace("INVALID", "")
+
+
+def test_a_bundle_of_a_reused_id_needs_and_keeps_its_source(reused):
+    out = reused.tmp / "ambiguous.json"
+    result = CliRunner().invoke(
+        bundle, ["--store", str(reused.path), "--event", "evt-7", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "sealed by 2 sources" in result.output and not out.exists()
+    path = reused.make_bundle("--event", "evt-7", "--source-uri", SOURCE_B)
+    assert json.loads(path.read_text())["event"]["source_uri"] == SOURCE_B
+    code, data, output = reused.run(verify, "--bundle", str(path))
+    assert code == 0 and data["source"] == SOURCE_B and data["origin"] == OTHER_LOG, output
+    # Asked as source A's event, B's copy does not prove it.
+    code, data, _ = reused.run(verify, "--bundle", str(path), "--source-uri", SOURCE_A)
+    assert code == 1 and data["first_failure"] == "event"
+    assert f"source '{SOURCE_B}', not '{SOURCE_A}'" in data["checks"][8]["detail"]
+    # The bundle's recorded source edited to A's: the event check reads the value's own.
+    code, data, _ = reused.run(
+        verify, "--bundle", str(edit(path, lambda d: d["event"].update(source_uri=SOURCE_A)))
+    )
+    assert code == 1 and data["first_failure"] == "event"
+
+
+def test_the_read_api_reports_a_reused_id_as_ambiguous(reused, served):
+    code, data, output = reused.run(verify, "--source", served, "--event", "evt-7")
+    assert code == 1 and data["verdict"].startswith("AMBIGUOUS"), output
+    assert {c["source"] for c in data["candidates"]} == {SOURCE_A, SOURCE_B}
+    code, data, output = reused.run(
+        verify, "--source", served, "--event", "evt-7", "--source-uri", SOURCE_B
+    )
+    assert code == 0 and data["source"] == SOURCE_B and data["origin"] == OTHER_LOG, output
+    code, data, output = reused.run(verify, "--source", served, "--event", "evt-7", "--log", LOG)
+    assert code == 0 and data["source"] == SOURCE_A, output
+    query = urllib.parse.urlencode({"id": "evt-7", "source_uri": SOURCE_B})
+    with urllib.request.urlopen(f"{served}/v1/event?{query}", timeout=10) as response:
+        entries = json.loads(response.read())["entries"]
+    assert [(e["log"], e["source"]) for e in entries] == [(OTHER_LOG, SOURCE_B)]
+
+
+# --- every field of a bundle is checked or derived ----------------------------------------------
+
+
+def test_a_bundle_whose_anchored_checkpoint_is_unsigned_fails_consistency(events):
+    path = edit(
+        events.make_bundle("--block", "1"), lambda d: d["anchor"].update(checkpoint_note=None)
+    )
+    code, data, _ = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == "consistency", data
+    assert "without its signed note" in data["checks"][5]["detail"]
+
+
+def test_a_previous_header_rewritten_with_the_prev_link_fails_header_chain(events):
+    """The previous header's root changed and the block's prev link re-pointed at it: the hash
+    chain holds, but the previous header no longer states its signed checkpoint's root."""
+    from verifier.block import BlockHeader
+
+    def change(d: dict) -> None:
+        prev = BlockHeader.from_text(d["previous"]["header"])
+        forged = dataclasses.replace(prev, root=bytes(32))
+        d["previous"]["header"] = forged.to_text()
+        block = BlockHeader.from_text(d["block"]["header"])
+        d["block"]["header"] = dataclasses.replace(block, prev_hash=forged.hash()).to_text()
+
+    code, data, _ = events.run(
+        verify, "--bundle", str(edit(events.make_bundle("--block", "1"), change))
+    )
+    assert code == 1 and data["first_failure"] == "header-chain", data
+    assert "previous header states" in data["checks"][4]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["event"].update(copies=[3]), "bundle.event.copies: unknown key"),
+        (
+            lambda d: d["block"]["entries"][1].update(value_size=999),
+            "bundle.block.entries[1].value_size: unknown key",
+        ),
+        (
+            lambda d: d["block"]["entries"][1].update(event_id="evt-99"),
+            "bundle.block.entries[1].event_id: 'evt-99', but the value states 'evt-6'",
+        ),
+        (
+            lambda d: d["block"]["entries"][1].update(flag="forged"),
+            "bundle.block.entries[1].flag: always null in a bundle",
+        ),
+        (
+            lambda d: d["anchor"]["receipt"].update(
+                tx_hash=d["anchor"]["receipt"]["tx_hash"].upper().replace("0X", "0x")
+            ),
+            "tx_hash wants 0x + 64 lowercase hex digits",
+        ),
+        (
+            lambda d: d["anchor"]["receipt"].update(
+                block_hash=d["anchor"]["receipt"]["block_hash"].upper().replace("0X", "0x")
+            ),
+            "block_hash wants 0x + 64 lowercase hex digits",
+        ),
+    ],
+)
+def test_a_bundle_field_no_check_covers_is_refused(events, change, message):
+    path = edit(events.make_bundle("--event", "evt-6"), change)
+    code, _, output = events.run(verify, "--bundle", str(path))
+    assert code == 2 and message in output and str(path) in output, output
+
+
+@pytest.mark.parametrize(
+    ("original", "duplicate", "field"),
+    [
+        ('"origin": ', '"origin": "forged", ', "bundle.origin"),
+        ('"tx_hash": ', '"tx_hash": "0x00", ', "bundle.anchor.receipt.tx_hash"),
+        ('"value_b64": ', '"value_b64": "Zm9yZ2Vk", ', "bundle.block.entries[0].value_b64"),
+        ('"requested": ', '"requested": "evt-1", ', "bundle.event.requested"),
+    ],
+)
+def test_a_bundle_with_a_key_given_twice_is_refused(events, original, duplicate, field):
+    """JSON readers disagree on duplicate keys (first or last wins): a bundle holding one could
+    read as two documents, so it is refused, naming the dotted field."""
+    path = events.make_bundle("--event", "evt-6")
+    text = path.read_text()
+    assert original in text
+    forged = path.with_name("duplicate.json")
+    forged.write_text(text.replace(original, duplicate + original, 1))
+    code, _, output = events.run(verify, "--bundle", str(forged))
+    assert code == 2 and f"{field}: key given twice" in output, output
+
+
+# Receipt fields against the chain: a store of three logs (so the aggregate's size is not bound
+# by the root: leaf 0 of 3 and of 4 share an audit path), anchored by the service, and the same
+# root anchored again under the next seq by the anchorer (so a receipt pointed at that seq
+# finds its root on chain).
+
+
+@pytest.fixture
+def three_logs(events: Events, artifact: Artifact) -> tuple[Events, int]:  # noqa: F811
+    logs = [f"auditseal.local/audit.events/{p}" for p in (1, 2)]
+    with BlockStore.open(events.path) as store:
+        writer = LogWriter(store, SIGNER, lambda: 42)
+        for p, origin in enumerate(logs):
+            writer.append(origin, [Record(0, 6_000 + p, b"x", event(40 + p, SOURCE_B), None)])
+        anchor_once(store, events.rpc, events.record, artifact)
+        receipt = store.latest_anchored_checkpoint(LOG)
+        assert receipt is not None and receipt.size == 3 and receipt.index == 0
+    w3 = Web3(Web3.HTTPProvider(events.rpc))
+    contract = w3.eth.contract(address=events.record.address, abi=artifact.abi)
+    anchorer = ChainKey.from_hex(DEV_KEY, "k").address
+    replay = receipt.seq + 1
+    tx = contract.functions.anchor(replay, receipt.root, 3).transact({"from": anchorer})
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    return events, replay
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "check"),
+    [
+        ("tx_hash", lambda r, _: r.update(tx_hash="0x" + "ab" * 32), "on-chain"),
+        ("block_hash", lambda r, _: r.update(block_hash="0x" + "cd" * 32), "on-chain"),
+        ("block_number", lambda r, _: r.update(block_number=r["block_number"] + 1), "on-chain"),
+        ("size", lambda r, _: r.update(size=4), "on-chain"),
+        ("seq", lambda r, replay: r.update(seq=replay), "on-chain"),
+        ("status", lambda r, _: r.update(status="orphaned"), "on-chain"),
+        ("index", lambda r, _: r.update(index=1), "anchor-inclusion"),
+        ("proof", lambda r, _: r["proof"].__setitem__(0, "11" * 32), "anchor-inclusion"),
+        ("root", lambda r, _: r.update(root="22" * 32), "anchor-inclusion"),
+    ],
+)
+def test_each_receipt_field_changed_fails_a_check(three_logs, field, change, check):
+    events, replay = three_logs
+    original = events.make_bundle("--log", LOG, "--block", "2")
+    code, data, output = events.run(verify, "--bundle", str(original))
+    assert code == 0, output
+    path = edit(original, lambda d: change(d["anchor"]["receipt"], replay))
+    code, data, output = events.run(verify, "--bundle", str(path))
+    assert code == 1 and data["first_failure"] == check, output
+    if check == "on-chain":  # the chain passes; the receipt's own claim is what fails
+        assert data["checks"][7]["detail"].startswith("receipt") or field == "status", data

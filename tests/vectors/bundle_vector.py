@@ -79,10 +79,7 @@ def bundle() -> Bundle:
         anchored_note=second.block.checkpoint,
     )
     proof = EventProof(3, tuple(merkle.inclusion_proof(leaves, 3)), "evt-3")
-    records = second.records
-    return Bundle(
-        material, tuple(r.event_id for r in records), tuple(r.flag for r in records), proof
-    )
+    return Bundle(material, proof)
 
 
 def signer_of(origin: str) -> Signer:

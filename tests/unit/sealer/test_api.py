@@ -384,7 +384,9 @@ async def test_an_event_id_finds_every_copy_across_logs(store_path):
     assert everywhere["event_id"] == "ev-1" and everywhere["truncated"] is False
     copies = [(e["log"], e["index"], e["position"]) for e in everywhere["entries"]]
     assert copies == [(ORIGIN, 0, 0), (ORIGIN, 3, 5), (OTHER, 0, 0)]
-    assert all(set(e) == ENTRY_KEYS for e in everywhere["entries"])
+    # Each copy names the CloudEvents source its value states (none here: not events).
+    assert all(set(e) == ENTRY_KEYS | {"source"} for e in everywhere["entries"])
+    assert {e["source"] for e in everywhere["entries"]} == {None}
     assert [(e["log"], e["index"]) for e in in_other["entries"]] == [(OTHER, 0)]
     assert [e["index"] for e in single["entries"]] == [1]
 

@@ -36,6 +36,7 @@ class FakeReader:
         self.id = chain_id
         self.roots: dict[int, bytes] = {}
         self.writers: dict[int, str] = {}
+        self.logs: dict[int, int] = {}
         self.anchorers = {ANCHORER}
         self.revoked: set[str] = set()
         self.down = False
@@ -57,7 +58,9 @@ class FakeReader:
         if seq not in self.roots:
             return None
         writer = self.writers.get(seq, ANCHORER)
-        return AnchorFact(seq, self.roots[seq], 7, BLOCK_HASH, 1_700_000_000, writer, TX, 3)
+        return AnchorFact(
+            seq, self.roots[seq], 7, BLOCK_HASH, 1_700_000_000, writer, TX, 3, self.logs.get(seq)
+        )
 
     def is_anchorer(self, address: str, block: int | None = None) -> bool:
         self._up()
@@ -98,6 +101,7 @@ def anchor(store: BlockStore, reader: FakeReader, seq: int) -> None:
         StoredAnchor(seq, agg.root, TX, 7, BLOCK_HASH, 31337, CONTRACT, 0), receipts
     )
     reader.roots[seq] = agg.root
+    reader.logs[seq] = agg.size
 
 
 @pytest.fixture
