@@ -375,14 +375,14 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
     topic = new_topic(1)
     record = deployed(private_rpc, artifact)
     write_record(record, tmp_path / "deployment.json")
-    # Blocks are mined by this test (every 0.3 s while `mining` is set) instead of one per
+    # Blocks are mined by this test (every 0.2 s while `mining` is set) instead of one per
     # transaction, so that a kill can leave a transaction pending for the next process.
     rpc_call(private_rpc, "evm_setAutomine", False)
     mining, stop = threading.Event(), threading.Event()
     mining.set()
 
     def miner() -> None:
-        while not stop.wait(0.3):
+        while not stop.wait(0.2):
             if mining.is_set():
                 rpc_call(private_rpc, "evm_mine")
 
@@ -434,9 +434,9 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
                 wait_for(": sent 0x", err, proc)
                 after_send += 1
             else:  # anywhere in a round, with the store growing meanwhile
-                time.sleep(rng.uniform(0.8, 2.5))
+                time.sleep(rng.uniform(0.4, 1.5))
                 logs.append(rng.randrange(4), 1)
-                time.sleep(rng.uniform(0.0, 1.0))
+                time.sleep(rng.uniform(0.0, 0.5))
             assert proc.poll() is None, err.read_text()
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -444,15 +444,11 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
         left_pending = hold
     loop_seconds = time.monotonic() - started
     mining.set()
-    # One clean round to catch up, then nothing left to do.
+    # One clean round to catch up.
     final = subprocess.run(
         [*argv, "--once", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert final.returncode == 0, final.stderr
-    again = subprocess.run(
-        [*argv, "--once", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert json.loads(again.stdout)["action"] == "unchanged", again.stderr
 
     # Every anchor on chain is in the store, confirmed, with a receipt for every log.
     chain = on_chain_anchors(private_rpc, record)
