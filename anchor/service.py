@@ -399,6 +399,10 @@ class AnchorService:
         try:
             receipt, broadcasts = self._send(client, data, what=f"anchor {seq}", seq=seq)
         except TransactionReverted as exc:
+            if exc.tx_hash is None and exc.error_name == "AlreadyAnchored":
+                # The gas estimate saw the seq taken since our rootOf: nothing was sent.
+                skipped.append(seq)
+                return None
             # Mined but reverted: rootOf(seq) was written between our last check and the
             # inclusion. Recover it at the next attempt (it may be ours, sent earlier).
             if exc.tx_hash is None:

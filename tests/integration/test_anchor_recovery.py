@@ -505,3 +505,31 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
         f" {len(chain)} anchors, {recovered_lines} recovered from the chain, {waited} start(s)"
         " waited for a transaction of the previous process"
     )
+
+
+def test_seq_taken_between_the_check_and_the_estimate_sends_nothing(logs, anvil_rpc, artifact):
+    """The race the gas estimate closes: rootOf(1) read as empty, then written by another
+    anchorer before our estimate. The estimate's AlreadyAnchored sends nothing; the round
+    recovers (reports) the seq and anchors the next one."""
+    client = ChainClient.connect(anvil_rpc, expected_chain_id=31337)
+    record = deploy(client, ChainKey.from_hex(DEV_KEY, "dev key"), artifact, [OTHER_ADDRESS])
+    logs.append(0)
+    svc = service(logs, anvil_rpc, record, artifact)
+    svc.recover()  # nothing on chain yet
+    real_root_of = svc._root_of
+    raced: list[int] = []
+
+    def root_of_then_race(c: ChainClient, seq: int) -> bytes:
+        found = real_root_of(c, seq)
+        if not raced:  # the other anchorer lands right after our look
+            raced.append(seq)
+            anchor_directly(anvil_rpc, record, artifact, OTHER_KEY, seq)
+        return found
+
+    svc._root_of = root_of_then_race  # type: ignore[method-assign]
+    before = nonce(anvil_rpc)
+    result = svc.run_once()
+    assert raced == [1] and result.action == "anchored" and result.seq == 2
+    assert [u.anchor.seq for u in result.unexplained] == [1]
+    assert nonce(anvil_rpc) == before + 1
+    assert set(statuses_of(anvil_rpc, record).values()) == {1}
