@@ -42,6 +42,23 @@ def _default_key_file() -> Path | None:
     return dev_chain_key(rpc_url=click.get_current_context().params.get("rpc_url"))
 
 
+def _test_pause_after_broadcast() -> float:
+    """$AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST (seconds), for crash tests only: the service
+    sleeps right after each broadcast so that a kill lands between sending and recording.
+    Deliberately not a flag; never set it in production."""
+    import os
+
+    from anchor.errors import InputError
+
+    value = os.environ.get("AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST", "")
+    try:
+        return float(value) if value else 0.0
+    except ValueError:
+        raise InputError(
+            f"$AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST: {value!r} is not a number of seconds"
+        ) from None
+
+
 @click.group("anchor")
 def anchor() -> None:
     """The Ethereum side: deploy the AuditAnchor contract, run the anchor service.
@@ -320,6 +337,7 @@ def run(
         timeout=timeout,
         retries=retries,
         backoff=backoff,
+        pause_after_broadcast=_test_pause_after_broadcast(),
     )
     publisher: Publisher | None = KafkaPublisher(bootstrap, topic) if bootstrap else None
     try:
@@ -353,6 +371,8 @@ def run(
     elif result.action == "unchanged":
         click.echo("nothing to anchor: no log changed since the last anchor")
     else:
+        if result.recovered:
+            click.echo(f"recorded from the chain: anchor(s) {list(result.recovered)}")
         click.echo(
             f"anchor {result.seq} ({result.action}): {result.logs} log(s), root "
             f"{result.root.hex() if result.root else '-'}, tx {result.tx_hash}, block "

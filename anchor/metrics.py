@@ -34,6 +34,16 @@ class AnchorMetrics:
             "Anchors whose block left the canonical chain",
             registry=self.registry,
         )
+        self.recovered = Counter(
+            "auditseal_anchor_recovered",
+            "Anchors found on chain but not in the store (a crash after sending), now recorded",
+            registry=self.registry,
+        )
+        self.unexplained = Counter(
+            "auditseal_anchor_unexplained",
+            "Anchors on chain whose root the store cannot explain (reported, left in place)",
+            registry=self.registry,
+        )
         self.broadcasts = Counter(
             "auditseal_anchor_broadcasts",
             "Transactions broadcast, rebroadcasts with bumped fees included",
@@ -56,6 +66,8 @@ class AnchorMetrics:
         self.last_time.set(now)
         self.orphaned.inc(len(result.orphaned))
         self.broadcasts.inc(result.broadcasts)
+        self.recovered.inc(len(result.recovered))
+        self.unexplained.inc(len(result.unexplained))
         if result.gas_used:
             self.gas.inc(result.gas_used)
         if result.seq is not None:

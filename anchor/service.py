@@ -5,19 +5,35 @@ Each round:
 1. **Reorg check.** Walk the store's confirmed anchors from the latest back while their block
    is no longer canonical (``eth_getBlockByNumber`` gives another hash, or nothing): those are
    orphaned. The nonce is re-read from the chain after one.
-2. **State.** The latest checkpoint body of every log in the store. If it equals the bodies of
+2. **Recovery** (on the first round after a start, and whenever step 5 finds the next seq
+   occupied). Wait until no transaction of the service's key is pending (one sent before a
+   crash must land before anything else is sent, or the later one would revert). Then read the
+   contract's ``Anchored`` events from the last recorded anchor's block on, and for each seq
+   from the store's next one on that holds a root: explain the root from the store (the intent
+   row written before sending, else the current state, else a replay of the store's past
+   states), record it with its receipts like a round of our own (step 7), or, if the store
+   cannot explain it, report an UnexplainedAnchor carrying the evidence and move past that seq
+   without touching it.
+3. **Outbox.** Publish the receipts of every recorded anchor not yet marked published.
+4. **State.** The latest checkpoint body of every log in the store. If it equals the bodies of
    the latest confirmed, canonical anchor, the round ends (nothing is sent).
-3. **Aggregate** over the bodies (``verifier.anchor``), and the next ``seq`` (the store's
-   highest, orphaned ones included, + 1).
-4. **Idempotence.** ``rootOf(seq)`` on chain: the aggregate root already there (a crash between
-   sending and recording) → recorded from its ``Anchored`` event, nothing sent; another root
-   there (a number occupied by someone else's anchor) → skip to the next number, with a warning.
-5. **Send** ``anchor(seq, root, logs)`` as an EIP-1559 transaction at the tracked nonce (read
+5. **Aggregate** over the bodies (``verifier.anchor``) and the next ``seq`` (past everything
+   recorded or reported); ``rootOf(seq)`` non-zero → back to step 2.
+6. **Intent, then send.** The intent row (seq, root, bodies) is committed to the store, then
+   ``anchor(seq, root, logs)`` is sent as an EIP-1559 transaction at the tracked nonce (read
    once with ``eth_getTransactionCount(addr, "pending")``). Not mined within
-   ``rebroadcast_after`` s → rebroadcast at the same nonce with tip and max fee raised by
-   12.5 % (nodes demand ≥ 10 %), within the fee cap. Then wait for ``confirmations``.
-6. **Record** the anchor and one receipt per log in the store (one transaction, marking the
-   orphans it replaces), then publish the receipts to ``audit.anchors`` if a publisher is set.
+   ``rebroadcast_after`` s → ``rootOf(seq)`` is read again (written meanwhile by someone else:
+   the pending transaction would revert, so it is replaced by a 0-value transfer to ourselves
+   at its nonce, and the round is retried), else rebroadcast at the same nonce with tip and
+   max fee raised by 12.5 % (nodes demand ≥ 10 %), within the fee cap. Then wait for
+   ``confirmations``.
+7. **Record** the anchor and one receipt per log in the store (one transaction, marking the
+   orphans it replaces), then publish the receipts to ``audit.anchors`` if a publisher is set
+   and mark them published (at least once: a crash in between publishes them again).
+
+A crash between any two steps loses nothing: before 6 nothing was sent; between the intent and
+the record, step 2 of the next start finds the anchor on chain and the intent explains it;
+between the record and the outbox mark, step 3 publishes again.
 
 Errors: exit-3 errors (RPC unreachable, not mined in time, base fee above the cap) are retried
 with exponential backoff within a round; after ``retries`` attempts the round fails with that
@@ -27,6 +43,7 @@ are never retried: one clear error. The key is never logged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -48,6 +65,8 @@ from anchor.errors import AnchorError, ChainUnavailable, InsufficientFunds, Tran
 from sealer.errors import NotFoundError
 from sealer.store import BlockStore, StoredAnchor
 from verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
+from verifier.merkle import leaf_hash
+from verifier.merkle import root as merkle_root
 
 if TYPE_CHECKING:
     from anchor.metrics import AnchorMetrics
@@ -57,9 +76,11 @@ __all__ = [
     "Broadcast",
     "KafkaPublisher",
     "NotAuthorised",
+    "OnChainAnchor",
     "Publisher",
     "RoundResult",
     "ServiceOptions",
+    "UnexplainedAnchor",
 ]
 
 log = logging.getLogger("auditseal.anchor")
@@ -67,10 +88,56 @@ log = logging.getLogger("auditseal.anchor")
 ANCHORED_TOPIC0 = "0x" + keccak(text="Anchored(uint64,bytes32,uint32)").hex()
 ZERO_ROOT = bytes(32)
 _MAX_SKIP = 1000  # occupied sequence numbers skipped in one round before giving up
+_LOG_RANGE = 5000  # blocks per eth_getLogs request (providers cap the range)
+_MAX_REPLAY = 200_000  # store blocks replayed to explain an anchor without an intent row
 
 
 class NotAuthorised(AnchorError):
     """The service's key may not anchor on the contract (exit 2, never retried)."""
+
+
+@dataclass(frozen=True)
+class OnChainAnchor:
+    """An ``Anchored`` event as the chain holds it, with the sender of its transaction."""
+
+    seq: int
+    root: bytes
+    logs: int
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    sender: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "root": self.root.hex(),
+            "logs": self.logs,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+            "block_hash": self.block_hash,
+            "sender": self.sender,
+        }
+
+
+class UnexplainedAnchor(AnchorError):
+    """An anchor on chain that the store cannot explain: no intent row, no past state of the
+    store aggregates to its root (another anchorer, or a lost intent). Carries the evidence;
+    the service reports it and moves past the seq without overwriting it (DESIGN: the chain
+    is the authority, so ``verify --all`` fails on it until an operator acts, ANCHORING.md)."""
+
+    def __init__(self, anchor: OnChainAnchor, reason: str) -> None:
+        super().__init__(
+            f"anchor {anchor.seq} on chain is not explained by the store ({reason}): root "
+            f"{anchor.root.hex()}, tx {anchor.tx_hash}, block {anchor.block_number} "
+            f"({anchor.block_hash}), sent by {anchor.sender or 'unknown'}; left as it is, "
+            "the service continues after it"
+        )
+        self.anchor = anchor
+        self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.anchor.to_json(), "reason": self.reason}
 
 
 class Publisher(Protocol):
@@ -99,11 +166,17 @@ class ServiceOptions:
     poll: float = 0.5  # s between receipt look-ups
     rpc_timeout: float = 10.0  # s per RPC request
     bump_percent: int = 125  # new fees = old x bump / 100 (+1 wei), at least +10 %
+    # Test-only (crash tests, via $AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST): sleep this long
+    # right after a broadcast, widening the window between sending and recording.
+    pause_after_broadcast: float = 0.0
 
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What one round did: ``unchanged``, ``anchored`` or ``recovered`` (found on chain)."""
+    """What one round did: ``unchanged``, ``anchored`` or ``recovered`` (found on chain).
+
+    ``recovered`` lists the seqs recorded from the chain in this round, ``unexplained`` the
+    on-chain anchors the store could not explain (evidence, see UnexplainedAnchor)."""
 
     action: str
     seq: int | None = None
@@ -116,6 +189,8 @@ class RoundResult:
     orphaned: tuple[int, ...] = ()
     skipped: tuple[int, ...] = ()
     receipts: tuple[AnchorReceipt, ...] = field(default=(), repr=False)
+    recovered: tuple[int, ...] = ()
+    unexplained: tuple[UnexplainedAnchor, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +204,8 @@ class RoundResult:
             "broadcasts": self.broadcasts,
             "orphaned": list(self.orphaned),
             "skipped": list(self.skipped),
+            "recovered": list(self.recovered),
+            "unexplained": [u.to_json() for u in self.unexplained],
         }
 
 
@@ -161,6 +238,8 @@ class AnchorService:
         self._sleep = sleep
         self._client: ChainClient | None = None
         self._nonce: int | None = None
+        self._must_recover = True  # on the first round after a start
+        self._next_seq = 1  # past every seq recovered or reported on chain
         self.broadcasts: list[Broadcast] = []  # every transaction sent, for tests and logs
 
     # --- connection and checks -----------------------------------------------------------
@@ -259,6 +338,39 @@ class AnchorService:
         if orphans:
             log.warning("anchors %s left the canonical chain: anchoring again", orphans)
             self._nonce = None
+        recovered: list[RoundResult] = []
+        unexplained: list[UnexplainedAnchor] = []
+        skipped: list[int] = []
+        while True:
+            if self._must_recover:
+                got, bad = self._recover(client, orphans if not recovered else ())
+                if got and orphans:  # the first recovered anchor replaces them
+                    orphans = []
+                recovered += got
+                unexplained += bad
+                self._must_recover = False
+            self._publish_outbox()
+            result = self._attempt(client, orphans, skipped)
+            if result is not None:
+                break
+            # The next seq is occupied: recover what is there (ours or not), then go on.
+            self._must_recover = True
+            if len(skipped) > _MAX_SKIP:
+                raise AnchorError(f"more than {_MAX_SKIP} anchor numbers occupied")
+        if recovered and result.action == "unchanged":
+            last = recovered[-1]
+            result = dataclasses.replace(last, orphaned=result.orphaned)
+        return dataclasses.replace(
+            result,
+            recovered=tuple(r.seq for r in recovered if r.seq is not None),
+            unexplained=tuple(unexplained),
+            skipped=tuple(skipped),
+        )
+
+    def _attempt(
+        self, client: ChainClient, orphans: Sequence[int], skipped: list[int]
+    ) -> RoundResult | None:
+        """Steps 4 to 7 of a round; None when the next seq is found occupied on chain."""
         current = self.current_bodies()
         last = next(
             (a for a in reversed(self.store.anchors("confirmed")) if a.seq not in orphans),
@@ -275,45 +387,34 @@ class AnchorService:
             return RoundResult("unchanged", orphaned=tuple(orphans))
         aggregate = build_aggregate(list(current.values()))
         contract = client.contract(self.deployment.address, self.artifact.abi)
-        seq = self.store.next_anchor_seq()
-        skipped: list[int] = []
-        while True:
-            on_chain = bytes(client.call(contract, "rootOf", seq, abi=self.artifact.abi))
-            if on_chain == aggregate.root:
-                receipt = self._find_anchor_event(client, seq)
-                if receipt is not None:
-                    return self._record(
-                        "recovered", seq, aggregate, receipt, 0, orphans, skipped, None
-                    )
-            if on_chain == ZERO_ROOT:
-                break
-            log.warning("anchor seq %d is occupied on chain by another root: skipping it", seq)
+        seq = max(self.store.next_anchor_seq(), self._next_seq)
+        if self._root_of(client, seq) != ZERO_ROOT:
+            log.warning("anchor seq %d is occupied on chain: recovering it from its event", seq)
             skipped.append(seq)
-            seq += 1
-            if len(skipped) > _MAX_SKIP:
-                raise AnchorError(f"more than {_MAX_SKIP} anchor numbers occupied after {seq}")
+            return None
+        # The intent is durable before anything can reach the chain: after a crash it is what
+        # explains the anchor (the store has grown meanwhile, its current state would not).
+        self.store.record_anchor_intent(seq, aggregate.root, aggregate.bodies)
         data = contract.encode_abi("anchor", args=[seq, aggregate.root, aggregate.size])
         try:
-            receipt, broadcasts = self._send(client, data, what=f"anchor {seq}")
+            receipt, broadcasts = self._send(client, data, what=f"anchor {seq}", seq=seq)
         except TransactionReverted as exc:
-            # Mined but reverted: another transaction (ours from before a restart, or another
-            # anchorer's) wrote rootOf(seq) first. The same root is our anchor; another root
-            # is an occupied number that the retried round skips.
+            if exc.tx_hash is None and exc.error_name == "AlreadyAnchored":
+                # The gas estimate saw the seq taken since our rootOf: nothing was sent.
+                skipped.append(seq)
+                return None
+            # Mined but reverted: rootOf(seq) was written between our last check and the
+            # inclusion. Recover it at the next attempt (it may be ours, sent earlier).
             if exc.tx_hash is None:
                 raise
-            on_chain = bytes(client.call(contract, "rootOf", seq, abi=self.artifact.abi))
-            if on_chain == ZERO_ROOT:
-                raise
             self._nonce = None
-            found = self._find_anchor_event(client, seq) if on_chain == aggregate.root else None
-            if found is None:
-                raise AnchorError(
-                    f"{exc}; rootOf({seq}) was written meanwhile: retrying", 3
-                ) from None
-            return self._record("recovered", seq, aggregate, found, 0, orphans, skipped, None)
-        return self._record(
-            "anchored", seq, aggregate, receipt, broadcasts, orphans, skipped, receipt.gas_used
+            self._must_recover = True
+            raise AnchorError(f"{exc}; rootOf({seq}) was written meanwhile: retrying", 3) from None
+        result = self._record(
+            "anchored", seq, aggregate, receipt, broadcasts, orphans, receipt.gas_used
         )
+        self._next_seq = seq + 1
+        return result
 
     def _orphaned(self, client: ChainClient) -> list[int]:
         orphans: list[int] = []
@@ -329,27 +430,173 @@ class AnchorService:
             orphans.append(anchor.seq)
         return orphans
 
-    def _find_anchor_event(self, client: ChainClient, seq: int) -> Receipt | None:
-        """The mined ``Anchored(seq, ...)`` transaction, from its event (after a crash)."""
-        with client._rpc("eth_getLogs"):
-            logs = client.w3.eth.get_logs(
-                {
-                    "address": to_checksum_address(self.deployment.address),
-                    "fromBlock": self.deployment.block_number,
-                    "toBlock": "latest",
-                    "topics": [HexStr(ANCHORED_TOPIC0), HexStr("0x" + seq.to_bytes(32).hex())],
-                }
-            )
-        if not logs:
-            return None
-        tx_hash = "0x" + bytes(logs[-1]["transactionHash"]).hex()
-        return client.wait(
-            tx_hash,
-            what=f"anchor {seq}",
-            timeout=self.options.timeout,
-            confirmations=self.options.confirmations,
-            poll=self.options.poll,
-        )
+    def _root_of(self, client: ChainClient, seq: int) -> bytes:
+        contract = client.contract(self.deployment.address, self.artifact.abi)
+        return bytes(client.call(contract, "rootOf", seq, abi=self.artifact.abi))
+
+    # --- recovery from the chain ---------------------------------------------------------
+
+    def recover(self) -> tuple[list[RoundResult], list[UnexplainedAnchor]]:
+        """Step 2 on its own: record the anchors on chain that the store lacks (see the
+        module docstring); returns what was recorded and what could not be explained."""
+        client = self.client()
+        found = self._recover(client, ())
+        self._must_recover = False
+        self._publish_outbox()
+        return found
+
+    def _recover(
+        self, client: ChainClient, orphans: Sequence[int]
+    ) -> tuple[list[RoundResult], list[UnexplainedAnchor]]:
+        if self._nonce is None and not self.broadcasts:
+            self._wait_for_own_pending(client)
+        recorded = self.store.anchors()
+        confirmed = [a for a in recorded if a.status == "confirmed"]
+        from_block = confirmed[-1].block_number if confirmed else self.deployment.block_number
+        events = self._anchored_events(client, from_block)
+        got: list[RoundResult] = []
+        bad: list[UnexplainedAnchor] = []
+        if confirmed and confirmed[-1].seq in events:
+            last, on_chain = confirmed[-1], events[confirmed[-1].seq]
+            if on_chain.root != last.root:
+                bad.append(UnexplainedAnchor(on_chain, f"the store records root {last.root.hex()}"))
+        seq = max(self.store.next_anchor_seq(), self._next_seq)
+        while True:
+            event = events.get(seq)
+            if event is None:
+                if self._root_of(client, seq) == ZERO_ROOT:
+                    break
+                # Written, but its event is not in our range (pruned logs, a node that lags):
+                # report what rootOf shows and move past it.
+                event = OnChainAnchor(seq, self._root_of(client, seq), 0, "unknown", 0, "", None)
+            aggregate = self._explain(event) if event.tx_hash != "unknown" else None
+            if aggregate is None:
+                reason = "no intent row and no past state of the store has this root"
+                if event.tx_hash == "unknown":
+                    reason = "rootOf is set but no Anchored event was found for it"
+                error = UnexplainedAnchor(event, reason)
+                log.error("%s", error)
+                bad.append(error)
+            else:
+                receipt = client.wait(
+                    event.tx_hash,
+                    what=f"anchor {seq}",
+                    timeout=self.options.timeout,
+                    confirmations=self.options.confirmations,
+                    poll=self.options.poll,
+                )
+                got.append(
+                    self._record(
+                        "recovered", seq, aggregate, receipt, 0, orphans if not got else (), None
+                    )
+                )
+                log.warning(
+                    "anchor %d was on chain (tx %s, sent by %s) but not in the store: recorded",
+                    seq,
+                    event.tx_hash,
+                    event.sender,
+                )
+            seq += 1
+        self._next_seq = seq
+        ahead = sorted(s for s in events if s > seq)
+        if ahead:
+            log.warning("anchors %s are on chain ahead of the next seq %d", ahead, seq)
+        return got, bad
+
+    def _wait_for_own_pending(self, client: ChainClient) -> None:
+        """Wait until every transaction of our key is mined: one sent before a crash would
+        make a new anchor at the same seq revert (or take the seq we are about to use)."""
+        address = to_checksum_address(self.key.address)
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            with client._rpc("eth_getTransactionCount"):
+                mined = int(client.w3.eth.get_transaction_count(address, "latest"))
+                pending = int(client.w3.eth.get_transaction_count(address, "pending"))
+            if pending <= mined:
+                return
+            if time.monotonic() > deadline:
+                raise ChainUnavailable(
+                    f"{pending - mined} transaction(s) of {address} still pending after "
+                    f"{self.options.timeout:g} s (nonces {mined} to {pending - 1}): nothing "
+                    "is sent until they are mined or replaced"
+                )
+            log.info("waiting for %d pending transaction(s) of %s", pending - mined, address)
+            self._sleep(self.options.poll)
+
+    def _anchored_events(self, client: ChainClient, from_block: int) -> dict[int, OnChainAnchor]:
+        """Every canonical ``Anchored`` event of the contract from ``from_block`` on, by seq."""
+        with client._rpc("eth_blockNumber"):
+            head = int(client.w3.eth.block_number)
+        found: dict[int, OnChainAnchor] = {}
+        senders: dict[str, str | None] = {}
+        for first in range(from_block, head + 1, _LOG_RANGE):
+            with client._rpc("eth_getLogs"):
+                logs = client.w3.eth.get_logs(
+                    {
+                        "address": to_checksum_address(self.deployment.address),
+                        "fromBlock": first,
+                        "toBlock": min(first + _LOG_RANGE - 1, head),
+                        "topics": [HexStr(ANCHORED_TOPIC0)],
+                    }
+                )
+            for entry in logs:
+                data = bytes(entry["data"])
+                if len(entry["topics"]) != 2 or len(data) != 64:
+                    continue  # not the event's shape: not ours to read
+                tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
+                if tx_hash not in senders:
+                    with client._rpc("eth_getTransactionByHash"):
+                        try:
+                            tx = client.w3.eth.get_transaction(HexStr(tx_hash))
+                            senders[tx_hash] = str(tx["from"])
+                        except TransactionNotFound:
+                            senders[tx_hash] = None
+                seq = int.from_bytes(bytes(entry["topics"][1]), "big")
+                found[seq] = OnChainAnchor(
+                    seq=seq,
+                    root=data[:32],
+                    logs=int.from_bytes(data[32:], "big"),
+                    tx_hash=tx_hash,
+                    block_number=int(entry["blockNumber"]),
+                    block_hash="0x" + bytes(entry["blockHash"]).hex(),
+                    sender=senders[tx_hash],
+                )
+        return found
+
+    def _explain(self, event: OnChainAnchor) -> Aggregate | None:
+        """The aggregate the store can show for an on-chain root: the intent written before
+        sending, else the current state, else one of the store's past states (a replay of
+        its blocks in commit order, for anchors sent before intents were recorded)."""
+        bodies = self.store.anchor_intents(event.seq).get(event.root)
+        if bodies is not None:
+            aggregate = build_aggregate(bodies)
+            if aggregate.root == event.root:
+                return aggregate
+            log.error("anchor intent %d: its bodies do not aggregate to its root", event.seq)
+        current = self.current_bodies()
+        if current:
+            aggregate = build_aggregate(list(current.values()))
+            if aggregate.root == event.root:
+                return aggregate
+        state: dict[str, bytes] = {}
+        texts: dict[str, str] = {}
+        for n, (origin, checkpoint) in enumerate(self.store.checkpoint_history()):
+            if n >= _MAX_REPLAY:
+                log.warning("anchor %d: replayed %d blocks without finding it", event.seq, n)
+                break
+            texts[origin] = checkpoint_body(checkpoint)
+            state[origin] = leaf_hash(texts[origin].encode("utf-8"))
+            if merkle_root([state[o] for o in sorted(state)]) == event.root:
+                return build_aggregate(list(texts.values()))
+        return None
+
+    def _publish_outbox(self) -> None:
+        """Publish the receipts of every recorded anchor not yet marked published."""
+        if self.publisher is None:
+            return
+        for seq in self.store.unpublished_anchors():
+            self.publisher.publish(self.store.anchor_receipts(seq))
+            self.store.mark_anchor_published(seq)
 
     def _record(
         self,
@@ -359,7 +606,6 @@ class AnchorService:
         receipt: Receipt,
         broadcasts: int,
         orphans: Sequence[int],
-        skipped: Sequence[int],
         gas_used: int | None,
     ) -> RoundResult:
         d = self.deployment
@@ -396,8 +642,7 @@ class AnchorService:
             receipts,
             replaces=orphans,
         )
-        if self.publisher is not None:
-            self.publisher.publish(receipts)
+        self._publish_outbox()
         return RoundResult(
             action,
             seq,
@@ -408,15 +653,19 @@ class AnchorService:
             gas_used,
             broadcasts,
             tuple(orphans),
-            tuple(skipped),
+            (),
             receipts,
         )
 
     # --- sending -------------------------------------------------------------------------
 
-    def _send(self, client: ChainClient, data: str, *, what: str) -> tuple[Receipt, int]:
-        """Send ``data`` to the contract at the tracked nonce, rebroadcasting with bumped fees
-        until one of the broadcasts is mined; returns its receipt and the broadcast count."""
+    def _send(self, client: ChainClient, data: str, *, what: str, seq: int) -> tuple[Receipt, int]:
+        """Send ``data`` (an anchor of ``seq``) to the contract at the tracked nonce,
+        rebroadcasting with bumped fees until one of the broadcasts is mined; returns its
+        receipt and the broadcast count. Before each rebroadcast ``rootOf(seq)`` is read: a
+        seq written by another transaction meanwhile would make ours revert, so ours is
+        cancelled instead (a 0-value transfer to ourselves at its nonce) and the round retried.
+        """
         o = self.options
         sender = self.key.address
         tx: dict[str, Any] = {"from": sender, "to": self.deployment.address, "data": data}
@@ -476,6 +725,8 @@ class AnchorService:
                     tip,
                     max_fee,
                 )
+                if o.pause_after_broadcast:
+                    time.sleep(o.pause_after_broadcast)  # test-only: widen the crash window
             bump_at = time.monotonic() + o.rebroadcast_after
             while time.monotonic() < bump_at:
                 mined = self._mined(client, hashes)
@@ -496,6 +747,13 @@ class AnchorService:
                         "it may still be: the next round checks rootOf before sending"
                     )
                 self._sleep(o.poll)
+            if self._root_of(client, seq) != ZERO_ROOT and self._mined(client, hashes) is None:
+                self._cancel(client, nonce, tip, max_fee, what)
+                raise AnchorError(
+                    f"{what}: rootOf({seq}) was written by another transaction while ours was "
+                    f"pending; ours is cancelled at nonce {nonce}, retrying",
+                    3,
+                )
             new_tip = tip * o.bump_percent // 100 + 1
             new_max = max(max_fee * o.bump_percent // 100 + 1, 2 * client.fees().base_fee_per_gas)
             if o.max_fee_cap is not None and new_max > o.max_fee_cap:
@@ -507,6 +765,35 @@ class AnchorService:
             send = True
             tip, max_fee = new_tip, new_max
             log.warning("%s: not mined after %g s: rebroadcasting", what, o.rebroadcast_after)
+
+    def _cancel(self, client: ChainClient, nonce: int, tip: int, max_fee: int, what: str) -> None:
+        """Replace our pending transaction at ``nonce`` by a 0-value transfer to ourselves, with
+        fees bumped enough for nodes to accept the replacement; the nonce is re-read later."""
+        o = self.options
+        tip = tip * o.bump_percent // 100 + 1
+        max_fee = max(max_fee * o.bump_percent // 100 + 1, tip)
+        raw = self.key.sign(
+            cast(
+                TxParams,
+                {
+                    "from": self.key.address,
+                    "to": self.key.address,
+                    "data": "0x",
+                    "type": 2,
+                    "chainId": client.chain_id,
+                    "nonce": nonce,
+                    "gas": 21_000,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
+                    "value": 0,
+                },
+            )
+        )
+        self._broadcast(client, raw, f"{what} (cancel)", True)
+        self.broadcasts.append(Broadcast("0x" + keccak(raw).hex(), nonce, tip, max_fee))
+        self._nonce = None
+        self._must_recover = True
+        log.warning("%s: cancelled at nonce %d (the seq was taken meanwhile)", what, nonce)
 
     def _broadcast(self, client: ChainClient, raw: bytes, what: str, replacing: bool) -> bool:
         """Send a signed transaction; False if the node already has it."""

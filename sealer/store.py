@@ -147,6 +147,25 @@ CREATE TRIGGER IF NOT EXISTS anchor_receipts_no_update BEFORE UPDATE ON anchor_r
     BEGIN SELECT RAISE(ABORT, 'append-only: anchor_receipts cannot be updated'); END;
 CREATE TRIGGER IF NOT EXISTS anchor_receipts_no_delete BEFORE DELETE ON anchor_receipts
     BEGIN SELECT RAISE(ABORT, 'append-only: anchor_receipts cannot be deleted'); END;
+CREATE TABLE IF NOT EXISTS anchor_intents (
+    seq INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    checkpoints TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (seq, root)
+);
+CREATE TABLE IF NOT EXISTS anchor_publications (
+    seq INTEGER PRIMARY KEY REFERENCES anchors(seq),
+    published_at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS anchor_intents_no_update BEFORE UPDATE ON anchor_intents
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_intents cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_intents_no_delete BEFORE DELETE ON anchor_intents
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_intents cannot be deleted'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_publications_no_update BEFORE UPDATE ON anchor_publications
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_publications cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_publications_no_delete BEFORE DELETE ON anchor_publications
+    BEGIN SELECT RAISE(ABORT, 'append-only: anchor_publications cannot be deleted'); END;
 """
 )
 # Log generations (FORMAT.md §1.1): one row per generation >= 1 a sealer started, append-only.
@@ -881,23 +900,46 @@ class BlockStore:
     # What the anchor service put on chain: one ``anchors`` row per transaction and one
     # ``anchor_receipts`` row per log it covers. Append-only, except that a confirmed anchor
     # whose block left the canonical chain is marked ``orphaned`` (once; triggers enforce it).
+    # ``anchor_intents`` holds what the service is about to send (seq, root, the checkpoint
+    # bodies), written before the broadcast, so that an anchor found on chain after a crash can
+    # be explained and recorded; ``anchor_publications`` is the outbox of ``audit.anchors``.
     # Stores created before these tables existed get them on the first write here.
+
+    _ANCHOR_TABLES = frozenset(
+        {"anchors", "anchor_receipts", "anchor_intents", "anchor_publications"}
+    )
+
+    def _anchor_tables(self) -> set[str]:
+        names = ", ".join(f"'{t}'" for t in sorted(self._ANCHOR_TABLES))
+        return {
+            r[0]
+            for r in self._db.execute(
+                f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
+            )
+        }
 
     def _ensure_anchor_schema(self) -> None:
         if getattr(self, "_anchor_schema_ok", False):
             return
-        row = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors'").fetchone()
-        if row is None:
+        present = self._anchor_tables()
+        if present != self._ANCHOR_TABLES:
             with self._transaction():
                 for statement in _split_sql(_ANCHOR_SCHEMA):
                     self._db.execute(statement)
+                if "anchor_publications" not in present:
+                    # Anchors recorded before the outbox existed were published (or not) by
+                    # the round that recorded them; only later ones go through the outbox.
+                    self._db.execute(
+                        "INSERT INTO anchor_publications (seq, published_at_ms)"
+                        " SELECT seq, ? FROM anchors",
+                        (_now_ms(),),
+                    )
         self._anchor_schema_ok = True
 
-    def _has_anchor_tables(self) -> bool:
+    def _has_anchor_tables(self, *tables: str) -> bool:
         if getattr(self, "_anchor_schema_ok", False):
             return True
-        row = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchors'").fetchone()
-        return row is not None
+        return set(tables or ("anchors",)) <= self._anchor_tables()
 
     def record_anchor(
         self,
@@ -1004,6 +1046,69 @@ class BlockStore:
             return 1
         (top,) = self._db.execute("SELECT max(seq) FROM anchors").fetchone()
         return 1 if top is None else int(top) + 1
+
+    def record_anchor_intent(
+        self, seq: int, root: bytes, bodies: Sequence[str], now_ms: int | None = None
+    ) -> None:
+        """Record, before it is sent, that anchor ``seq`` will carry ``root``, the aggregate
+        over checkpoint ``bodies``. Idempotent; several roots per seq may be intended (a
+        crash before sending, then a round over a newer state). The caller MUST check that
+        ``bodies`` aggregate to ``root``; the reader checks it again."""
+        self._ensure_anchor_schema()
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO anchor_intents (seq, root, checkpoints, created_at_ms)"
+                " VALUES (?,?,?,?)",
+                (seq, root, json.dumps(list(bodies)), now_ms if now_ms is not None else _now_ms()),
+            )
+
+    def anchor_intents(self, seq: int) -> dict[bytes, list[str]]:
+        """The intended anchors of ``seq``: root → checkpoint bodies."""
+        if not self._has_anchor_tables("anchor_intents"):
+            return {}
+        rows = self._db.execute(
+            "SELECT root, checkpoints FROM anchor_intents WHERE seq = ? ORDER BY created_at_ms",
+            (seq,),
+        ).fetchall()
+        found: dict[bytes, list[str]] = {}
+        for root, checkpoints in rows:
+            try:
+                bodies = json.loads(checkpoints)
+            except ValueError as exc:
+                raise StoreError(f"{self.path}: anchor intent {seq}: not JSON ({exc})") from None
+            if not isinstance(bodies, list) or not all(isinstance(b, str) for b in bodies):
+                raise StoreError(f"{self.path}: anchor intent {seq}: want a list of bodies")
+            found[bytes(root)] = bodies
+        return found
+
+    def checkpoint_history(self) -> Iterator[tuple[str, str]]:
+        """(origin, signed checkpoint) of every block in the order the store committed them
+        (rowid order across logs), so that any past state of the store can be replayed."""
+        yield from self._db.execute(
+            "SELECT l.origin, b.checkpoint FROM blocks b JOIN logs l ON l.id = b.log_id"
+            " ORDER BY b.rowid"
+        )
+
+    def unpublished_anchors(self) -> list[int]:
+        """Seqs of recorded anchors not yet marked published to ``audit.anchors``, in order."""
+        if not self._has_anchor_tables("anchors", "anchor_publications"):
+            return []  # a store from before the outbox: created on the first write
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT a.seq FROM anchors a LEFT JOIN anchor_publications p ON p.seq = a.seq"
+                " WHERE p.seq IS NULL ORDER BY a.seq"
+            )
+        ]
+
+    def mark_anchor_published(self, seq: int, now_ms: int | None = None) -> None:
+        """Record that anchor ``seq``'s receipts reached ``audit.anchors`` (idempotent)."""
+        self._ensure_anchor_schema()
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO anchor_publications (seq, published_at_ms) VALUES (?,?)",
+                (seq, now_ms if now_ms is not None else _now_ms()),
+            )
 
     def anchor_receipts(self, seq: int) -> list[AnchorReceipt]:
         """The receipts of anchor ``seq``, in aggregate order."""
