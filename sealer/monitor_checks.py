@@ -79,9 +79,9 @@ CRITICAL, WARNING = "critical", "warning"
 # Memory bounds of the event checks (docs/MONITOR.md, "Memory"): sequence numbers whose first
 # copy is kept to compare a repeat with, runs of seen numbers per source, event ids kept to
 # find one sealed from two sources. Each map keeps at least half its size of the newest.
-DEFAULT_SEQUENCE_MEMORY = 1_000_000
+DEFAULT_SEQUENCE_MEMORY = 500_000
 DEFAULT_SEQUENCE_RUNS = 1_000
-DEFAULT_ID_MEMORY = 1_000_000
+DEFAULT_ID_MEMORY = 500_000
 
 # kind -> (severity, one line for --help and the docs)
 KINDS: dict[str, tuple[str, str]] = {
@@ -501,15 +501,16 @@ class Checker:
             self.events_checked += 1
             source, seq, event_id = str(event["source"]), int(event["sequence"]), str(event["id"])
             source = self._source_names.setdefault(source, source)  # one str per source
-            found = self._sequence(source, seq, event_id, value)
-            if found == "unchecked":
+            outcome, detail = self._sequence(source, seq, event_id, value)
+            if outcome == "unchecked":
                 unchecked.setdefault(source, []).append(seq)
                 continue
-            if found == "replay":
+            if outcome == "replay":
                 continue  # the same event again: its id was checked the first time
-            if found is not None:
-                kind, detail = found
-                alerts.append(Alert(kind, origin, number, f"{detail} (leaf {item.index})", now_ms))
+            if outcome in KINDS:
+                alerts.append(
+                    Alert(outcome, origin, number, f"{detail} (leaf {item.index})", now_ms)
+                )
             reused = self._event_id(source, event_id)
             if reused is not None:
                 alerts.append(
@@ -537,10 +538,9 @@ class Checker:
             )
         return alerts
 
-    def _sequence(
-        self, source: str, seq: int, event_id: str, value: bytes
-    ) -> tuple[str, str] | str | None:
-        """Follow one event's sequence: an alert (kind, detail), "replay", "unchecked" or None.
+    def _sequence(self, source: str, seq: int, event_id: str, value: bytes) -> tuple[str, str]:
+        """Follow one event's sequence: (outcome, detail), the outcome an alert kind
+        (``sequence_gap``, ``sequence_duplicate``), "replay", "unchecked" or "new".
 
         Exact within memory: ``sequence_duplicate`` only for a number seen before whose first
         copy is remembered and differs; a number seen before whose copy was forgotten, or below
@@ -552,21 +552,21 @@ class Checker:
         digest = hashlib.blake2b(value, digest_size=16, key=self._digest_key).digest()
         if seq < state.floor:
             self.unchecked += 1
-            return "unchecked"
+            return "unchecked", ""
         if state.seen(seq):
             first = self._digests.get((source, seq))
             if first is None:
                 self.unchecked += 1
-                return "unchecked"
+                return "unchecked", ""
             if first[1] == digest:
                 self.replays += 1
-                return "replay"
+                return "replay", ""
             return (
                 "sequence_duplicate",
                 f"source {source}: sequence {seq} sealed twice with different content "
                 f"(ids {first[0]} and {event_id})",
             )
-        result: tuple[str, str] | None = None
+        result = ("new", "")
         highest = state.highest
         if seq > highest + 1:
             first_missing, last = highest + 1, seq - 1
