@@ -394,9 +394,10 @@ HELP = f"""Watch audit.sealed and audit.anchors and raise an alert when a check 
 
 Trusts only the pinned log keys (--log-key) and the chain (--rpc, --contract). Each block is
 replayed as it arrives (signature, header chain, entries, tree root); each event's source and
-sequence are followed for gaps and duplicates; forks and republished blocks are told apart;
-each anchor receipt is checked on chain (canonical block, rootOf, inclusion proof) and
-re-checked for reorgs; blocks not anchored within --anchor-late-after are reported.
+sequence are followed for gaps and duplicates, and its id for reuse by another source;
+forks and republished blocks are told apart; each anchor receipt is checked on chain
+(canonical block, rootOf, inclusion proof) and re-checked for reorgs; blocks not anchored
+within --anchor-late-after are reported.
 
 An identical event sealed twice (same source, sequence and bytes: an at-least-once
 redelivery) is counted in auditseal_monitor_replayed_events_total, not alerted. Memory is
