@@ -5,6 +5,10 @@ sequence handed out so far, so even after a crash the next process starts above 
 close writes back the exact next number, so a clean restart leaves no gap. After a crash the
 sequence jumps to the reservation boundary: a visible gap, which is right, because events that
 were only in memory at the crash may be lost.
+
+One state file per set of sources: everything that numbers a source's events MUST use the same
+file (the emitter and the simulator's HTTP path share ``state_dir/sequences.json``), or two
+counters hand out the same numbers. :func:`merge_into` folds a second file into it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["SequenceCounter"]
+from ingest.errors import IngestError
+
+__all__ = ["SequenceCounter", "SequenceStateError", "merge_into"]
+
+
+class SequenceStateError(IngestError, ValueError):
+    """A sequence state file that does not parse (the CLI prints it as one line, exit 2)."""
 
 
 class SequenceCounter:
@@ -23,14 +33,7 @@ class SequenceCounter:
         jump after a crash."""
         self.path = Path(path)
         self.reserve = reserve
-        self._next: dict[str, int] = {}
-        self._reserved: dict[str, int] = {}
-        if self.path.exists():
-            try:
-                saved = json.loads(self.path.read_text())
-                self._next = {str(k): int(v) for k, v in saved.items()}
-            except (ValueError, AttributeError) as exc:
-                raise ValueError(f"{self.path}: not a sequence state file: {exc}") from exc
+        self._next = _load(self.path)
         self._reserved = dict(self._next)
 
     def next(self, source: str) -> int:
@@ -49,10 +52,41 @@ class SequenceCounter:
         self._save(self._next)
 
     def _save(self, values: dict[str, int]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(values, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        _write(self.path, values)
+
+
+def merge_into(path: str | Path, other: str | Path) -> None:
+    """Fold the state file ``other`` into ``path`` and delete ``other``: per source the higher
+    next number wins, so no number either file's counter handed out is handed out again.
+
+    Call it before a :class:`SequenceCounter` opens ``path``. Idempotent: a crash before the
+    delete merges again next time. Raises SequenceStateError naming a file that does not parse.
+    """
+    path, other = Path(path), Path(other)
+    if not other.exists():
+        return
+    merged = _load(path)
+    for source, n in _load(other).items():
+        merged[source] = max(merged.get(source, 1), n)
+    _write(path, merged)
+    other.unlink()
+
+
+def _load(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        return {str(k): int(v) for k, v in saved.items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise SequenceStateError(f"{path}: not a sequence state file: {exc}") from exc
+
+
+def _write(path: Path, values: dict[str, int]) -> None:
+    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w") as f:
+        json.dump(values, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

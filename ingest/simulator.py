@@ -160,6 +160,20 @@ def pace(
 
 # --- running the traffic against Kafka or the gateway -------------------------------------
 
+# Both paths number each proxy's events from this one file (the emitter's), so a run via HTTP
+# after one via Kafka, or the other way round, continues every source's sequence.
+SEQUENCES = "sequences.json"
+_OLD_HTTP_SEQUENCES = "http-sequences.json"  # the HTTP path's own file before they shared one
+
+
+def _shared_sequences(state_dir: Path) -> Path:
+    """The state dir's sequence file, with an older HTTP-only file folded into it."""
+    from ingest.sequence import merge_into
+
+    path = state_dir / SEQUENCES
+    merge_into(path, state_dir / _OLD_HTTP_SEQUENCES)
+    return path
+
 
 def _progress(enabled: bool, total: int) -> Any:
     import io
@@ -186,6 +200,7 @@ def run_kafka(
     from ingest.emitter import Emitter
 
     model = TrafficModel(simulated_proxies(sources), seed)
+    _shared_sequences(state_dir)  # the emitter numbers from state_dir/sequences.json
     emitter = Emitter(bootstrap, state_dir, topic=topic, validate=False)  # builders validate
     wait = pace(rate)
     started = time.monotonic()
@@ -229,9 +244,9 @@ def run_http(
 
     proxies = simulated_proxies(sources)
     model = TrafficModel(proxies, seed)
+    sequences = SequenceCounter(_shared_sequences(state_dir))  # a bad file fails before tokens
     tokens = {p.source: add_token(tokens_path, p.source) for p in proxies}
     time.sleep(1.1)  # the gateway re-reads its tokens file at most once a second
-    sequences = SequenceCounter(state_dir / "http-sequences.json")
     client = GatewayClient(url)
     pending: dict[str, list[dict[str, Any]]] = {p.source: [] for p in proxies}
     acknowledged = 0

@@ -28,7 +28,14 @@ import click
 import orjson
 
 from sealer.cli import fail
-from sealer.monitor_checks import KINDS, Alert, Checker
+from sealer.monitor_checks import (
+    DEFAULT_ID_MEMORY,
+    DEFAULT_SEQUENCE_MEMORY,
+    DEFAULT_SEQUENCE_RUNS,
+    KINDS,
+    Alert,
+    Checker,
+)
 from sealer.pin_options import contract_pin_options, resolve_contract_pin
 from verifier.anchor import AnchorReceipt
 from verifier.anchoring import ChainUnavailableError
@@ -151,6 +158,12 @@ class Metrics:
             "Identical redeliveries of an event (same source, sequence and bytes): not alerts.",
             registry=self.registry,
         )
+        self.unchecked = Counter(
+            "auditseal_monitor_unchecked_events_total",
+            "Repeated sequence numbers too old for the monitor's memory to compare with the "
+            "first copy (each also in a sequence_unchecked warning).",
+            registry=self.registry,
+        )
         self.receipts = Counter(
             "auditseal_monitor_receipts_checked_total",
             "Anchor receipts checked.",
@@ -166,18 +179,18 @@ class Metrics:
             "When the monitor last read a message.",
             registry=self.registry,
         )
-        self._seen = (0, 0, 0, 0)
+        self._seen = (0, 0, 0, 0, 0)
 
     def update(self, checker: Checker) -> None:
         now = (
             checker.blocks_checked,
             checker.events_checked,
             checker.replays,
+            checker.unchecked,
             checker.receipts_checked,
         )
-        for counter, new, old in zip(
-            (self.blocks, self.events, self.replays, self.receipts), now, self._seen, strict=True
-        ):
+        counters = (self.blocks, self.events, self.replays, self.unchecked, self.receipts)
+        for counter, new, old in zip(counters, now, self._seen, strict=True):
             if new > old:
                 counter.inc(new - old)
         self._seen = now
@@ -381,12 +394,15 @@ HELP = f"""Watch audit.sealed and audit.anchors and raise an alert when a check 
 
 Trusts only the pinned log keys (--log-key) and the chain (--rpc, --contract). Each block is
 replayed as it arrives (signature, header chain, entries, tree root); each event's source and
-sequence are followed for gaps and duplicates; forks and republished blocks are told apart;
-each anchor receipt is checked on chain (canonical block, rootOf, inclusion proof) and
-re-checked for reorgs; blocks not anchored within --anchor-late-after are reported.
+sequence are followed for gaps and duplicates, and its id for reuse by another source;
+forks and republished blocks are told apart; each anchor receipt is checked on chain
+(canonical block, rootOf, inclusion proof) and re-checked for reorgs; blocks not anchored
+within --anchor-late-after are reported.
 
 An identical event sealed twice (same source, sequence and bytes: an at-least-once
-redelivery) is counted in auditseal_monitor_replayed_events_total, not alerted.
+redelivery) is counted in auditseal_monitor_replayed_events_total, not alerted. Memory is
+bounded by --sequence-memory, --sequence-runs and --id-memory: a repeat older than what the
+monitor remembers is the warning sequence_unchecked, never a critical alert.
 
 Alerts are JSON lines on stdout (kind, severity, log, block, detail, time), POSTed to
 --webhook, published to --alerts-topic and counted in auditseal_monitor_alerts_total{{kind}}.
@@ -463,6 +479,30 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     help="Seconds between reorg re-checks and lateness checks.",
 )
 @click.option(
+    "--sequence-memory",
+    type=click.IntRange(min=2),
+    default=DEFAULT_SEQUENCE_MEMORY,
+    show_default=True,
+    help="Events (all sources together) whose first copy is kept to compare a repeated "
+    "sequence number with; at least the newest half of them is kept.",
+)
+@click.option(
+    "--sequence-runs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_SEQUENCE_RUNS,
+    show_default=True,
+    help="Runs of consecutive sequence numbers kept per source; past that the lowest are "
+    "forgotten.",
+)
+@click.option(
+    "--id-memory",
+    type=click.IntRange(min=2),
+    default=DEFAULT_ID_MEMORY,
+    show_default=True,
+    help="Event ids kept to find one sealed from two sources (event_id_reused); at least the "
+    "newest half of them is kept.",
+)
+@click.option(
     "--webhook",
     envvar="AUDITSEAL_MONITOR_WEBHOOK",
     show_envvar=True,
@@ -522,6 +562,9 @@ def monitor(
     anchor_late_after: float,
     reorg_depth: int,
     check_interval: float,
+    sequence_memory: int,
+    sequence_runs: int,
+    id_memory: int,
     webhook: str | None,
     webhook_retries: int,
     webhook_timeout: float,
@@ -616,6 +659,9 @@ def monitor(
         contract=contract if chain is not None else None,
         chain_id=chain_id,
         reorg_depth=reorg_depth,
+        sequence_memory=sequence_memory,
+        sequence_runs=sequence_runs,
+        id_memory=id_memory,
     )
     loop = Monitor(
         consumer,
@@ -643,5 +689,10 @@ def monitor(
         f"{checker.blocks_checked} blocks, {checker.events_checked} events, "
         f"{checker.receipts_checked} receipts checked; {sinks.raised} alert(s), "
         f"{checker.replays} replayed event(s)"
+        + (
+            f", {checker.unchecked} repeated sequence number(s) too old to compare"
+            if checker.unchecked
+            else ""
+        )
     )
     sys.exit(code)

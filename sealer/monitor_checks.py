@@ -17,13 +17,22 @@ Rules decided here:
   not, the check it fails names the alert (a forgery without the key).
 - A block ahead of the next expected number is held (bounded) until the missing ones arrive;
   ``chain_break`` is raised once for the hole.
-- ``sequence``: per source, the next expected number starts at 1 (the monitor reads the topics
-  from the beginning). A number above it is a gap (``sequence_gap``). A number seen before is a
-  *replay* when the record's value is byte-identical to the first one (at-least-once delivery
-  before Kafka: the emitter resends a spooled event with the same id and sequence); that is
-  counted (``replays``), not alerted. The same number with other bytes is ``sequence_duplicate``.
-  A number inside a gap already reported fills it silently. Flagged records (not valid events)
-  and entries whose value is omitted or redacted carry no trustworthy sequence and are skipped.
+- ``sequence``: per source, the set of numbers seen is kept as runs of consecutive numbers
+  (the monitor reads the topics from the beginning, so a source starts at 1). A number above
+  the highest seen opens a gap (``sequence_gap``); an unseen number below it fills a gap
+  already reported, silently, however far back and in whatever order. A number seen before
+  is a *replay* when the record's value is byte-identical to the first copy (at-least-once
+  delivery before Kafka: the emitter resends a spooled event with the same id and sequence);
+  that is counted (``replays``), not alerted. The same number with other bytes is
+  ``sequence_duplicate``. Memory is bounded (``sequence_memory`` first copies in all,
+  ``sequence_runs`` runs per source): a repeat whose first copy is no longer remembered, or a
+  number below the lowest run kept, cannot be compared: it is counted (``unchecked``) and
+  raises the warning ``sequence_unchecked``, never a critical alert.
+- ``event id``: an id sealed from a second source is ``event_id_reused`` (the holder of one
+  source's token published another source's id; ``verify --event`` must not prove either
+  silently). A redelivery from the same source is not. Ids are remembered up to ``id_memory``.
+- Flagged records (not valid events) and entries whose value is omitted or redacted carry no
+  trustworthy source, sequence or id and are skipped by both.
 - A receipt is checked against the chain: its block must still be canonical
   (``anchor_reorged``), ``rootOf(seq)`` must be its root and its proof must lead there
   (``anchor_not_on_chain``), and its checkpoint must be one the log signed (``anchor_mismatch``).
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +71,9 @@ from verifier.replay import LogReplay
 from verifier.sealed import EntryItem
 
 __all__ = [
+    "DEFAULT_ID_MEMORY",
+    "DEFAULT_SEQUENCE_MEMORY",
+    "DEFAULT_SEQUENCE_RUNS",
     "KINDS",
     "Alert",
     "ChainView",
@@ -69,6 +82,13 @@ __all__ = [
 ]
 
 CRITICAL, WARNING = "critical", "warning"
+
+# Memory bounds of the event checks (docs/MONITOR.md, "Memory"): sequence numbers whose first
+# copy is kept to compare a repeat with, runs of seen numbers per source, event ids kept to
+# find one sealed from two sources. Each map keeps at least half its size of the newest.
+DEFAULT_SEQUENCE_MEMORY = 500_000
+DEFAULT_SEQUENCE_RUNS = 1_000
+DEFAULT_ID_MEMORY = 500_000
 
 # kind -> (severity, one line for --help and the docs)
 KINDS: dict[str, tuple[str, str]] = {
@@ -95,6 +115,15 @@ KINDS: dict[str, tuple[str, str]] = {
     "sequence_duplicate": (
         CRITICAL,
         "a source's sequence number sealed twice with different content",
+    ),
+    "sequence_unchecked": (
+        WARNING,
+        "a source's sequence number seen again too long ago for the monitor to compare it "
+        "with the first copy",
+    ),
+    "event_id_reused": (
+        CRITICAL,
+        "one event id sealed from more than one source",
     ),
     "anchor_late": (
         WARNING,
@@ -218,11 +247,70 @@ class _Log:
         return max(self.credits.values(), default=0)
 
 
+class _Recent:
+    """A map that remembers at least the last ``capacity // 2`` keys put, and at most
+    ``capacity``: two generations of plain dicts, the older dropped whole when the newer
+    fills (O(1) per operation, no per-entry eviction bookkeeping)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2")
+        self.half = capacity // 2
+        self._new: dict[Any, Any] = {}
+        self._old: dict[Any, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        found = self._new.get(key)
+        return self._old.get(key) if found is None else found
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._new) >= self.half:
+            self._old, self._new = self._new, {}
+        self._new[key] = value
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+
 @dataclass
 class _Source:
-    next: int = 1
-    recent: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # seq -> (id, digest)
-    missing: set[int] = field(default_factory=set)
+    """The sequence numbers seen from one source, as sorted runs ``[starts[i], ends[i])`` of
+    consecutive numbers (never touching: a number that joins two runs merges them). Numbers
+    below ``floor`` were forgotten when there were more than the allowed runs."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    floor: int = 1
+
+    @property
+    def highest(self) -> int:
+        return self.ends[-1] - 1 if self.ends else self.floor - 1
+
+    def seen(self, seq: int) -> bool:
+        i = bisect.bisect_right(self.starts, seq) - 1
+        return i >= 0 and seq < self.ends[i]
+
+    def add(self, seq: int, max_runs: int) -> None:
+        """Add an unseen ``seq`` (at or above ``floor``); drop the lowest runs past
+        ``max_runs``, raising ``floor`` to the lowest number still remembered."""
+        starts, ends = self.starts, self.ends
+        i = bisect.bisect_right(starts, seq) - 1  # the run starting at or below seq, or -1
+        joins_left = i >= 0 and ends[i] == seq
+        joins_right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if joins_left and joins_right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif joins_left:
+            ends[i] = seq + 1
+        elif joins_right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq + 1)
+        if len(starts) > max_runs:
+            drop = len(starts) - max_runs
+            del starts[:drop], ends[:drop]
+            self.floor = starts[0]
 
 
 @dataclass(frozen=True)
@@ -258,7 +346,8 @@ class Checker:
     """The monitor's state: one :class:`LogReplay` per log, per-source sequences, receipts.
 
     ``anchor_late_after_ms`` None disables lateness; ``contract``/``chain_id`` pin what
-    receipts must name; ``sequence_window`` bounds the per-source memory of recent numbers.
+    receipts must name; ``sequence_memory``, ``sequence_runs`` and ``id_memory`` bound the
+    memory of the event checks (the module docstring says what happens beyond them).
     """
 
     MAX_PENDING = 1000
@@ -271,7 +360,9 @@ class Checker:
         contract: str | None = None,
         chain_id: int | None = None,
         reorg_depth: int = 64,
-        sequence_window: int = 100_000,
+        sequence_memory: int = DEFAULT_SEQUENCE_MEMORY,
+        sequence_runs: int = DEFAULT_SEQUENCE_RUNS,
+        id_memory: int = DEFAULT_ID_MEMORY,
         redaction_grace_ms: int = 60_000,
     ) -> None:
         self.verifiers = tuple(verifiers)
@@ -279,15 +370,24 @@ class Checker:
         self.contract = contract.lower() if contract else None
         self.chain_id = chain_id
         self.reorg_depth = reorg_depth
-        self.sequence_window = sequence_window
+        if sequence_runs < 1:
+            raise ValueError("sequence_runs must be at least 1")
+        self.sequence_runs = sequence_runs
         self.redaction_grace_ms = redaction_grace_ms
         self._logs: dict[str, _Log] = {}
         self._sources: dict[str, _Source] = {}
+        self._source_names: dict[str, str] = {}
+        # (source, sequence) -> (id, keyed digest of the first copy). The key is secret to
+        # this process, so nobody can make two different events that compare equal.
+        self._digests = _Recent(sequence_memory)
+        self._digest_key = os.urandom(16)
+        self._ids = _Recent(id_memory)  # event id -> the source it was first sealed from
         self._tracked: dict[int, _Tracked] = {}
         self._receipts_seen: set[tuple[int, str, str]] = set()
         self.blocks_checked = 0
         self.events_checked = 0
         self.replays = 0
+        self.unchecked = 0
         self.republished = 0
         self.receipts_checked = 0
         self.last_block_ms: int | None = None
@@ -444,12 +544,13 @@ class Checker:
             )
         ]
 
-    # --- sequences ---------------------------------------------------------------------------
+    # --- events: sequences and ids --------------------------------------------------------
 
     def _sequences(
         self, origin: str, number: int, items: Sequence[EntryItem], now_ms: int
     ) -> list[Alert]:
         alerts: list[Alert] = []
+        unchecked: dict[str, list[int]] = {}  # source -> numbers beyond memory, in this block
         for item in items:
             value = item.entry.value
             if item.flag is not None or value is None:
@@ -459,57 +560,95 @@ class Checker:
             except (EnvelopeError, ValueError):
                 continue  # not a valid event: the sealer flags it, it carries no sequence
             self.events_checked += 1
-            alert = self._sequence(
-                str(event["source"]), int(event["sequence"]), str(event["id"]), value
+            source, seq, event_id = str(event["source"]), int(event["sequence"]), str(event["id"])
+            source = self._source_names.setdefault(source, source)  # one str per source
+            outcome, detail = self._sequence(source, seq, event_id, value)
+            if outcome == "unchecked":
+                unchecked.setdefault(source, []).append(seq)
+                continue
+            if outcome == "replay":
+                continue  # the same event again: its id was checked the first time
+            if outcome in KINDS:
+                alerts.append(
+                    Alert(outcome, origin, number, f"{detail} (leaf {item.index})", now_ms)
+                )
+            reused = self._event_id(source, event_id)
+            if reused is not None:
+                alerts.append(
+                    Alert(
+                        "event_id_reused",
+                        origin,
+                        number,
+                        f"event id {event_id} sealed from source {reused} and now from source "
+                        f"{source} (sequence {seq}, leaf {item.index})",
+                        now_ms,
+                    )
+                )
+        for source, seqs in unchecked.items():
+            shown = ", ".join(str(s) for s in seqs[:5]) + (", ..." if len(seqs) > 5 else "")
+            alerts.append(
+                Alert(
+                    "sequence_unchecked",
+                    origin,
+                    number,
+                    f"source {source}: {len(seqs)} event(s) with sequence numbers the monitor no "
+                    f"longer remembers ({shown}); their content was not compared with the first "
+                    "copy",
+                    now_ms,
+                )
             )
-            if alert is not None:
-                kind, detail = alert
-                alerts.append(Alert(kind, origin, number, f"{detail} (leaf {item.index})", now_ms))
         return alerts
 
-    def _sequence(
-        self, source: str, seq: int, event_id: str, value: bytes
-    ) -> tuple[str, str] | None:
-        state = self._sources.setdefault(source, _Source())
-        digest = hashlib.sha256(value).digest()
-        result: tuple[str, str] | None = None
-        if seq >= state.next:
-            if seq > state.next:
-                first, last = state.next, seq - 1
-                span = f"{first}" if first == last else f"{first}..{last}"
-                result = (
-                    "sequence_gap",
-                    f"source {source}: sequence {span} missing ({last - first + 1} events), "
-                    f"next seen is {seq} (id {event_id})",
-                )
-                if last - first < self.sequence_window:
-                    state.missing.update(range(first, seq))
-            state.next = seq + 1
-        elif seq in state.missing:
-            state.missing.discard(seq)  # late: fills a gap already reported
-        else:
-            seen = state.recent.get(seq)
-            if seen is None:
-                return (
-                    "sequence_duplicate",
-                    f"source {source}: sequence {seq} (id {event_id}) seen before, too long ago "
-                    "to compare its content",
-                )
-            if seen[1] == digest:
+    def _sequence(self, source: str, seq: int, event_id: str, value: bytes) -> tuple[str, str]:
+        """Follow one event's sequence: (outcome, detail), the outcome an alert kind
+        (``sequence_gap``, ``sequence_duplicate``), "replay", "unchecked" or "new".
+
+        Exact within memory: ``sequence_duplicate`` only for a number seen before whose first
+        copy is remembered and differs; a number seen before whose copy was forgotten, or below
+        the lowest remembered run, is "unchecked" (counted and warned, never critical).
+        """
+        state = self._sources.get(source)
+        if state is None:
+            state = self._sources[source] = _Source()
+        digest = hashlib.blake2b(value, digest_size=16, key=self._digest_key).digest()
+        if seq < state.floor:
+            self.unchecked += 1
+            return "unchecked", ""
+        if state.seen(seq):
+            first = self._digests.get((source, seq))
+            if first is None:
+                self.unchecked += 1
+                return "unchecked", ""
+            if first[1] == digest:
                 self.replays += 1
-                return None
+                return "replay", ""
             return (
                 "sequence_duplicate",
                 f"source {source}: sequence {seq} sealed twice with different content "
-                f"(ids {seen[0]} and {event_id})",
+                f"(ids {first[0]} and {event_id})",
             )
-        state.recent[seq] = (event_id, digest)
-        if len(state.recent) > 2 * self.sequence_window:  # amortised: prune half at a time
-            floor = state.next - self.sequence_window
-            for old in [s for s in state.recent if s < floor]:
-                del state.recent[old]
-            state.missing = {s for s in state.missing if s >= floor}
+        result = ("new", "")
+        highest = state.highest
+        if seq > highest + 1:
+            first_missing, last = highest + 1, seq - 1
+            span = f"{first_missing}" if first_missing == last else f"{first_missing}..{last}"
+            result = (
+                "sequence_gap",
+                f"source {source}: sequence {span} missing ({last - first_missing + 1} events), "
+                f"next seen is {seq} (id {event_id})",
+            )
+        # Below the highest and unseen: a late number filling a gap already reported, silent.
+        state.add(seq, self.sequence_runs)
+        self._digests.put((source, seq), (event_id, digest))
         return result
+
+    def _event_id(self, source: str, event_id: str) -> str | None:
+        """The other source ``event_id`` was first sealed from, None if none (remembered)."""
+        first = self._ids.get(event_id)
+        if first is None:
+            self._ids.put(event_id, source)
+            return None
+        return None if first == source else str(first)
 
     # --- receipts ----------------------------------------------------------------------------
 

@@ -143,10 +143,10 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
     assert producer.flush(30) == 0
 
 
-def event(source: str, seq: int, user: str = "bob") -> bytes:
+def event(source: str, seq: int, user: str = "bob", id: str | None = None) -> bytes:
     return encode_event(
         events.api_activity(
-            source, seq, {"name": user}, "GET", {"name": "/x"}, "success", "10.0.0.9"
+            source, seq, {"name": user}, "GET", {"name": "/x"}, "success", "10.0.0.9", id=id
         )
     )
 
@@ -273,6 +273,46 @@ def test_sequence_gap_and_duplicate_alert_everywhere_and_a_replay_does_not(
         (dup["log"], dup),
         (gap["log"], gap),
     ]
+
+
+def test_one_event_id_published_from_two_sources_is_event_id_reused(
+    kafka_bootstrap, new_topic, tmp_path
+):
+    # The holder of one source's gateway token publishes an event carrying another source's
+    # event id; each event is valid and its source is its token's, so the gateway takes both.
+    from tests.integration.test_gateway import SOURCE, start_gateway
+
+    stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=2)
+    gw = start_gateway(kafka_bootstrap, stack.topic, tmp_path)
+    victim, attacker = SOURCE, "proxy://other"
+    genuine = event(victim, 1, id="evt-7f3a")
+    try:
+        for token_of, value in (
+            (victim, genuine),
+            (victim, genuine),  # a client retry: the same event again, not an alert
+            (victim, event(victim, 2)),
+            (attacker, event(attacker, 1, user="mallory", id="evt-7f3a")),
+            (attacker, event(attacker, 2)),
+        ):
+            status, body, _ = gw.request("POST", "/v1/events", value, gw.tokens[token_of])
+            assert status == 202, body
+    finally:
+        gw.proc.terminate()
+        gw.proc.wait(10)
+    worker = stack.start_worker(max_events=50, max_interval=0.2)
+    try:
+        wait_until_sealed(stack)
+    finally:
+        stop(worker)
+    run = run_monitor(stack, new_topic(1), "--no-chain", "--anchor-late-after", "3600")
+    assert run.code == 1, run.stderr
+    [alert] = run.alerts
+    assert (alert["kind"], alert["severity"]) == ("event_id_reused", "critical")
+    # Whichever log the monitor read first, the alert names the id and both sources.
+    assert "event id evt-7f3a sealed from source" in alert["detail"]
+    assert victim in alert["detail"] and attacker in alert["detail"]
+    assert alert["log"] in {origin_of(stack, victim), origin_of(stack, attacker)}
+    assert "1 replayed event(s)" in run.stderr
 
 
 # --- forged blocks -----------------------------------------------------------------------------

@@ -92,3 +92,55 @@ def test_simulate_an_exact_number_of_events(kafka_bootstrap, new_topic, tmp_path
     counts = simulate(*args, "--bootstrap", kafka_bootstrap, "--topic", topic, cwd=tmp_path)
     assert counts["sent"] == counts["acknowledged"] == 777
     check_stream(consume(kafka_bootstrap, topic, 777), 777, 3)
+
+
+def test_simulate_via_kafka_then_via_http_continues_every_sequence(
+    kafka_bootstrap, new_topic, tmp_path
+):
+    # Both paths, one state dir: the HTTP run must continue each proxy's sequence where the
+    # Kafka run left it, so the sealed stream has no number twice and the monitor is silent.
+    from tests.integration.sealer_harness import make_stack, wait_until_sealed
+    from tests.integration.test_monitor import run_monitor, stop
+
+    stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=2)
+    common = ("--sources", "4", "--rate", "5000", "--state-dir", "sim")
+    kafka = simulate(
+        "--events",
+        "300",
+        *common,
+        "--bootstrap",
+        kafka_bootstrap,
+        "--topic",
+        stack.topic,
+        cwd=tmp_path,
+    )
+    assert kafka["acknowledged"] == 300
+    gw = start_gateway(kafka_bootstrap, stack.topic, tmp_path)
+    try:
+        http = simulate(
+            "--via",
+            "http",
+            "--url",
+            f"http://127.0.0.1:{gw.port}",
+            "--tokens",
+            "tokens",
+            "--events",
+            "200",
+            *common,
+            cwd=tmp_path,
+        )
+    finally:
+        gw.proc.terminate()
+        gw.proc.wait(10)
+    assert http["acknowledged"] == 200
+    worker = stack.start_worker(max_events=100, max_interval=0.2)
+    try:
+        wait_until_sealed(stack)
+    finally:
+        stop(worker)
+    run = run_monitor(
+        stack, new_topic(1), "--no-chain", "--anchor-late-after", "3600", "--alerts-topic", ""
+    )
+    assert (run.code, run.alerts) == (0, []), run.stderr
+    assert "500 events" in run.stderr and "0 replayed event(s)" in run.stderr
+    check_stream(consume(kafka_bootstrap, stack.topic, 500), 500, 4)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ingest import events
 from ingest.envelope import encode_event
@@ -264,13 +266,181 @@ def test_same_sequence_with_other_content_is_a_duplicate():
     assert "sequence 1 sealed twice with different content" in alert.detail
 
 
-def test_repeat_older_than_the_window_is_a_duplicate_that_cannot_be_compared():
-    log, c = Log(), checker(sequence_window=2)
+def test_large_jump_then_the_numbers_below_it_in_any_order_fill_the_gap_silently():
+    # Concurrent clients of one source: one of them reserved a far block of numbers (a
+    # crash jump) and its event overtook the others'. Every number below it is new, never a
+    # duplicate, however far below and in whatever order it comes.
+    log, c = Log(), checker()
+    assert c.block(*log.block([event("p://a", s) for s in range(1, 6)]), 0) == []
+    [gap] = c.block(*log.block([event("p://a", 1_000_000)]), 0)
+    assert gap.kind == "sequence_gap" and "sequence 6..999999 missing" in gap.detail
+    late = [event("p://a", s) for s in (9, 6, 250_000, 8, 7, 999_999, 10)]
+    assert c.block(*log.block(late), 0) == []
+    assert c.block(*log.block([event("p://a", 1_000_001)]), 0) == []
+    [dup] = c.block(*log.block([event("p://a", 250_000, user="eve")]), 0)
+    assert dup.kind == "sequence_duplicate" and "sequence 250000 sealed twice" in dup.detail
+    assert (c.replays, c.unchecked) == (0, 0)
+
+
+@st.composite
+def reordered_stream(draw: st.DrawFn) -> tuple[list[tuple[str, int, str]], list[int]]:
+    """Events of two sources: numbers with jumps of any size, each maybe redelivered
+    (identical) or copied with other content, all shuffled, cut into blocks.
+
+    Returns (source, sequence, variant) in arrival order and the block sizes. A variant
+    "v0" is the content of a number's first copy.
+    """
+    stream: list[tuple[str, int, str]] = []
+    for source in ("p://a", "p://b"):
+        jumps = draw(st.lists(st.integers(1, 10**12), min_size=1, max_size=12))
+        seqs = [sum(jumps[: i + 1]) for i in range(len(jumps))]
+        for seq in seqs:
+            copies = draw(st.lists(st.sampled_from(["v0", "v1", "v2"]), max_size=2))
+            stream += [(source, seq, "v0"), *((source, seq, v) for v in copies)]
+    order = draw(st.permutations(stream))
+    cuts = draw(st.lists(st.integers(1, 6), min_size=len(order), max_size=len(order)))
+    return list(order), cuts
+
+
+def feed(c: Checker, stream: list[tuple[str, int, str]], cuts: list[int]) -> list[Alert]:
+    """Seal ``stream`` in blocks of ``cuts`` sizes; each (source, seq, variant) has fixed
+    bytes, so a repeated variant is a byte-identical redelivery."""
+    cache: dict[tuple[str, int, str], bytes] = {}
+    values = [cache.setdefault(e, event(e[0], e[1], user=e[2])) for e in stream]
+    log, alerts, i = Log(), [], 0
+    for size in cuts:
+        if i >= len(values):
+            break
+        alerts += c.block(*log.block(values[i : i + size]), 0)
+        i += size
+    return alerts
+
+
+def expected_duplicates(stream: list[tuple[str, int, str]]) -> tuple[list[str], int]:
+    """From the stream alone: each copy of a number sealed before is a duplicate when its
+    content differs from the first copy's, else a replay. Returns ("source S: sequence N"
+    per duplicate, number of replays)."""
+    first: dict[tuple[str, int], str] = {}
+    dups, replays = [], 0
+    for source, seq, variant in stream:
+        if (source, seq) not in first:
+            first[source, seq] = variant
+        elif first[source, seq] == variant:
+            replays += 1
+        else:
+            dups.append(f"source {source}: sequence {seq}")
+    return sorted(dups), replays
+
+
+def duplicates(alerts: list[Alert]) -> list[str]:
+    return sorted(
+        a.detail.split(" sealed twice")[0] for a in alerts if a.kind == "sequence_duplicate"
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reordered_stream())
+def test_duplicate_fires_exactly_for_a_number_sealed_again_with_other_content(drawn):
+    stream, cuts = drawn
+    c = checker()
+    alerts = feed(c, stream, cuts)
+    dups, replays = expected_duplicates(stream)
+    assert duplicates(alerts) == dups
+    assert c.replays == replays and c.unchecked == 0
+    assert "sequence_unchecked" not in kinds(alerts)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reordered_stream(), st.integers(2, 6), st.integers(1, 3))
+def test_beyond_its_memory_the_monitor_warns_and_never_raises_a_false_duplicate(
+    drawn, memory, runs
+):
+    stream, cuts = drawn
+    c = checker(sequence_memory=memory, sequence_runs=runs)
+    alerts = feed(c, stream, cuts)
+    got, (wanted, _) = duplicates(alerts), expected_duplicates(stream)
+    assert all(g in wanted for g in got)  # sound: every duplicate alert is a real one
+    # A real duplicate not alerted was one the monitor could not compare: counted and warned.
+    assert len(wanted) - len(got) <= c.unchecked
+    warned = sum(
+        int(a.detail.split(": ")[1].split(" ")[0]) for a in alerts if a.kind == "sequence_unchecked"
+    )
+    assert warned == c.unchecked
+    assert all(a.severity == "warning" for a in alerts if a.kind == "sequence_unchecked")
+
+
+def test_repeat_older_than_the_memory_is_a_warning_not_a_duplicate():
+    log, c = Log(), checker(sequence_memory=4)
     assert c.block(*log.block([event("p://a", i) for i in range(1, 7)]), 0) == []
-    [alert] = c.block(*log.block([event("p://a", 1)]), 0)
-    assert alert.kind == "sequence_duplicate" and "too long ago to compare" in alert.detail
-    [dup] = c.block(*log.block([event("p://a", 6, user="eve")]), 0)
+    [warn] = c.block(*log.block([event("p://a", 1), event("p://a", 2, user="eve")]), 0)
+    assert (warn.kind, warn.severity) == ("sequence_unchecked", "warning")
+    assert (
+        "source p://a: 2 event(s) with sequence numbers the monitor no longer remembers (1, 2)"
+        in (warn.detail)
+    )
+    assert c.unchecked == 2
+    [dup] = c.block(*log.block([event("p://a", 6, user="eve")]), 0)  # still remembered
     assert dup.kind == "sequence_duplicate" and "different content" in dup.detail
+
+
+def test_numbers_below_the_runs_kept_are_a_warning_not_a_duplicate():
+    log, c = Log(), checker(sequence_runs=2)
+    # Runs {1}, {3}, {5}: the lowest is dropped, numbers below 3 are no longer remembered.
+    alerts = c.block(*log.block([event("p://a", s) for s in (1, 3, 5)]), 0)
+    assert kinds(alerts) == ["sequence_gap", "sequence_gap"]
+    assert kinds(c.block(*log.block([event("p://a", 2)]), 0)) == ["sequence_unchecked"]
+    assert c.block(*log.block([event("p://a", 4)]), 0) == []  # above the floor: a gap fill
+    assert c.unchecked == 1
+
+
+def test_one_event_id_from_two_sources_is_event_id_reused():
+    # The holder of p://a's token publishes an event carrying p://b's event id.
+    log, c = Log(), checker()
+    assert c.block(*log.block([event("p://b", 1, id="evt-1")]), 0) == []
+    [alert] = c.block(*log.block([event("p://a", 1, user="mallory", id="evt-1")]), 0)
+    assert (alert.kind, alert.severity, alert.log, alert.block) == (
+        "event_id_reused",
+        "critical",
+        ORIGIN,
+        1,
+    )
+    assert alert.detail == (
+        "event id evt-1 sealed from source p://b and now from source p://a (sequence 1, leaf 1)"
+    )
+
+
+def test_event_id_reused_across_logs_and_in_either_order():
+    c, other = checker(), Log("test.local/audit.events/1")
+    one, two = Log(), other
+    assert c.block(*one.block([event("p://a", 1, id="x")]), 0) == []
+    [alert] = c.block(*two.block([event("p://b", 1, id="x")]), 0)
+    assert alert.kind == "event_id_reused" and alert.log == "test.local/audit.events/1"
+
+
+def test_redelivery_or_retry_from_the_same_source_is_not_event_id_reused():
+    log, c = Log(), checker()
+    first = event("p://a", 1, id="x")
+    # An identical redelivery; the same id again from the same source under another number
+    # (a client retry the gateway numbered again) is a matter of that source, not a reuse.
+    assert c.block(*log.block([first, first, event("p://a", 2, id="x")]), 0) == []
+    assert c.replays == 1
+
+
+def test_redelivered_reuse_is_reported_once():
+    log, c = Log(), checker()
+    forged = event("p://a", 1, id="x")
+    assert c.block(*log.block([event("p://b", 1, id="x")]), 0) == []
+    assert kinds(c.block(*log.block([forged, forged]), 0)) == ["event_id_reused"]
+
+
+def test_event_ids_are_remembered_up_to_the_bound():
+    log, c = Log(), checker(id_memory=4)
+    values = [event("p://b", 1, id="x")] + [event("p://b", s, id=f"id-{s}") for s in range(2, 6)]
+    assert c.block(*log.block(values), 0) == []
+    # "x" is older than the last 4 // 2 ids kept: beyond the documented bound, not detected
+    # here (verify --event still reports the id as ambiguous), and never a false alert.
+    assert c.block(*log.block([event("p://a", 1, id="x")]), 0) == []
+    assert kinds(c.block(*log.block([event("p://c", 1, id="id-5")]), 0)) == ["event_id_reused"]
 
 
 def test_late_number_fills_a_reported_gap_silently():
