@@ -13,12 +13,7 @@ at 5). Log ids: A is 1, B is 2.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +24,16 @@ from click.testing import CliRunner
 
 from anchor.artifact import Artifact
 from anchor.deploy import Deployment, write_record
-from infra.processes import free_port, port_answers
 from sealer.log_writer import LogWriter
 from sealer.store import BlockStore
 from sealer.verify_cli import verify
 from tests.integration import test_verify as built
 from tests.integration.test_verify import LOG_KEY, SIGNER, A, B, anchor_once, append, deployed
+from tests.integration.test_verify_sources import serving
 
 pytestmark = pytest.mark.chain
 
 artifact = built.artifact
-AUDITSEAL = str(Path(sys.executable).parent / "auditseal")
 
 
 @dataclass
@@ -238,23 +232,8 @@ def test_anchors_short_of_the_pinned_depth_are_not_taken_as_proof(stores):
 
 @pytest.fixture
 def served_rolled_back(stores: Stores) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [AUDITSEAL, "serve", "--store", str(stores.rolled_back), "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_answers(port):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "auditseal serve did not start"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
+    with serving(stores.rolled_back) as url:
+        yield url
 
 
 def test_a_read_api_over_a_rolled_back_store_fails(stores, served_rolled_back):

@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,11 +439,12 @@ def test_a_root_written_by_an_address_revoked_in_the_same_block_fails_on_chain(
 # --- --source: the read API of `auditseal serve` ----------------------------------------------
 
 
-@pytest.fixture
-def served(events: Events) -> Iterator[str]:
+@contextmanager
+def serving(store: Path) -> Iterator[str]:
+    """``auditseal serve`` over ``store`` on a free loopback port: its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [AUDITSEAL, "serve", "--store", str(events.path), "--listen", f"127.0.0.1:{port}"],
+        [AUDITSEAL, "serve", "--store", str(store), "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -457,6 +459,12 @@ def served(events: Events) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
+
+
+@pytest.fixture
+def served(events: Events) -> Iterator[str]:
+    with serving(events.path) as url:
+        yield url
 
 
 def test_a_block_and_an_event_verify_from_the_read_api(events, served):
