@@ -133,13 +133,16 @@ class _Worker:
             for tp in partitions
             if not self.sealer.rewinding(tp) and (pos := self.sealer.last_sealed_offset(tp)) >= 0
         }
+        logs = {tp: self.sealer.origin(tp) for tp in last}  # the generation probed
         by_topic: dict[str, dict[int, int]] = defaultdict(dict)
         for (topic, partition), pos in last.items():
             by_topic[topic][partition] = pos
         for topic, positions in by_topic.items():
+            # Sealing goes on while Kafka is read: the sealer compares at the offset probed.
             found = await asyncio.to_thread(probe, self.config.bootstrap, topic, positions)
             for partition, record in found.items():
-                sealed = self.sealer.check_partition((topic, partition), record)
+                tp = (topic, partition)
+                sealed = self.sealer.check_partition(tp, record, positions[partition], logs[tp])
                 if sealed is not None:
                     await self.finish(sealed)
         self.handle_resets()

@@ -203,25 +203,43 @@ class Sealer:
             return self._seal(tp)
         return None
 
-    def check_partition(self, tp: TopicPartition, found: KafkaRecord | None) -> Sealed | None:
-        """Compare the log's last sealed record with what Kafka holds at its offset.
+    def check_partition(
+        self,
+        tp: TopicPartition,
+        found: KafkaRecord | None,
+        probed: int | None = None,
+        log: str | None = None,
+    ) -> Sealed | None:
+        """Compare the record the log holds at offset ``probed`` (default: its last sealed
+        offset) with what Kafka holds there.
 
-        ``found`` is the record Kafka returned at or after that offset, or None when the
+        ``found`` is the record Kafka returned at or after ``probed``, or None when the
         partition ends before it (its end offset is below the log's resume offset). Anything
         but the byte-identical record (or a later one: the offset was compacted away) is a
         reset, which redelivery alone cannot show: a consumer positioned past the new
         partition's end waits there, and the records before its position are never read.
+
+        The probe runs beside the sealing (the caller reads Kafka in another thread), so the
+        log may have moved on meanwhile: ``probed`` and ``log`` (the origin probed) say what
+        was asked. A log that changed generation since is not judged; one that sealed past
+        ``probed`` is compared at ``probed``, and its records show the partition goes on.
         """
-        if tp in self._rewinding:
+        if tp in self._rewinding or (log is not None and log != self.origin(tp)):
             return None
         last = self._last_sealed(tp)
-        if last < 0 or (found is not None and found.offset > last):
+        offset = last if probed is None else probed
+        if last < 0 or offset < 0 or offset > last:
             return None
         if found is not None:
-            held = self._held(tp, self._buffers.get(tp, _Buffer()), last)
+            if found.offset > offset:
+                return None  # the offset was compacted away
+            held = self._held(tp, self._buffers.get(tp, _Buffer()), offset)
             if held is not None and same_record(held, found):
                 return None
-            return self._reset(tp, f"offset {last}, the log's last, holds a different record")
+            which = "the log's last" if offset == last else "sealed by the log"
+            return self._reset(tp, f"offset {offset}, {which}, holds a different record")
+        if offset < last:
+            return None  # records past the probed offset were sealed since: not a new topic
         return self._reset(tp, f"the partition ends before offset {last}, the log's last")
 
     def take_resets(self) -> list[Reset]:

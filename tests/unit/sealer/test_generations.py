@@ -170,3 +170,25 @@ def test_a_partition_that_ends_before_the_last_sealed_offset_is_a_reset(store):
     sealer2.flush()
     sealer2.check_partition(TP, rec(0, value=b"other"))
     assert [r.generation for r in sealer2.take_resets()] == [2]
+
+
+def test_a_probe_overtaken_by_sealing_is_judged_at_the_offset_it_read(store):
+    """Kafka is read in another thread while sealing goes on: by the time the answer comes the
+    log's last offset has moved, and the record probed must be compared with the one sealed at
+    the offset probed, not with the new last (that made false resets in a kill -9 loop)."""
+    sealer = make(store)
+    for i in range(3):
+        sealer.add(rec(i))
+    probed, log = sealer.last_sealed_offset(TP), sealer.origin(TP)
+    for i in range(3, 6):  # sealed while the probe was out
+        sealer.add(rec(i))
+    assert sealer.last_sealed_offset(TP) == 5
+    assert sealer.check_partition(TP, rec(2), probed, log) is None
+    assert sealer.check_partition(TP, None, probed, log) is None  # records past it exist
+    assert sealer.take_resets() == []
+    sealer.check_partition(TP, rec(2, value=b"other"), probed, log)  # still a reset
+    (reset,) = sealer.take_resets()
+    assert "offset 2, sealed by the log, holds a different record" in reset.reason
+    # An answer about the closed generation (the partition is being sealed again) is not judged.
+    assert sealer.check_partition(TP, rec(2, value=b"x2"), probed, log) is None
+    assert sealer.take_resets() == []
