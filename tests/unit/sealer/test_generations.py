@@ -192,3 +192,14 @@ def test_a_probe_overtaken_by_sealing_is_judged_at_the_offset_it_read(store):
     # An answer about the closed generation (the partition is being sealed again) is not judged.
     assert sealer.check_partition(TP, rec(2, value=b"x2"), probed, log) is None
     assert sealer.take_resets() == []
+
+
+def test_a_closed_log_still_takes_the_redaction_of_one_of_its_entries(store):
+    sealer = make(store)
+    for i in range(3):
+        sealer.add(rec(i))
+    sealer.add(rec(0, value=b"new topic"))  # a reset: BASE is closed
+    assert [r.origin for r in sealer.take_resets()] == [BASE + "/g1"]
+    store.redact(BASE, 1, "dpo", "erasure request", SIGNER)
+    assert store.size(BASE) == 4  # the record is the closed log's own leaf
+    check_log(store, BASE, [SIGNER.verifier])
