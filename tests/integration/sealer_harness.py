@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -82,6 +83,16 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a service and wait for it; SIGKILL after 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def make_stack(bootstrap: str, new_topic, tmp_path: Path, partitions: int = 6) -> Stack:

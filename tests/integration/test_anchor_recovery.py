@@ -30,11 +30,11 @@ from anchor.deploy import Deployment, deploy, write_record
 from anchor.errors import ChainUnavailable
 from anchor.service import ANCHORED_TOPIC0, AnchorService
 from sealer.store import BlockStore
+from tests.integration import test_anchor_service as anchor_tests
 from tests.integration.test_anchor_service import (
     DEV_KEY,
     OTHER_KEY,
     ROOT,
-    Logs,
     check_receipts,
     deployed,
     nonce,
@@ -47,34 +47,11 @@ from verifier.anchor import AnchorReceipt, verify_anchor_inclusion
 
 pytestmark = pytest.mark.chain
 
+# The store, artifact and private chain of the anchor service's own tests.
+artifact, logs, private_rpc = anchor_tests.artifact, anchor_tests.logs, anchor_tests.private_rpc
+
 DEV_ADDRESS = ChainKey.from_hex(DEV_KEY, "key").address
 OTHER_ADDRESS = ChainKey.from_hex(OTHER_KEY, "key").address
-
-
-@pytest.fixture
-def logs(tmp_path: Path):
-    made = Logs(tmp_path / "store.db")
-    yield made
-    made.store.close()
-
-
-@pytest.fixture(scope="module")
-def artifact() -> Artifact:
-    from anchor.artifact import load_artifact
-
-    return load_artifact()
-
-
-@pytest.fixture
-def private_rpc(tmp_path: Path):
-    from infra import chain
-    from infra.processes import free_port
-
-    started = chain.start(free_port(), tmp_path / "anvil.log")
-    try:
-        yield started.address
-    finally:
-        chain.stop(started)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from tests.integration.sealer_harness import (
     Stack,
     make_stack,
     sealed_stream,
+    stop,
     wait_until_sealed,
 )
 from verifier.anchor import AnchorReceipt
@@ -58,15 +58,6 @@ pytestmark = pytest.mark.kafka
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ServiceOptions(poll=0.05, backoff=0.05, retries=3, rebroadcast_after=30.0, timeout=60.0)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass

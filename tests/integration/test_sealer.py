@@ -16,20 +16,12 @@ from tests.integration.sealer_harness import (
     make_stack,
     sealed_positions,
     sealed_stream,
+    stop,
     wait_until_sealed,
 )
 from verifier.checkpoint import open_checkpoint
 
 pytestmark = pytest.mark.kafka
-
-
-def stop(proc) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except Exception:
-        proc.kill()
-        proc.wait()
 
 
 def test_end_to_end_every_offset_sealed_once_and_published(kafka_bootstrap, new_topic, tmp_path):

@@ -3,7 +3,6 @@ exactly once across the log's generations, and the reset is reported, not skippe
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -16,20 +15,11 @@ from infra.processes import free_port
 from sealer.fsck import check_log
 from sealer.signer import Signer
 from sealer.store import BlockStore
-from tests.integration.sealer_harness import Stack
+from tests.integration.sealer_harness import Stack, stop
 
 pytestmark = pytest.mark.kafka
 
 BASE = "test.local/events/0"
-
-
-def _stop(proc) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except Exception:
-        proc.kill()
-        proc.wait()
 
 
 class _Producer:
@@ -124,7 +114,7 @@ def test_a_broker_reset_mid_run_seals_every_acknowledged_event_once(tmp_path):
         _wait(all_sealed, 120, "every acknowledged event sealed")
         time.sleep(2)  # nothing more may arrive: no duplicates sealed late
     finally:
-        _stop(worker)
+        stop(worker)
         broker.stop(service, 2.0)
     logs = _sealed_values(stack.store_path)
     assert sorted(logs) == [BASE, BASE + "/g1"], sorted(logs)
