@@ -65,6 +65,7 @@ from anchor.errors import AnchorError, ChainUnavailable, InsufficientFunds, Tran
 from sealer.errors import NotFoundError
 from sealer.store import BlockStore, StoredAnchor
 from verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
+from verifier.chain import read_anchored
 from verifier.merkle import leaf_hash
 from verifier.merkle import root as merkle_root
 
@@ -85,10 +86,8 @@ __all__ = [
 
 log = logging.getLogger("auditseal.anchor")
 
-ANCHORED_TOPIC0 = "0x" + keccak(text="Anchored(uint64,bytes32,uint32)").hex()
 ZERO_ROOT = bytes(32)
 _MAX_SKIP = 1000  # occupied sequence numbers skipped in one round before giving up
-_LOG_RANGE = 5000  # blocks per eth_getLogs request (providers cap the range)
 _MAX_REPLAY = 200_000  # store blocks replayed to explain an anchor without an intent row
 
 
@@ -524,43 +523,32 @@ class AnchorService:
             self._sleep(self.options.poll)
 
     def _anchored_events(self, client: ChainClient, from_block: int) -> dict[int, OnChainAnchor]:
-        """Every canonical ``Anchored`` event of the contract from ``from_block`` on, by seq."""
+        """Every canonical ``Anchored`` event of the contract from ``from_block`` on, by seq,
+        with the sender of each transaction (the evidence of an anchor nobody explains)."""
         with client._rpc("eth_blockNumber"):
             head = int(client.w3.eth.block_number)
+        with client._rpc("eth_getLogs"):
+            events = read_anchored(client.w3, self.deployment.address, from_block, head)
         found: dict[int, OnChainAnchor] = {}
         senders: dict[str, str | None] = {}
-        for first in range(from_block, head + 1, _LOG_RANGE):
-            with client._rpc("eth_getLogs"):
-                logs = client.w3.eth.get_logs(
-                    {
-                        "address": to_checksum_address(self.deployment.address),
-                        "fromBlock": first,
-                        "toBlock": min(first + _LOG_RANGE - 1, head),
-                        "topics": [HexStr(ANCHORED_TOPIC0)],
-                    }
-                )
-            for entry in logs:
-                data = bytes(entry["data"])
-                if len(entry["topics"]) != 2 or len(data) != 64:
-                    continue  # not the event's shape: not ours to read
-                tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
-                if tx_hash not in senders:
-                    with client._rpc("eth_getTransactionByHash"):
-                        try:
-                            tx = client.w3.eth.get_transaction(HexStr(tx_hash))
-                            senders[tx_hash] = str(tx["from"])
-                        except TransactionNotFound:
-                            senders[tx_hash] = None
-                seq = int.from_bytes(bytes(entry["topics"][1]), "big")
-                found[seq] = OnChainAnchor(
-                    seq=seq,
-                    root=data[:32],
-                    logs=int.from_bytes(data[32:], "big"),
-                    tx_hash=tx_hash,
-                    block_number=int(entry["blockNumber"]),
-                    block_hash="0x" + bytes(entry["blockHash"]).hex(),
-                    sender=senders[tx_hash],
-                )
+        for event in events:
+            tx_hash = event.tx_hash
+            if tx_hash not in senders:
+                with client._rpc("eth_getTransactionByHash"):
+                    try:
+                        tx = client.w3.eth.get_transaction(HexStr(tx_hash))
+                        senders[tx_hash] = str(tx["from"])
+                    except TransactionNotFound:
+                        senders[tx_hash] = None
+            found[event.seq] = OnChainAnchor(
+                seq=event.seq,
+                root=event.root,
+                logs=event.logs,
+                tx_hash=tx_hash,
+                block_number=event.block_number,
+                block_hash=event.block_hash,
+                sender=senders[tx_hash],
+            )
         return found
 
     def _explain(self, event: OnChainAnchor) -> Aggregate | None:

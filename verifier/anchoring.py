@@ -12,7 +12,8 @@ endpoint, a fake in tests). The contract of each method:
   (``eth_getLogs`` filtered by the indexed seq), as an :class:`AnchorFact`; None if there is none.
 * ``is_anchorer(address, block)``: ``isAnchorer(address)`` of the pinned contract at chain
   block ``block`` (None: the latest block).
-* ``anchors()``: every ``Anchored`` event of the pinned contract on the canonical chain, by seq,
+* ``anchors(from_block)``: every ``Anchored`` event of the pinned contract on the canonical
+  chain from that block on, by seq,
   as :class:`ChainAnchor` (empty when there is no contract code at the address). This is how a
   verifier learns which anchors exist without asking the evidence (docs/VERIFYING.md).
 
@@ -66,6 +67,8 @@ class ChainAnchor:
     tx_hash: str
     confirmations: int
     """Blocks on top of (and including) the event's block: ``latest - block_number + 1``."""
+    logs: int
+    """The event's ``logs``: how many checkpoints the aggregate holds."""
 
 
 class AnchorReader(Protocol):
@@ -77,4 +80,4 @@ class AnchorReader(Protocol):
 
     def is_anchorer(self, address: str, block: int | None = None) -> bool: ...
 
-    def anchors(self) -> tuple[ChainAnchor, ...]: ...
+    def anchors(self, from_block: int = 0) -> tuple[ChainAnchor, ...]: ...

@@ -23,9 +23,49 @@ from web3.exceptions import BlockNotFound, Web3Exception
 from verifier.anchoring import AnchorFact, ChainAnchor, ChainUnavailableError
 from verifier.errors import FormatError
 
-__all__ = ["Web3AnchorReader", "load_abi"]
+__all__ = ["ANCHORED_TOPIC0", "LOG_RANGE", "Web3AnchorReader", "load_abi", "read_anchored"]
 
 _ZERO_ROOT = bytes(32)
+ANCHORED_TOPIC0 = Web3.to_hex(Web3.keccak(text="Anchored(uint64,bytes32,uint32)"))
+"""The first log topic of the contract's ``Anchored(uint64 indexed seq, bytes32, uint32)``."""
+LOG_RANGE = 5000
+"""Blocks per ``eth_getLogs`` request: providers cap the range of one request."""
+
+
+def read_anchored(w3: Web3, contract: str, from_block: int, head: int) -> list[ChainAnchor]:
+    """Every ``Anchored`` event of ``contract`` in blocks ``[from_block, head]``, in chain
+    order, read :data:`LOG_RANGE` blocks per request. A log under the event's topic that does
+    not have the event's shape is skipped. Raises whatever web3 raises: each caller converts
+    it into its own error vocabulary.
+    """
+    found: list[ChainAnchor] = []
+    address = Web3.to_checksum_address(contract)
+    for first in range(from_block, head + 1, LOG_RANGE):
+        entries = w3.eth.get_logs(
+            {
+                "address": address,
+                "fromBlock": first,
+                "toBlock": min(first + LOG_RANGE - 1, head),
+                "topics": [ANCHORED_TOPIC0],
+            }
+        )
+        for entry in entries:
+            data = bytes(entry["data"])
+            if len(entry["topics"]) != 2 or len(data) != 64:
+                continue
+            number = int(entry["blockNumber"])
+            found.append(
+                ChainAnchor(
+                    seq=int.from_bytes(bytes(entry["topics"][1]), "big"),
+                    root=data[:32],
+                    block_number=number,
+                    block_hash=Web3.to_hex(entry["blockHash"]),
+                    tx_hash=Web3.to_hex(entry["transactionHash"]),
+                    confirmations=max(0, head - number + 1),
+                    logs=int.from_bytes(data[32:], "big"),
+                )
+            )
+    return found
 
 
 def load_abi() -> list[dict[str, Any]]:
@@ -143,8 +183,8 @@ class Web3AnchorReader:
             logs=int(log["args"]["logs"]),
         )
 
-    def anchors(self) -> tuple[ChainAnchor, ...]:
-        """Every ``Anchored`` event of the contract, by seq (one ``eth_getLogs`` over the chain).
+    def anchors(self, from_block: int = 0) -> tuple[ChainAnchor, ...]:
+        """Every ``Anchored`` event of the contract from ``from_block`` on, by seq.
 
         The contract refuses a second root for a seq, so a seq appears at most once on the
         canonical chain; should an endpoint return it twice, the later event is kept, as
@@ -153,18 +193,7 @@ class Web3AnchorReader:
         if not self._code():
             return ()
         with self._rpc("eth_getLogs(Anchored)"):
-            logs = self._contract.events.Anchored.get_logs(from_block=0, to_block="latest")
-            latest = int(self._w3.eth.block_number)
-        by_seq: dict[int, ChainAnchor] = {}
-        for log in logs:
-            number = int(log["blockNumber"])
-            seq = int(log["args"]["seq"])
-            by_seq[seq] = ChainAnchor(
-                seq=seq,
-                root=bytes(log["args"]["root"]),
-                block_number=number,
-                block_hash=Web3.to_hex(log["blockHash"]),
-                tx_hash=Web3.to_hex(log["transactionHash"]),
-                confirmations=max(0, latest - number + 1),
-            )
-        return tuple(by_seq[s] for s in sorted(by_seq))
+            head = int(self._w3.eth.block_number)
+            events = read_anchored(self._w3, self.address, from_block, head)
+        by_seq = {event.seq: event for event in events}
+        return tuple(by_seq[seq] for seq in sorted(by_seq))

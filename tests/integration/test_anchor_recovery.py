@@ -28,7 +28,7 @@ from anchor.artifact import Artifact
 from anchor.chain_client import ChainClient, ChainKey
 from anchor.deploy import Deployment, deploy, write_record
 from anchor.errors import ChainUnavailable
-from anchor.service import ANCHORED_TOPIC0, AnchorService
+from anchor.service import AnchorService
 from sealer.store import BlockStore
 from tests.integration import test_anchor_service as anchor_tests
 from tests.integration.test_anchor_service import (
@@ -44,6 +44,7 @@ from tests.integration.test_anchor_service import (
     service,
 )
 from verifier.anchor import AnchorReceipt, verify_anchor_inclusion
+from verifier.chain import ANCHORED_TOPIC0
 
 pytestmark = pytest.mark.chain
 

@@ -21,7 +21,8 @@ def body(origin: str, size: int) -> str:
 
 def on_chain(seq: int, bodies: list[str], confirmations: int = 5) -> ChainAnchor:
     root = build_aggregate(bodies).root
-    return ChainAnchor(seq, root, 100 + seq, "0x" + "aa" * 32, "0x" + "bb" * 32, confirmations)
+    block_hash, tx_hash = "0x" + "aa" * 32, "0x" + "bb" * 32
+    return ChainAnchor(seq, root, 100 + seq, block_hash, tx_hash, confirmations, len(bodies))
 
 
 ANCHOR_1 = [body(A, 8), body(B, 2)]
