@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.anchor import build_aggregate
+from verifier.anchor import Aggregate, build_aggregate
 from verifier.anchoring import AnchorReader, ChainAnchor
 from verifier.checkpoint import Checkpoint
 from verifier.errors import VerifierError
@@ -189,36 +189,31 @@ def read_chain_state(
     confirmed = tuple(a for a in every if a.confirmations >= min_confirmations)
     problems: list[str] = []
     logs: dict[str, AnchoredSize] = {}
-    waiting: list[int] = []
+    waiting: list[ChainAnchor] = []  # unrecorded since the last recorded anchor
     for anchor in confirmed:
         try:
             bodies = recorded(anchor.seq)
         except VerifierError as exc:
-            problems.append(f"the {evidence}'s record of {_where(anchor)} is unreadable: {exc}")
-            continue
-        if not bodies:
-            waiting.append(anchor.seq)
-            continue
-        try:
-            aggregate = build_aggregate(bodies)
-        except VerifierError as exc:
-            problems.append(f"the {evidence}'s record of {_where(anchor)} is malformed: {exc}")
-            continue
-        if aggregate.root != anchor.root:
-            problems.append(
-                f"the {evidence}'s record of {_where(anchor)} aggregates to root "
-                f"{aggregate.root.hex()}, the chain holds {anchor.root.hex()}"
+            outcome: Aggregate | str = (
+                f"the {evidence}'s record of {_where(anchor)} is unreadable: {exc}"
             )
+        else:
+            if not bodies:
+                waiting.append(anchor)
+                continue
+            outcome = _rebuild(anchor, bodies, evidence)
+        # A record exists: the unrecorded anchors before it are never excused as settling.
+        problems.extend(_unrecorded(waiting, evidence))
+        waiting = []
+        if isinstance(outcome, str):
+            problems.append(outcome)
             continue
-        for body in aggregate.bodies:
+        for body in outcome.bodies:
             cp = Checkpoint.from_text(body)
             logs[cp.origin] = AnchoredSize(cp.origin, cp.size, anchor, body)
-        problems.extend(_unrecorded(confirmed, waiting, evidence))
-        waiting = []
     # Unrecorded anchors after the last recorded one may only be settling.
-    by_seq = {a.seq: a for a in confirmed}
-    young = [seq for seq in waiting if settling(by_seq[seq])]
-    problems.extend(_unrecorded(confirmed, [s for s in waiting if s not in young], evidence))
+    young = [anchor for anchor in waiting if settling(anchor)]
+    problems.extend(_unrecorded([a for a in waiting if a not in young], evidence))
     seqs = {a.seq for a in every}
     problems.extend(
         f"the {evidence} records anchor {seq} as confirmed, but the chain has no such anchor"
@@ -231,15 +226,28 @@ def read_chain_state(
         tuple(problems),
         tuple(a.seq for a in every if a.confirmations < min_confirmations),
         evidence,
-        tuple(young),
+        tuple(a.seq for a in young),
     )
 
 
-def _unrecorded(anchors: Sequence[ChainAnchor], seqs: Sequence[int], evidence: str) -> list[str]:
-    by_seq = {a.seq: a for a in anchors}
+def _rebuild(anchor: ChainAnchor, bodies: Sequence[str], evidence: str) -> Aggregate | str:
+    """The aggregate of the evidence's record of ``anchor``, or why it is not the chain's."""
+    try:
+        aggregate = build_aggregate(bodies)
+    except VerifierError as exc:
+        return f"the {evidence}'s record of {_where(anchor)} is malformed: {exc}"
+    if aggregate.root != anchor.root:
+        return (
+            f"the {evidence}'s record of {_where(anchor)} aggregates to root "
+            f"{aggregate.root.hex()}, the chain holds {anchor.root.hex()}"
+        )
+    return aggregate
+
+
+def _unrecorded(anchors: Sequence[ChainAnchor], evidence: str) -> list[str]:
     return [
-        f"the chain holds {_where(by_seq[seq])} with root {by_seq[seq].root.hex()}, but the "
-        f"{evidence} has no record of it, so it cannot show what that anchor committed to "
-        "(restored from an older copy, or its anchor records deleted)"
-        for seq in seqs
+        f"the chain holds {_where(a)} with root {a.root.hex()}, but the {evidence} has no "
+        "record of it, so it cannot show what that anchor committed to (restored from an "
+        "older copy, or its anchor records deleted)"
+        for a in anchors
     ]

@@ -117,3 +117,15 @@ def test_only_young_unrecorded_anchors_at_the_end_may_be_settling():
         settling=lambda a: True,
     )
     assert state.settling == () and "anchor 2 " in state.problems[0]
+
+
+def test_a_missing_record_before_a_bad_one_is_not_excused_either():
+    """A record that exists but does not rebuild still shows the anchors before it were not
+    merely still being recorded."""
+    anchors = [on_chain(1, ANCHOR_1), on_chain(2, ANCHOR_2)]
+    state = read_chain_state(
+        anchors, records(s2=[body(A, 13), body(B, 5)]), settling=lambda a: True
+    )
+    assert state.settling == ()
+    assert len(state.problems) == 2 and "the chain holds anchor 1 " in state.problems[0]
+    assert "anchor 2 " in state.problems[1] and "aggregates to root" in state.problems[1]
