@@ -1114,6 +1114,15 @@ class BlockStore:
         """The receipts of anchor ``seq``, in aggregate order."""
         return self._receipts("WHERE r.seq = ? ORDER BY r.aggregate_index", (seq,))
 
+    def anchor_receipt(self, seq: int, origin: str) -> AnchorReceipt | None:
+        """The receipt of log ``origin`` in anchor ``seq``, if the store records one."""
+        try:
+            log_id = self._log_id(origin)
+        except NotFoundError:
+            return None
+        found = self._receipts("WHERE r.seq = ? AND r.log_id = ?", (seq, log_id))
+        return found[0] if found else None
+
     def log_anchor_receipts(self, origin: str) -> list[AnchorReceipt]:
         """Every receipt of log ``origin``, orphaned ones included, by seq."""
         return self._receipts("WHERE r.log_id = ? ORDER BY r.seq", (self._log_id(origin),))

@@ -145,11 +145,11 @@ def _chain_anchor(
     anchored = chain.logs.get(origin)
     if anchored is None:  # the store's claim, if any, is tested by checks 6-8
         return _latest_anchor(db, origin, problems, chain.unconfirmed)
-    found = [r for r in db.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
-    if not found:  # cannot happen: the chain state was read from these receipts
+    receipt = db.anchor_receipt(anchored.anchor.seq, origin)
+    if receipt is None:  # cannot happen: the chain state was read from these receipts
         problems.append(Problem(None, "anchor", f"no receipt of anchor {anchored.anchor.seq}"))
         return _Anchored(None, None)
-    return _Anchored(found[0], anchored.size, from_chain=True)
+    return _Anchored(receipt, anchored.size, from_chain=True)
 
 
 def _latest_anchor(

@@ -96,9 +96,9 @@ def chain_receipt(
     ``anchored-state`` check reports what the chain holds that the store cannot show)."""
     anchored = chain.logs.get(origin)
     if anchored is not None and anchored.size >= end:
-        found = [r for r in store.anchor_receipts(anchored.anchor.seq) if r.origin == origin]
-        if found:
-            return found[0]
+        receipt = store.anchor_receipt(anchored.anchor.seq, origin)
+        if receipt is not None:
+            return receipt
     return covering_receipt(store, origin, end, chain.unconfirmed)
 
 
