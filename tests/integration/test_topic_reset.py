@@ -32,6 +32,9 @@ class _Producer:
                 "acks": "all",
                 "max.in.flight.requests.per.connection": 1,
                 "message.timeout.ms": 120_000,
+                # Without this, the producer's retries can create the topic on the new broker
+                # with the broker's default partition count before the test creates it.
+                "allow.auto.create.topics": False,
             }
         )
         self.acked: list[bytes] = []
