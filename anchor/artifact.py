@@ -1,7 +1,8 @@
 """The committed build of AuditAnchor.sol: ABI, bytecode and how they were made.
 
-``anchor/contracts/AuditAnchor.json`` is written by ``python -m anchor.build`` and shipped as
-package data, so product code needs neither node nor solc: it loads the artifact here.
+``anchor/contracts/AuditAnchor.json`` is written by ``python -m auditseal.anchor.build`` and
+shipped as package data, so product code needs neither node nor solc: it loads the artifact
+here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from anchor.errors import ArtifactError
+from auditseal.anchor.errors import ArtifactError
 
 __all__ = ["ARTIFACT_NAME", "CONTRACT_NAME", "SOURCE_NAME", "Artifact", "load_artifact"]
 
@@ -60,12 +61,12 @@ class Artifact:
 
 def load_artifact() -> Artifact:
     """The artifact shipped in the ``anchor`` package (``contracts/AuditAnchor.json``)."""
-    path = resources.files("anchor") / "contracts" / ARTIFACT_NAME
+    path = resources.files("auditseal.anchor") / "contracts" / ARTIFACT_NAME
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(
             f"{path}: cannot read the contract artifact ({exc.strerror or exc}); "
-            "run python -m anchor.build"
+            "run python -m auditseal.anchor.build"
         ) from exc
     return Artifact.from_bytes(raw, str(path))

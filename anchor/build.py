@@ -1,7 +1,8 @@
 """Compile AuditAnchor.sol with the pinned npm ``solc`` and write the committed artifact.
 
-``python -m anchor.build`` rewrites ``anchor/contracts/AuditAnchor.json``;
-``python -m anchor.build --check`` rebuilds in memory and exits 1 if the committed file differs.
+``python -m auditseal.anchor.build`` rewrites ``anchor/contracts/AuditAnchor.json``;
+``python -m auditseal.anchor.build --check`` rebuilds in memory and exits 1 if the committed
+file differs.
 
 Reproducibility: the standard-JSON input is fixed here (source unit name, optimizer on with 200
 runs, EVM version cancun, the default IPFS metadata hash), the compiler is the exact version
@@ -22,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anchor.artifact import ARTIFACT_NAME, CONTRACT_NAME, SOURCE_NAME
-from anchor.errors import AnchorError, BuildError
+from auditseal.anchor.artifact import ARTIFACT_NAME, CONTRACT_NAME, SOURCE_NAME
+from auditseal.anchor.errors import AnchorError, BuildError
 
 __all__ = ["CONTRACTS_DIR", "SETTINGS", "SOLC_VERSION", "build_artifact", "compile_input", "main"]
 
@@ -114,8 +115,9 @@ def build_artifact() -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m anchor.build [--check]``: 0 ok, 1 the committed artifact is stale, 2 error."""
-    parser = argparse.ArgumentParser(prog="python -m anchor.build", description=__doc__)
+    """``python -m auditseal.anchor.build [--check]``: 0 ok, 1 the committed artifact is stale,
+    2 error."""
+    parser = argparse.ArgumentParser(prog="python -m auditseal.anchor.build", description=__doc__)
     parser.add_argument(
         "--check",
         action="store_true",
@@ -126,13 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fresh = build_artifact()
     except AnchorError as exc:
-        print(f"anchor.build: error: {exc}", file=sys.stderr)
+        print(f"auditseal.anchor.build: error: {exc}", file=sys.stderr)
         return exc.exit_code
     if args.check:
         committed = target.read_bytes() if target.exists() else b""
         if committed != fresh:
             print(
-                f"anchor.build: {target} differs from a rebuild: run python -m anchor.build",
+                f"auditseal.anchor.build: {target} differs from a rebuild: "
+                "run python -m auditseal.anchor.build",
                 file=sys.stderr,
             )
             return 1

@@ -46,7 +46,7 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, TxReceipt
 
-from anchor.errors import (
+from auditseal.anchor.errors import (
     AnchorError,
     ChainIdMismatch,
     ChainUnavailable,

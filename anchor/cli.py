@@ -1,6 +1,6 @@
 """``auditseal anchor ...``: the on-chain side of anchoring (see docs/ANCHORING.md).
 
-Wired into the root CLI lazily by ``sealer/cli.py`` (LAZY_COMMANDS), whose ``main()`` turns an
+Wired into the root CLI lazily by ``cli/main.py``, whose ``main()`` turns an
 AnchorError into ``auditseal: error: <message>`` and its exit code. The chain key is read
 from --key (a 0600 file) or $AUDITSEAL_CHAIN_KEY and never printed.
 """
@@ -8,14 +8,24 @@ from --key (a 0600 file) or $AUDITSEAL_CHAIN_KEY and never printed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from sealer.store import DEFAULT_STORE
-from verifier.pins import DEFAULT_RECORD, ENV_RECORD
+from auditseal.cli.options import (
+    bootstrap_option,
+    json_option,
+    metrics_listen_option,
+    rpc_option,
+    store_option,
+)
+from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = ["anchor"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_RPC = "http://127.0.0.1:8545"  # anchor.chain_client.DEFAULT_RPC, without importing web3
 RPC_DEFAULT_HELP = "the chain of `auditseal dev up` if its state file exists, else " + DEFAULT_RPC
@@ -24,7 +34,7 @@ KEY_DEFAULT_HELP = "with `auditseal dev up`'s chain as --rpc: its .auditseal/dev
 
 def _default_rpc() -> str:
     """The RPC URL when --rpc and $AUDITSEAL_RPC are not given: the dev stack's, if up."""
-    from infra.state import endpoints
+    from auditseal.infra.state import endpoints
 
     return endpoints()[1]
 
@@ -37,7 +47,7 @@ def _default_key_file() -> Path | None:
 
     if os.environ.get("AUDITSEAL_CHAIN_KEY"):
         return None
-    from infra.state import dev_chain_key
+    from auditseal.infra.state import dev_chain_key
 
     return dev_chain_key(rpc_url=click.get_current_context().params.get("rpc_url"))
 
@@ -48,7 +58,7 @@ def _test_pause_after_broadcast() -> float:
     Deliberately not a flag; never set it in production."""
     import os
 
-    from anchor.errors import InputError
+    from auditseal.anchor.errors import InputError
 
     value = os.environ.get("AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST", "")
     try:
@@ -57,6 +67,24 @@ def _test_pause_after_broadcast() -> float:
         raise InputError(
             f"$AUDITSEAL_TEST_PAUSE_AFTER_BROADCAST: {value!r} is not a number of seconds"
         ) from None
+
+
+_rpc_option = rpc_option(default=_default_rpc, default_help=RPC_DEFAULT_HELP, dest="rpc_url")
+
+
+def _chain_key_option(note: str) -> Callable[[F], F]:
+    """``--key``: a file holding a chain account's private key (not the log's signing key)."""
+    return click.option(
+        "--key",
+        "key_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=_default_key_file,
+        envvar="AUDITSEAL_CHAIN_KEY_FILE",
+        show_default=KEY_DEFAULT_HELP,
+        show_envvar=True,
+        help=f"{note} A file holding it (0x + 64 hex digits), mode 0600; without it, "
+        "$AUDITSEAL_CHAIN_KEY holds the key.",
+    )
 
 
 @click.group("anchor")
@@ -69,26 +97,8 @@ def anchor() -> None:
 
 
 @anchor.command("deploy")
-@click.option(
-    "--rpc",
-    "rpc_url",
-    default=_default_rpc,
-    envvar="AUDITSEAL_RPC",
-    show_default=RPC_DEFAULT_HELP,
-    show_envvar=True,
-    help="JSON-RPC URL of the chain (Anvil, Sepolia, Holesky, ...).",
-)
-@click.option(
-    "--key",
-    "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=_default_key_file,
-    envvar="AUDITSEAL_CHAIN_KEY_FILE",
-    show_default=KEY_DEFAULT_HELP,
-    show_envvar=True,
-    help="File holding the deployer's private key (0x + 64 hex digits), mode 0600. "
-    "Without it, $AUDITSEAL_CHAIN_KEY holds the key.",
-)
+@_rpc_option
+@_chain_key_option("The deployer's key.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -134,7 +144,7 @@ def anchor() -> None:
     help="Seconds to wait for the receipt and confirmations.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing deployment record.")
-@click.option("--json", "as_json", is_flag=True, help="Print the deployment record as JSON.")
+@json_option
 def deploy(
     rpc_url: str,
     key_file: Path | None,
@@ -154,9 +164,9 @@ def deploy(
     checked, so a failure there costs nothing. After the receipt the code at the new address
     is compared with the artifact.
     """
-    from anchor import deploy as deployment
-    from anchor.artifact import load_artifact
-    from anchor.chain_client import ChainClient, ChainKey, gwei_to_wei
+    from auditseal.anchor import deploy as deployment
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainClient, ChainKey, gwei_to_wei
 
     key = ChainKey.load(key_file)
     extra = deployment.checksummed(anchorers)
@@ -187,16 +197,7 @@ def deploy(
 
 
 @anchor.command("run")
-@click.option(
-    "--store",
-    "store_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STORE,
-    envvar="AUDITSEAL_STORE",
-    show_default=True,
-    show_envvar=True,
-    help="The sealer's block store; anchors and receipts are recorded in it too.",
-)
+@store_option("The sealer's; anchors and receipts are recorded in it too.", dest="store_path")
 @click.option(
     "--deployment",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -206,25 +207,8 @@ def deploy(
     show_envvar=True,
     help="Deployment record written by `auditseal anchor deploy`.",
 )
-@click.option(
-    "--rpc",
-    "rpc_url",
-    default=_default_rpc,
-    envvar="AUDITSEAL_RPC",
-    show_default=RPC_DEFAULT_HELP,
-    show_envvar=True,
-    help="JSON-RPC URL of the deployment's chain.",
-)
-@click.option(
-    "--key",
-    "key_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=_default_key_file,
-    envvar="AUDITSEAL_CHAIN_KEY_FILE",
-    show_default=KEY_DEFAULT_HELP,
-    show_envvar=True,
-    help="File holding an anchorer's private key, mode 0600; else $AUDITSEAL_CHAIN_KEY.",
-)
+@_rpc_option
+@_chain_key_option("An anchorer's key.")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
@@ -273,22 +257,11 @@ def deploy(
     show_default=True,
     help="First pause between attempts, in seconds.",
 )
-@click.option(
-    "--bootstrap",
-    default=None,
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers; receipts are published to --topic. Without it, none are.",
-)
+@bootstrap_option("Receipts are published to --topic; without it, none are.", dev_default=False)
 @click.option("--topic", default="audit.anchors", show_default=True, help="Receipts topic.")
 @click.option("--once", is_flag=True, help="Run one round and exit (for tests and cron).")
-@click.option(
-    "--metrics-listen",
-    default="127.0.0.1:9465",
-    show_default=True,
-    help="host:port of the Prometheus endpoint while running (not with --once), or 'off'.",
-)
-@click.option("--json", "as_json", is_flag=True, help="With --once: print the result as JSON.")
+@metrics_listen_option("127.0.0.1:9465")
+@json_option
 def run(
     store_path: Path,
     deployment: Path,
@@ -304,7 +277,7 @@ def run(
     bootstrap: str | None,
     topic: str,
     once: bool,
-    metrics_listen: str,
+    metrics_listen: tuple[str, int] | None,
     as_json: bool,
 ) -> None:
     """Anchor the latest checkpoint of every log, one transaction per changed state.
@@ -318,13 +291,13 @@ def run(
     """
     import logging
 
-    from anchor import deploy as deployments
-    from anchor.artifact import load_artifact
-    from anchor.chain_client import ChainKey, gwei_to_wei
-    from anchor.errors import InputError
-    from anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
-    from sealer.errors import StoreError
-    from sealer.store import BlockStore
+    from auditseal.anchor import deploy as deployments
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainKey, gwei_to_wei
+    from auditseal.anchor.errors import InputError
+    from auditseal.anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
+    from auditseal.store.errors import StoreError
+    from auditseal.store.sqlite import BlockStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     key = ChainKey.load(key_file)
@@ -350,16 +323,14 @@ def run(
             import signal
             import threading
 
-            if metrics_listen != "off":
+            if metrics_listen is not None:
                 from prometheus_client import start_http_server
 
-                from anchor.metrics import AnchorMetrics
+                from auditseal.anchor.metrics import AnchorMetrics
 
-                host, _, port = metrics_listen.rpartition(":")
-                if not host or not port.isdigit():
-                    raise InputError(f"--metrics-listen {metrics_listen!r}: want host:port or off")
+                host, port = metrics_listen
                 service.metrics = AnchorMetrics()
-                start_http_server(int(port), host, registry=service.metrics.registry)
+                start_http_server(port, host, registry=service.metrics.registry)
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

@@ -17,11 +17,11 @@ from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
 
-from anchor.artifact import Artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.errors import AnchorError, ArtifactError, InputError
-from sealer.files import write_atomic
-from verifier.pins import DEFAULT_RECORD, ENV_RECORD
+from auditseal.anchor.artifact import Artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.errors import AnchorError, ArtifactError, InputError
+from auditseal.store.files import write_atomic
+from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = [
     "DEFAULT_RECORD",

@@ -1,13 +1,11 @@
-"""Prometheus metrics of the anchor service, in a registry of their own."""
+"""Prometheus metrics of the anchor service, in a registry of their own: the service's
+:class:`~auditseal.anchor.service.RoundObserver`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-if TYPE_CHECKING:
-    from anchor.service import RoundResult
+from auditseal.anchor.service import RoundResult
 
 __all__ = ["AnchorMetrics"]
 
@@ -60,6 +58,9 @@ class AnchorMetrics:
         self.logs = Gauge(
             "auditseal_anchor_logs", "Logs in the last anchor's aggregate", registry=self.registry
         )
+
+    def failed(self) -> None:
+        self.failures.inc()
 
     def observe(self, result: RoundResult, now: float) -> None:
         self.rounds.labels(result.action).inc()

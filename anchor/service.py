@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
@@ -58,19 +58,21 @@ from eth_utils.crypto import keccak
 from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 from web3.types import TxParams
 
-from anchor.artifact import Artifact
-from anchor.chain_client import ChainClient, ChainKey, Receipt
-from anchor.deploy import Deployment
-from anchor.errors import AnchorError, ChainUnavailable, InsufficientFunds, TransactionReverted
-from sealer.errors import NotFoundError
-from sealer.store import BlockStore, StoredAnchor
-from verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
-from verifier.chain import read_anchored
-from verifier.merkle import leaf_hash
-from verifier.merkle import root as merkle_root
-
-if TYPE_CHECKING:
-    from anchor.metrics import AnchorMetrics
+from auditseal.anchor.artifact import Artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey, Receipt
+from auditseal.anchor.deploy import Deployment
+from auditseal.anchor.errors import (
+    AnchorError,
+    ChainUnavailable,
+    InsufficientFunds,
+    TransactionReverted,
+)
+from auditseal.store.errors import NotFoundError
+from auditseal.store.sqlite import BlockStore, StoredAnchor
+from auditseal.verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
+from auditseal.verifier.chain import read_anchored
+from auditseal.verifier.merkle import leaf_hash
+from auditseal.verifier.merkle import root as merkle_root
 
 __all__ = [
     "AnchorService",
@@ -141,6 +143,16 @@ class UnexplainedAnchor(AnchorError):
 
 class Publisher(Protocol):
     def publish(self, receipts: Sequence[AnchorReceipt]) -> None: ...
+
+
+class RoundObserver(Protocol):
+    """Told how each round of :meth:`AnchorService.run_forever` went (the Prometheus metrics of
+    :mod:`auditseal.anchor.metrics`)."""
+
+    def observe(self, result: RoundResult, now: float) -> None: ...
+
+    def failed(self) -> None:
+        """A round failed after its retries (the chain unavailable)."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +233,7 @@ class AnchorService:
         options: ServiceOptions | None = None,
         *,
         publisher: Publisher | None = None,
-        metrics: AnchorMetrics | None = None,
+        metrics: RoundObserver | None = None,
         clock_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -317,7 +329,7 @@ class AnchorService:
                 if exc.exit_code != 3:
                     raise
                 if self.metrics is not None:
-                    self.metrics.failures.inc()
+                    self.metrics.failed()
                 log.error("anchor round failed, next attempt in %.1f s: %s", interval, exc)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 

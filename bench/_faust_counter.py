@@ -1,7 +1,7 @@
 """The baseline of ``bench.sealer``: a bare Faust agent that only counts records.
 
 Run as ``python -m bench._faust_counter --bootstrap HOST:PORT --topic T --group G --n N
---state-dir DIR``. The app has the Faust settings of :func:`sealer.app.create_app` (memory
+--state-dir DIR``. The app has the Faust settings of :func:`auditseal.sealer.app.create_app` (memory
 store, no web server, no topic declaration, ``topic_disable_leader``, earliest offsets, the
 same session timeout, heartbeat and commit interval) and one agent that iterates
 ``stream.noack().events()`` and acknowledges each event, as the sealer's agent does, but does
@@ -42,7 +42,7 @@ def create_counter_app(
     session_timeout_s: float = 6.0,
     mark: int = 0,
 ) -> faust.App:
-    """The counting app; its settings mirror :func:`sealer.app.create_app`."""
+    """The counting app; its settings mirror :func:`auditseal.sealer.app.create_app`."""
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",

@@ -45,10 +45,18 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_typing import HexStr
 
-from anchor.artifact import Artifact, load_artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.deploy import Deployment, deploy
-from anchor.service import AnchorService, RoundResult, ServiceOptions
+from auditseal.anchor.artifact import Artifact, load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.deploy import Deployment, deploy
+from auditseal.anchor.service import AnchorService, RoundResult, ServiceOptions
+from auditseal.infra import chain
+from auditseal.infra.processes import free_port, tail
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import build_aggregate, checkpoint_body
+from auditseal.verifier.checkpoint import Checkpoint
 from bench._report import (
     BENCHMARKS_MD,
     Stats,
@@ -56,14 +64,6 @@ from bench._report import (
     replace_titled_section,
     section_header,
 )
-from infra import chain
-from infra.processes import free_port, tail
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.anchor import build_aggregate, checkpoint_body
-from verifier.checkpoint import Checkpoint
 
 COMMAND = ".venv/bin/python -m bench.anchor"
 SECTION = "anchor"

@@ -51,6 +51,20 @@ from typing import Any
 
 import orjson
 
+from auditseal.infra import broker
+from auditseal.infra.processes import free_port, tail
+from auditseal.ingest.client import GatewayClient, GatewayRefused
+from auditseal.ingest.emitter import Emitter
+from auditseal.ingest.envelope import (
+    encode_event,
+    is_ip_address,
+    is_uri_reference,
+    parse_batch,
+    parse_rfc3339,
+    validate,
+)
+from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.simulator import TrafficModel, simulated_proxies
 from bench._report import (
     BENCHMARKS_MD,
     Stats,
@@ -59,20 +73,6 @@ from bench._report import (
     section_header,
     significant,
 )
-from infra import broker
-from infra.processes import free_port, tail
-from ingest.client import GatewayClient, GatewayRefused
-from ingest.emitter import Emitter
-from ingest.envelope import (
-    encode_event,
-    is_ip_address,
-    is_uri_reference,
-    parse_batch,
-    parse_rfc3339,
-    validate,
-)
-from ingest.sequence import SequenceCounter
-from ingest.simulator import TrafficModel, simulated_proxies
 
 COMMAND = ".venv/bin/python -m bench.ingest"
 SECTION = "ingest"
@@ -272,7 +272,7 @@ def auditseal_argv() -> list[str]:
     script = Path(sys.executable).with_name("auditseal")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-c", "from sealer.cli import main; main()"]
+    return [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
 
 
 def create_token(tokens: Path, source: str) -> str:

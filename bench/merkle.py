@@ -37,13 +37,13 @@ from typing import Any
 import pymerkle
 from pymerkle import InmemoryTree, SqliteTree
 
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
 from bench._report import Stats, markdown_table, replace_section, section_header, significant
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.compact import CompactRange
-from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
 
 COMMAND = ".venv/bin/python -m bench.merkle"
 SECTION = "merkle"

@@ -1,7 +1,7 @@
 """Memory of the monitor's event checks with their maps full (docs/MONITOR.md, "Memory").
 
 Feeds N events of 24 sources (uuid ids, in order) straight into the sequence and event-id
-checks of :class:`sealer.monitor_checks.Checker`, bypassing block replay and event parsing
+checks of :class:`auditseal.monitor.checks.Checker`, bypassing block replay and event parsing
 so that only the state those checks keep is traced, and prints bytes per event.
 
     python -m bench.monitor_memory --events 500000
@@ -13,7 +13,7 @@ import argparse
 import tracemalloc
 import uuid
 
-from sealer.monitor_checks import Checker
+from auditseal.monitor.checks import Checker
 
 
 def measure(events: int, sources: int = 24) -> float:

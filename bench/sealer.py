@@ -53,6 +53,9 @@ from typing import Any
 
 import orjson
 
+from auditseal.infra import broker
+from auditseal.infra.processes import free_port, tail
+from auditseal.ingest.simulator import TrafficModel, simulated_proxies
 from bench._report import (
     BENCHMARKS_MD,
     Stats,
@@ -61,9 +64,6 @@ from bench._report import (
     section_header,
     significant,
 )
-from infra import broker
-from infra.processes import free_port, tail
-from ingest.simulator import TrafficModel, simulated_proxies
 
 COMMAND = ".venv/bin/python -m bench.sealer"
 SECTION = "sealer"
@@ -167,7 +167,7 @@ def auditseal_argv() -> list[str]:
     script = Path(sys.executable).with_name("auditseal")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-c", "from sealer.cli import main; main()"]
+    return [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
 
 
 def vm_kib(pid: int, field: str) -> int:
@@ -557,9 +557,9 @@ def step_costs(
 
 def producer_limit(workdir: Path, key: Path) -> int:
     """The ``producer_max_request_size`` of the worker's Faust app (built, never started)."""
-    from ingest.envelope import triage
-    from sealer.app import WorkerConfig, create_app
-    from sealer.pipeline import SealerConfig
+    from auditseal.ingest.envelope import triage
+    from auditseal.sealer.app import WorkerConfig, create_app
+    from auditseal.sealer.pipeline import SealerConfig
 
     config = WorkerConfig(
         bootstrap="127.0.0.1:9",
@@ -579,13 +579,14 @@ def _step_costs_once(
 ) -> tuple[dict[str, float], int, int, int, float]:
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-    from ingest.envelope import triage
-    from sealer.blocks import Record, build_block
-    from sealer.log_writer import LogWriter
-    from sealer.pipeline import KafkaRecord, Sealer, SealerConfig
-    from sealer.sealed_stream import encode_block
-    from sealer.signer import Signer
-    from sealer.store import BlockStore
+    from auditseal.ingest.envelope import triage
+    from auditseal.sealer.blocks import build_block
+    from auditseal.sealer.log_writer import LogWriter
+    from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
+    from auditseal.sealer.sealed_stream import encode_block
+    from auditseal.sealer.signer import Signer
+    from auditseal.store.model import Record
+    from auditseal.store.sqlite import BlockStore
 
     workdir.mkdir(parents=True, exist_ok=True)
     now_ms = time.time_ns() // 1_000_000
@@ -789,7 +790,7 @@ def profile_sealer(
     import pstats
 
     wrapper = workdir / "auditseal_main.py"
-    wrapper.write_text("from sealer.cli import main\n\nmain()\n", encoding="utf-8")
+    wrapper.write_text("from auditseal.cli.main import main\n\nmain()\n", encoding="utf-8")
     out = workdir / "sealer.prof"
     prefix = [sys.executable, "-m", "cProfile", "-o", str(out), str(wrapper)]
     b = run_sealer(

@@ -9,7 +9,8 @@ bytes each, keyed by the proxy's source). Then, in the same run, medians of seve
     SHA-256(key), the leaf hash SHA-256(0x00 ‖ leaf) of the packed v1 leaf, and the RFC 9162
     interior hashes of appending it to a compact range (one SHA-256(0x01 ‖ l ‖ r) per leaf on
     average); the per-block work (header parse, checkpoint signature) is not counted;
-(b) ``sealer.verify_all.audit_log`` over the store: one ordered SQL read of every entry, every
+(b) ``auditseal.store.log_audit.audit_log`` over the store: one ordered SQL read of every entry,
+every
     check of every block (header chain, entries, root, checkpoint signature), no chain;
 (c) b / a;
 (d) ``verify --block`` of one 1,000-event block: ``block_material`` + ``Verifier.verify_block``,
@@ -36,6 +37,15 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from auditseal.ingest.simulator import TrafficModel, simulated_proxies
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.evidence import block_material
+from auditseal.store.log_audit import audit_log
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.audit import LogAudit
+from auditseal.verifier.verify import Verifier
 from bench._report import (
     BENCHMARKS_MD,
     machine_info,
@@ -43,15 +53,6 @@ from bench._report import (
     replace_titled_section,
     section_header,
 )
-from ingest.simulator import TrafficModel, simulated_proxies
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from sealer.verify_all import audit_log
-from sealer.verify_material import block_material
-from verifier.audit import LogAudit
-from verifier.verify import Verifier
 
 __all__ = ["ROW_HEADER", "SECTION", "TITLE", "main"]
 
@@ -184,12 +185,12 @@ class Chain:
 
 
 def anchor_on_anvil(path: Path, tmp: Path) -> tuple[Chain, Callable[[], None]]:
-    from anchor.artifact import load_artifact
-    from anchor.chain_client import ChainClient, ChainKey
-    from anchor.deploy import deploy
-    from anchor.service import AnchorService, ServiceOptions
-    from infra import chain
-    from infra.processes import free_port
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainClient, ChainKey
+    from auditseal.anchor.deploy import deploy
+    from auditseal.anchor.service import AnchorService, ServiceOptions
+    from auditseal.infra import chain
+    from auditseal.infra.processes import free_port
 
     service = chain.start(free_port(), tmp / "anvil.log")
     log(f"Anvil at {service.address} (pid {service.pid})")
@@ -280,7 +281,7 @@ def run(cfg: Config, tmp: Path) -> Results:
     if cfg.chain:
         chain_info, stop = anchor_on_anvil(path, tmp)
         try:
-            from verifier.chain import Web3AnchorReader
+            from auditseal.verifier.chain import Web3AnchorReader
 
             reader = Web3AnchorReader(chain_info.rpc, chain_info.contract)
             online = Verifier(keys(), reader, chain_info.contract, 31337, int(time.time()))
@@ -345,7 +346,8 @@ def render(cfg: Config, r: Results, command: str) -> str:
         f"(a) and (b), {cfg.block_reps} for (d). (a) hashes the entries held in memory in a "
         "plain loop: per entry SHA-256(salt ‖ value), SHA-256(key), the leaf hash "
         "SHA-256(0x00 ‖ leaf) and the RFC 9162 interior hashes of a compact-range append "
-        "(about one per leaf); no checks, no per-block work. (b) is `sealer.verify_all.audit_log` "
+        "(about one per leaf); no checks, no per-block work. (b) is "
+        "`auditseal.store.log_audit.audit_log` "
         "from a fresh store handle: one read transaction, blocks and entries each read by one "
         "ordered query, every check of every block (header chain, entry well-formedness and "
         "commitment, positions, root, Ed25519 checkpoint signature); it hashes each distinct "

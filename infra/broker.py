@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra import processes, topics
-from infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
-from infra.state import Service
+from auditseal.infra import processes, topics
+from auditseal.infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
+from auditseal.infra.state import Service
 
 __all__ = [
     "COMPOSE_FILE",

@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from infra import processes
-from infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
-from infra.state import Service
+from auditseal.infra import processes
+from auditseal.infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
+from auditseal.infra.state import Service
 
 __all__ = ["CHAIN_ID", "anvil_argv", "find_anvil", "is_running", "probe", "start", "stop"]
 

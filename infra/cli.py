@@ -1,6 +1,6 @@
 """``auditseal dev up|status|down``: the local broker and chain (see docs/DEV.md).
 
-Wired into the root CLI lazily by ``sealer/cli.py``, whose ``main()`` turns an InfraError into
+Wired into the root CLI lazily by ``cli/main.py``, whose ``main()`` turns an InfraError into
 ``auditseal: error: <message>`` and the error's exit code.
 """
 
@@ -15,11 +15,12 @@ from typing import Any
 
 import click
 
-from infra import state
-from infra.errors import InfraError
-from infra.pipeline import PipelineOptions
-from infra.state import DevState, Service
-from verifier.pins import DEFAULT_RECORD
+from auditseal.cli.options import json_option
+from auditseal.infra import state
+from auditseal.infra.errors import InfraError
+from auditseal.infra.pipeline import PipelineOptions
+from auditseal.infra.state import DevState, Service
+from auditseal.verifier.pins import DEFAULT_RECORD
 
 # Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
 # public test mnemonic, funded on every fresh Anvil, known to everyone. Never use it on a real
@@ -154,7 +155,7 @@ def up(
     Exit codes: 0 up (or already up), 2 a port already in use (or the same port given twice), a
     missing tool or a bad state file, 3 a service did not start or answer in time.
     """
-    from infra import broker, chain, processes, topics
+    from auditseal.infra import broker, chain, processes, topics
 
     options = PipelineOptions(
         dashboard_port=dashboard_port, anchor_interval=anchor_interval, metrics=pipeline_metrics
@@ -256,7 +257,7 @@ def up(
 def _start_pipeline(
     current: DevState, path: Path, options: PipelineOptions, timeout: float
 ) -> None:
-    from infra import pipeline
+    from auditseal.infra import pipeline
 
     try:
         pipeline.start(current, path.parent.absolute(), options, timeout)
@@ -285,10 +286,10 @@ def _ensure_contract(current: DevState, path: Path, chain_id: int, timeout: floa
     A record of another chain, or a file that is no record, is left alone (with a warning):
     it is somebody's deployment, not the dev stack's.
     """
-    from anchor import deploy as deployments  # web3: only when `dev up` deploys
-    from anchor.artifact import load_artifact
-    from anchor.chain_client import ChainClient, ChainKey
-    from anchor.errors import InputError
+    from auditseal.anchor import deploy as deployments  # web3: only when `dev up` deploys
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainClient, ChainKey
+    from auditseal.anchor.errors import InputError
 
     assert current.chain is not None
     key_file = path.parent.absolute() / state.CHAIN_KEY_NAME
@@ -375,7 +376,7 @@ def _remove_record(current: DevState) -> None:
 
 def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> None:
     """After a failed `up`: stop what this run started and forget it in the state file."""
-    from infra import broker, chain
+    from auditseal.infra import broker, chain
 
     for role, service in started:
         try:
@@ -394,14 +395,14 @@ def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> 
 
 @dev.command("status")
 @state_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def status(state_file: Path, as_json: bool) -> None:
     """Probe the broker and the chain and print where they are and what runs them.
 
     Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file, else the
     defaults. Exit codes: 0 both answer, 3 either does not, 2 a bad state file.
     """
-    from infra import broker, chain, processes
+    from auditseal.infra import broker, chain, processes
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -548,7 +549,7 @@ def down(state_file: Path, timeout: float) -> None:
     A PID is signalled only if /proc/PID/cmdline is still the command `dev up` ran: SIGTERM,
     then SIGKILL after --timeout seconds. Nothing started: says so and exits 0.
     """
-    from infra import broker, chain
+    from auditseal.infra import broker, chain
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -557,7 +558,7 @@ def down(state_file: Path, timeout: float) -> None:
         return
     failures: list[InfraError] = []
     if current.pipeline:
-        from infra import pipeline
+        from auditseal.infra import pipeline
 
         try:
             for part, was_running in pipeline.stop(current, timeout):

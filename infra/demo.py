@@ -27,12 +27,12 @@ from typing import Any
 
 import click
 
-from infra import state
-from infra.errors import ServiceUnavailableError
-from infra.pipeline import auditseal_argv
-from infra.processes import free_port
-from sealer.store import DEFAULT_STORE, BlockStore
-from verifier.checkpoint import Checkpoint
+from auditseal.infra import state
+from auditseal.infra.errors import ServiceUnavailableError
+from auditseal.infra.pipeline import auditseal_argv
+from auditseal.infra.processes import free_port
+from auditseal.store.sqlite import DEFAULT_STORE, BlockStore
+from auditseal.verifier.checkpoint import Checkpoint
 
 __all__ = ["demo"]
 

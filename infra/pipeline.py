@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import processes
-from infra.errors import InfraError, ServiceUnavailableError
-from infra.state import DevState, Service
+from auditseal.infra import processes
+from auditseal.infra.errors import InfraError, ServiceUnavailableError
+from auditseal.infra.state import DevState, Service
 
 __all__ = ["PIPELINE", "PipelineOptions", "auditseal_argv", "ensure_sealer_key", "start", "stop"]
 
@@ -46,7 +46,7 @@ def auditseal_argv() -> list[str]:
 
 def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
     """The sealer's key file next to the state file, made on first use; and its verifier key."""
-    from sealer.signer import Signer
+    from auditseal.sealer.signer import Signer
 
     key_file = state_dir / "sealer.key"
     if key_file.exists():
@@ -63,29 +63,27 @@ def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOpt
     assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
     common = ["--bootstrap", dev.bootstrap]
     chain = ["--rpc", dev.rpc_url]
+    metrics = () if o.metrics else ("--metrics-listen", "off")
     if kind == "sealer":
         return [
             *("seal", "--key", str(key_file), *common),
             *("--max-events", str(o.max_events), "--max-interval", str(o.max_interval)),
-            *("--log-level", "warn"),
-            *(() if o.metrics else ("--metrics-listen", "off")),
+            *("--log-level", "warn", *metrics),
         ]
     if kind == "anchor":
         return [
             *("anchor", "run", "--key", dev.chain_key, *chain, *common),
-            *("--interval", str(o.anchor_interval)),
-            *(() if o.metrics else ("--metrics-listen", "off")),
+            *("--interval", str(o.anchor_interval), *metrics),
         ]
     if kind == "monitor":
         return [
             *("monitor", "--log-key", log_key, *chain, *common),
-            *("--anchor-late-after", str(o.anchor_late_after)),
-            *(() if o.metrics else ("--metrics-port", "0")),
+            *("--anchor-late-after", str(o.anchor_late_after), *metrics),
         ]
     if kind == "dashboard":
         return [
             *("dashboard", "--log-key", log_key, *chain, *common),
-            *("--port", str(o.dashboard_port)),
+            *("--listen", f"127.0.0.1:{o.dashboard_port}"),
         ]
     raise ValueError(f"unknown pipeline service {kind!r}")
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from infra.errors import InfraError, PortInUseError, ServiceUnavailableError
+from auditseal.infra.errors import InfraError, PortInUseError, ServiceUnavailableError
 
 __all__ = [
     "LOOPBACK",

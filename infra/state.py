@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import InfraError
-from sealer.files import write_atomic
+from auditseal.infra.errors import InfraError
+from auditseal.store.files import write_atomic
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",

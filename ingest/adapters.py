@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import orjson
 
-from ingest.envelope import (
+from auditseal.ingest.envelope import (
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     encode_event,
@@ -38,8 +38,8 @@ from ingest.envelope import (
     is_ip_address,
     parse_rfc3339,
 )
-from ingest.errors import EnvelopeError, EventTooLarge, FieldError
-from ingest.events import Status, api_activity, authentication, datastore_query
+from auditseal.ingest.errors import EnvelopeError, EventTooLarge, FieldError
+from auditseal.ingest.events import Status, api_activity, authentication, datastore_query
 
 __all__ = [
     "K8S_AUDIT_API_VERSION",

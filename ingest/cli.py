@@ -10,12 +10,20 @@ from typing import Any
 
 import click
 
+from auditseal.cli.options import (
+    bootstrap_option,
+    events_topic_option,
+    host_port,
+    json_option,
+    listen_option,
+)
+
 DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
 DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
 
 
 def _default_bootstrap() -> str:
-    from infra.state import endpoints
+    from auditseal.infra.state import endpoints
 
     return endpoints()[0]
 
@@ -26,22 +34,9 @@ def ingest() -> None:
 
 
 @ingest.command("serve")
-@click.option(
-    "--listen",
-    default="127.0.0.1:8080",
-    show_default=True,
-    envvar="AUDITSEAL_GATEWAY_LISTEN",
-    show_envvar=True,
-    help="host:port to listen on.",
-)
-@click.option(
-    "--bootstrap",
-    default=None,
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers (default: from `auditseal dev up`, else 127.0.0.1:9092).",
-)
-@click.option("--topic", default="audit.events", show_default=True)
+@listen_option("127.0.0.1:8080", "AUDITSEAL_GATEWAY_LISTEN")
+@bootstrap_option()
+@events_topic_option()
 @click.option(
     "--tokens",
     "tokens_path",
@@ -68,7 +63,7 @@ def ingest() -> None:
     help="Seconds to wait for Kafka before answering 503.",
 )
 def serve(
-    listen: str,
+    listen: tuple[str, int],
     bootstrap: str | None,
     topic: str,
     tokens_path: Path,
@@ -83,11 +78,9 @@ def serve(
     """
     from aiohttp import web
 
-    from ingest.gateway import GatewayConfig, make_app
+    from auditseal.ingest.gateway import GatewayConfig, make_app
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("want host:port", param_hint="--listen")
+    host, port = listen
     config = GatewayConfig(
         bootstrap=bootstrap or _default_bootstrap(),
         tokens_path=tokens_path,
@@ -98,8 +91,10 @@ def serve(
         ack_timeout_s=ack_timeout,
     )
     app = make_app(config)
-    click.echo(f"auditseal gateway on http://{listen} -> Kafka {config.bootstrap} topic {topic}")
-    web.run_app(app, host=host, port=int(port), print=None)
+    click.echo(
+        f"auditseal gateway on http://{host_port(listen)} -> Kafka {config.bootstrap} topic {topic}"
+    )
+    web.run_app(app, host=host, port=port, print=None)
 
 
 @ingest.command("token")
@@ -115,7 +110,7 @@ def serve(
 )
 def token(source: str, tokens_path: Path) -> None:
     """Create a bearer token for SOURCE; prints it once, stores only its hash."""
-    from ingest.tokens import add_token
+    from auditseal.ingest.tokens import add_token
 
     click.echo(add_token(tokens_path, source))
 
@@ -144,14 +139,8 @@ def token(source: str, tokens_path: Path) -> None:
     help="Number of simulated proxies.",
 )
 @click.option("--via", type=click.Choice(["kafka", "http"]), default="kafka", show_default=True)
-@click.option(
-    "--bootstrap",
-    default=None,
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers, with --via kafka.",
-)
-@click.option("--topic", default="audit.events", show_default=True)
+@bootstrap_option("With --via kafka.")
+@events_topic_option("With --via kafka.")
 @click.option(
     "--url",
     default="http://127.0.0.1:8080",
@@ -174,7 +163,7 @@ def token(source: str, tokens_path: Path) -> None:
     help="Sequence counters and spool of the simulated proxies.",
 )
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON.")
+@json_option
 def simulate(
     rate: float,
     duration: float,
@@ -190,7 +179,7 @@ def simulate(
     as_json: bool,
 ) -> None:
     """Send realistic traffic of simulated access proxies (database, SSH, API, Kubernetes)."""
-    from ingest.simulator import run_http, run_kafka
+    from auditseal.ingest.simulator import run_http, run_kafka
 
     total = events if events is not None else max(1, int(rate * duration))
     if via == "kafka":

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ingest.errors import IngestError
+from auditseal.ingest.errors import IngestError
 
 __all__ = ["GatewayClient", "GatewayRefused"]
 

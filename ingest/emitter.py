@@ -8,7 +8,8 @@ events stay in order on one partition). Where events wait:
    times a message out (``message.timeout.ms=0``): while the broker is unreachable it keeps
    retrying, and idempotence keeps the order and drops the retries' duplicates. The emitter
    keeps its own reference to each event until Kafka acknowledges it.
-2. **spool**: an append-only file (:mod:`ingest.spool`). The emitter switches to it when the
+2. **spool**: an append-only file (:mod:`auditseal.ingest.spool`). The emitter switches to it when
+the
    broker looks unreachable (events are waiting and Kafka has acknowledged none for
    ``spool_after`` seconds, default 0.2) or when the memory queue is full. At the switch, every
    event still unacknowledged in memory is written to the spool too (a *shadow*: the producer
@@ -26,7 +27,7 @@ it: the same id and sequence, a replay the sealer and monitor see, never a loss.
 ``pending()`` says how much is waiting in each, and the same numbers are Prometheus gauges.
 An event Kafka refuses for good (too large for the broker, topic not authorised) is written to a
 ``failed`` spool beside the other, counted, and passed to ``on_error``: surfaced, never dropped.
-A spool found damaged at start (:class:`ingest.spool.SpoolDamaged`) is logged as an error,
+A spool found damaged at start (:class:`auditseal.ingest.spool.SpoolDamaged`) is logged as an error,
 counted in ``spool_damaged_records`` (a metric too) and passed to ``on_spool_damage``; every
 record of it that still checks is delivered.
 """
@@ -44,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.envelope import MAX_EVENT_BYTES, EnvelopeError, encode_event, validate
-from ingest.errors import IngestError
-from ingest.sequence import SequenceCounter
-from ingest.spool import Spool, SpoolDamaged
+from auditseal.ingest.envelope import MAX_EVENT_BYTES, EnvelopeError, encode_event, validate
+from auditseal.ingest.errors import IngestError
+from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.spool import Spool, SpoolDamaged
 
 __all__ = ["DeliveryFailure", "Emitter", "EmitterConfigError", "producer_config"]
 
@@ -139,11 +140,11 @@ class Emitter:
         spool_after: float = DEFAULT_SPOOL_AFTER,
         on_spool_damage: Callable[[SpoolDamaged], None] | None = None,
     ) -> None:
-        """``validate=False`` skips the envelope check, for events from :mod:`ingest.events`
-        builders, which validate what they build; size is always checked. ``registry`` is the
-        Prometheus registry for the emitter's metrics (default: the global one).
-        ``spool_after``: seconds without an acknowledgement, while events wait, after which
-        the broker counts as unreachable and events go to the spool (see the module doc).
+        """``validate=False`` skips the envelope check, for events from
+        :mod:`auditseal.ingest.events` builders, which validate what they build; size is always
+        checked. ``registry`` is the Prometheus registry for the emitter's metrics (default: the
+        global one). ``spool_after``: seconds without an acknowledgement, while events wait, after
+        which the broker counts as unreachable and events go to the spool (see the module doc).
         ``on_spool_damage`` is called with each spool found damaged at start."""
         if spool_after <= 0:
             raise ValueError(f"spool_after must be positive, got {spool_after}")
@@ -207,8 +208,8 @@ class Emitter:
     def emit_with(self, source: str, build: Callable[[int], dict[str, Any]]) -> int:
         """Publish the event ``build(sequence)`` for ``source``'s next sequence; return it.
 
-        For builders such as :mod:`ingest.events` that take the sequence as an argument. If
-        ``build`` raises, or its event is invalid, nothing is sent and the number is not used.
+        For builders such as :mod:`auditseal.ingest.events` that take the sequence as an argument.
+        If ``build`` raises, or its event is invalid, nothing is sent and the number is not used.
         """
         with self._lock:
             sequence = self._sequences.peek(source)

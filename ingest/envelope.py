@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from ingest.errors import EnvelopeError, EventTooLarge, FieldError, UnsupportedMediaType
+from auditseal.ingest.errors import EnvelopeError, EventTooLarge, FieldError, UnsupportedMediaType
 
 __all__ = [
     "ACTIVITY_IDS",

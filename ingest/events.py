@@ -1,9 +1,10 @@
 """Builders that produce valid auditseal events, one per OCSF class.
 
 Used by the adapters, the traffic simulator and tests. Every builder returns a plain ``dict``
-ready for :func:`ingest.envelope.encode_event`, and checks its own output with
-:func:`ingest.envelope.validate`: a builder MUST NOT return an invalid event; bad arguments raise
-:class:`ingest.errors.EnvelopeError` (a ``ValueError``) naming the field at fault.
+ready for :func:`auditseal.ingest.envelope.encode_event`, and checks its own output with
+:func:`auditseal.ingest.envelope.validate`: a builder MUST NOT return an invalid event; bad
+arguments raise :class:`auditseal.ingest.errors.EnvelopeError` (a ``ValueError``) naming the field
+at fault.
 
 Time is an argument. :func:`now` is the only clock read in this module and runs only when a
 builder is called without ``time``; ids default to random UUID4 strings (:func:`new_event_id`).
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from ingest.envelope import (
+from auditseal.ingest.envelope import (
     ACTIVITY_IDS,
     CLASS_API_ACTIVITY,
     CLASS_AUTHENTICATION,
@@ -31,7 +32,7 @@ from ingest.envelope import (
     epoch_millis,
     validate,
 )
-from ingest.errors import EnvelopeError
+from auditseal.ingest.errors import EnvelopeError
 
 __all__ = [
     "DEFAULT_PRODUCT",

@@ -38,12 +38,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
-from ingest.emitter import producer_config
-from ingest.envelope import MAX_EVENT_BYTES, encode_event, parse_batch
-from ingest.errors import EnvelopeError, EventTooLarge, UnsupportedMediaType
-from ingest.sequence import SequenceCounter
-from ingest.tokens import TokenFile
+from auditseal.ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
+from auditseal.ingest.emitter import producer_config
+from auditseal.ingest.envelope import MAX_EVENT_BYTES, encode_event, parse_batch
+from auditseal.ingest.errors import EnvelopeError, EventTooLarge, UnsupportedMediaType
+from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.tokens import TokenFile
 
 __all__ = ["BrokerUnavailable", "GatewayConfig", "KafkaSink", "make_app"]
 

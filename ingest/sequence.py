@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from ingest.errors import IngestError
+from auditseal.ingest.errors import IngestError
 
 __all__ = ["SequenceCounter", "SequenceStateError", "merge_into"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest import events
+from auditseal.ingest import events
 
 __all__ = ["PROXY_KINDS", "SimulatedProxy", "TrafficModel", "pace", "simulated_proxies"]
 
@@ -168,7 +168,7 @@ _OLD_HTTP_SEQUENCES = "http-sequences.json"  # the HTTP path's own file before t
 
 def _shared_sequences(state_dir: Path) -> Path:
     """The state dir's sequence file, with an older HTTP-only file folded into it."""
-    from ingest.sequence import merge_into
+    from auditseal.ingest.sequence import merge_into
 
     path = state_dir / SEQUENCES
     merge_into(path, state_dir / _OLD_HTTP_SEQUENCES)
@@ -196,8 +196,8 @@ def run_kafka(
     seed: int,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Send ``total`` events at ``rate`` through an :class:`~ingest.emitter.Emitter`."""
-    from ingest.emitter import Emitter
+    """Send ``total`` events at ``rate`` through an :class:`~auditseal.ingest.emitter.Emitter`."""
+    from auditseal.ingest.emitter import Emitter
 
     model = TrafficModel(simulated_proxies(sources), seed)
     _shared_sequences(state_dir)  # the emitter numbers from state_dir/sequences.json
@@ -238,9 +238,9 @@ def run_http(
     batch: int = 200,
 ) -> dict[str, Any]:
     """Send ``total`` events at ``rate`` through the gateway, in NDJSON batches per proxy."""
-    from ingest.client import GatewayClient
-    from ingest.sequence import SequenceCounter
-    from ingest.tokens import add_token
+    from auditseal.ingest.client import GatewayClient
+    from auditseal.ingest.sequence import SequenceCounter
+    from auditseal.ingest.tokens import add_token
 
     proxies = simulated_proxies(sources)
     model = TrafficModel(proxies, seed)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ingest.errors import IngestError
+from auditseal.ingest.errors import IngestError
 
 __all__ = ["MAGIC", "Spool", "SpoolDamaged", "SpoolError", "SpoolRecovery", "encode_frame"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.errors import IngestError
+from auditseal.ingest.errors import IngestError
 
 __all__ = ["TokenFile", "TokenFileError", "Tokens", "add_token"]
 

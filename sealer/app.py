@@ -1,7 +1,8 @@
 """The Faust wiring of the sealer: decode records, call the pipeline, publish, acknowledge.
 
-Everything that decides lives in :mod:`sealer.pipeline`; this module only moves records between
-Faust and it, in the order the pipeline's docstring prescribes (store, publish, acknowledge).
+Everything that decides lives in :mod:`auditseal.sealer.pipeline`; this module only moves records
+between Faust and it, in the order the pipeline's docstring prescribes (store, publish,
+acknowledge).
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ from typing import Any
 
 import faust
 
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.metrics import SealerMetrics
-from sealer.partition_probe import probe
-from sealer.pipeline import KafkaRecord, Sealed, Sealer, SealerConfig, TopicPartition, Triage
-from sealer.sealed_stream import encode_block
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.block import SealedBlock
-from verifier.origin import generation_origin
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.metrics import SealerMetrics
+from auditseal.sealer.partition_probe import probe
+from auditseal.sealer.pipeline import (
+    KafkaRecord,
+    Sealed,
+    Sealer,
+    SealerConfig,
+    TopicPartition,
+    Triage,
+)
+from auditseal.sealer.sealed_stream import encode_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.origin import generation_origin
 
 __all__ = ["WorkerConfig", "create_app"]
 

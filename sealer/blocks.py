@@ -8,61 +8,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from sealer.errors import InputError
-from sealer.signer import Signer
-from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange, Node
-from verifier.leaf import SALT_SIZE, Entry
-from verifier.redaction import Redaction, record_entry
+from auditseal.sealer.errors import InputError
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.leaf import SALT_SIZE, Entry
+from auditseal.verifier.redaction import Redaction, record_entry
 
-__all__ = ["BuiltBlock", "LogTip", "Record", "build_block", "build_redaction_block"]
-
-
-@dataclass(frozen=True)
-class Record:
-    """One input record (a Kafka record, or a line appended by the CLI)."""
-
-    position: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    event_id: str | None = None
-    flag: str | None = None
-    """Why the record is not a valid event (sealed anyway), or None."""
-
-
-@dataclass(frozen=True)
-class LogTip:
-    """What a log holds after its last block: enough to append, nothing more."""
-
-    origin: str
-    compact: CompactRange
-    last_header: BlockHeader | None
-    last_position: int
-
-    @property
-    def size(self) -> int:
-        return self.compact.size
-
-    @property
-    def next_position(self) -> int:
-        return self.last_position + 1
-
-
-@dataclass(frozen=True)
-class BuiltBlock:
-    block: SealedBlock
-    records: tuple[Record, ...]
-    nodes: tuple[Node, ...]
-    """Every complete subtree the block creates, leaves included: what the store must write."""
-    tip: LogTip
-    """The log's tip once this block is committed."""
-    gaps: tuple[tuple[int, int], ...] = ()
-    """Position ranges ``[from, to)`` skipped before or between this block's records (Kafka
-    offsets of compacted records or transaction markers); they hold no leaf."""
+__all__ = ["build_block", "build_redaction_block", "redaction_sealer"]
 
 
 def build_block(
@@ -111,6 +66,16 @@ def build_redaction_block(
     entry = record_entry(tip.origin, tip.size, redaction, new_salt())
     record = Record(entry.position, entry.timestamp_ms, None, entry.value)
     return _seal(tip, (entry,), (record,), signer, sealed_at_ms, tip.last_position, ())
+
+
+def redaction_sealer(signer: Signer) -> RedactionSealer:
+    """What :meth:`auditseal.store.sqlite.BlockStore.redact` calls to seal a redaction record
+    with ``signer``'s key."""
+
+    def seal(tip: LogTip, redaction: Redaction, sealed_at_ms: int) -> BuiltBlock:
+        return build_redaction_block(tip, redaction, signer, sealed_at_ms)
+
+    return seal
 
 
 def _seal(

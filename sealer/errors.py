@@ -1,15 +1,11 @@
-"""The sealer's exception vocabulary; the CLI maps ``exit_code`` to the process status."""
+"""The sealer's exception vocabulary; the CLI maps ``exit_code`` to the process status.
+
+The store's errors (a conflicting append, a missing entry) are :mod:`auditseal.store.errors`'.
+"""
 
 from __future__ import annotations
 
-__all__ = [
-    "ConflictError",
-    "InputError",
-    "KeyFileError",
-    "NotFoundError",
-    "SealerError",
-    "StoreError",
-]
+__all__ = ["InputError", "KeyFileError", "SealerError"]
 
 
 class SealerError(Exception):
@@ -24,17 +20,3 @@ class InputError(SealerError, ValueError):
 
 class KeyFileError(SealerError):
     """A private key file that is missing, unreadable, malformed or too widely readable."""
-
-
-class StoreError(SealerError):
-    """The block store cannot be opened or is not a block store."""
-
-
-class NotFoundError(StoreError):
-    """A log, block, entry or size the store does not hold."""
-
-
-class ConflictError(StoreError):
-    """An append that does not extend the log's current state (another writer went first)."""
-
-    exit_code = 3

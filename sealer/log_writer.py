@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sealer.blocks import BuiltBlock, LogTip, Record, build_block
-from sealer.errors import ConflictError
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.block import SealedBlock
+from auditseal.sealer.blocks import build_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.errors import ConflictError
+from auditseal.store.model import BuiltBlock, LogTip, Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.block import SealedBlock
 
 __all__ = ["LogWriter"]
 

@@ -1,7 +1,7 @@
 """Reading the record Kafka holds at a log's last sealed offset (the topic-reset check).
 
-I/O only; :meth:`sealer.pipeline.Sealer.check_partition` decides. Reading starts at the lower
-of that offset and the partition's reported end offset, because Tansu reports end offsets
+I/O only; :meth:`auditseal.sealer.pipeline.Sealer.check_partition` decides. Reading starts at the
+lower of that offset and the partition's reported end offset, because Tansu reports end offsets
 below the real end (the start of the last batch) and returns nothing, not OFFSET_OUT_OF_RANGE,
 for a fetch past the end: reading forward from a reported end always reaches either the
 record or the end-of-partition event.
@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from sealer.pipeline import KafkaRecord
+from auditseal.sealer.pipeline import KafkaRecord
 
 __all__ = ["probe"]
 

@@ -39,12 +39,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sealer.blocks import Record
-from sealer.errors import ConflictError, InputError
-from sealer.log_writer import LogWriter
-from verifier.block import SealedBlock
-from verifier.leaf import Entry
-from verifier.origin import generation_origin
+from auditseal.sealer.errors import InputError
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.errors import ConflictError
+from auditseal.store.model import Record
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.origin import generation_origin
 
 __all__ = ["KafkaRecord", "Reset", "Sealed", "Sealer", "SealerConfig", "TopicPartition"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from sealer.blocks import Record
-from verifier.block import SealedBlock
-from verifier.sealed import SEALED_SCHEMA, entry_item
+from auditseal.store.model import Record
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.sealed import SEALED_SCHEMA, entry_item
 
 __all__ = ["MAX_MESSAGE_BYTES", "SCHEMA", "encode_block"]
 

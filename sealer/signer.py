@@ -16,9 +16,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sealer.errors import KeyFileError
-from verifier.errors import FormatError
-from verifier.note import (
+from auditseal.sealer.errors import KeyFileError
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.note import (
     ALG_ED25519,
     NoteVerifier,
     b64decode_strict,

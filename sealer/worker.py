@@ -6,46 +6,22 @@ from pathlib import Path
 
 import click
 
-from sealer.store import DEFAULT_STORE
-
-
-def _listen(value: str) -> tuple[str, int] | None:
-    if value == "off":
-        return None
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("want host:port or 'off'", param_hint="--metrics-listen")
-    return host, int(port)
+from auditseal.cli.options import (
+    bootstrap_option,
+    events_topic_option,
+    metrics_listen_option,
+    sealed_topic_option,
+    signing_key_option,
+    store_option,
+)
 
 
 @click.command()
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STORE,
-    envvar="AUDITSEAL_STORE",
-    show_envvar=True,
-    show_default=True,
-    help="Block store (SQLite); shared by every worker of this machine.",
-)
-@click.option(
-    "--key",
-    "key_file",
-    required=True,
-    envvar="AUDITSEAL_SEALER_KEY_FILE",
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private key that signs the checkpoints (`auditseal keygen`).",
-)
-@click.option(
-    "--bootstrap",
-    default=None,
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers (default: from `auditseal dev up`).",
-)
-@click.option("--topic", default="audit.events", show_default=True)
-@click.option("--sealed-topic", default="audit.sealed", show_default=True)
+@store_option("Shared by every worker of this machine.")
+@signing_key_option()
+@bootstrap_option()
+@events_topic_option()
+@sealed_topic_option
 @click.option(
     "--origin-prefix",
     default="auditseal.local",
@@ -80,12 +56,7 @@ def _listen(value: str) -> tuple[str, int] | None:
     default=Path(".auditseal") / "sealer",
     show_default=True,
 )
-@click.option(
-    "--metrics-listen",
-    default="127.0.0.1:9464",
-    show_default=True,
-    help="host:port of the Prometheus endpoint, or 'off'.",
-)
+@metrics_listen_option("127.0.0.1:9464")
 @click.option(
     "--session-timeout",
     type=click.FloatRange(1),
@@ -111,7 +82,7 @@ def seal(
     max_interval: float,
     group: str,
     state_dir: Path,
-    metrics_listen: str,
+    metrics_listen: tuple[str, int] | None,
     session_timeout: float,
     log_level: str,
 ) -> None:
@@ -123,11 +94,11 @@ def seal(
     """
     from faust.worker import Worker
 
-    from infra.state import endpoints
-    from ingest.envelope import triage
-    from sealer.app import WorkerConfig, create_app
-    from sealer.pipeline import SealerConfig
-    from sealer.signer import Signer
+    from auditseal.infra.state import endpoints
+    from auditseal.ingest.envelope import triage
+    from auditseal.sealer.app import WorkerConfig, create_app
+    from auditseal.sealer.pipeline import SealerConfig
+    from auditseal.sealer.signer import Signer
 
     Signer.from_file(key_file)  # fail now, with one line, rather than inside the worker
     config = WorkerConfig(
@@ -140,7 +111,7 @@ def seal(
         sealed_topic=sealed_topic,
         group=group,
         session_timeout_s=session_timeout,
-        metrics_listen=_listen(metrics_listen),
+        metrics_listen=metrics_listen,
     )
     state_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(config, triage)

@@ -30,7 +30,7 @@ class KafkaBroker:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> bool:
-    from infra.processes import docker_engine_available
+    from auditseal.infra.processes import docker_engine_available
 
     return docker_engine_available()
 
@@ -39,8 +39,8 @@ def docker_engine() -> bool:
 def kafka_broker(
     docker_engine: bool, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaBroker]:
-    from infra import broker
-    from infra.processes import wait_until
+    from auditseal.infra import broker
+    from auditseal.infra.processes import wait_until
 
     if docker_engine:
         from testcontainers.community.kafka import KafkaContainer
@@ -51,7 +51,7 @@ def kafka_broker(
             yield KafkaBroker(bootstrap, "kafka")
         return
 
-    from infra.processes import free_port
+    from auditseal.infra.processes import free_port
 
     logs: Path = tmp_path_factory.mktemp("broker")
     service = broker.spawn(free_port(), logs / "broker.log")
@@ -71,8 +71,8 @@ def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
 @pytest.fixture(scope="session")
 def anvil_rpc(docker_engine: bool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """JSON-RPC URL of the session's Anvil chain (chain id 31337)."""
-    from infra import chain
-    from infra.processes import wait_until
+    from auditseal.infra import chain
+    from auditseal.infra.processes import wait_until
 
     if docker_engine:
         from testcontainers.core.container import DockerContainer
@@ -90,7 +90,7 @@ def anvil_rpc(docker_engine: bool, tmp_path_factory: pytest.TempPathFactory) -> 
             yield url
         return
 
-    from infra.processes import free_port
+    from auditseal.infra.processes import free_port
 
     logs: Path = tmp_path_factory.mktemp("chain")
     service = chain.spawn(free_port(), logs / "anvil.log")
@@ -107,7 +107,7 @@ def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 
     The topics are deleted (best effort) when the test ends.
     """
-    from infra import broker
+    from auditseal.infra import broker
 
     created: list[str] = []
 

@@ -14,7 +14,7 @@ Receipt JSON (``format`` ``auditseal-anchor-receipt-1``): hashes are lowercase h
 ``0x`` (as in block headers), chain values are ``0x`` hex as Ethereum's JSON-RPC writes them:
 the tx hash and block hash in lowercase, the contract address in any case (EIP-55 checksum
 case is allowed). Parsing is strict: unknown or missing keys, wrong types and malformed
-hashes are FormatError. Every field is checked by :class:`~verifier.verify.Verifier` (the
+hashes are FormatError. Every field is checked by :class:`~auditseal.verifier.verify.Verifier` (the
 table in docs/FORMAT.md §8): the chain fields against the ``Anchored`` event of ``seq``.
 """
 
@@ -25,16 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.checkpoint import Checkpoint
-from verifier.errors import FormatError
-from verifier.merkle import (
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.merkle import (
     HASH_SIZE,
     inclusion_proof,
     leaf_hash,
     root,
     verify_inclusion,
 )
-from verifier.note import SignedNote
+from auditseal.verifier.note import SignedNote
 
 __all__ = [
     "RECEIPT_FORMAT",

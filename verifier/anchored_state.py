@@ -8,12 +8,13 @@ still holds a consistent prefix, every block of which verifies. Digest-chain val
 for exactly this ("consecutive deletions at the end are not detected").
 
 :func:`read_chain_state` closes that hole. Given every ``Anchored`` event of the pinned contract
-(:meth:`~verifier.anchoring.AnchorReader.anchors`) and, for each anchor, the checkpoints the
-evidence says it aggregated (their bodies), it decides:
+(:meth:`~auditseal.verifier.anchoring.AnchorReader.anchors`) and, for each anchor, the checkpoints
+the evidence says it aggregated (their bodies), it decides:
 
 1. every anchor on chain at the pinned confirmation depth has a record in the evidence whose
-   checkpoint bodies rebuild the root the chain holds (:func:`verifier.anchor.build_aggregate`);
-   otherwise the evidence cannot show what that anchor committed to;
+   checkpoint bodies rebuild the root the chain holds
+   (:func:`auditseal.verifier.anchor.build_aggregate`); otherwise the evidence cannot show what that
+   anchor committed to;
 2. every anchor the evidence records as confirmed exists on chain (at any depth);
 3. per log, the latest anchored size: the size of the log's checkpoint in the latest anchor whose
    aggregate the evidence rebuilds (:class:`AnchoredSize`).
@@ -29,10 +30,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.anchor import Aggregate, build_aggregate
-from verifier.anchoring import AnchorReader, ChainAnchor
-from verifier.checkpoint import Checkpoint
-from verifier.errors import VerifierError
+from auditseal.verifier.anchor import Aggregate, build_aggregate
+from auditseal.verifier.anchoring import AnchorReader, ChainAnchor
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.errors import VerifierError
 
 __all__ = [
     "CHECK",

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from verifier.errors import VerifierError
+from auditseal.verifier.errors import VerifierError
 
 __all__ = ["AnchorFact", "AnchorReader", "ChainAnchor", "ChainUnavailableError"]
 

@@ -2,7 +2,7 @@
 
 :class:`LogAuditor` is fed the blocks of one log in number order (:class:`AuditBlock`: the
 header and checkpoint as stored, the entry rows) and checks each, like
-:class:`~verifier.replay.LogReplay` but without stopping at the first failure:
+:class:`~auditseal.verifier.replay.LogReplay` but without stopping at the first failure:
 
 ``missing``
     a jump in block numbers or leaf ranges (blocks or leaves absent from the store);
@@ -16,7 +16,8 @@ header and checkpoint as stored, the entry rows) and checks each, like
 ``redaction``
     every erased entry (value and salt null) has a redaction record later in the log naming
     its index and leaf hash, and every redaction record names an erased entry (checked once the
-    whole log is read, :class:`verifier.redaction.RedactionLedger`); the redactions are listed;
+    whole log is read, :class:`auditseal.verifier.redaction.RedactionLedger`); the redactions are
+    listed;
 ``previous-state``
     after a bad or missing block the replayed state is lost; the stored compact range at the
     block's start (``AuditBlock.compact_at_start``) is taken instead, checked against the
@@ -28,7 +29,7 @@ header and checkpoint as stored, the entry rows) and checks each, like
     the checkpoint opens with a pinned key and states this origin, size ``end`` and the root.
 
 The chain is not asked here: the caller proves one anchored block with
-:class:`~verifier.verify.Verifier` and attaches that report (:meth:`LogAuditor.finish`).
+:class:`~auditseal.verifier.verify.Verifier` and attaches that report (:meth:`LogAuditor.finish`).
 
 The per-entry loop is the hot path (a million entries per run): it works on raw row tuples,
 hashes each distinct key once, and keeps the tree as a bare list of compact-range hashes.
@@ -42,14 +43,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.block import BlockHeader
-from verifier.checkpoint import open_checkpoint
-from verifier.errors import VerifierError
-from verifier.leaf import SALT_SIZE, Entry, leaf_hasher
-from verifier.merkle import EMPTY_ROOT, HASH_SIZE
-from verifier.note import NoteVerifier
-from verifier.redaction import RedactionLedger
-from verifier.verify import FAILED, BlockMaterial, Report, Verifier
+from auditseal.verifier.block import BlockHeader
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.leaf import SALT_SIZE, Entry, leaf_hasher
+from auditseal.verifier.merkle import EMPTY_ROOT, HASH_SIZE
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.redaction import RedactionLedger
+from auditseal.verifier.verify import FAILED, BlockMaterial, Report, Verifier
 
 __all__ = [
     "AUDIT_CHECKS",
@@ -76,7 +77,7 @@ AUDIT_CHECKS = (
 
 EntryRow = tuple[int, int, int, bytes | None, bytes | None, bytes | None, bytes, int, int]
 """``(idx, position, timestamp_ms, key, value, salt, commitment, value_null, log_record)``:
-a log record's position is its leaf index (:mod:`verifier.leaf`)."""
+a log record's position is its leaf index (:mod:`auditseal.verifier.leaf`)."""
 
 _MAX_NAMED = 5  # entries named per block in a problem's detail; the rest are counted
 _KEY_CACHE_LIMIT = 4096

@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from verifier.errors import FormatError, VerificationError
-from verifier.leaf import Entry
-from verifier.merkle import HASH_SIZE
+from auditseal.verifier.errors import FormatError, VerificationError
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.merkle import HASH_SIZE
 
 __all__ = ["GENESIS_HASH", "BlockHeader", "ChainError", "SealedBlock"]
 

@@ -1,13 +1,13 @@
 """Proof bundles (``auditseal.bundle/v1``): one JSON document that proves one block offline.
 
-A bundle holds everything :class:`~verifier.verify.Verifier` checks for a block (its
-:class:`~verifier.verify.BlockMaterial`) and, optionally, one event of that block with its
+A bundle holds everything :class:`~auditseal.verifier.verify.Verifier` checks for a block (its
+:class:`~auditseal.verifier.verify.BlockMaterial`) and, optionally, one event of that block with its
 inclusion proof. With the pinned log keys and a chain endpoint, anyone can check it without the
 store. Nothing in a bundle is trusted: it is only the input of the checks, so a bundle that was
 edited fails them like a store that was. The layout is in docs/FORMAT.md §8.
 
 :func:`bundle_from_bytes` parses strictly: a key given twice, unknown or missing keys, wrong
-types and bad hex are :class:`~verifier.errors.FormatError`\\ s naming the field
+types and bad hex are :class:`~auditseal.verifier.errors.FormatError`\\ s naming the field
 (``bundle.block.entries[3].salt``). Every field is either an input of a check or derived from
 one (the table in docs/FORMAT.md §8): an entry's ``event_id`` is the id its value states, its
 ``flag`` (the sealer's triage, which no check can re-derive) is always null.
@@ -20,15 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.anchor import AnchorReceipt
-from verifier.block import BlockHeader, SealedBlock
-from verifier.errors import FormatError
-from verifier.fields import hex_list, integer, list_at, loads_strict, object_at, string
-from verifier.leaf import commitment
-from verifier.merkle import HASH_SIZE
-from verifier.redaction import ProvenLeaf
-from verifier.sealed import entry_item, parse_entry_item
-from verifier.verify import BlockMaterial, EventProof, event_fields
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.block import BlockHeader, SealedBlock
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.fields import hex_list, integer, list_at, loads_strict, object_at, string
+from auditseal.verifier.leaf import commitment
+from auditseal.verifier.merkle import HASH_SIZE
+from auditseal.verifier.redaction import ProvenLeaf
+from auditseal.verifier.sealed import entry_item, parse_entry_item
+from auditseal.verifier.verify import BlockMaterial, EventProof, event_fields
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "bundle_from_bytes", "bundle_from_json"]
 

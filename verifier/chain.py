@@ -1,4 +1,4 @@
-"""The web3 implementation of :class:`~verifier.anchoring.AnchorReader`.
+"""The web3 implementation of :class:`~auditseal.verifier.anchoring.AnchorReader`.
 
 The one module of ``verifier`` that talks to a chain (tests/unit/test_architecture.py). It
 reads only: ``eth_chainId``, ``eth_call`` of ``rootOf`` and ``isAnchorer``, ``eth_getLogs`` of
@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from web3 import HTTPProvider, Web3
 from web3.exceptions import BlockNotFound, Web3Exception
 
-from verifier.anchoring import AnchorFact, ChainAnchor, ChainUnavailableError
-from verifier.errors import FormatError
+from auditseal.verifier.anchoring import AnchorFact, ChainAnchor, ChainUnavailableError
+from auditseal.verifier.errors import FormatError
 
 __all__ = ["ANCHORED_TOPIC0", "LOG_RANGE", "Web3AnchorReader", "load_abi", "read_anchored"]
 
@@ -70,7 +70,7 @@ def read_anchored(w3: Web3, contract: str, from_block: int, head: int) -> list[C
 
 def load_abi() -> list[dict[str, Any]]:
     """The ABI entries of AuditAnchor the verifier uses (rootOf, isAnchorer, Anchored)."""
-    text = resources.files("verifier").joinpath("anchor_abi.json").read_text("utf-8")
+    text = resources.files("auditseal.verifier").joinpath("anchor_abi.json").read_text("utf-8")
     abi: list[dict[str, Any]] = json.loads(text)
     return abi
 

@@ -17,9 +17,9 @@ import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from verifier.errors import FormatError
-from verifier.merkle import HASH_SIZE
-from verifier.note import NoteVerifier, SignedNote, b64decode_strict
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.merkle import HASH_SIZE
+from auditseal.verifier.note import NoteVerifier, SignedNote, b64decode_strict
 
 __all__ = ["Checkpoint", "open_checkpoint"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from verifier.merkle import EMPTY_ROOT, HASH_SIZE, NodeID, node_hash, range_nodes
+from auditseal.verifier.merkle import EMPTY_ROOT, HASH_SIZE, NodeID, node_hash, range_nodes
 
 __all__ = ["CompactRange", "Node"]
 

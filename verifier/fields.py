@@ -1,5 +1,5 @@
 """Strict readers of decoded JSON: each checks one field's type and shape and, when it is
-wrong, raises a :class:`~verifier.errors.FormatError` naming the field by its dotted path
+wrong, raises a :class:`~auditseal.verifier.errors.FormatError` naming the field by its dotted path
 (``bundle.block.entries[3].salt: want 32 lowercase hex digits``). The sealed stream and proof
 bundles are read with them.
 
@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from verifier.errors import FormatError
+from auditseal.verifier.errors import FormatError
 
 __all__ = [
     "base64_field",

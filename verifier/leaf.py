@@ -13,9 +13,9 @@ erased (redaction, GDPR) while every proof stays valid::
          ‖ SHA-256(salt ‖ value)   (salt: 16 random bytes; a null value commits as b"")
 
 A *log record* (flag bit 2) is a leaf the log writes about itself, not a Kafka record: today
-only a redaction record (:mod:`verifier.redaction`). Its position is its own leaf index, so it
-never stands for a Kafka offset, and Kafka positions stay strictly increasing across the leaves
-that are Kafka records.
+only a redaction record (:mod:`auditseal.verifier.redaction`). Its position is its own leaf index,
+so it never stands for a Kafka offset, and Kafka positions stay strictly increasing across the
+leaves that are Kafka records.
 
 The Merkle leaf hash is ``merkle.leaf_hash(leaf)``. docs/FORMAT.md has worked examples.
 """
@@ -27,8 +27,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from verifier.errors import FormatError, VerificationError
-from verifier.merkle import HASH_SIZE, leaf_hash
+from auditseal.verifier.errors import FormatError, VerificationError
+from auditseal.verifier.merkle import HASH_SIZE, leaf_hash
 
 __all__ = [
     "LEAF_VERSION",

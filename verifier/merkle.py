@@ -7,7 +7,7 @@ from the complete nodes under it), so that any storage holding complete subtrees
 proof with O(log n) reads. The plan follows transparency-dev/merkle's ``proof`` package.
 
 Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 step by step: ``*_from_*`` functions compute,
-``verify_*`` functions compare and raise :class:`~verifier.errors.ProofError`.
+``verify_*`` functions compare and raise :class:`~auditseal.verifier.errors.ProofError`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from verifier.errors import ProofError, RootMismatchError
+from auditseal.verifier.errors import ProofError, RootMismatchError
 
 __all__ = [
     "EMPTY_ROOT",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier.errors import FormatError, SignatureError
+from auditseal.verifier.errors import FormatError, SignatureError
 
 __all__ = [
     "ALG_ED25519",

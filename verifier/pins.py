@@ -1,8 +1,9 @@
 """What a verifier pins about the anchor: the contract's address and its chain.
 
 They come from flags, or from the anchor's deployment record (``auditseal anchor deploy`` and
-``auditseal dev up`` write it; :mod:`anchor.deploy` owns its full format). Only the two fields a
-verifier needs are read here, so the verifying commands need neither web3 nor the anchor package.
+``auditseal dev up`` write it; :mod:`auditseal.anchor.deploy` owns its full format). Only the two
+fields a verifier needs are read here, so the verifying commands need neither web3 nor the anchor
+package.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier.errors import FormatError
+from auditseal.verifier.errors import FormatError
 
 __all__ = ["DEFAULT_RECORD", "ENV_RECORD", "ContractPin", "read_pins"]
 

@@ -3,7 +3,7 @@
 Erasing an entry's value and salt (GDPR) keeps its leaf, so every proof stays valid; but a
 nulled entry on its own proves nothing about who erased it, and anyone with write access to the
 store can null one. So ``auditseal log redact`` appends, in the same store transaction, a *log
-record* leaf (leaf flag bit 2, :mod:`verifier.leaf`) whose value is this canonical JSON::
+record* leaf (leaf flag bit 2, :mod:`auditseal.verifier.leaf`) whose value is this canonical JSON::
 
     {"actor":A,"index":I,"leaf_hash":H,"reason":R,"time":T,"type":"auditseal.redaction/v1"}
 
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from verifier.checkpoint import Checkpoint, open_checkpoint
-from verifier.errors import FormatError, VerificationError
-from verifier.leaf import Entry, commitment
-from verifier.merkle import HASH_SIZE, verify_consistency, verify_inclusion
-from verifier.note import NoteVerifier
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
+from auditseal.verifier.errors import FormatError, VerificationError
+from auditseal.verifier.leaf import Entry, commitment
+from auditseal.verifier.merkle import HASH_SIZE, verify_consistency, verify_inclusion
+from auditseal.verifier.note import NoteVerifier
 
 __all__ = [
     "REDACTION_TYPE",

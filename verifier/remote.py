@@ -1,8 +1,8 @@
 """Fetching proof bundles and the list of logs from the read API of ``auditseal serve``
 (``verify --source URL``).
 
-The server is not trusted: it only hands over a :class:`~verifier.bundle.Bundle`, which the
-verifier then checks like any other. Standard library only (``urllib``), so the base install
+The server is not trusted: it only hands over a :class:`~auditseal.verifier.bundle.Bundle`, which
+the verifier then checks like any other. Standard library only (``urllib``), so the base install
 can verify against a remote log.
 """
 
@@ -13,9 +13,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from verifier.bundle import Bundle, bundle_from_bytes
-from verifier.errors import FormatError, VerifierError
-from verifier.verify import AmbiguousEventError, EventCandidate
+from auditseal.verifier.bundle import Bundle, bundle_from_bytes
+from auditseal.verifier.errors import FormatError, VerifierError
+from auditseal.verifier.verify import AmbiguousEventError, EventCandidate
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

@@ -5,12 +5,13 @@ and the last header). :meth:`LogReplay.apply` checks one more block, in this ord
 
 1. the header follows the previous header (number, range, prev hash);
 2. the block holds ``end - start`` entries of this log with strictly increasing Kafka positions
-   (a log record's position is its own index, :func:`verifier.redaction.open_record`);
+   (a log record's position is its own index, :func:`auditseal.verifier.redaction.open_record`);
 3. each entry re-hashes to its leaf (a redacted entry uses its stored commitment);
 4. the leaves, appended to the previous state, give the header's root;
 5. the checkpoint opens with a pinned key and states this origin, size ``end`` and that root.
 
-Any failure raises a :class:`~verifier.errors.VerificationError` naming the block and the check.
+Any failure raises a :class:`~auditseal.verifier.errors.VerificationError` naming the block and the
+check.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from verifier.block import BlockHeader, ChainError, SealedBlock
-from verifier.checkpoint import Checkpoint, open_checkpoint
-from verifier.compact import CompactRange
-from verifier.errors import RootMismatchError, VerificationError
-from verifier.note import NoteVerifier
-from verifier.redaction import open_record
+from auditseal.verifier.block import BlockHeader, ChainError, SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.errors import RootMismatchError, VerificationError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.redaction import open_record
 
 __all__ = ["BlockResult", "LogReplay"]
 

@@ -1,14 +1,14 @@
 """The JSON form of sealed entries and blocks: the sealed stream and proof bundles share it.
 
-An entry item (docs/FORMAT.md §7) carries an :class:`~verifier.leaf.Entry` with its leaf index
-and two informational fields the sealer derived from the record (``event_id``, ``flag``); none
+An entry item (docs/FORMAT.md §7) carries an :class:`~auditseal.verifier.leaf.Entry` with its leaf
+index and two informational fields the sealer derived from the record (``event_id``, ``flag``); none
 of it is trusted: the verifier re-hashes the entry to its leaf. A value too large for a message
 is *omitted* (``value_omitted``); the entry is then checked through its commitment alone, like a
 redacted one.
 
 :func:`parse_message` reads one message of ``audit.sealed``; :class:`BlockAssembler` joins the
-parts of a block back into a :class:`~verifier.block.SealedBlock`. Every error is a
-:class:`~verifier.errors.FormatError` naming the field at fault.
+parts of a block back into a :class:`~auditseal.verifier.block.SealedBlock`. Every error is a
+:class:`~auditseal.verifier.errors.FormatError` naming the field at fault.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.block import BlockHeader, SealedBlock
-from verifier.errors import FormatError
-from verifier.fields import (
+from auditseal.verifier.block import BlockHeader, SealedBlock
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.fields import (
     base64_field,
     boolean,
     field,
@@ -29,8 +29,8 @@ from verifier.fields import (
     object_at,
     string,
 )
-from verifier.leaf import SALT_SIZE, Entry
-from verifier.merkle import HASH_SIZE
+from auditseal.verifier.leaf import SALT_SIZE, Entry
+from auditseal.verifier.merkle import HASH_SIZE
 
 __all__ = [
     "SEALED_SCHEMA",

@@ -2,13 +2,13 @@
 
 :class:`Verifier` is pure: it checks a :class:`BlockMaterial` (everything the verifier is shown,
 none of it trusted) with the pinned log keys, and asks the chain only through an
-:class:`~verifier.anchoring.AnchorReader`. The checks, in order, each recorded in the
+:class:`~auditseal.verifier.anchoring.AnchorReader`. The checks, in order, each recorded in the
 :class:`Report` as ``ok``, ``failed`` or ``skipped`` with a detail:
 
 1. ``entries``: the block holds ``end - start`` entries of this log, Kafka positions strictly
    increasing, each re-hashing to its leaf; a redacted entry (value and salt erased) only with
-   the redaction record that explains it, proven in the log (:mod:`verifier.redaction`), and
-   listed with who, why and when; a redaction record only with the erased entry it names;
+   the redaction record that explains it, proven in the log (:mod:`auditseal.verifier.redaction`),
+   and listed with who, why and when; a redaction record only with the erased entry it names;
 2. ``previous-state``: the compact range at ``start`` folds to the root of the previous block's
    checkpoint, which opens with a pinned key (for block 0: the empty range);
 3. ``root``: the leaves appended to that range give the header's root;
@@ -30,7 +30,7 @@ named entry is in the block, is what was asked for (its CloudEvents ``id``, Kafk
 leaf index, and the CloudEvents ``source`` when one was named), and its RFC 9162 inclusion proof
 leads to the root of the block's checkpoint. The detail names the event's source and log.
 
-With a :class:`~verifier.anchored_state.ChainState` (the chain's anchors held against the
+With a :class:`~auditseal.verifier.anchored_state.ChainState` (the chain's anchors held against the
 store's or read API's records of them), a tenth check, ``anchored-state``: every anchor on chain
 is one the evidence rebuilds, and the log is not anchored beyond where the evidence ends. The
 receipt in the material is then the one of the chain's latest anchor (the caller picks it).
@@ -48,18 +48,18 @@ from typing import Any
 
 import orjson
 
-from verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
-from verifier.anchored_state import CHECK as ANCHORED_STATE_CHECK
-from verifier.anchored_state import ChainState, NotRecordedYetError
-from verifier.anchoring import AnchorFact, AnchorReader, ChainUnavailableError
-from verifier.block import BlockHeader, SealedBlock
-from verifier.checkpoint import Checkpoint, open_checkpoint
-from verifier.compact import CompactRange
-from verifier.errors import VerifierError
-from verifier.leaf import Entry
-from verifier.merkle import verify_consistency, verify_inclusion
-from verifier.note import NoteVerifier
-from verifier.redaction import ProvenLeaf, Redaction, check_block_redactions
+from auditseal.verifier.anchor import AnchorReceipt, checkpoint_body, verify_anchor_inclusion
+from auditseal.verifier.anchored_state import CHECK as ANCHORED_STATE_CHECK
+from auditseal.verifier.anchored_state import ChainState, NotRecordedYetError
+from auditseal.verifier.anchoring import AnchorFact, AnchorReader, ChainUnavailableError
+from auditseal.verifier.block import BlockHeader, SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.merkle import verify_consistency, verify_inclusion
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.redaction import ProvenLeaf, Redaction, check_block_redactions
 
 __all__ = [
     "CHECKS",
@@ -115,7 +115,7 @@ class BlockMaterial:
     with a pinned key too (else the anchored body is authenticated by the chain alone)."""
     related: tuple[ProvenLeaf, ...] = ()
     """Leaves outside the block that its redactions need: the redaction record of each erased
-    entry, the erased entry each redaction record names (:mod:`verifier.redaction`)."""
+    entry, the erased entry each redaction record names (:mod:`auditseal.verifier.redaction`)."""
 
 
 _NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import orjson
 
-from ingest import events
-from sealer.fsck import check_log
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.origin import split_generation
+from auditseal.ingest import events
+from auditseal.sealer.signer import Signer
+from auditseal.store.fsck import check_log
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.origin import split_generation
 
 PREFIX = "test.local"
 
@@ -51,7 +51,7 @@ class Stack:
             [
                 sys.executable,
                 "-c",
-                "from sealer.cli import main; main()",
+                "from auditseal.cli.main import main; main()",
                 "seal",
                 "--store",
                 str(self.store_path),
@@ -169,7 +169,7 @@ class Feeder:
     """Emits realistic events from a thread until stopped."""
 
     def __init__(self, stack: Stack, rate: float = 300.0, sources: int = 8) -> None:
-        from ingest.emitter import Emitter
+        from auditseal.ingest.emitter import Emitter
 
         self.emitter = Emitter(stack.bootstrap, stack.workdir / "feeder", topic=stack.topic)
         self.rate = rate

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from web3.contract import Contract
 
-from anchor.artifact import Artifact, load_artifact
-from anchor.chain_client import ChainClient, ChainKey, Receipt
-from anchor.deploy import deploy
-from anchor.errors import TransactionReverted
+from auditseal.anchor.artifact import Artifact, load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey, Receipt
+from auditseal.anchor.deploy import deploy
+from auditseal.anchor.errors import TransactionReverted
 
 pytestmark = pytest.mark.chain
 

@@ -1,7 +1,6 @@
 """`auditseal anchor deploy` as users run it (a subprocess) against the session's Anvil.
 
-The command runs through the root `auditseal` entry point once sealer/cli.py wires the
-`anchor` group (LAZY_COMMANDS), and through anchor.cli directly until then. Every test also
+The command runs through the root `auditseal` entry point. Every test also
 checks that the private key never appears in what the command prints.
 """
 
@@ -16,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from anchor.artifact import load_artifact
-from anchor.chain_client import ChainClient, ChainKey, redact_url
-from infra.processes import free_port
-from sealer.cli import LAZY_COMMANDS
+from auditseal.anchor.artifact import load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey, redact_url
+from auditseal.infra.processes import free_port
 
 pytestmark = pytest.mark.chain
 
@@ -29,10 +27,7 @@ DEV_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 OTHER_ANCHORER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 ROOT = Path(__file__).resolve().parents[2]
 
-if "anchor" in LAZY_COMMANDS:
-    ENTRY = ["-c", "from sealer.cli import main; main()", "anchor"]
-else:  # not wired into the root CLI yet
-    ENTRY = ["-c", "from anchor.cli import anchor; anchor()"]
+ENTRY = ["-c", "from auditseal.cli.main import main; main()", "anchor"]
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -221,7 +216,7 @@ def test_a_bad_anchorer_address_is_exit_2(anvil_rpc, tmp_path):
 
 
 def test_the_cli_defaults_match_the_modules_it_avoids_importing():
-    from anchor import chain_client, cli, deploy
+    from auditseal.anchor import chain_client, cli, deploy
 
     assert cli.DEFAULT_RPC == chain_client.DEFAULT_RPC
     assert cli.DEFAULT_RECORD == deploy.DEFAULT_RECORD

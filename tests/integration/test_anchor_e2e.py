@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from anchor.artifact import Artifact, load_artifact
-from anchor.chain_client import ChainClient
-from infra import processes, state
-from ingest import events
-from sealer.signer import Signer
-from sealer.store import BlockStore
+from auditseal.anchor.artifact import Artifact, load_artifact
+from auditseal.anchor.chain_client import ChainClient
+from auditseal.infra import processes, state
+from auditseal.ingest import events
+from auditseal.sealer.signer import Signer
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import build_aggregate, checkpoint_body, verify_anchor_inclusion
+from auditseal.verifier.checkpoint import open_checkpoint
 from tests.integration.sealer_harness import Stack, check_exactly_once, wait_until_sealed
-from verifier.anchor import build_aggregate, checkpoint_body, verify_anchor_inclusion
-from verifier.checkpoint import open_checkpoint
 
 pytestmark = [pytest.mark.kafka, pytest.mark.chain]
 
@@ -71,7 +71,7 @@ def two_free_ports() -> tuple[int, int]:
 
 def feed(bootstrap: str, state_dir: Path, count: int) -> None:
     """``count`` events from the 8 sources, round robin, through the Emitter (acks=all)."""
-    from ingest.emitter import Emitter
+    from auditseal.ingest.emitter import Emitter
 
     emitter = Emitter(bootstrap, state_dir, topic="audit.events")
     for n in range(count):

@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 
-from anchor.artifact import Artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.deploy import Deployment, deploy, write_record
-from anchor.errors import ChainUnavailable
-from anchor.service import AnchorService
-from sealer.store import BlockStore
+from auditseal.anchor.artifact import Artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.deploy import Deployment, deploy, write_record
+from auditseal.anchor.errors import ChainUnavailable
+from auditseal.anchor.service import AnchorService
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import AnchorReceipt, verify_anchor_inclusion
+from auditseal.verifier.chain import ANCHORED_TOPIC0
 from tests.integration import test_anchor_service as anchor_tests
 from tests.integration.test_anchor_service import (
     DEV_KEY,
@@ -43,8 +45,6 @@ from tests.integration.test_anchor_service import (
     rpc_call,
     service,
 )
-from verifier.anchor import AnchorReceipt, verify_anchor_inclusion
-from verifier.chain import ANCHORED_TOPIC0
 
 pytestmark = pytest.mark.chain
 
@@ -381,7 +381,7 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")}
     env = {**base, "PYTHONPATH": str(ROOT), "AUDITSEAL_CHAIN_KEY": DEV_KEY}
     argv = [
-        *(sys.executable, "-c", "from sealer.cli import main; main()", "anchor", "run"),
+        *(sys.executable, "-c", "from auditseal.cli.main import main; main()", "anchor", "run"),
         *("--store", str(logs.store.path), "--deployment", str(tmp_path / "deployment.json")),
         *("--rpc", private_rpc, "--bootstrap", kafka_bootstrap, "--topic", topic),
         *("--interval", "0.2", "--rebroadcast-after", "5", "--backoff", "0.2"),

@@ -19,18 +19,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from anchor.artifact import Artifact, load_artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.deploy import Deployment, deploy, write_record
-from anchor.errors import ChainUnavailable
-from anchor.service import AnchorService, NotAuthorised, ServiceOptions
-from infra import chain
-from infra.processes import free_port
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.anchor import verify_anchor_inclusion
+from auditseal.anchor.artifact import Artifact, load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.deploy import Deployment, deploy, write_record
+from auditseal.anchor.errors import ChainUnavailable
+from auditseal.anchor.service import AnchorService, NotAuthorised, ServiceOptions
+from auditseal.infra import chain
+from auditseal.infra.processes import free_port
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import verify_anchor_inclusion
 
 pytestmark = pytest.mark.chain
 
@@ -319,7 +319,7 @@ UNFUNDED_KEY = "0x" + "11" * 32
 def test_configuration_faults_are_one_error_without_retries(logs, anvil_rpc, artifact, fault):
     from dataclasses import replace
 
-    from anchor.errors import AnchorError
+    from auditseal.anchor.errors import AnchorError
 
     key = DEV_KEY
     if fault == "no funds":
@@ -350,7 +350,14 @@ def test_configuration_faults_are_one_error_without_retries(logs, anvil_rpc, art
 def run_cli(*args: str, cwd: Path, key: str = DEV_KEY) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")}
     return subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", "anchor", "run", *args],
+        [
+            sys.executable,
+            "-c",
+            "from auditseal.cli.main import main; main()",
+            "anchor",
+            "run",
+            *args,
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -397,8 +404,8 @@ def test_receipts_are_published_to_the_anchors_topic(
 ):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from anchor.service import KafkaPublisher
-    from verifier.anchor import AnchorReceipt
+    from auditseal.anchor.service import KafkaPublisher
+    from auditseal.verifier.anchor import AnchorReceipt
 
     topic = new_topic(1)
     record = deployed(anvil_rpc, artifact)
@@ -432,7 +439,7 @@ def test_cli_service_loop_anchors_changes_only_and_stops_on_sigterm(
 ):
     import signal
 
-    from infra.processes import free_port
+    from auditseal.infra.processes import free_port
 
     record = deployed(anvil_rpc, artifact)
     write_record(record, tmp_path / "deployment.json")
@@ -441,7 +448,7 @@ def test_cli_service_loop_anchors_changes_only_and_stops_on_sigterm(
     metrics_port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-c", "from sealer.cli import main; main()", "anchor", "run"),
+            *(sys.executable, "-c", "from auditseal.cli.main import main; main()", "anchor", "run"),
             *("--store", str(logs.store.path), "--deployment", str(tmp_path / "deployment.json")),
             *("--rpc", anvil_rpc, "--interval", "0.2"),
             *("--metrics-listen", f"127.0.0.1:{metrics_port}"),

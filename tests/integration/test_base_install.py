@@ -1,5 +1,5 @@
 """``pip install auditseal`` (no extras) in a clean venv is enough to verify: the verifier needs
-only ``verifier/`` and the base dependencies, never Faust or a Kafka client.
+only ``auditseal.verifier`` and the base dependencies, never Faust or a Kafka client.
 
 The venv is built from this source tree with the package index this machine reaches; the store
 and the anchor it checks are made with the test environment, as an auditor receives them.
@@ -57,20 +57,45 @@ def test_the_base_install_has_no_pipeline_packages(base_venv):
             "-c",
             "import importlib.util as u, json;"
             "print(json.dumps({m: u.find_spec(m) is not None for m in "
-            "('faust', 'confluent_kafka', 'aiokafka', 'verifier', 'web3')}))",
+            "('faust', 'confluent_kafka', 'aiokafka', 'auditseal.verifier', 'web3')}))",
         ],
         capture_output=True,
         text=True,
         check=True,
+        cwd=base_venv,  # not the repository, whose folders are importable from its root
     )
     found = json.loads(probe.stdout)
     assert found == {
         "faust": False,
         "confluent_kafka": False,
         "aiokafka": False,
-        "verifier": True,
+        "auditseal.verifier": True,
         "web3": True,
     }
+
+
+def test_the_install_adds_one_top_level_package(base_venv):
+    files = subprocess.run(
+        [
+            str(base_venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m, json;"
+            "print(json.dumps([str(f) for f in m.files('auditseal')]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=base_venv,
+    )
+    installed = json.loads(files.stdout)
+    in_site_packages = {f.split("/")[0] for f in installed if not f.startswith("..")}
+    assert in_site_packages == {"auditseal", "auditseal-0.1.0.dist-info"}, in_site_packages
+    rooms = {f.split("/")[1] for f in installed if f.startswith("auditseal/")}
+    assert {"verifier", "store", "sealer", "anchor", "ingest", "cli"} <= rooms, rooms
+    # Package data travels with its room.
+    assert "auditseal/verifier/anchor_abi.json" in installed
+    assert "auditseal/dashboard/static/index.html" in installed
+    assert "auditseal/anchor/contracts/AuditAnchor.json" in installed
 
 
 def test_the_base_install_verifies_a_store_a_bundle_and_an_event(base_venv, events: Events):  # noqa: F811

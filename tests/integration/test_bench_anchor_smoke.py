@@ -22,8 +22,8 @@ def _digest(path: Path) -> str | None:
 
 @pytest.mark.timeout(60)
 def test_anchor_bench_quick_run_prints_the_table_and_leaves_the_docs_alone() -> None:
+    from auditseal.infra.processes import port_answers
     from bench.anchor import LATENCY_HEADER, TABLE_HEADER
-    from infra.processes import port_answers
 
     before = _digest(BENCHMARKS_MD)
     run = subprocess.run(

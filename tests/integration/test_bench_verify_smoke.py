@@ -24,8 +24,8 @@ def _digest(path: Path) -> str | None:
 
 @pytest.mark.timeout(120)
 def test_verify_bench_small_run_writes_its_section_to_a_copy(tmp_path: Path) -> None:
+    from auditseal.infra.processes import port_answers
     from bench.verify import ROW_HEADER, SECTION, TITLE
-    from infra.processes import port_answers
 
     before = _digest(BENCHMARKS_MD)
     docs = tmp_path / "BENCHMARKS.md"

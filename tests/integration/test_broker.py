@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from infra import broker, processes, topics
+from auditseal.infra import broker, processes, topics
 
 pytestmark = pytest.mark.kafka
 

@@ -28,15 +28,15 @@ import pytest
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.processes import free_port
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.sealed_stream import encode_block
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier import merkle
-from verifier.checkpoint import open_checkpoint
-from verifier.leaf import Entry
+from auditseal.infra.processes import free_port
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.sealed_stream import encode_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier import merkle
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.leaf import Entry
 
 pytestmark = pytest.mark.kafka
 
@@ -134,7 +134,7 @@ def running(world: World, *args: str) -> Iterator[Dashboard]:
         [
             sys.executable,
             "-c",
-            "from sealer.cli import main; main()",
+            "from auditseal.cli.main import main; main()",
             "dashboard",
             *("--port", str(port), "--bootstrap", world.bootstrap),
             *("--store", str(world.store_path), "--log-key", LOG_KEY),
@@ -315,10 +315,10 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(world):
 
 @pytest.mark.chain
 def test_an_anchored_block_shows_its_tx_and_confirmations_and_verifies(world, anvil_rpc):
-    from anchor.artifact import load_artifact
-    from anchor.chain_client import ChainClient, ChainKey
-    from anchor.deploy import deploy, write_record
-    from anchor.service import AnchorService, KafkaPublisher, ServiceOptions
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainClient, ChainKey
+    from auditseal.anchor.deploy import deploy, write_record
+    from auditseal.anchor.service import AnchorService, KafkaPublisher, ServiceOptions
 
     dev_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # Anvil's #0
     artifact = load_artifact()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.processes import is_alive
+from auditseal.infra.processes import is_alive
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(600)]
 AUDITSEAL = str(Path(sys.executable).parent / "auditseal")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from infra import processes, state, topics
+from auditseal.infra import processes, state, topics
 
 AUDITSEAL = Path(sys.executable).with_name("auditseal")
 STATE = Path(".auditseal") / "dev" / "state.json"
@@ -38,7 +38,7 @@ def rpc(url: str, method: str, *params: object) -> Any:
 
 
 def deployed_code(url: str, address: str) -> str:
-    from anchor.artifact import load_artifact
+    from auditseal.anchor.artifact import load_artifact
 
     code = rpc(url, "eth_getCode", address, "latest")
     assert code == load_artifact().deployed_bytecode

@@ -18,17 +18,17 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest import events
-from ingest.emitter import (
+from auditseal.ingest import events
+from auditseal.ingest.emitter import (
     DEFAULT_SPOOL_AFTER,
     POLL_INTERVAL,
     Emitter,
     EmitterConfigError,
     producer_config,
 )
-from ingest.envelope import encode_event
-from ingest.errors import EnvelopeError
-from ingest.spool import Spool
+from auditseal.ingest.envelope import encode_event
+from auditseal.ingest.errors import EnvelopeError
+from auditseal.ingest.spool import Spool
 
 pytestmark = pytest.mark.kafka
 
@@ -142,8 +142,8 @@ def test_harmless_overrides_are_kept():
 
 @pytest.fixture
 def own_broker(tmp_path) -> Iterator[tuple[str, int]]:
-    from infra import broker
-    from infra.processes import free_port
+    from auditseal.infra import broker
+    from auditseal.infra.processes import free_port
 
     service = broker.spawn(free_port(), tmp_path / "broker.log")
     try:
@@ -324,8 +324,8 @@ def _registry() -> Any:
 # without end, each printed as "sequence monotonic-time" after emit() returned for it.
 CRASH_CHILD = """
 import sys, time
-from ingest import events
-from ingest.emitter import Emitter
+from auditseal.ingest import events
+from auditseal.ingest.emitter import Emitter
 
 bootstrap, state = sys.argv[1], sys.argv[2]
 source = "proxy://crash"

@@ -16,8 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from infra.processes import free_port
-from ingest import events
+from auditseal.infra.processes import free_port
+from auditseal.ingest import events
 from tests.integration.test_emitter import consume
 
 pytestmark = pytest.mark.kafka
@@ -27,7 +27,7 @@ SOURCE = "proxy://gateway-test"
 
 def auditseal(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", *args],
+        [sys.executable, "-c", "from auditseal.cli.main import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -79,7 +79,7 @@ def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gat
         [
             sys.executable,
             "-c",
-            "from sealer.cli import main; main()",
+            "from auditseal.cli.main import main; main()",
             "ingest",
             "serve",
             "--listen",
@@ -111,7 +111,7 @@ def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gat
 
 @pytest.fixture(scope="module")
 def gateway(kafka_bootstrap, tmp_path_factory) -> Iterator[Gateway]:
-    from infra import broker
+    from auditseal.infra import broker
 
     topic = f"gateway-{os.getpid()}"
     broker.create_topic(kafka_bootstrap, topic, 2)
@@ -225,7 +225,7 @@ def test_health_and_metrics(gateway):
 
 
 def test_broker_down_answers_503_with_retry_after(tmp_path):
-    from infra import broker
+    from auditseal.infra import broker
 
     service = broker.spawn(free_port(), tmp_path / "broker.log")
     assert service.pid is not None

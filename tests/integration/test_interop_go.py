@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.checkpoint import Checkpoint, open_checkpoint
-from verifier.errors import SignatureError
-from verifier.note import NoteVerifier, SignedNote, key_id
+from auditseal.sealer.signer import Signer
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
+from auditseal.verifier.errors import SignatureError
+from auditseal.verifier.note import NoteVerifier, SignedNote, key_id
 
 pytestmark = pytest.mark.interop
 
@@ -130,7 +130,7 @@ def _cli_command() -> list[str]:
     found = shutil.which("auditseal")
     if found:
         return [found]
-    return [sys.executable, "-c", "from sealer.cli import main; main()"]
+    return [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
 
 
 CLI = _cli_command()

@@ -28,16 +28,23 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from anchor.artifact import load_artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.deploy import Deployment, deploy, write_record
-from anchor.service import AnchorService, KafkaPublisher, ServiceOptions
-from infra import chain
-from infra.processes import free_port
-from ingest import events
-from ingest.envelope import encode_event
-from sealer.signer import Signer
-from sealer.store import BlockStore
+from auditseal.anchor.artifact import load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.deploy import Deployment, deploy, write_record
+from auditseal.anchor.service import AnchorService, KafkaPublisher, ServiceOptions
+from auditseal.infra import chain
+from auditseal.infra.processes import free_port
+from auditseal.ingest import events
+from auditseal.ingest.envelope import encode_event
+from auditseal.sealer.signer import Signer
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.merkle import root as merkle_root
+from auditseal.verifier.sealed import entry_item
 from tests.integration.sealer_harness import (
     Stack,
     make_stack,
@@ -45,13 +52,6 @@ from tests.integration.sealer_harness import (
     stop,
     wait_until_sealed,
 )
-from verifier.anchor import AnchorReceipt
-from verifier.block import GENESIS_HASH, BlockHeader
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange
-from verifier.leaf import Entry
-from verifier.merkle import root as merkle_root
-from verifier.sealed import entry_item
 
 pytestmark = pytest.mark.kafka
 
@@ -81,13 +81,13 @@ def run_monitor(
         [
             sys.executable,
             "-c",
-            "from sealer.cli import main; main()",
+            "from auditseal.cli.main import main; main()",
             "monitor",
             *("--bootstrap", stack.bootstrap),
             *("--sealed-topic", stack.sealed_topic),
             *("--anchors-topic", anchors_topic),
             *("--log-key", stack.signer.verifier.to_string()),
-            *("--metrics-port", str(metrics_port)),
+            *("--metrics-listen", f"127.0.0.1:{metrics_port}" if metrics_port else "off"),
             "--once",
             *args,
         ],
@@ -510,7 +510,7 @@ def test_anchor_late_reorged_and_not_on_chain(kafka_bootstrap, new_topic, tmp_pa
 def test_clean_run_of_100k_events_raises_nothing(
     kafka_bootstrap, new_topic, tmp_path, anvil_rpc, capsys
 ):
-    from ingest.simulator import run_kafka
+    from auditseal.ingest.simulator import run_kafka
 
     total = int(os.environ.get("AUDITSEAL_MONITOR_EVENTS", "100000"))
     stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=6)
@@ -552,7 +552,7 @@ def test_clean_run_of_100k_events_raises_nothing(
 
 def monitor_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", "monitor", *args],
+        [sys.executable, "-c", "from auditseal.cli.main import main; main()", "monitor", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -604,7 +604,7 @@ def test_reorg_after_the_receipt_was_accepted_is_found_by_the_recheck(
         [
             sys.executable,
             "-c",
-            "from sealer.cli import main; main()",
+            "from auditseal.cli.main import main; main()",
             "monitor",
             *("--bootstrap", stack.bootstrap),
             *("--sealed-topic", stack.sealed_topic),
@@ -639,6 +639,7 @@ def test_reorg_after_the_receipt_was_accepted_is_found_by_the_recheck(
     rpc_call(private_rpc, "evm_mine")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
+    assert "--metrics-port PORT is deprecated" in stderr  # the old spelling still works
     alerts = [json.loads(line) for line in stdout.splitlines()]
     reorged = [a for a in alerts if a["kind"] == "anchor_reorged"]
     assert sorted(a["log"] for a in reorged) == logs, alerts

@@ -9,6 +9,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
+from auditseal.verifier.checkpoint import open_checkpoint
 from tests.integration.sealer_harness import (
     Feeder,
     blocks_from_stream,
@@ -19,7 +20,6 @@ from tests.integration.sealer_harness import (
     stop,
     wait_until_sealed,
 )
-from verifier.checkpoint import open_checkpoint
 
 pytestmark = pytest.mark.kafka
 
@@ -35,7 +35,7 @@ def test_end_to_end_every_offset_sealed_once_and_published(kafka_bootstrap, new_
         stop(worker)
     assert check_exactly_once(stack) == feeder.sent
     blocks = blocks_from_stream(sealed_stream(stack))
-    from sealer.store import BlockStore
+    from auditseal.store.sqlite import BlockStore
 
     with BlockStore.open(stack.store_path, readonly=True) as store:
         stored = {(o, b.header.number): b for o in store.logs() for b in store.blocks(o)}
@@ -117,7 +117,7 @@ def test_malformed_records_are_sealed_and_flagged(kafka_bootstrap, new_topic, tm
     finally:
         stop(worker)
     check_exactly_once(stack)
-    from sealer.store import BlockStore
+    from auditseal.store.sqlite import BlockStore
 
     with BlockStore.open(stack.store_path, readonly=True) as store:
         origin = stack.origin(0)

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from ingest.envelope import validate
+from auditseal.ingest.envelope import validate
 from tests.integration.test_emitter import consume
 from tests.integration.test_gateway import start_gateway
 
@@ -18,7 +18,14 @@ pytestmark = pytest.mark.kafka
 
 def simulate(*args: str, cwd) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", "simulate", "--json", *args],
+        [
+            sys.executable,
+            "-c",
+            "from auditseal.cli.main import main; main()",
+            "simulate",
+            "--json",
+            *args,
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from sealer.fsck import check_log
-from sealer.signer import Signer
-from sealer.store import BlockStore
+from auditseal.sealer.signer import Signer
+from auditseal.store.fsck import check_log
+from auditseal.store.sqlite import BlockStore
 
 ORIGIN = "auditseal.local/crash/0"
 KILLS = 30
@@ -23,10 +23,10 @@ KILLS = 30
 WRITER = textwrap.dedent(
     """
     import random, sys, time
-    from sealer.blocks import Record
-    from sealer.log_writer import LogWriter
-    from sealer.signer import Signer
-    from sealer.store import BlockStore
+    from auditseal.store.model import Record
+    from auditseal.sealer.log_writer import LogWriter
+    from auditseal.sealer.signer import Signer
+    from auditseal.store.sqlite import BlockStore
 
     store = BlockStore.open(sys.argv[1], create=True)
     writer = LogWriter(store, Signer.from_file(sys.argv[2]), lambda: time.time_ns() // 10**6)

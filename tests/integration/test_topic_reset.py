@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from infra import broker
-from infra.processes import free_port
-from sealer.fsck import check_log
-from sealer.signer import Signer
-from sealer.store import BlockStore
+from auditseal.infra import broker
+from auditseal.infra.processes import free_port
+from auditseal.sealer.signer import Signer
+from auditseal.store.fsck import check_log
+from auditseal.store.sqlite import BlockStore
 from tests.integration.sealer_harness import Stack, stop
 
 pytestmark = pytest.mark.kafka

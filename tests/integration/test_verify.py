@@ -18,17 +18,18 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from anchor.artifact import Artifact, load_artifact
-from anchor.chain_client import ChainClient, ChainKey
-from anchor.deploy import Deployment, deploy, write_record
-from anchor.service import AnchorService, ServiceOptions
-from infra.processes import free_port
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from sealer.verify_cli import bundle, verify
-from verifier.chain import Web3AnchorReader
+from auditseal.anchor.artifact import Artifact, load_artifact
+from auditseal.anchor.chain_client import ChainClient, ChainKey
+from auditseal.anchor.deploy import Deployment, deploy, write_record
+from auditseal.anchor.service import AnchorService, ServiceOptions
+from auditseal.cli.verify import bundle, verify
+from auditseal.infra.processes import free_port
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.chain import Web3AnchorReader
 
 pytestmark = pytest.mark.chain
 
@@ -177,7 +178,7 @@ def test_human_report_names_every_check(world):
 
 def test_a_redacted_entry_passes_and_is_reported(world, artifact):
     with BlockStore.open(world.path) as store:
-        store.redact(A, 4, "dpo", "erasure request", SIGNER)
+        store.redact(A, 4, "dpo", "erasure request", redaction_sealer(SIGNER))
         code, data = world.verify("--log", A, "--block", "1")
         assert code == 3 and "redaction record of leaf 4" in data["pending"]  # not anchored
         anchor_once(store, world.rpc, world.record, artifact)

@@ -1,4 +1,4 @@
-"""Whole-log verification (sealer.verify_all) on a real store anchored on the session Anvil.
+"""Whole-log verification (auditseal.store.log_audit) on a real store anchored on the session Anvil.
 
 The store is the one of tests/integration/test_verify.py: log A has blocks 0-2 anchored
 (leaves [0, 3), [3, 8), [8, 12)) and block 3 ([12, 14)) sealed after the last anchor; log B has
@@ -13,15 +13,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.processes import free_port
-from sealer.store import BlockStore
-from sealer.verify_all import audit_log
+from auditseal.infra.processes import free_port
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.store.log_audit import audit_log
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.audit import LogAudit, combined_exit_code
+from auditseal.verifier.chain import Web3AnchorReader
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.verify import Verifier
 from tests.integration import test_verify as built
 from tests.integration.test_verify import LOG_KEY, SIGNER, A, B, World
-from verifier.audit import LogAudit, combined_exit_code
-from verifier.chain import Web3AnchorReader
-from verifier.note import NoteVerifier
-from verifier.verify import Verifier
 
 pytestmark = pytest.mark.chain
 
@@ -128,7 +129,7 @@ def test_an_unreachable_chain_is_exit_3(world):
 
 def test_a_redacted_entry_passes_and_is_counted(world):
     with BlockStore.open(world.path) as s:
-        s.redact(A, 4, "dpo", "erasure request", SIGNER)
+        s.redact(A, 4, "dpo", "erasure request", redaction_sealer(SIGNER))
     result = run(world, A)
     assert result.problems == () and result.redacted == 1
     assert [(r["index"], r["actor"], r["reason"]) for r in result.redactions] == [

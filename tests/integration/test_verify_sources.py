@@ -26,14 +26,15 @@ import pytest
 from click.testing import CliRunner
 from web3 import Web3
 
-from anchor.artifact import Artifact
-from anchor.chain_client import ChainKey
-from anchor.deploy import Deployment, write_record
-from infra.processes import free_port, port_answers
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.store import BlockStore
-from sealer.verify_cli import bundle, verify
+from auditseal.anchor.artifact import Artifact
+from auditseal.anchor.chain_client import ChainKey
+from auditseal.anchor.deploy import Deployment, write_record
+from auditseal.cli.verify import bundle, verify
+from auditseal.infra.processes import free_port, port_answers
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
 from tests.integration.test_verify import (
     DEV_KEY,
     LOG_KEY,
@@ -180,7 +181,7 @@ def test_an_event_after_the_last_anchor_is_not_proven_yet(events):
 
 def test_a_redacted_event_is_proven_by_its_leaf_never_by_an_id(events, artifact):  # noqa: F811
     with BlockStore.open(events.path) as store:
-        store.redact(LOG, 6, "dpo", "erasure request", SIGNER)
+        store.redact(LOG, 6, "dpo", "erasure request", redaction_sealer(SIGNER))
         anchor_once(store, events.rpc, events.record, artifact)
     code, data, _ = events.run(verify, "--store", str(events.path), "--event", "index:6")
     assert code == 0, data
@@ -636,7 +637,7 @@ def test_a_bundle_whose_anchored_checkpoint_is_unsigned_fails_consistency(events
 def test_a_previous_header_rewritten_with_the_prev_link_fails_header_chain(events):
     """The previous header's root changed and the block's prev link re-pointed at it: the hash
     chain holds, but the previous header no longer states its signed checkpoint's root."""
-    from verifier.block import BlockHeader
+    from auditseal.verifier.block import BlockHeader
 
     def change(d: dict) -> None:
         prev = BlockHeader.from_text(d["previous"]["header"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from anchor import build
-from anchor.artifact import Artifact, load_artifact
+from auditseal.anchor import build
+from auditseal.anchor.artifact import Artifact, load_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "anchor" / "contracts" / "AuditAnchor.json"
@@ -27,7 +27,9 @@ def rebuilt() -> bytes:
 
 
 def test_the_committed_artifact_equals_a_rebuild(rebuilt):
-    assert ARTIFACT.read_bytes() == rebuilt, "run python -m anchor.build and commit the result"
+    assert ARTIFACT.read_bytes() == rebuilt, (
+        "run python -m auditseal.anchor.build and commit the result"
+    )
 
 
 def test_the_artifact_is_stable_json_with_pinned_settings(rebuilt):
@@ -69,7 +71,7 @@ def test_the_packaged_artifact_loads_with_the_interface_others_call():
 
 def test_check_exits_0_when_current_and_1_when_stale(tmp_path, monkeypatch, capsys):
     ok = subprocess.run(
-        [sys.executable, "-m", "anchor.build", "--check"],
+        [sys.executable, "-m", "auditseal.anchor.build", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,

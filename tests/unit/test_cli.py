@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from verifier import merkle
-from verifier.checkpoint import open_checkpoint
-from verifier.note import NoteVerifier
+from auditseal.verifier import merkle
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.note import NoteVerifier
 
 ORIGIN = "example.com/log/0"
 
 
 def run(*args: str, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", *args],
+        [sys.executable, "-c", "from auditseal.cli.main import main; main()", *args],
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -82,7 +82,7 @@ def test_append_seals_every_line_verbatim(workdir, data, values):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["start"], result["end"]) == (0, len(values))
-    from sealer.store import BlockStore
+    from auditseal.store.sqlite import BlockStore
 
     with BlockStore.open(workdir / "store.db", readonly=True) as s:
         assert [e.value for e in s.entries(ORIGIN, 0, len(values))] == values
@@ -92,7 +92,7 @@ def test_append_seals_every_line_verbatim(workdir, data, values):
 def test_appended_events_are_found_by_their_id(workdir):
     event = json.dumps({"specversion": "1.0", "id": "evt-cli-1", "sequence": 1}).encode()
     assert append(workdir, b"not an event\n" + event + b"\n").returncode == 0
-    from sealer.store import BlockStore
+    from auditseal.store.sqlite import BlockStore
 
     with BlockStore.open(workdir / "store.db", readonly=True) as s:
         assert s.find_event("evt-cli-1") == [(ORIGIN, 1)]
@@ -176,7 +176,7 @@ def test_check_fails_with_exit_1_on_another_key(workdir, tmp_path):
 def test_a_pipeline_command_without_the_extra_names_it(tmp_path):
     code = (
         "import sys; sys.modules['aiohttp'] = None; sys.modules['confluent_kafka'] = None;"
-        "from sealer.cli import main; sys.argv = ['auditseal', 'ingest', 'serve']; main()"
+        "from auditseal.cli.main import main; sys.argv = ['auditseal', 'ingest', 'serve']; main()"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60

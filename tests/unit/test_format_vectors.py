@@ -6,12 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
+from auditseal.verifier import merkle
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.leaf import Leaf
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.redaction import Redaction
 from tests.vectors.format_vectors import vectors
-from verifier import merkle
-from verifier.checkpoint import open_checkpoint
-from verifier.leaf import Leaf
-from verifier.note import NoteVerifier
-from verifier.redaction import Redaction
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = json.loads((ROOT / "tests/vectors/format.json").read_text())
@@ -71,9 +71,9 @@ def test_the_bundle_vector_is_reproduced_byte_for_byte():
 
 
 def test_the_bundle_vector_parses_back_and_passes_every_offline_check():
+    from auditseal.verifier.bundle import bundle_from_json
+    from auditseal.verifier.verify import Verifier
     from tests.vectors.bundle_vector import CONTRACT, verifier_key
-    from verifier.bundle import bundle_from_json
-    from verifier.verify import Verifier
 
     parsed = bundle_from_json(json.loads(BUNDLE_FILE.read_bytes()))
     assert parsed.encode() == BUNDLE_FILE.read_bytes()  # nothing lost or reordered

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from infra import pipeline, processes
-from infra.errors import ServiceUnavailableError
-from infra.state import Service
+from auditseal.infra import pipeline, processes
+from auditseal.infra.errors import ServiceUnavailableError
+from auditseal.infra.state import Service
 
 
 def spawn(tmp_path, kind: str, code: str, port: int = 0) -> Service:

@@ -15,13 +15,14 @@ import sys
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import LogTip, Record, build_block
-from sealer.signer import Signer
-from verifier import merkle
-from verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
-from verifier.bundle import Bundle
-from verifier.compact import CompactRange
-from verifier.verify import BlockMaterial, EventProof
+from auditseal.sealer.blocks import build_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import LogTip, Record
+from auditseal.verifier import merkle
+from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
+from auditseal.verifier.bundle import Bundle
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.verify import BlockMaterial, EventProof
 
 SEED = bytes(range(32))
 SALT = bytes(range(16))

@@ -13,11 +13,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import LogTip, Record, build_block, build_redaction_block
-from sealer.signer import Signer
-from verifier import merkle
-from verifier.compact import CompactRange
-from verifier.redaction import Redaction
+from auditseal.sealer.blocks import build_block, build_redaction_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import LogTip, Record
+from auditseal.verifier import merkle
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.redaction import Redaction
 
 SEED = bytes(range(32))
 SALT = bytes(range(16))

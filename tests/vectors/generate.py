@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from verifier import merkle  # noqa: E402
+from auditseal.verifier import merkle  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "merkle" / "generated"
 

@@ -14,14 +14,20 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.adapters import (
+from auditseal.ingest.adapters import (
     from_k8s_event_list,
     from_teleport,
     k8s_source,
     teleport_source,
 )
-from ingest.envelope import MAX_SEQUENCE, encode_event, epoch_millis, parse_event, parse_rfc3339
-from ingest.errors import EnvelopeError, EventTooLarge
+from auditseal.ingest.envelope import (
+    MAX_SEQUENCE,
+    encode_event,
+    epoch_millis,
+    parse_event,
+    parse_rfc3339,
+)
+from auditseal.ingest.errors import EnvelopeError, EventTooLarge
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import events
-from ingest.envelope import (
+from auditseal.ingest import events
+from auditseal.ingest.envelope import (
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     encode_event,
@@ -28,7 +28,7 @@ from ingest.envelope import (
     parse_rfc3339,
     validate,
 )
-from ingest.errors import (
+from auditseal.ingest.errors import (
     EnvelopeError,
     EventTooLarge,
     FieldError,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ingest.sequence import SequenceCounter, merge_into
+from auditseal.ingest.sequence import SequenceCounter, merge_into
 
 
 def test_merge_keeps_the_higher_next_number_per_source_and_removes_the_other(tmp_path):

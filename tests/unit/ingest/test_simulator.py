@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from ingest.envelope import validate
-from ingest.simulator import TrafficModel, pace, simulated_proxies
+from auditseal.ingest.envelope import validate
+from auditseal.ingest.simulator import TrafficModel, pace, simulated_proxies
 
 
 def test_proxies_cycle_through_the_kinds():

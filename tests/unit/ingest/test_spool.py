@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sequence import SequenceCounter
-from ingest.spool import MAGIC, Spool, SpoolDamaged, SpoolError
+from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.spool import MAGIC, Spool, SpoolDamaged, SpoolError
 
 FORMAT1 = Path(__file__).parent / "spool_format1"
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingest.envelope import triage
-from sealer.blocks import Record
-from sealer.errors import ConflictError
-from sealer.fsck import check_log
-from sealer.log_writer import LogWriter
-from sealer.pipeline import KafkaRecord, Sealer, SealerConfig
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.checkpoint import Checkpoint
-from verifier.origin import generation_origin, split_generation
+from auditseal.ingest.envelope import triage
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
+from auditseal.sealer.signer import Signer
+from auditseal.store.errors import ConflictError
+from auditseal.store.fsck import check_log
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.origin import generation_origin, split_generation
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 BASE = "test/audit.events/0"
@@ -112,7 +113,7 @@ def test_a_redacted_entry_is_compared_by_key_timestamp_and_nullness(store):
     sealer = make(store)
     for i in range(3):
         sealer.add(rec(i))
-    store.redact(BASE, 1, "dpo", "erasure request", SIGNER)
+    store.redact(BASE, 1, "dpo", "erasure request", redaction_sealer(SIGNER))
     sealer.forget([TP])
     assert sealer.add(rec(1, value=b"anything")) is None  # the value cannot be compared
     assert sealer.take_resets() == []
@@ -200,6 +201,6 @@ def test_a_closed_log_still_takes_the_redaction_of_one_of_its_entries(store):
         sealer.add(rec(i))
     sealer.add(rec(0, value=b"new topic"))  # a reset: BASE is closed
     assert [r.origin for r in sealer.take_resets()] == [BASE + "/g1"]
-    store.redact(BASE, 1, "dpo", "erasure request", SIGNER)
+    store.redact(BASE, 1, "dpo", "erasure request", redaction_sealer(SIGNER))
     assert store.size(BASE) == 4  # the record is the closed log's own leaf
     check_log(store, BASE, [SIGNER.verifier])

@@ -8,15 +8,15 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingest.envelope import triage
-from sealer.fsck import check_log
-from sealer.log_writer import LogWriter
-from sealer.pipeline import KafkaRecord, Sealer, SealerConfig
-from sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.errors import FormatError
-from verifier.sealed import BlockAssembler, parse_message
+from auditseal.ingest.envelope import triage
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
+from auditseal.sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.fsck import check_log
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.sealed import BlockAssembler, parse_message
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 

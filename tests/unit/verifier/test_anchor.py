@@ -7,9 +7,14 @@ import json
 
 import pytest
 
-from verifier import merkle
-from verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body, verify_anchor_inclusion
-from verifier.errors import FormatError, ProofError
+from auditseal.verifier import merkle
+from auditseal.verifier.anchor import (
+    AnchorReceipt,
+    build_aggregate,
+    checkpoint_body,
+    verify_anchor_inclusion,
+)
+from auditseal.verifier.errors import FormatError, ProofError
 
 
 def body(origin: str, size: int, fill: int = 1) -> str:

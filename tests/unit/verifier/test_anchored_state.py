@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from verifier.anchor import build_aggregate
-from verifier.anchored_state import read_chain_state
-from verifier.anchoring import ChainAnchor
-from verifier.errors import FormatError
+from auditseal.verifier.anchor import build_aggregate
+from auditseal.verifier.anchored_state import read_chain_state
+from auditseal.verifier.anchoring import ChainAnchor
+from auditseal.verifier.errors import FormatError
 
 A, B = "auditseal.local/audit.events/0", "auditseal.local/audit.events/1"
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.signer import Signer
-from verifier.audit import AuditBlock, EntryRow, LogAuditor, Problem, combined_exit_code
-from verifier.block import GENESIS_HASH, BlockHeader
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange
-from verifier.leaf import Entry, leaf_hasher
-from verifier.verify import Check, Report
+from auditseal.sealer.signer import Signer
+from auditseal.verifier.audit import AuditBlock, EntryRow, LogAuditor, Problem, combined_exit_code
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.leaf import Entry, leaf_hasher
+from auditseal.verifier.verify import Check, Report
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 OTHER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32))
@@ -371,7 +371,7 @@ def test_the_anchor_report_goes_into_the_result():
 @pytest.mark.parametrize("start", [0, 1, 2, 3, 5, 7, 8, 13, 64, 100])
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 7, 9, 16, 33])
 def test_the_compact_range_append_matches_compact_range(start, n):
-    from verifier.audit import _extend
+    from auditseal.verifier.audit import _extend
 
     leaves = [bytes([i % 251]) * 32 for i in range(start + n)]
     before = CompactRange.from_leaves(leaves[:start])
@@ -381,10 +381,10 @@ def test_the_compact_range_append_matches_compact_range(start, n):
 
 
 def test_audit_materials_checks_each_block_and_the_anchor_once():
+    from auditseal.verifier.audit import Problem, audit_materials
+    from auditseal.verifier.note import NoteVerifier
+    from auditseal.verifier.verify import Verifier
     from tests.vectors.bundle_vector import CONTRACT, ORIGIN, bundle, verifier_key
-    from verifier.audit import Problem, audit_materials
-    from verifier.note import NoteVerifier
-    from verifier.verify import Verifier
 
     material = bundle().material
     keys = [NoteVerifier.from_string(verifier_key())]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from auditseal.verifier import merkle
+from auditseal.verifier.compact import CompactRange
 from tests import reference
-from verifier import merkle
-from verifier.compact import CompactRange
 
 LEAVES = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(70)]
 

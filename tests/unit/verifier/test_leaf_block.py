@@ -9,14 +9,20 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import LogTip, Record, build_block
-from sealer.signer import Signer
-from verifier.block import GENESIS_HASH, BlockHeader, ChainError, SealedBlock
-from verifier.compact import CompactRange
-from verifier.errors import FormatError, RootMismatchError, SignatureError, VerificationError
-from verifier.leaf import Entry, Leaf, LeafMismatchError, commitment
-from verifier.merkle import leaf_hash
-from verifier.replay import LogReplay
+from auditseal.sealer.blocks import build_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import LogTip, Record
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader, ChainError, SealedBlock
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.errors import (
+    FormatError,
+    RootMismatchError,
+    SignatureError,
+    VerificationError,
+)
+from auditseal.verifier.leaf import Entry, Leaf, LeafMismatchError, commitment
+from auditseal.verifier.merkle import leaf_hash
+from auditseal.verifier.replay import LogReplay
 
 SALT = bytes(range(16))
 ORIGIN = "auditseal.local/audit.events/0"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from auditseal.verifier import merkle
+from auditseal.verifier.errors import ProofError, RootMismatchError
 from tests import reference
-from verifier import merkle
-from verifier.errors import ProofError, RootMismatchError
 
 MAX = 64
 LEAVES = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(MAX)]

@@ -7,10 +7,10 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.signer import Signer
-from verifier.checkpoint import Checkpoint, open_checkpoint
-from verifier.errors import FormatError, SignatureError
-from verifier.note import NoteVerifier, SignedNote, key_id
+from auditseal.sealer.signer import Signer
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
+from auditseal.verifier.errors import FormatError, SignatureError
+from auditseal.verifier.note import NoteVerifier, SignedNote, key_id
 
 ROOT = bytes(range(32))
 SEED = bytes(range(100, 132))

@@ -11,12 +11,17 @@ import sqlite3
 
 import pytest
 
-from sealer.blocks import build_redaction_block
-from sealer.errors import ConflictError
-from sealer.fsck import check_log
-from sealer.log_writer import LogWriter
-from sealer.store import BlockStore
-from sealer.verify_material import block_material, store_bundle
+from auditseal.sealer.blocks import build_redaction_block, redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.errors import ConflictError
+from auditseal.store.evidence import block_material, store_bundle
+from auditseal.store.fsck import check_log
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.audit import AuditBlock, LogAuditor
+from auditseal.verifier.bundle import bundle_from_json
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.redaction import Redaction, RedactionError, record_entry
+from auditseal.verifier.verify import EventProof
 from tests.unit.verifier.test_verify import (  # noqa: F401
     SIGNER,
     A,
@@ -28,17 +33,19 @@ from tests.unit.verifier.test_verify import (  # noqa: F401
     store,
     verifier,
 )
-from verifier.audit import AuditBlock, LogAuditor
-from verifier.bundle import bundle_from_json
-from verifier.errors import FormatError
-from verifier.redaction import Redaction, RedactionError, record_entry
-from verifier.verify import EventProof
 
 HASH = bytes(range(32))
 
 
 def redact(store: BlockStore, index: int = 4) -> None:
-    store.redact(A, index, "dpo@example.com", "GDPR-2026-17", SIGNER, now_ms=1_767_225_600_000)
+    store.redact(
+        A,
+        index,
+        "dpo@example.com",
+        "GDPR-2026-17",
+        redaction_sealer(SIGNER),
+        now_ms=1_767_225_600_000,
+    )
 
 
 def raw(store: BlockStore, *sql: str) -> None:

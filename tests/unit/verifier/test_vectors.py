@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from auditseal.verifier import errors, merkle
 from tests import reference
-from verifier import errors, merkle
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "vectors"
 MERKLE_DIR = VECTORS_DIR / "merkle"

@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import Record
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore, StoredAnchor
-from sealer.verify_material import block_material, covering_receipt
-from verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
-from verifier.anchoring import AnchorFact, ChainUnavailableError
-from verifier.verify import CHECKS, BlockMaterial, Report, Verifier
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.evidence import block_material, covering_receipt
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore, StoredAnchor
+from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
+from auditseal.verifier.anchoring import AnchorFact, ChainUnavailableError
+from auditseal.verifier.verify import CHECKS, BlockMaterial, Report, Verifier
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 OTHER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32))
@@ -181,7 +182,7 @@ def test_report_as_json_and_text(anchored, reader):
 
 
 def test_a_redacted_entry_passes_and_is_reported(anchored, reader):
-    anchored.redact(A, 4, "dpo", "erasure request", SIGNER)
+    anchored.redact(A, 4, "dpo", "erasure request", redaction_sealer(SIGNER))
     anchor(anchored, reader, 3)  # the redaction record is anchored too
     report = verifier(reader).verify_block(block_material(anchored, A, 1))
     assert report.exit_code == 0, report.render()

@@ -27,16 +27,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer import api, serve
-from sealer.blocks import Record
-from sealer.cli import cli
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier import merkle
-from verifier.block import BlockHeader
-from verifier.checkpoint import open_checkpoint
-from verifier.leaf import commitment
+from auditseal.cli.main import cli
+from auditseal.cli.options import HostPort
+from auditseal.readapi import app as api
+from auditseal.readapi import cli as serve
+from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier import merkle
+from auditseal.verifier.block import BlockHeader
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.leaf import commitment
 
 ORIGIN = "auditseal.local/audit.events/0"
 OTHER = "auditseal.local/audit.events/1"
@@ -95,7 +98,14 @@ def build_store(path: Path) -> None:
             [Record(6 + i, 1006 + i, b"proxy-2", f"value {i}".encode()) for i in range(6)],
         )
         writer.append(OTHER, [Record(0, 2000, b"proxy-3", b"elsewhere", event_id="ev-1")])
-        db.redact(ORIGIN, REDACTED, "dpo@example.com", "GDPR-1", SIGNER, now_ms=SEALED_AT)
+        db.redact(
+            ORIGIN,
+            REDACTED,
+            "dpo@example.com",
+            "GDPR-1",
+            redaction_sealer(SIGNER),
+            now_ms=SEALED_AT,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -601,7 +611,7 @@ async def test_fifty_parallel_requests_all_succeed(store_path):
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from sealer.cli import main; main()", *args],
+        [sys.executable, "-c", "from auditseal.cli.main import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -626,7 +636,7 @@ def test_serve_runs_the_api(store_path, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from sealer.cli import main; main()", "serve"],
+        [sys.executable, "-c", "from auditseal.cli.main import main; main()", "serve"],
         cwd=tmp_path,
         env={
             **os.environ,
@@ -654,4 +664,4 @@ def test_serve_runs_the_api(store_path, tmp_path):
 
 def test_the_command_default_matches_the_app():
     assert serve.DEFAULT_ENTRY_MAX_AGE_S == api.DEFAULT_ENTRY_MAX_AGE_S
-    assert serve.parse_listen("[::1]:8090") == ("::1", 8090)
+    assert HostPort().convert("[::1]:8090", None, None) == ("::1", 8090)

@@ -50,12 +50,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sealer.errors import InputError, NotFoundError, StoreError
-from sealer.store import BlockStore, StoredBlock
-from sealer.verify_material import store_bundle
-from verifier.errors import VerifierError
-from verifier.leaf import Entry
-from verifier.verify import AmbiguousEventError, event_fields
+from auditseal.store.errors import InputError, NotFoundError, StoreError
+from auditseal.store.evidence import store_bundle
+from auditseal.store.sqlite import BlockStore, StoredBlock
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.verify import AmbiguousEventError, event_fields
 
 __all__ = [
     "API",

@@ -1,6 +1,6 @@
 """The monitor's checks as a state machine: feed it blocks, entry items and receipts; it
 returns alerts. No Kafka, no HTTP, no clock: the caller passes the time and a chain view, so
-every rule here is unit-tested without services (sealer/monitor.py does the I/O).
+every rule here is unit-tested without services (monitor/watch.py does the I/O).
 
 Trusted: the pinned log keys and the chain (through :class:`ChainView`). Everything on the
 topics is evidence to check, never an authority. The alert kinds are :data:`KINDS`; each
@@ -8,7 +8,7 @@ alert names the log and block it is about (docs/MONITOR.md says what to do about
 
 Rules decided here:
 
-- A block is replayed with :class:`verifier.replay.LogReplay` against the log's state: the
+- A block is replayed with :class:`auditseal.verifier.replay.LogReplay` against the log's state: the
   first failing check names the alert kind. A block that fails leaves the state untouched, so
   the genuine block, if it comes later, still applies.
 - A block whose number was already accepted is compared with the accepted one: byte-identical
@@ -56,19 +56,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ingest.envelope import parse_event
-from ingest.errors import EnvelopeError
-from verifier.anchor import AnchorReceipt
-from verifier.block import BlockHeader, ChainError, SealedBlock
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange
-from verifier.errors import FormatError, ProofError, SignatureError, VerifierError
-from verifier.leaf import LeafMismatchError
-from verifier.note import NoteVerifier
-from verifier.origin import generation_origin, split_generation
-from verifier.redaction import open_record
-from verifier.replay import LogReplay
-from verifier.sealed import EntryItem
+from auditseal.ingest.envelope import parse_event
+from auditseal.ingest.errors import EnvelopeError
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.block import BlockHeader, ChainError, SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.errors import FormatError, ProofError, SignatureError, VerifierError
+from auditseal.verifier.leaf import LeafMismatchError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.origin import generation_origin, split_generation
+from auditseal.verifier.redaction import open_record
+from auditseal.verifier.replay import LogReplay
+from auditseal.verifier.sealed import EntryItem
 
 __all__ = [
     "DEFAULT_ID_MEMORY",

@@ -1,12 +1,12 @@
 """``auditseal verify`` and ``auditseal bundle``: prove blocks and events of a log against the
 pinned log keys and the chain, from a store, the read API of ``auditseal serve``, or a bundle.
 
-The checks are :class:`verifier.verify.Verifier`'s; this module only gets their input (a
-:class:`~verifier.bundle.Bundle` from :mod:`sealer.verify_material`, :mod:`verifier.remote` or a
-file), the pinned values (flags, environment, the anchor deployment record) and prints the
-report. Exit codes: 0 valid, 1 invalid (first failing check named) or an ambiguous event id
-(sealed by more than one source), 2 usage or input error, 3 not proven yet: not anchored, or the
-chain or the read API unreachable.
+The checks are :class:`auditseal.verifier.verify.Verifier`'s; this module only gets their input (a
+:class:`~auditseal.verifier.bundle.Bundle` from :mod:`auditseal.store.evidence`,
+:mod:`auditseal.verifier.remote` or a file), the pinned values (flags, environment, the anchor
+deployment record) and prints the report. Exit codes: 0 valid, 1 invalid (first failing check named)
+or an ambiguous event id (sealed by more than one source), 2 usage or input error, 3 not proven yet:
+not anchored, or the chain or the read API unreachable.
 """
 
 from __future__ import annotations
@@ -22,19 +22,27 @@ from typing import Any, NoReturn
 
 import click
 
-from sealer.cli import fail
-from sealer.errors import SealerError
-from sealer.files import write_atomic
-from sealer.pin_options import contract_pin_options, resolve_contract_pin
-from sealer.store import DEFAULT_STORE, BlockStore
-from sealer.verify_material import store_bundle
-from verifier.anchored_state import SETTLE_S, ChainState, mined_within
-from verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
-from verifier.audit import LogAudit, combined_exit_code
-from verifier.bundle import Bundle, bundle_from_bytes
-from verifier.errors import VerifierError
-from verifier.note import NoteVerifier
-from verifier.verify import AmbiguousEventError, Verifier
+from auditseal.cli.options import (
+    contract_pin_options,
+    json_option,
+    log_key_option,
+    log_option,
+    resolve_contract_pin,
+    rpc_option,
+    store_option,
+)
+from auditseal.cli.output import fail
+from auditseal.store.errors import StoreError
+from auditseal.store.evidence import store_bundle
+from auditseal.store.files import write_atomic
+from auditseal.store.sqlite import DEFAULT_STORE, BlockStore
+from auditseal.verifier.anchored_state import SETTLE_S, ChainState, mined_within
+from auditseal.verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
+from auditseal.verifier.audit import LogAudit, combined_exit_code
+from auditseal.verifier.bundle import Bundle, bundle_from_bytes
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.verify import AmbiguousEventError, Verifier
 
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
@@ -88,7 +96,7 @@ def _from_store(
 def _chain_state(db: BlockStore, reader: AnchorReader | None, depth: _Depth) -> ChainState | None:
     """The chain's anchors against the store's records; None without a reachable chain (the
     on-chain check then says why nothing is proven)."""
-    from sealer.verify_all import store_chain_state
+    from auditseal.store.log_audit import store_chain_state
 
     if reader is None:
         return None
@@ -123,25 +131,8 @@ def _check_bundle_matches(
     return dataclasses.replace(bundle, event=dataclasses.replace(bundle.event, source=source_uri))
 
 
-def _log_option(f: Any) -> Any:
-    return click.option(
-        "--log",
-        "origin",
-        envvar="AUDITSEAL_LOG",
-        show_envvar=True,
-        help="Log origin, e.g. auditseal.local/audit.events/0; may be omitted when the store "
-        "holds one log, or with --event.",
-    )(f)
-
-
-def _store_option(f: Any) -> Any:
-    return click.option(
-        "--store",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="AUDITSEAL_STORE",
-        show_envvar=True,
-        help=f"Block store file (SQLite) to read from [default: {DEFAULT_STORE}].",
-    )(f)
+_log_option = log_option("May be omitted when the store holds one log, or with --event.", False)
+_store_option = store_option(f"To read from [default: {DEFAULT_STORE}].", default=None)
 
 
 def _event_option(f: Any) -> Any:
@@ -198,18 +189,9 @@ def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Proof bundle file (from `auditseal bundle`) to check, instead of a store.",
 )
-@click.option(
-    "--rpc", envvar="AUDITSEAL_RPC", show_envvar=True, help="JSON-RPC URL of the anchor chain."
-)
+@rpc_option()
 @contract_pin_options
-@click.option(
-    "--log-key",
-    "log_keys",
-    multiple=True,
-    envvar="AUDITSEAL_LOG_KEY",
-    show_envvar=True,
-    help="Pinned log verifier key (name+keyid+base64); repeatable.",
-)
+@log_key_option()
 @click.option(
     "--confirmations",
     type=click.IntRange(min=1),
@@ -230,7 +212,7 @@ def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
     help="An anchor mined less than this long ago may be missing from the evidence without "
     "failing it (the anchor service is still recording it): the verdict is then NOT PROVEN.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 def verify(
     number: int | None,
     event: str | None,
@@ -304,7 +286,7 @@ def verify(
         keys = [NoteVerifier.from_string(k) for k in log_keys]
         reader: AnchorReader | None = None
         if rpc and contract:
-            from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
+            from auditseal.verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
 
             reader = Web3AnchorReader(rpc, contract)
         verifier = Verifier(keys, reader, contract, chain_id, int(time.time()))
@@ -319,7 +301,7 @@ def verify(
             bundle = _check_bundle_matches(bundle, bundle_path, origin, number, event, source_uri)
             chain, tip = None, None
         elif source is not None:
-            from verifier.remote import fetch_bundle
+            from auditseal.verifier.remote import fetch_bundle
 
             bundle = fetch_bundle(source, origin, number, event, source_uri=source_uri)
             chain = _remote_chain_state(reader, source, depth)
@@ -330,7 +312,7 @@ def verify(
             )
     except AmbiguousEventError as exc:
         _print_ambiguous(exc, as_json)
-    except (SealerError, VerifierError) as exc:
+    except (StoreError, VerifierError) as exc:
         fail(str(exc), exc.exit_code if isinstance(exc, VerifierError) else 2)
     report = verifier.verify_block(bundle.material, bundle.event, chain=chain, tip=tip)
     if as_json:
@@ -344,8 +326,8 @@ def _remote_chain_state(
     reader: AnchorReader | None, source: str, depth: _Depth
 ) -> ChainState | None:
     """The chain's anchors against the read API's records of them; None without a chain."""
-    from verifier.anchored_state import read_chain_state
-    from verifier.remote import fetch_anchors
+    from auditseal.verifier.anchored_state import read_chain_state
+    from auditseal.verifier.remote import fetch_anchors
 
     if reader is None:
         return None
@@ -365,7 +347,7 @@ def _remote_chain_state(
 
 
 def _remote_tip(source: str, origin: str) -> int | None:
-    from verifier.remote import fetch_logs
+    from auditseal.verifier.remote import fetch_logs
 
     return next((size for log, _, size in fetch_logs(source) if log == origin), None)
 
@@ -382,7 +364,7 @@ def _verify_all(
     verifier: Verifier, store: Path, origin: str | None, depth: _Depth, as_json: bool
 ) -> NoReturn:
     """Every block of one log (or of every log) streamed from a store, with a progress bar."""
-    from sealer.verify_all import audit_log
+    from auditseal.store.log_audit import audit_log
 
     if not store.is_file():
         fail(f"{store}: no block store here (give --store)", 2)
@@ -421,10 +403,10 @@ def _verify_all_remote(
     """Every block of one log (or of every log) fetched from the read API as bundles."""
     from dataclasses import replace
 
-    from verifier.anchored_state import CHECK as ANCHORED_STATE
-    from verifier.audit import Problem, audit_materials
-    from verifier.remote import SourceError, fetch_bundle, fetch_logs
-    from verifier.verify import BlockMaterial
+    from auditseal.verifier.anchored_state import CHECK as ANCHORED_STATE
+    from auditseal.verifier.audit import Problem, audit_materials
+    from auditseal.verifier.remote import SourceError, fetch_bundle, fetch_logs
+    from auditseal.verifier.verify import BlockMaterial
 
     chain = _remote_chain_state(online.reader, source, depth)
     logs = fetch_logs(source)
@@ -519,7 +501,7 @@ def _print_audits(
     required=True,
     help="File to write the bundle to (written whole or not at all); - for stdout.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for scripts.")
+@json_option
 def bundle(
     number: int | None,
     event: str | None,
@@ -544,7 +526,7 @@ def bundle(
         fail("--source-uri names the source of an event: give it with --event ID", 2)
     try:
         made, _, _ = _from_store(store or DEFAULT_STORE, origin, number, event, source_uri)
-    except (SealerError, VerifierError) as exc:
+    except (StoreError, VerifierError) as exc:
         fail(str(exc), 2)
     data = made.encode()
     if str(out) == "-":

@@ -12,7 +12,7 @@ SQLite refuse them (an entry's value and salt may only be set to NULL, by :meth:
 A *log record* (a leaf the log writes about itself, today a redaction record) is an ``entries``
 row whose ``position`` column is ``-1 - idx``: negative, so it never collides with a Kafka
 offset under ``UNIQUE (log_id, position)`` and no look-up by offset finds it. Read back, its
-position is its leaf index (:mod:`verifier.leaf`). Writable handles run with
+position is its leaf index (:mod:`auditseal.verifier.leaf`). Writable handles run with
 ``secure_delete``, so an erased value is overwritten, not only unlinked.
 
 ``append_block`` is one transaction: entries, nodes and the block header with its checkpoint
@@ -29,16 +29,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealer.blocks import BuiltBlock, LogTip, Record, build_redaction_block
-from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
-from sealer.signer import Signer
-from verifier.anchor import AnchorReceipt
-from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
-from verifier.compact import CompactRange
-from verifier.leaf import Entry
-from verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
-from verifier.origin import generation_origin, split_generation
-from verifier.redaction import Redaction
+from auditseal.store.errors import ConflictError, InputError, NotFoundError, StoreError
+from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.merkle import EMPTY_ROOT, NodeID, consistency_plan, inclusion_plan
+from auditseal.verifier.origin import generation_origin, split_generation
+from auditseal.verifier.redaction import Redaction
 
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
 
@@ -448,18 +447,18 @@ class BlockStore:
         index: int,
         actor: str,
         reason: str,
-        signer: Signer,
+        seal: RedactionSealer,
         now_ms: int | None = None,
     ) -> BuiltBlock:
         """Erase entry ``index``'s value and salt and seal the redaction record that explains it.
 
         One transaction, in this order: (1) read the log's tip under the write lock; (2) null
-        the entry's value and salt (its leaf, and every proof, stay valid); (3) append a block
-        holding the signed redaction record (who, why, when, which leaf) as the next leaf, with
-        the tip compare-and-swap of :meth:`append_block`; (4) index it in ``redactions``. A crash
-        anywhere before the commit leaves neither. After the commit, (5) the WAL is checkpointed
-        and truncated so the erased bytes leave the store files (``secure_delete`` zeroed them
-        in the database pages).
+        the entry's value and salt (its leaf, and every proof, stay valid); (3) append the block
+        ``seal`` builds and signs, holding the redaction record (who, why, when, which leaf) as
+        the next leaf, with the tip compare-and-swap of :meth:`append_block`; (4) index it in
+        ``redactions``. A crash anywhere before the commit leaves neither. After the commit,
+        (5) the WAL is checkpointed and truncated so the erased bytes leave the store files
+        (``secure_delete`` zeroed them in the database pages).
 
         Returns the block holding the record. Raises InputError (no actor or reason, or the leaf
         is a log record), NotFoundError (no such entry), ConflictError (already redacted),
@@ -485,7 +484,7 @@ class BlockStore:
                 "UPDATE entries SET value = NULL, salt = NULL WHERE log_id = ? AND idx = ?",
                 (log_id, index),
             )
-            built = build_redaction_block(tip, redaction, signer, when)
+            built = seal(tip, redaction, when)
             self._insert_block(built)  # 3
             try:
                 self._db.execute(  # 4
@@ -821,8 +820,8 @@ class BlockStore:
         )
 
     # --- queries of the read API ------------------------------------------------------------
-    # Read-only look-ups for `sealer.api`, including the entries' event id and flag, which
-    # the Entry model does not carry.
+    # Read-only look-ups for `auditseal.readapi.app`, including the entries' event id and flag,
+    # which the Entry model does not carry.
 
     def block_page(
         self, origin: str, first: int, limit: int

@@ -1,13 +1,14 @@
-"""The monitor accepts an erased entry only with its redaction record (sealer.monitor_checks)."""
+"""The monitor accepts an erased entry only with its redaction record (auditseal.monitor.checks)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from sealer.blocks import LogTip, build_redaction_block
-from tests.unit.sealer.test_monitor_checks import SIGNER, Log, checker, items_of, kinds
-from verifier.block import SealedBlock
-from verifier.redaction import Redaction
+from auditseal.sealer.blocks import build_redaction_block
+from auditseal.store.model import LogTip
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.redaction import Redaction
+from tests.unit.monitor.test_checks import SIGNER, Log, checker, items_of, kinds
 
 GRACE = 60_000
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sealer.store import BlockStore
-from verifier.errors import VerificationError
-from verifier.note import NoteVerifier
-from verifier.redaction import RedactionError, RedactionLedger
-from verifier.replay import LogReplay
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.errors import VerificationError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.redaction import RedactionError, RedactionLedger
+from auditseal.verifier.replay import LogReplay
 
 __all__ = ["LogCheck", "check_log"]
 

@@ -1,6 +1,6 @@
 """``auditseal monitor``: watch ``audit.sealed`` and ``audit.anchors`` and raise alerts.
 
-The checks are :class:`sealer.monitor_checks.Checker`'s; this module is the I/O around it: a
+The checks are :class:`auditseal.monitor.checks.Checker`'s; this module is the I/O around it: a
 confluent-kafka consumer assigned to every partition of both topics from the beginning (the
 replay state must be complete), the verifier's reader of the anchor contract, and the alert sinks:
 stdout (JSON lines), a webhook (its own thread, bounded queue, retries with backoff, so a dead
@@ -27,8 +27,17 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from sealer.cli import fail
-from sealer.monitor_checks import (
+from auditseal.cli.options import (
+    bootstrap_option,
+    contract_pin_options,
+    log_key_option,
+    metrics_listen_option,
+    resolve_contract_pin,
+    rpc_option,
+    sealed_topic_option,
+)
+from auditseal.cli.output import fail, warn_alias
+from auditseal.monitor.checks import (
     DEFAULT_ID_MEMORY,
     DEFAULT_SEQUENCE_MEMORY,
     DEFAULT_SEQUENCE_RUNS,
@@ -36,15 +45,14 @@ from sealer.monitor_checks import (
     Alert,
     Checker,
 )
-from sealer.pin_options import contract_pin_options, resolve_contract_pin
-from verifier.anchor import AnchorReceipt
-from verifier.anchoring import ChainUnavailableError
-from verifier.errors import FormatError, VerifierError
-from verifier.note import NoteVerifier
-from verifier.sealed import BlockAssembler, parse_message
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.anchoring import ChainUnavailableError
+from auditseal.verifier.errors import FormatError, VerifierError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.sealed import BlockAssembler, parse_message
 
 if TYPE_CHECKING:
-    from verifier.chain import Web3AnchorReader
+    from auditseal.verifier.chain import Web3AnchorReader
 
 DEFAULT_METRICS_PORT = 9466
 ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
@@ -418,27 +426,9 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
 
 
 @click.command("monitor", help=HELP)
-@click.option(
-    "--bootstrap",
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers [default: from `auditseal dev up`, else 127.0.0.1:9092].",
-)
-@click.option(
-    "--log-key",
-    "log_keys",
-    multiple=True,
-    envvar="AUDITSEAL_LOG_KEY",
-    show_envvar=True,
-    help="Pinned log verifier key (name+keyid+base64); repeatable. Required.",
-)
-@click.option(
-    "--rpc",
-    envvar="AUDITSEAL_RPC",
-    show_envvar=True,
-    help="JSON-RPC URL of the anchor chain [default: from `auditseal dev up`, else "
-    "http://127.0.0.1:8545].",
-)
+@bootstrap_option()
+@log_key_option("Required.")
+@rpc_option("[default: from `auditseal dev up`, else http://127.0.0.1:8545]")
 @contract_pin_options
 @click.option(
     "--no-chain",
@@ -446,7 +436,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     help="Do not ask the chain: receipts are checked for coherence and coverage only "
     "(no reorg, rootOf or anchor_not_on_chain checks).",
 )
-@click.option("--sealed-topic", default="audit.sealed", show_default=True, help="Sealed blocks.")
+@sealed_topic_option
 @click.option(
     "--anchors-topic", default="audit.anchors", show_default=True, help="Anchor receipts."
 )
@@ -522,13 +512,8 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     show_default=True,
     help="Seconds one POST may take.",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(min=0, max=65535),
-    default=DEFAULT_METRICS_PORT,
-    show_default=True,
-    help="Serve Prometheus metrics on 127.0.0.1:PORT; 0 serves none.",
-)
+@metrics_listen_option(f"127.0.0.1:{DEFAULT_METRICS_PORT}")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535), hidden=True)
 @click.option(
     "--from-beginning/--from-now",
     default=True,
@@ -568,7 +553,8 @@ def monitor(
     webhook: str | None,
     webhook_retries: int,
     webhook_timeout: float,
-    metrics_port: int,
+    metrics_listen: tuple[str, int] | None,
+    metrics_port: int | None,
     from_beginning: bool,
     once: bool,
     idle_exit: float | None,
@@ -579,7 +565,7 @@ def monitor(
         keys = [NoteVerifier.from_string(k) for k in log_keys]
     except FormatError as exc:
         fail(f"--log-key: {exc}", 2)
-    from infra.state import endpoints
+    from auditseal.infra.state import endpoints
 
     default_bootstrap, default_rpc = endpoints()
     bootstrap = bootstrap or default_bootstrap
@@ -593,7 +579,7 @@ def monitor(
                 2,
             )
         try:
-            from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
+            from auditseal.verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
 
             chain = Web3AnchorReader(rpc or default_rpc, contract)
             served = chain.chain_id()
@@ -635,13 +621,17 @@ def monitor(
     consumer.assign(assignment)
 
     metrics = Metrics()
-    if metrics_port:
+    if metrics_port is not None:  # the old spelling, kept hidden for one release
+        warn_alias("--metrics-port PORT", "--metrics-listen 127.0.0.1:PORT (or off)")
+        metrics_listen = ("127.0.0.1", metrics_port) if metrics_port else None
+    if metrics_listen is not None:
         from prometheus_client import start_http_server
 
+        host, port = metrics_listen
         try:
-            start_http_server(metrics_port, "127.0.0.1", registry=metrics.registry)
+            start_http_server(port, host, registry=metrics.registry)
         except OSError as exc:
-            fail(f"--metrics-port {metrics_port}: {exc.strerror}", 2)
+            fail(f"--metrics-listen {host}:{port}: {exc.strerror}", 2)
     producer = (
         Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
         if alerts_topic

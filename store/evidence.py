@@ -1,12 +1,12 @@
 """What ``auditseal verify`` shows the verifier, read from a block store.
 
 :func:`block_material` gathers, for block ``N`` of a log, everything
-:class:`verifier.verify.Verifier` checks: the block (header, signed checkpoint, entries), the
-previous header and its signed checkpoint, the compact range at the block's start (stored tree
+:class:`auditseal.verifier.verify.Verifier` checks: the block (header, signed checkpoint, entries),
+the previous header and its signed checkpoint, the compact range at the block's start (stored tree
 nodes), the latest confirmed anchor receipt of the log that covers the block, and the
 consistency proof from the block's end to that receipt's checkpoint. None of it is trusted:
 each piece is only an input to a check. :func:`store_bundle` wraps it, with an optional
-event's inclusion proof, into the portable :class:`~verifier.bundle.Bundle`
+event's inclusion proof, into the portable :class:`~auditseal.verifier.bundle.Bundle`
 that ``auditseal bundle`` writes and the read API serves.
 
 A store that lost entries yields a block with fewer entries, one that lost the previous block
@@ -18,18 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sealer.errors import InputError, NotFoundError, StoreError
-from sealer.store import BlockStore
-from verifier.anchor import AnchorReceipt
-from verifier.anchored_state import ChainState
-from verifier.block import SealedBlock
-from verifier.bundle import Bundle
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange
-from verifier.errors import FormatError
-from verifier.leaf import Entry
-from verifier.redaction import ProvenLeaf, Redaction
-from verifier.verify import (
+from auditseal.store.errors import InputError, NotFoundError, StoreError
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.anchored_state import ChainState
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.bundle import Bundle
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.redaction import ProvenLeaf, Redaction
+from auditseal.verifier.verify import (
     AmbiguousEventError,
     BlockMaterial,
     EventCandidate,

@@ -3,10 +3,10 @@
 A background thread tails ``audit.sealed``, ``audit.anchors`` and ``audit.alerts`` with
 confluent-kafka (no consumer group: it assigns partitions itself, from the last few records,
 and never commits) and hands each value to the event loop, where
-:class:`~sealer.dashboard_feed.Feed` turns it into updates pushed to every browser over
+:class:`~auditseal.dashboard.feed.Feed` turns it into updates pushed to every browser over
 server-sent events. What the streams say is shown as they say it; a block is only *proven*
-by its verification report, which :class:`verifier.verify.Verifier` computes from the block
-store (opened read-only) with the pinned keys and contract, exactly as ``auditseal verify``.
+by its verification report, which :class:`auditseal.verifier.verify.Verifier` computes from the
+block store (opened read-only) with the pinned keys and contract, exactly as ``auditseal verify``.
 
 Routes (GET only): ``/`` the page, ``/static/*`` its files, ``/api/state`` the current
 snapshot, ``/api/events`` the SSE stream (a ``snapshot`` event, then ``block``, ``anchor``,
@@ -31,18 +31,27 @@ import click
 import orjson
 from aiohttp import web
 
-from sealer.api import ReadOnlyStores, StoreUnavailable, block_json, entry_json
-from sealer.cli import fail
-from sealer.dashboard_feed import Feed, Update
-from sealer.errors import InputError, NotFoundError, SealerError
-from sealer.pin_options import contract_pin_options, resolve_contract_pin
-from sealer.store import DEFAULT_STORE, BlockStore
-from sealer.verify_material import block_material, covering_receipt
-from verifier import merkle
-from verifier.checkpoint import open_checkpoint
-from verifier.errors import VerifierError
-from verifier.note import NoteVerifier
-from verifier.verify import Verifier
+from auditseal.cli.options import (
+    bootstrap_option,
+    contract_pin_options,
+    listen_option,
+    log_key_option,
+    resolve_contract_pin,
+    rpc_option,
+    sealed_topic_option,
+    store_option,
+)
+from auditseal.cli.output import fail, warn_alias
+from auditseal.dashboard.feed import Feed, Update
+from auditseal.readapi.app import ReadOnlyStores, StoreUnavailable, block_json, entry_json
+from auditseal.store.errors import InputError, NotFoundError, StoreError
+from auditseal.store.evidence import block_material, covering_receipt
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier import merkle
+from auditseal.verifier.checkpoint import open_checkpoint
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.verify import Verifier
 
 __all__ = ["DashboardConfig", "dashboard", "make_app"]
 
@@ -347,7 +356,7 @@ class Dashboard:
             return _json({"error": str(exc)}, 400)
         except StoreUnavailable as exc:
             return _json({"error": str(exc)}, 503)
-        except (SealerError, VerifierError) as exc:
+        except (StoreError, VerifierError) as exc:
             return _json({"error": f"store error: {exc}"}, 500)
 
     # --- reading and verifying (executor threads) ----------------------------------------------
@@ -366,7 +375,9 @@ class Dashboard:
         else:
             reader = None
             if c.rpc and c.contract:
-                from verifier.chain import Web3AnchorReader  # web3 only when a chain is asked
+                from auditseal.verifier.chain import (
+                    Web3AnchorReader,  # web3 only when a chain is asked
+                )
 
                 reader = Web3AnchorReader(c.rpc, c.contract)
             verifier = Verifier(self.keys, reader, c.contract, c.chain_id, int(time.time()))
@@ -476,57 +487,24 @@ def make_app(config: DashboardConfig) -> web.Application:
 
 
 @click.command("dashboard")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    envvar="AUDITSEAL_DASHBOARD_HOST",
-    show_default=True,
-    show_envvar=True,
-    help="Address to listen on. Keep loopback: the page shows event values and has no login.",
+@listen_option(
+    f"127.0.0.1:{DEFAULT_PORT}",
+    "AUDITSEAL_DASHBOARD_LISTEN",
+    "Keep loopback: the page shows event values and has no login.",
 )
+@click.option("--host", hidden=True, envvar="AUDITSEAL_DASHBOARD_HOST")
 @click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    envvar="AUDITSEAL_DASHBOARD_PORT",
-    show_default=True,
-    show_envvar=True,
-    help="TCP port to listen on.",
+    "--port", type=click.IntRange(0, 65535), hidden=True, envvar="AUDITSEAL_DASHBOARD_PORT"
 )
-@click.option(
-    "--bootstrap",
-    envvar="AUDITSEAL_BOOTSTRAP",
-    show_envvar=True,
-    help="Kafka bootstrap servers to read the sealed, anchors and alerts topics from "
-    "[default: from `auditseal dev up`, else 127.0.0.1:9092].",
-)
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STORE,
-    envvar="AUDITSEAL_STORE",
-    show_default=True,
-    show_envvar=True,
-    help="Block store (SQLite), opened read-only, for verification reports and event proofs.",
-)
-@click.option(
-    "--rpc",
-    envvar="AUDITSEAL_RPC",
-    show_envvar=True,
-    help="JSON-RPC URL of the anchor chain, for confirmations and the on-chain check "
-    "[default: the chain of `auditseal dev up` while it runs, else none].",
+@bootstrap_option("The sealed, anchors and alerts topics are read from it.")
+@store_option("Opened read-only, for verification reports and event proofs.")
+@rpc_option(
+    "For confirmations and the on-chain check [default: the chain of `auditseal dev up` "
+    "while it runs, else none]."
 )
 @contract_pin_options
-@click.option(
-    "--log-key",
-    "log_keys",
-    multiple=True,
-    envvar="AUDITSEAL_LOG_KEY",
-    show_envvar=True,
-    help="Pinned log verifier key (name+keyid+base64); repeatable. Without one the page "
-    "shows blocks but no verification report.",
-)
-@click.option("--sealed-topic", default="audit.sealed", show_default=True, help="Sealed blocks.")
+@log_key_option("Without one the page shows blocks but no verification report.")
+@sealed_topic_option
 @click.option("--anchors-topic", default="audit.anchors", show_default=True, help="Receipts.")
 @click.option("--alerts-topic", default="audit.alerts", show_default=True, help="Alerts.")
 @click.option(
@@ -537,8 +515,9 @@ def make_app(config: DashboardConfig) -> web.Application:
     help="Blocks kept and shown to a page that connects.",
 )
 def dashboard(
-    host: str,
-    port: int,
+    listen: tuple[str, int],
+    host: str | None,
+    port: int | None,
     bootstrap: str | None,
     store: Path,
     rpc: str | None,
@@ -556,8 +535,13 @@ def dashboard(
     Read-only: it consumes the topics without a consumer group and opens the store read-only.
     Click a block for its verification report, search an event id for its inclusion proof.
     """
-    from infra.errors import InfraError
-    from infra.state import endpoints, load
+    from auditseal.infra.errors import InfraError
+    from auditseal.infra.state import endpoints, load
+
+    if host is not None or port is not None:  # the old spellings, kept hidden for one release
+        warn_alias("--host/--port", "--listen HOST:PORT")
+        listen = (host or listen[0], listen[1] if port is None else port)
+    host, port = listen
 
     dev_rpc = None
     with contextlib.suppress(InfraError):

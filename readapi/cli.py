@@ -1,4 +1,4 @@
-"""``auditseal serve``: the read API over a block store (see sealer/api.py, docs/SERVE.md).
+"""``auditseal serve``: the read API over a block store (see readapi/app.py, docs/SERVE.md).
 
 aiohttp is imported inside the command, so listing commands stays cheap.
 """
@@ -9,32 +9,14 @@ from pathlib import Path
 
 import click
 
-from sealer.cli import store_option
+from auditseal.cli.options import host_port, listen_option, store_option
 
-DEFAULT_LISTEN = "127.0.0.1:8090"
-DEFAULT_ENTRY_MAX_AGE_S = 60  # sealer.api's default, repeated so that --help loads no aiohttp
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:8090`` for IPv6) as (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(f"want host:port, got {listen!r}", param_hint="--listen")
-    return host, int(port)
+DEFAULT_ENTRY_MAX_AGE_S = 60  # readapi.app's default, repeated so that --help loads no aiohttp
 
 
 @click.command()
-@store_option
-@click.option(
-    "--listen",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    envvar="AUDITSEAL_API_LISTEN",
-    show_envvar=True,
-    help="host:port to listen on.",
-)
+@store_option()
+@listen_option("127.0.0.1:8090", "AUDITSEAL_API_LISTEN")
 @click.option(
     "--entry-max-age",
     type=click.IntRange(0),
@@ -42,7 +24,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     show_default=True,
     help="Cache-Control max-age (seconds) of answers holding entries, which redaction changes.",
 )
-def serve(store: Path, listen: str, entry_max_age: int) -> None:
+def serve(store: Path, listen: tuple[str, int], entry_max_age: int) -> None:
     """Serve the block store read-only over HTTP, as JSON, for verifiers and dashboards.
 
     Logs are named by origin in the query parameter `log`; hashes are hex, checkpoint notes
@@ -68,9 +50,9 @@ def serve(store: Path, listen: str, entry_max_age: int) -> None:
     """
     from aiohttp import web
 
-    from sealer.api import make_app
+    from auditseal.readapi.app import make_app
 
-    host, port = parse_listen(listen)
+    host, port = listen
     app = make_app(store, entry_max_age_s=entry_max_age)
-    click.echo(f"auditseal read API on http://{listen} serving {store}")
+    click.echo(f"auditseal read API on http://{host_port(listen)} serving {store}")
     web.run_app(app, host=host, port=port, print=None)

@@ -6,12 +6,12 @@ import sqlite3
 
 import pytest
 
-from sealer.blocks import Record
-from sealer.errors import StoreError
-from sealer.log_writer import LogWriter
-from sealer.store import BlockStore
-from tests.unit.sealer.test_store_anchors import ORIGINS, SIGNER, anchor_of, store  # noqa: F401
-from verifier.anchor import build_aggregate, checkpoint_body
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.errors import StoreError
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import build_aggregate, checkpoint_body
+from tests.unit.store.test_anchors import ORIGINS, SIGNER, anchor_of, store  # noqa: F401
 
 
 def test_intents_are_idempotent_and_several_roots_per_seq_are_kept(store):  # noqa: F811

@@ -7,12 +7,12 @@ import sqlite3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import Record
-from sealer.errors import ConflictError, InputError, NotFoundError
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore, StoredAnchor
-from verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.errors import ConflictError, InputError, NotFoundError
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore, StoredAnchor
+from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 ORIGINS = ["auditseal.local/audit.events/1", "auditseal.local/audit.events/0"]

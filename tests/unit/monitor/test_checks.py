@@ -10,16 +10,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest import events
-from ingest.envelope import encode_event
-from sealer.monitor_checks import KINDS, Alert, Checker
-from sealer.signer import Signer
-from verifier.anchor import AnchorReceipt, build_aggregate
-from verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
-from verifier.checkpoint import Checkpoint
-from verifier.compact import CompactRange
-from verifier.leaf import Entry
-from verifier.sealed import EntryItem
+from auditseal.ingest import events
+from auditseal.ingest.envelope import encode_event
+from auditseal.monitor.checks import KINDS, Alert, Checker
+from auditseal.sealer.signer import Signer
+from auditseal.verifier.anchor import AnchorReceipt, build_aggregate
+from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.compact import CompactRange
+from auditseal.verifier.leaf import Entry
+from auditseal.verifier.sealed import EntryItem
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 OTHER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32))

@@ -2,21 +2,21 @@
 
 :func:`audit_log` streams one log out of the store (one ordered query over its blocks, one over
 its entries, both in one read transaction so a sealer appending meanwhile cannot skew them;
-memory holds one block at a time) into :class:`verifier.audit.LogAuditor`, which reports every
-bad or missing block. It then proves the log on chain once: the block that ends at the latest
-anchored checkpoint goes through :meth:`verifier.verify.Verifier.verify_block`, whose
+memory holds one block at a time) into :class:`auditseal.verifier.audit.LogAuditor`, which reports
+every bad or missing block. It then proves the log on chain once: the block that ends at the latest
+anchored checkpoint goes through :meth:`auditseal.verifier.verify.Verifier.verify_block`, whose
 consistency, anchor-inclusion and on-chain checks carry every block up to it to the chain.
 Blocks after that checkpoint are "not anchored yet".
 
 Which anchor is the latest is the chain's word, not the store's (:func:`store_chain_state`,
-:mod:`verifier.anchored_state`): with a chain at hand, the log's anchored size comes from the
-latest anchor on chain whose aggregate the store's records rebuild, and a log anchored beyond
+:mod:`auditseal.verifier.anchored_state`): with a chain at hand, the log's anchored size comes from
+the latest anchor on chain whose aggregate the store's records rebuild, and a log anchored beyond
 the store's last block fails the ``anchored-state`` check. Without a chain the store's own
 receipts are followed, and nothing is proven on chain (exit 3 at best).
 
-Exit codes (:attr:`LogAudit.exit_code`; :func:`verifier.audit.combined_exit_code` for several
-logs): 0 valid, 1 a bad or missing block or a failed anchor check, 3 nothing invalid but not all
-proven on chain (not anchored yet, chain unreachable).
+Exit codes (:attr:`LogAudit.exit_code`; :func:`auditseal.verifier.audit.combined_exit_code` for
+several logs): 0 valid, 1 a bad or missing block or a failed anchor check, 3 nothing invalid but not
+all proven on chain (not anchored yet, chain unreachable).
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from sealer.errors import NotFoundError, SealerError, StoreError
-from sealer.store import BlockStore
-from sealer.verify_material import block_material
-from verifier.anchor import AnchorReceipt
-from verifier.anchored_state import CHECK as ANCHORED_STATE
-from verifier.anchored_state import ChainState, read_chain_state
-from verifier.anchoring import AnchorReader, ChainAnchor
-from verifier.audit import AuditBlock, EntryRow, LogAudit, LogAuditor, Problem
-from verifier.block import BlockHeader
-from verifier.checkpoint import Checkpoint
-from verifier.errors import VerifierError
-from verifier.merkle import range_nodes
-from verifier.verify import CHECKS, Report, Verifier
+from auditseal.store.errors import NotFoundError, StoreError
+from auditseal.store.evidence import block_material
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.anchored_state import CHECK as ANCHORED_STATE
+from auditseal.verifier.anchored_state import ChainState, read_chain_state
+from auditseal.verifier.anchoring import AnchorReader, ChainAnchor
+from auditseal.verifier.audit import AuditBlock, EntryRow, LogAudit, LogAuditor, Problem
+from auditseal.verifier.block import BlockHeader
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.merkle import range_nodes
+from auditseal.verifier.verify import CHECKS, Report, Verifier
 
 __all__ = ["audit_log", "store_chain_state"]
 
@@ -47,7 +47,7 @@ _BLOCKS_SQL = (
     "SELECT number, start_idx, end_idx, header, checkpoint FROM blocks"
     " WHERE log_id = ? ORDER BY number"
 )
-_ENTRIES_SQL = (  # a negative position column marks a log record (sealer/store.py)
+_ENTRIES_SQL = (  # a negative position column marks a log record (store/sqlite.py)
     "SELECT idx, CASE WHEN position < 0 THEN idx ELSE position END, timestamp_ms, key, value,"
     " salt, commitment, value_null, position < 0 FROM entries WHERE log_id = ? ORDER BY idx"
 )
@@ -85,7 +85,7 @@ def store_chain_state(
     def recorded(seq: int) -> list[str]:
         try:
             return [r.checkpoint for r in db.anchor_receipts(seq)]
-        except (SealerError, ValueError) as exc:  # FormatError is a ValueError
+        except (StoreError, ValueError) as exc:  # FormatError is a ValueError
             raise VerifierError(f"{db.path}: anchor {seq}: {exc}") from exc
 
     claimed = [a.seq for a in db.anchors("confirmed")]
@@ -314,7 +314,7 @@ def _verify_anchored_block(
 ) -> Report | None:
     try:
         report = verifier.verify_block(block_material(db, origin, number))
-    except (SealerError, VerifierError) as exc:
+    except (StoreError, VerifierError) as exc:
         problems.append(Problem(number, "anchor", f"cannot check the anchored block: {exc}"))
         return None
     already = auditor.reported_blocks()

@@ -9,13 +9,13 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import Record
-from sealer.dashboard_feed import ACTIVITY_MINUTES, ENTRY_PREVIEW, UNKNOWN_SOURCE, Feed
-from sealer.log_writer import LogWriter
-from sealer.sealed_stream import encode_block
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
+from auditseal.dashboard.feed import ACTIVITY_MINUTES, ENTRY_PREVIEW, UNKNOWN_SOURCE, Feed
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.sealed_stream import encode_block
+from auditseal.sealer.signer import Signer
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
 A, B = "test.local/audit.events/0", "test.local/audit.events/1"
@@ -181,7 +181,7 @@ def test_alerts_are_kept_as_text_with_their_fields(chain):
 
 
 def test_an_alert_of_the_monitor_keeps_its_severity_and_time(chain):
-    from sealer.monitor_checks import Alert
+    from auditseal.monitor.checks import Alert
 
     alert = Alert("sequence_gap", "x/0", 4, "source s skipped 7", 1_795_000_000_123)
     (u,) = Feed(clock_ms=lambda: NOW).on_alert(orjson.dumps(alert.to_json()))

@@ -7,15 +7,17 @@ import sqlite3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sealer.blocks import Record, build_block
-from sealer.errors import ConflictError, InputError, NotFoundError, StoreError
-from sealer.fsck import check_log
-from sealer.log_writer import LogWriter
-from sealer.signer import Signer
-from sealer.store import BlockStore
-from verifier import merkle
-from verifier.errors import VerificationError
-from verifier.leaf import LeafMismatchError
+from auditseal.sealer import errors as sealer_errors
+from auditseal.sealer.blocks import build_block, redaction_sealer
+from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.signer import Signer
+from auditseal.store.errors import ConflictError, InputError, NotFoundError, StoreError
+from auditseal.store.fsck import check_log
+from auditseal.store.model import Record
+from auditseal.store.sqlite import BlockStore
+from auditseal.verifier import merkle
+from auditseal.verifier.errors import VerificationError
+from auditseal.verifier.leaf import LeafMismatchError
 
 ORIGIN = "auditseal.local/audit.events/0"
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))
@@ -99,9 +101,9 @@ def test_a_redelivered_position_is_a_conflict(filled):
 
 def test_positions_must_increase_within_a_block(store):
     tip = store.tip(ORIGIN)
-    with pytest.raises(InputError, match="does not follow"):
+    with pytest.raises(sealer_errors.InputError, match="does not follow"):
         build_block(tip, [records(5, 1)[0], records(5, 1)[0]], SIGNER, 1)
-    with pytest.raises(InputError, match="at least one"):
+    with pytest.raises(sealer_errors.InputError, match="at least one"):
         build_block(tip, [], SIGNER, 1)
 
 
@@ -125,7 +127,9 @@ def test_sql_updates_and_deletes_are_refused(filled):
 def test_redaction_keeps_proofs_and_is_recorded(filled):
     size, tip = filled.size(ORIGIN), filled.tip(ORIGIN)
     before = filled.inclusion_proof(ORIGIN, 4)
-    built = filled.redact(ORIGIN, 4, "dpo@example.com", "GDPR-2026-17", SIGNER, now_ms=99)
+    built = filled.redact(
+        ORIGIN, 4, "dpo@example.com", "GDPR-2026-17", redaction_sealer(SIGNER), now_ms=99
+    )
     entry = filled.entries(ORIGIN, 4, 5)[0]
     assert entry.redacted and entry.value is None
     assert filled.inclusion_proof(ORIGIN, 4, size) == before
@@ -136,11 +140,11 @@ def test_redaction_keeps_proofs_and_is_recorded(filled):
     assert filled.tip(ORIGIN).last_position == tip.last_position
     assert check_log(filled, ORIGIN, [SIGNER.verifier]).redacted == 1
     with pytest.raises(ConflictError, match="already redacted"):
-        filled.redact(ORIGIN, 4, "x", "y", SIGNER)
+        filled.redact(ORIGIN, 4, "x", "y", redaction_sealer(SIGNER))
     with pytest.raises(NotFoundError):
-        filled.redact(ORIGIN, 10_000, "x", "y", SIGNER)
+        filled.redact(ORIGIN, 10_000, "x", "y", redaction_sealer(SIGNER))
     with pytest.raises(InputError):
-        filled.redact(ORIGIN, 5, "", "y", SIGNER)
+        filled.redact(ORIGIN, 5, "", "y", redaction_sealer(SIGNER))
 
 
 def test_fsck_finds_a_value_altered_behind_the_api(filled):
@@ -190,7 +194,7 @@ def test_readonly_store_refuses_writes(filled):
     with BlockStore.open(filled.path, readonly=True) as ro:
         assert ro.size(ORIGIN) == sum(SIZES)
         with pytest.raises(StoreError, match="cannot write"):
-            ro.redact(ORIGIN, 0, "a", "b", SIGNER)
+            ro.redact(ORIGIN, 0, "a", "b", redaction_sealer(SIGNER))
         assert ro.entries(ORIGIN, 0, 1)[0].value is not None
 
 

@@ -1,12 +1,13 @@
 """The dashboard's state, kept apart from Kafka and HTTP so it can be tested on its own.
 
 :class:`Feed` is fed the raw values of three topics: ``audit.sealed`` (decoded with
-:mod:`verifier.sealed`, parts joined by its :class:`~verifier.sealed.BlockAssembler`),
-``audit.anchors`` (:class:`~verifier.anchor.AnchorReceipt` JSON) and ``audit.alerts`` (the
-monitor's JSON alerts). It keeps the last blocks, the anchor receipts that cover them, the
-alerts and per-source event counts per minute, and answers each message with the updates to
-push to browsers. Nothing here is trusted: it is what the streams say, shown as such; the
-verification report (``sealer.dashboard``) is what checks a block.
+:mod:`auditseal.verifier.sealed`, parts joined by its
+:class:`~auditseal.verifier.sealed.BlockAssembler`), ``audit.anchors``
+(:class:`~auditseal.verifier.anchor.AnchorReceipt` JSON) and ``audit.alerts`` (the monitor's JSON
+alerts). It keeps the last blocks, the anchor receipts that cover them, the alerts and per-source
+event counts per minute, and answers each message with the updates to push to browsers. Nothing here
+is trusted: it is what the streams say, shown as such; the verification report
+(``auditseal.dashboard.server``) is what checks a block.
 
 Every value is JSON-ready; the page renders it as text, never as markup.
 """
@@ -22,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from verifier.anchor import AnchorReceipt
-from verifier.block import SealedBlock
-from verifier.checkpoint import Checkpoint
-from verifier.errors import FormatError
-from verifier.sealed import BlockAssembler, EntryItem, parse_message
+from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.block import SealedBlock
+from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.sealed import BlockAssembler, EntryItem, parse_message
 
 __all__ = [
     "ACTIVITY_MINUTES",

@@ -1,0 +1,251 @@
+"""The options many commands share, declared once: one spelling, one environment variable and
+one help text each. A command adds a sentence of its own with ``note``; where two spellings
+existed, the old one stays as a hidden alias for one release (see the commands that use them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from auditseal.store.sqlite import DEFAULT_STORE
+from auditseal.verifier.errors import FormatError
+from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
+
+__all__ = [
+    "HostPort",
+    "bootstrap_option",
+    "contract_pin_options",
+    "events_topic_option",
+    "host_port",
+    "json_option",
+    "listen_option",
+    "log_key_option",
+    "log_option",
+    "metrics_listen_option",
+    "resolve_contract_pin",
+    "rpc_option",
+    "sealed_topic_option",
+    "signing_key_option",
+    "store_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _help(text: str, note: str) -> str:
+    return f"{text} {note}" if note else text
+
+
+class HostPort(click.ParamType):
+    """``host:port`` (``[::1]:8090`` for IPv6) as ``(host, port)``; with ``off=True`` the word
+    ``off`` gives None (the endpoint is not served)."""
+
+    name = "host:port"
+
+    def __init__(self, off: bool = False) -> None:
+        self.off = off
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int] | None:
+        if isinstance(value, tuple) or value is None:
+            return value
+        if self.off and value == "off":
+            return None
+        host, _, port = str(value).rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+            want = "host:port or 'off'" if self.off else "host:port"
+            self.fail(f"want {want}, got {value!r}", param, ctx)
+        return host, int(port)
+
+
+def host_port(address: tuple[str, int]) -> str:
+    """``(host, port)`` written back as ``host:port`` (``[::1]:port`` for IPv6), e.g. for URLs."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def json_option(f: F) -> F:
+    """``--json``: the command's result as JSON on stdout, for scripts."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def store_option(
+    note: str = "", default: Path | None = DEFAULT_STORE, dest: str = "store"
+) -> Callable[[F], F]:
+    """``--store``: the block store file (``$AUDITSEAL_STORE``)."""
+    return click.option(
+        "--store",
+        dest,
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=default,
+        envvar="AUDITSEAL_STORE",
+        show_default=default is not None,
+        show_envvar=True,
+        help=_help("Block store file (SQLite).", note),
+    )
+
+
+def log_option(note: str = "", required: bool = True) -> Callable[[F], F]:
+    """``--log``: a log's origin (``$AUDITSEAL_LOG``)."""
+    return click.option(
+        "--log",
+        "origin",
+        required=required,
+        envvar="AUDITSEAL_LOG",
+        show_envvar=True,
+        help=_help("Log origin, e.g. auditseal.local/audit.events/0.", note),
+    )
+
+
+def bootstrap_option(note: str = "", dev_default: bool = True) -> Callable[[F], F]:
+    """``--bootstrap``: Kafka bootstrap servers (``$AUDITSEAL_BOOTSTRAP``). With
+    ``dev_default`` the command falls back to the dev stack's broker
+    (``auditseal.infra.state.endpoints``) when it is None; else None means no Kafka."""
+    default = " [default: from `auditseal dev up`, else 127.0.0.1:9092]" if dev_default else ""
+    return click.option(
+        "--bootstrap",
+        default=None,
+        envvar="AUDITSEAL_BOOTSTRAP",
+        show_envvar=True,
+        help=_help(f"Kafka bootstrap servers{default}.", note),
+    )
+
+
+def events_topic_option(note: str = "") -> Callable[[F], F]:
+    """``--topic``: the topic audit events are published to (``audit.events``)."""
+    return click.option(
+        "--topic",
+        default="audit.events",
+        show_default=True,
+        help=_help("Kafka topic of the audit events.", note),
+    )
+
+
+def sealed_topic_option(f: F) -> F:
+    """``--sealed-topic``: the sealed stream (``audit.sealed``)."""
+    return click.option(
+        "--sealed-topic",
+        default="audit.sealed",
+        show_default=True,
+        help="Kafka topic of the sealed blocks.",
+    )(f)
+
+
+def signing_key_option(note: str = "") -> Callable[[F], F]:
+    """``--key``: the log's private signing key file, as ``key_file``."""
+    return click.option(
+        "--key",
+        "key_file",
+        required=True,
+        envvar="AUDITSEAL_SEALER_KEY_FILE",
+        show_envvar=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=_help("Private key file that signs the checkpoints (`auditseal keygen`).", note),
+    )
+
+
+def rpc_option(
+    note: str = "",
+    default: Callable[[], str] | None = None,
+    default_help: str | None = None,
+    dest: str = "rpc",
+) -> Callable[[F], F]:
+    """``--rpc``: the JSON-RPC URL of the anchor chain (``$AUDITSEAL_RPC``)."""
+    return click.option(
+        "--rpc",
+        dest,
+        default=default,
+        envvar="AUDITSEAL_RPC",
+        show_default=default_help,
+        show_envvar=True,
+        help=_help("JSON-RPC URL of the anchor chain (Anvil, Sepolia, Holesky, ...).", note),
+    )
+
+
+def log_key_option(note: str = "", required: bool = False) -> Callable[[F], F]:
+    """``--log-key``: pinned log verifier keys (``$AUDITSEAL_LOG_KEY``), as ``log_keys``."""
+    return click.option(
+        "--log-key",
+        "log_keys",
+        multiple=True,
+        required=required,
+        envvar="AUDITSEAL_LOG_KEY",
+        show_envvar=True,
+        help=_help("Pinned log verifier key (name+keyid+base64); repeatable.", note),
+    )
+
+
+def listen_option(default: str, envvar: str, note: str = "") -> Callable[[F], F]:
+    """``--listen host:port`` of a server, as ``(host, port)``."""
+    return click.option(
+        "--listen",
+        type=HostPort(),
+        default=default,
+        envvar=envvar,
+        show_default=True,
+        show_envvar=True,
+        help=_help("host:port to listen on ([::1]:PORT for IPv6).", note),
+    )
+
+
+def metrics_listen_option(default: str) -> Callable[[F], F]:
+    """``--metrics-listen host:port|off``: the Prometheus endpoint, as ``(host, port)`` or None."""
+    return click.option(
+        "--metrics-listen",
+        type=HostPort(off=True),
+        default=default,
+        show_default=True,
+        help="host:port of the Prometheus endpoint, or 'off'.",
+    )
+
+
+def contract_pin_options(f: F) -> F:
+    """``--contract``, ``--chain-id`` and ``--deployment`` (the record giving their defaults)."""
+    for option in reversed(
+        (
+            click.option(
+                "--contract",
+                envvar="AUDITSEAL_CONTRACT",
+                show_envvar=True,
+                help="Pinned AuditAnchor address [default: from the deployment record].",
+            ),
+            click.option(
+                "--chain-id",
+                type=click.IntRange(min=1),
+                envvar="AUDITSEAL_CHAIN_ID",
+                show_envvar=True,
+                help="Pinned chain id; receipts must name it [default: from the deployment "
+                "record].",
+            ),
+            click.option(
+                "--deployment",
+                type=click.Path(dir_okay=False, path_type=Path),
+                default=DEFAULT_RECORD,
+                envvar=ENV_RECORD,
+                show_default=True,
+                show_envvar=True,
+                help="Anchor deployment record giving the default contract and chain id.",
+            ),
+        )
+    ):
+        f = option(f)
+    return f
+
+
+def resolve_contract_pin(
+    contract: str | None, chain_id: int | None, deployment: Path
+) -> tuple[str | None, int | None]:
+    """The flags' contract and chain id, else the deployment record's; a malformed record is a
+    usage error naming the file and the field."""
+    try:
+        pins = read_pins(deployment)
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--deployment") from exc
+    return contract or pins.address, chain_id if chain_id is not None else pins.chain_id
