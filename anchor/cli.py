@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from auditseal.cli.options import (
+    anchors_topic_option,
     bootstrap_option,
     json_option,
     metrics_listen_option,
@@ -257,8 +258,11 @@ def deploy(
     show_default=True,
     help="First pause between attempts, in seconds.",
 )
-@bootstrap_option("Receipts are published to --topic; without it, none are.", dev_default=False)
-@click.option("--topic", default="audit.anchors", show_default=True, help="Receipts topic.")
+@bootstrap_option(
+    "Receipts are published to --anchors-topic; without it, none are.", dev_default=False
+)
+@anchors_topic_option
+@click.option("--topic", hidden=True)
 @click.option("--once", is_flag=True, help="Run one round and exit (for tests and cron).")
 @metrics_listen_option("127.0.0.1:9465")
 @json_option
@@ -275,7 +279,8 @@ def run(
     retries: int,
     backoff: float,
     bootstrap: str | None,
-    topic: str,
+    anchors_topic: str,
+    topic: str | None,
     once: bool,
     metrics_listen: tuple[str, int] | None,
     as_json: bool,
@@ -285,7 +290,7 @@ def run(
     Every --interval: if any log's latest checkpoint differs from the last anchor's, build
     the aggregate tree over all of them, send anchor(seq, root, logs), wait for
     --confirmations, and record the anchor with one receipt per log in the store (and on
-    --topic with --bootstrap). Exit codes with --once: 0 anchored or nothing to do, 2 a
+    --anchors-topic with --bootstrap). Exit codes with --once: 0 anchored or nothing to do, 2 a
     usage error (key, record, wrong chain, key not authorised, no funds), 3 the chain
     unavailable after --retries attempts, not mined in --timeout, fees above the cap.
     """
@@ -312,7 +317,12 @@ def run(
         backoff=backoff,
         pause_after_broadcast=_test_pause_after_broadcast(),
     )
-    publisher: Publisher | None = KafkaPublisher(bootstrap, topic) if bootstrap else None
+    if topic is not None:  # the old spelling, kept hidden for one release
+        from auditseal.cli.output import warn_alias
+
+        warn_alias("--topic", "--anchors-topic")
+        anchors_topic = topic
+    publisher: Publisher | None = KafkaPublisher(bootstrap, anchors_topic) if bootstrap else None
     try:
         store = BlockStore.open(store_path)
     except StoreError as exc:

@@ -17,6 +17,8 @@ from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
 
 __all__ = [
     "HostPort",
+    "alerts_topic_option",
+    "anchors_topic_option",
     "bootstrap_option",
     "contract_pin_options",
     "events_topic_option",
@@ -125,6 +127,26 @@ def events_topic_option(note: str = "") -> Callable[[F], F]:
         default="audit.events",
         show_default=True,
         help=_help("Kafka topic of the audit events.", note),
+    )
+
+
+def anchors_topic_option(f: F) -> F:
+    """``--anchors-topic``: the anchor receipts (``audit.anchors``)."""
+    return click.option(
+        "--anchors-topic",
+        default="audit.anchors",
+        show_default=True,
+        help="Kafka topic of the anchor receipts.",
+    )(f)
+
+
+def alerts_topic_option(note: str = "") -> Callable[[F], F]:
+    """``--alerts-topic``: the monitor's alerts (``audit.alerts``)."""
+    return click.option(
+        "--alerts-topic",
+        default="audit.alerts",
+        show_default=True,
+        help=_help("Kafka topic of the monitor's alerts.", note),
     )
 
 

@@ -32,6 +32,8 @@ import orjson
 from aiohttp import web
 
 from auditseal.cli.options import (
+    alerts_topic_option,
+    anchors_topic_option,
     bootstrap_option,
     contract_pin_options,
     listen_option,
@@ -505,8 +507,8 @@ def make_app(config: DashboardConfig) -> web.Application:
 @contract_pin_options
 @log_key_option("Without one the page shows blocks but no verification report.")
 @sealed_topic_option
-@click.option("--anchors-topic", default="audit.anchors", show_default=True, help="Receipts.")
-@click.option("--alerts-topic", default="audit.alerts", show_default=True, help="Alerts.")
+@anchors_topic_option
+@alerts_topic_option()
 @click.option(
     "--history",
     type=click.IntRange(1, 10_000),

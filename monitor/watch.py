@@ -28,6 +28,8 @@ import click
 import orjson
 
 from auditseal.cli.options import (
+    alerts_topic_option,
+    anchors_topic_option,
     bootstrap_option,
     contract_pin_options,
     log_key_option,
@@ -437,15 +439,8 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     "(no reorg, rootOf or anchor_not_on_chain checks).",
 )
 @sealed_topic_option
-@click.option(
-    "--anchors-topic", default="audit.anchors", show_default=True, help="Anchor receipts."
-)
-@click.option(
-    "--alerts-topic",
-    default="audit.alerts",
-    show_default=True,
-    help="Topic alerts are published to (key: the log); '' publishes none.",
-)
+@anchors_topic_option
+@alerts_topic_option("Alerts are published to it, keyed by log; '' publishes none.")
 @click.option(
     "--anchor-late-after",
     type=click.FloatRange(min=0, min_open=True),

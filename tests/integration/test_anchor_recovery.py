@@ -383,7 +383,7 @@ def test_crash_loop_every_anchor_on_chain_is_recorded_and_published_none_reverte
     argv = [
         *(sys.executable, "-c", "from auditseal.cli.main import main; main()", "anchor", "run"),
         *("--store", str(logs.store.path), "--deployment", str(tmp_path / "deployment.json")),
-        *("--rpc", private_rpc, "--bootstrap", kafka_bootstrap, "--topic", topic),
+        *("--rpc", private_rpc, "--bootstrap", kafka_bootstrap, "--anchors-topic", topic),
         *("--interval", "0.2", "--rebroadcast-after", "5", "--backoff", "0.2"),
     ]
     started = time.monotonic()

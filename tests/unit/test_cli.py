@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+from auditseal.cli.options import HostPort, host_port
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.note import NoteVerifier
@@ -241,3 +243,28 @@ def test_log_check_finds_an_erasure_without_its_record(workdir):
     db.close()
     check = run("log", "check", "--log", ORIGIN, "--log-key", vkey(workdir), cwd=workdir)
     assert check.returncode == 1 and "no redaction record" in check.stderr
+
+
+def test_host_port_parses_what_listen_options_take():
+    assert HostPort().convert("127.0.0.1:8090", None, None) == ("127.0.0.1", 8090)
+    assert HostPort().convert("[::1]:0", None, None) == ("::1", 0)
+    assert HostPort(off=True).convert("off", None, None) is None
+    assert host_port(("::1", 8090)) == "[::1]:8090" and host_port(("h", 1)) == "h:1"
+    for bad in ("8090", "host:", ":80", "host:65536", "host:8o", "off"):
+        with pytest.raises(click.BadParameter, match="want host:port"):
+            HostPort().convert(bad, None, None)
+
+
+def test_every_command_takes_the_shared_spellings(tmp_path):
+    # One spelling each: the old ones are hidden aliases, absent from the help.
+    old_spellings = {
+        ("monitor",): ("--metrics-port",),
+        ("dashboard",): ("--host ", "--port "),
+        ("anchor", "run"): ("--topic ",),
+    }
+    for args, olds in old_spellings.items():
+        out = run(*args, "--help", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        for old in olds:
+            assert old not in out.stdout, (args, old)
+        assert "--metrics-listen" in out.stdout or "--listen" in out.stdout, args
