@@ -45,10 +45,11 @@ from auditseal.cli.options import (
 )
 from auditseal.cli.output import fail, warn_alias
 from auditseal.dashboard.feed import Feed, Update
-from auditseal.readapi.app import ReadOnlyStores, StoreUnavailable, block_json, entry_json
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import block_material, covering_receipt
+from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
 from auditseal.store.sqlite import BlockStore
+from auditseal.store.views import block_json, entry_json
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.errors import VerifierError

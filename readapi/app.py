@@ -36,12 +36,8 @@ read-only connection (sqlite3 connections cannot be shared across threads).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,9 +48,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import store_bundle
+from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
 from auditseal.store.sqlite import BlockStore, StoredBlock
+from auditseal.store.views import block_json, entry_json
 from auditseal.verifier.errors import VerifierError
-from auditseal.verifier.leaf import Entry
 from auditseal.verifier.verify import AmbiguousEventError, event_fields
 
 __all__ = [
@@ -63,10 +60,6 @@ __all__ = [
     "MAX_BLOCK_ENTRIES",
     "MAX_PAGE",
     "ReadAPI",
-    "ReadOnlyStores",
-    "StoreUnavailable",
-    "block_json",
-    "entry_json",
     "make_app",
 ]
 
@@ -90,10 +83,6 @@ NO_CACHE = "no-cache"
 
 class _BadParameter(Exception):
     """A query parameter that is missing or malformed: 400, its name first in the message."""
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be opened or read right now: 503."""
 
 
 # --- query parameters ------------------------------------------------------------------------
@@ -156,60 +145,6 @@ def _bool(request: web.Request, name: str) -> bool:
 
 
 # --- JSON shapes -----------------------------------------------------------------------------
-
-
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()
-
-
-def _utf8(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def block_json(origin: str, stored: StoredBlock, gaps: list[tuple[int, int]]) -> dict[str, Any]:
-    h = stored.header
-    return {
-        "log": origin,
-        "number": h.number,
-        "start": h.start,
-        "end": h.end,
-        "root": h.root.hex(),
-        "sealed_at_ms": h.sealed_at_ms,
-        "prev_hash": h.prev_hash.hex(),
-        "hash": stored.hash.hex(),
-        "header": h.to_text(),
-        "checkpoint": stored.checkpoint,
-        "gaps": [[a, b] for a, b in gaps],
-    }
-
-
-def entry_json(
-    index: int, entry: Entry, event_id: str | None, flag: str | None, block: int
-) -> dict[str, Any]:
-    return {
-        "log": entry.origin,
-        "index": index,
-        "position": entry.position,
-        "timestamp_ms": entry.timestamp_ms,
-        "key": _hex(entry.key),
-        "value": _hex(entry.value),
-        "value_text": _utf8(entry.value),
-        "salt": _hex(entry.salt),
-        "value_commitment": entry.value_commitment.hex(),
-        "value_null": entry.value_null,
-        "redacted": entry.redacted,
-        # The leaf as committed: built from the commitment, so a value that no longer opens
-        # it does not hide the leaf hash (a verifier recomputes the commitment itself).
-        "leaf_hash": entry.redact().leaf_hash().hex(),
-        "event_id": event_id,
-        "flag": flag,
-        "block": block,
-    }
 
 
 # --- reading the store (these run in executor threads) ----------------------------------------
@@ -335,32 +270,6 @@ def _consistency(db: BlockStore, origin: str, old: int, new: int | None) -> dict
         "new_root": p.new_root.hex(),
         "proof": [h.hex() for h in p.proof],
     }
-
-
-class ReadOnlyStores:
-    """One read-only BlockStore per executor thread, opened on first use."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    def _call(self, fn: Callable[[BlockStore], T]) -> T:
-        db: BlockStore | None = getattr(self._local, "store", None)
-        if db is None:
-            try:
-                db = self._local.store = BlockStore.open(self.path, readonly=True)
-            except StoreError as exc:
-                raise StoreUnavailable(str(exc)) from exc
-        try:
-            return fn(db)
-        except sqlite3.Error as exc:
-            # The connection may be unusable (file replaced, I/O error): the next call reopens.
-            self._local.store = None
-            db.close()
-            raise StoreUnavailable(str(exc)) from exc
-
-    async def run(self, fn: Callable[[BlockStore], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, self._call, fn)
 
 
 # --- the application ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ ALLOWED = {
     "ingest": {"verifier", "cli", "infra"},
     "readapi": {"verifier", "store", "cli"},
     "monitor": {"verifier", "store", "ingest", "cli", "infra"},
-    "dashboard": {"verifier", "store", "readapi", "cli", "infra"},
+    "dashboard": {"verifier", "store", "cli", "infra"},
     "infra": {"verifier", "store", "sealer", "anchor", "ingest", "cli"},
     "cli": set(ROOMS),
 }
