@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -21,11 +22,27 @@ from auditseal.cli.options import (
 DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
 DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _default_bootstrap() -> str:
     from auditseal.infra.state import endpoints
 
     return endpoints()[0]
+
+
+def _tokens_option(note: str) -> Callable[[F], F]:
+    """``--tokens``: the gateway's tokens file (hashes of bearer tokens, by source)."""
+    return click.option(
+        "--tokens",
+        "tokens_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_TOKENS,
+        show_default=True,
+        envvar="AUDITSEAL_GATEWAY_TOKENS",
+        show_envvar=True,
+        help=f"The gateway's tokens file (see `auditseal ingest token`). {note}",
+    )
 
 
 @click.group()
@@ -37,16 +54,7 @@ def ingest() -> None:
 @listen_option("127.0.0.1:8080", "AUDITSEAL_GATEWAY_LISTEN")
 @bootstrap_option()
 @events_topic_option()
-@click.option(
-    "--tokens",
-    "tokens_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_TOKENS,
-    show_default=True,
-    envvar="AUDITSEAL_GATEWAY_TOKENS",
-    show_envvar=True,
-    help="Tokens file (see `auditseal ingest token`); re-read on change.",
-)
+@_tokens_option("Re-read on change.")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -99,15 +107,7 @@ def serve(
 
 @ingest.command("token")
 @click.option("--source", required=True, help="The event source this token may publish for.")
-@click.option(
-    "--tokens",
-    "tokens_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_TOKENS,
-    show_default=True,
-    envvar="AUDITSEAL_GATEWAY_TOKENS",
-    show_envvar=True,
-)
+@_tokens_option("The token is added to it.")
 def token(source: str, tokens_path: Path) -> None:
     """Create a bearer token for SOURCE; prints it once, stores only its hash."""
     from auditseal.ingest.tokens import add_token
@@ -147,14 +147,7 @@ def token(source: str, tokens_path: Path) -> None:
     show_default=True,
     help="Gateway URL, with --via http.",
 )
-@click.option(
-    "--tokens",
-    "tokens_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_TOKENS,
-    show_default=True,
-    help="With --via http: the gateway's tokens file; one token per proxy is added.",
-)
+@_tokens_option("With --via http: one token per simulated proxy is added to it.")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
