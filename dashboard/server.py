@@ -61,7 +61,7 @@ __all__ = ["DashboardConfig", "dashboard", "make_app"]
 log = logging.getLogger("auditseal.dashboard")
 T = TypeVar("T")
 
-STATIC = Path(__file__).parent / "dashboard_static"
+STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8088
 MAX_BLOCK_ENTRIES = 500  # entries listed with a block's report
 MAX_EVENT_MATCHES = 20

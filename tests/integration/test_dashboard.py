@@ -306,7 +306,7 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(world):
     assert '<script src="/static/app.js"' in html
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert refused.value.code == 405
-    app_js = (Path(__file__).parents[2] / "sealer" / "dashboard_static" / "app.js").read_text()
+    app_js = (Path(__file__).parents[2] / "dashboard" / "static" / "app.js").read_text()
     assert "innerHTML" not in app_js and "insertAdjacentHTML" not in app_js
 
 
