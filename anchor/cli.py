@@ -302,7 +302,7 @@ def run(
     from auditseal.anchor.errors import InputError
     from auditseal.anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
     from auditseal.store.errors import StoreError
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     key = ChainKey.load(key_file)

@@ -54,7 +54,7 @@ from auditseal.infra.processes import free_port, tail
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.anchor import build_aggregate, checkpoint_body
 from auditseal.verifier.checkpoint import Checkpoint
 from bench._report import (

@@ -40,7 +40,7 @@ from pymerkle import InmemoryTree, SqliteTree
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.compact import CompactRange
 from auditseal.verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
 from bench._report import Stats, markdown_table, replace_section, section_header, significant

@@ -43,7 +43,7 @@ from auditseal.sealer.signer import Signer
 from auditseal.store.evidence import block_material
 from auditseal.store.log_audit import audit_log
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.audit import LogAudit
 from auditseal.verifier.verify import Verifier
 from bench._report import (

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from auditseal.store.sqlite import DEFAULT_STORE
+from auditseal.store.blockstore import DEFAULT_STORE
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
 

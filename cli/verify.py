@@ -35,7 +35,7 @@ from auditseal.cli.output import fail
 from auditseal.store.errors import StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.files import write_atomic
-from auditseal.store.sqlite import DEFAULT_STORE, BlockStore
+from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
 from auditseal.verifier.anchored_state import SETTLE_S, ChainState, mined_within
 from auditseal.verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
 from auditseal.verifier.audit import LogAudit, combined_exit_code

@@ -48,7 +48,7 @@ from auditseal.dashboard.feed import Feed, Update
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import block_material, covering_receipt
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.views import block_json, entry_json
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint

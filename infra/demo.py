@@ -31,7 +31,7 @@ from auditseal.infra import state
 from auditseal.infra.errors import ServiceUnavailableError
 from auditseal.infra.pipeline import auditseal_argv
 from auditseal.infra.processes import free_port
-from auditseal.store.sqlite import DEFAULT_STORE, BlockStore
+from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
 from auditseal.verifier.checkpoint import Checkpoint
 
 __all__ = ["demo"]

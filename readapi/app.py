@@ -49,7 +49,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
-from auditseal.store.sqlite import BlockStore, StoredBlock
+from auditseal.store.blockstore import BlockStore, StoredBlock
 from auditseal.store.views import block_json, entry_json
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.verify import AmbiguousEventError, event_fields

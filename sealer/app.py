@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -30,8 +32,8 @@ from auditseal.sealer.pipeline import (
 )
 from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
@@ -62,6 +64,7 @@ class _Worker:
         self.store = BlockStore.open(config.store_path, create=True)
         writer = LogWriter(self.store, Signer.from_file(config.key_file), _now_ms)
         self.sealer = Sealer(writer, config.sealer, triage)
+        self.name = f"{socket.gethostname()}/{os.getpid()}"  # in the store's claims
         self.sealed_topic = sealed_topic
         self.pending: dict[TopicPartition, deque[Any]] = defaultdict(deque)
         self.highwater: dict[TopicPartition, int] = {}
@@ -228,6 +231,7 @@ class _Worker:
         self.sealer.forget(partitions)  # another worker may have sealed meanwhile
         self.assignment |= partitions
         for tp in sorted(partitions):
+            self.sealer.claim(tp, self.name)  # a worker that held it before can append no more
             base = self.config.sealer.origin(*tp)
             generation = self.store.generation(base)
             for g in range(generation + 1):  # a closed generation's last blocks too

@@ -69,7 +69,7 @@ def build_redaction_block(
 
 
 def redaction_sealer(signer: Signer) -> RedactionSealer:
-    """What :meth:`auditseal.store.sqlite.BlockStore.redact` calls to seal a redaction record
+    """What :meth:`auditseal.store.blockstore.BlockStore.redact` calls to seal a redaction record
     with ``signer``'s key."""
 
     def seal(tip: LogTip, redaction: Redaction, sealed_at_ms: int) -> BuiltBlock:

@@ -22,9 +22,9 @@ from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.errors import InputError
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.fsck import check_log
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.note import NoteVerifier
 
 

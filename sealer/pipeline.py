@@ -30,7 +30,10 @@ records are dropped unacknowledged (they are read again after the seek).
 
 When another worker appended to the same log first (a rebalance race), the append fails with
 ConflictError; the pipeline reloads the tip, drops what the other worker sealed, and seals the
-rest on top, so the log never forks.
+rest on top, so the log never forks. A worker that claimed a partition (:meth:`Sealer.claim`,
+on assignment) and finds the claim replaced (ClaimLostError: it was paused while the partition
+moved to another worker) seals nothing more of it until it is assigned the partition again;
+what it buffered is dropped unacknowledged, so the partition's owner receives it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 
 from auditseal.sealer.errors import InputError
 from auditseal.sealer.log_writer import LogWriter
-from auditseal.store.errors import ConflictError
+from auditseal.store.errors import ClaimLostError, ConflictError
 from auditseal.store.model import Record
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.leaf import Entry
@@ -150,10 +153,12 @@ class Sealer:
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._generations: dict[TopicPartition, int] = {}
         self._rewinding: dict[TopicPartition, int | None] = {}  # tp -> offset sought, if yet
+        self._lost: set[TopicPartition] = set()  # claims another worker replaced
         self._resets: list[Reset] = []
         self.skipped = 0  # redelivered records already sealed (byte-identical)
         self.dropped = 0  # records of a rewinding partition, read again after the seek
         self.conflicts = 0  # appends lost to another worker
+        self.claims_lost = 0  # partitions found claimed by another worker
 
     def origin(self, tp: TopicPartition) -> str:
         """The origin of the log ``tp`` is sealed into now (its current generation)."""
@@ -172,6 +177,9 @@ class Sealer:
         the module docstring) and the record is dropped until the caller rewinds.
         """
         tp = record.tp
+        if tp in self._lost:
+            self.dropped += 1  # not ours any more: the partition's owner seals it
+            return None
         if tp in self._rewinding:
             target = self._rewinding[tp]
             if target is None or record.offset != target:
@@ -274,10 +282,18 @@ class Sealer:
         """Seal everything buffered (a clean shutdown)."""
         return [s for tp in list(self._buffers) if (s := self._seal(tp)) is not None]
 
+    def claim(self, tp: TopicPartition, writer: str) -> int:
+        """Claim the logs of an assigned partition for ``writer``; returns the epoch. Another
+        worker's appends to them fail from now on, and so do ours once it claims them."""
+        self._lost.discard(tp)
+        return self.writer.claim(self.config.origin(*tp), writer)
+
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop buffers, cached tips and generations of revoked partitions: their records are
-        not acknowledged, so their next owner receives them again."""
+        """Drop buffers, cached tips, generations and claims of revoked partitions: their
+        records are not acknowledged, so their next owner receives them again."""
         for tp in partitions:
+            self.writer.release(self.config.origin(*tp))
+            self._lost.discard(tp)
             self._buffers.pop(tp, None)
             self._rewinding.pop(tp, None)
             self.writer.forget(self.origin(tp))
@@ -323,6 +339,12 @@ class Sealer:
         while records:
             try:
                 built = self.writer.append_built(origin, records)
+            except ClaimLostError:
+                self.claims_lost += 1
+                self._lost.add(tp)
+                self.writer.release(self.config.origin(*tp))
+                buffer.records = []
+                return None
             except ConflictError:
                 # Another worker sealed part of this log: continue on top of what it wrote.
                 self.conflicts += 1

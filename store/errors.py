@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConflictError", "InputError", "NotFoundError", "StoreError"]
+__all__ = ["ClaimLostError", "ConflictError", "InputError", "NotFoundError", "StoreError"]
 
 
 class StoreError(Exception):
@@ -24,3 +24,8 @@ class ConflictError(StoreError):
     """An append that does not extend the log's current state (another writer went first)."""
 
     exit_code = 3
+
+
+class ClaimLostError(ConflictError):
+    """An append by a writer whose claim on the partition's logs another writer has since
+    replaced (it was paused past its session, its partitions moved on): nothing is written."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import InputError, NotFoundError, StoreError
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.anchored_state import ChainState
 from auditseal.verifier.block import SealedBlock
@@ -53,7 +53,7 @@ def only_log(store: BlockStore) -> str:
     logs = store.logs()
     if len(logs) != 1:
         raise InputError(
-            f"{store.path}: holds {len(logs)} logs ({', '.join(logs) or 'none'}); "
+            f"{store.location}: holds {len(logs)} logs ({', '.join(logs) or 'none'}); "
             "name one with --log"
         )
     return logs[0]
@@ -111,7 +111,7 @@ def block_material(
     (:func:`chain_receipt`), else the store's latest confirmed receipt covering the block.
     """
     if not store.has_log(origin):
-        raise NotFoundError(f"{store.path}: no log {origin!r}")
+        raise NotFoundError(f"{store.location}: no log {origin!r}")
     stored = store.block(origin, number)
     header = stored.header
     block = SealedBlock(
@@ -242,14 +242,14 @@ def locate_event(
         kind, number = numbered
         origin = origin or only_log(store)
         if not store.has_log(origin):
-            raise NotFoundError(f"{store.path}: no log {origin!r}")
+            raise NotFoundError(f"{store.location}: no log {origin!r}")
         if kind == "position":
             return origin, store.index_of_position(origin, number)
         if number >= store.size(origin):
             raise NotFoundError(f"{origin}: no leaf {number} (the log holds {store.size(origin)})")
         return origin, number
     if origin is not None and not store.has_log(origin):
-        raise NotFoundError(f"{store.path}: no log {origin!r}")
+        raise NotFoundError(f"{store.location}: no log {origin!r}")
     candidates = [
         EventCandidate(o, i, _event_source(store, o, i))
         for o, i in store.find_event(requested, origin)
@@ -259,7 +259,7 @@ def locate_event(
     if not candidates:
         where = f" in {origin}" if origin else ""
         of = f" of source {source!r}" if source is not None else ""
-        raise NotFoundError(f"{store.path}: no event with id {requested!r}{of}{where}")
+        raise NotFoundError(f"{store.location}: no event with id {requested!r}{of}{where}")
     if len({c.source for c in candidates}) > 1:
         raise AmbiguousEventError(requested, candidates)
     return candidates[0].origin, candidates[0].index

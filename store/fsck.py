@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.errors import VerificationError
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.redaction import RedactionError, RedactionLedger

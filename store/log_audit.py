@@ -21,15 +21,15 @@ all proven on chain (not anchored yet, chain unreachable).
 
 from __future__ import annotations
 
-import sqlite3
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
+from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import Database
 from auditseal.store.errors import NotFoundError, StoreError
 from auditseal.store.evidence import block_material
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.anchored_state import CHECK as ANCHORED_STATE
 from auditseal.verifier.anchored_state import ChainState, read_chain_state
@@ -47,7 +47,7 @@ _BLOCKS_SQL = (
     "SELECT number, start_idx, end_idx, header, checkpoint FROM blocks"
     " WHERE log_id = ? ORDER BY number"
 )
-_ENTRIES_SQL = (  # a negative position column marks a log record (store/sqlite.py)
+_ENTRIES_SQL = (  # a negative position column marks a log record (store/blockstore.py)
     "SELECT idx, CASE WHEN position < 0 THEN idx ELSE position END, timestamp_ms, key, value,"
     " salt, commitment, value_null, position < 0 FROM entries WHERE log_id = ? ORDER BY idx"
 )
@@ -86,7 +86,7 @@ def store_chain_state(
         try:
             return [r.checkpoint for r in db.anchor_receipts(seq)]
         except (StoreError, ValueError) as exc:  # FormatError is a ValueError
-            raise VerifierError(f"{db.path}: anchor {seq}: {exc}") from exc
+            raise VerifierError(f"{db.location}: anchor {seq}: {exc}") from exc
 
     claimed = [a.seq for a in db.anchors("confirmed")]
     return read_chain_state(
@@ -109,7 +109,7 @@ def audit_log(
     StoreError if it cannot be read.
     """
     if not db.has_log(origin):
-        raise NotFoundError(f"{db.path}: no log {origin!r}")
+        raise NotFoundError(f"{db.location}: no log {origin!r}")
     db.check_entry_types(origin)  # a hand-written TEXT value would reach the hashing as a str
     auditor = LogAuditor(origin, verifier.log_keys)
     problems: list[Problem] = []
@@ -118,17 +118,11 @@ def audit_log(
         if chain is None
         else _chain_anchor(db, origin, chain, problems)
     )
-    try:
-        conn = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{db.path}: cannot open for reading: {exc}") from exc
-    try:
-        conn.execute("BEGIN")  # one snapshot for blocks, entries and nodes
-        _stream(conn, origin, auditor, anchored, progress)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{db.path}: reading log {origin!r}: {exc}") from exc
-    finally:
-        conn.close()
+    with db.snapshot() as conn:  # one snapshot for blocks, entries and nodes
+        try:
+            _stream(conn, origin, auditor, anchored, progress)
+        except conn.error as exc:
+            raise StoreError(f"{db.location}: reading log {origin!r}: {exc}") from exc
     if chain is not None:
         problems.extend(
             Problem(None, ANCHORED_STATE, p) for p in chain.problems_for(origin, auditor.size)
@@ -171,7 +165,7 @@ def _latest_anchor(
     return _Anchored(receipt, size)
 
 
-def _log_id(conn: sqlite3.Connection, origin: str) -> int:
+def _log_id(conn: Database, origin: str) -> int:
     row = conn.execute("SELECT id FROM logs WHERE origin = ?", (origin,)).fetchone()
     if row is None:
         raise NotFoundError(f"no log {origin!r}")
@@ -181,9 +175,8 @@ def _log_id(conn: sqlite3.Connection, origin: str) -> int:
 class _Rows:
     """The log's entry rows in leaf order, handed out by leaf range without a step per row."""
 
-    def __init__(self, conn: sqlite3.Connection, log_id: int) -> None:
-        self._cursor = conn.execute(_ENTRIES_SQL, (log_id,))
-        self._cursor.arraysize = _ROWS_PER_FETCH
+    def __init__(self, conn: Database, log_id: int) -> None:
+        self._cursor = conn.scan(_ENTRIES_SQL, (log_id,), _ROWS_PER_FETCH)
         self._buf: list[EntryRow] = []
         self._at = 0
         self._done = False
@@ -214,7 +207,7 @@ def _range(header: str, start_col: int, end_col: int) -> tuple[int, int]:
 
 
 def _compact_source(
-    conn: sqlite3.Connection, log_id: int, start: int
+    conn: Database, log_id: int, start: int
 ) -> Callable[[], Sequence[bytes] | None]:
     def read() -> Sequence[bytes] | None:
         hashes: list[bytes] = []
@@ -229,7 +222,7 @@ def _compact_source(
 
 
 def _stream(
-    conn: sqlite3.Connection,
+    conn: Database,
     origin: str,
     auditor: LogAuditor,
     anchored: _Anchored,
@@ -238,7 +231,8 @@ def _stream(
     log_id = _log_id(conn, origin)
     rows = _Rows(conn, log_id)
     done = 0
-    for number, start_col, end_col, header, checkpoint in conn.execute(_BLOCKS_SQL, (log_id,)):
+    blocks = conn.execute(_BLOCKS_SQL, (log_id,)).fetchall()  # headers only: small
+    for number, start_col, end_col, header, checkpoint in blocks:
         start, end = _range(header, start_col, end_col)
         block_rows = rows.take(start, end)
         auditor.feed(

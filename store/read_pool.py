@@ -1,16 +1,15 @@
-"""Read-only block stores for an asyncio server: one SQLite connection per executor thread."""
+"""Read-only block stores for an asyncio server: one database connection per executor thread."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import StoreError
-from auditseal.store.sqlite import BlockStore
 
 __all__ = ["ReadOnlyStores", "StoreUnavailable"]
 
@@ -37,7 +36,7 @@ class ReadOnlyStores:
                 raise StoreUnavailable(str(exc)) from exc
         try:
             return fn(db)
-        except sqlite3.Error as exc:
+        except db.database_error as exc:
             # The connection may be unusable (file replaced, I/O error): the next call reopens.
             self._local.store = None
             db.close()

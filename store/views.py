@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditseal.store.sqlite import StoredBlock
+from auditseal.store.blockstore import StoredBlock
 from auditseal.verifier.leaf import Entry
 
 __all__ = ["block_json", "entry_json"]

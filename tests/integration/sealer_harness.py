@@ -16,8 +16,8 @@ import orjson
 
 from auditseal.ingest import events
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.fsck import check_log
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.origin import split_generation
 
 PREFIX = "test.local"

@@ -25,7 +25,7 @@ from auditseal.anchor.chain_client import ChainClient
 from auditseal.infra import processes, state
 from auditseal.ingest import events
 from auditseal.sealer.signer import Signer
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.anchor import build_aggregate, checkpoint_body, verify_anchor_inclusion
 from auditseal.verifier.checkpoint import open_checkpoint
 from tests.integration.sealer_harness import Stack, check_exactly_once, wait_until_sealed

@@ -29,7 +29,7 @@ from auditseal.anchor.chain_client import ChainClient, ChainKey
 from auditseal.anchor.deploy import Deployment, deploy, write_record
 from auditseal.anchor.errors import ChainUnavailable
 from auditseal.anchor.service import AnchorService
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.anchor import AnchorReceipt, verify_anchor_inclusion
 from auditseal.verifier.chain import ANCHORED_TOPIC0
 from tests.integration import test_anchor_service as anchor_tests

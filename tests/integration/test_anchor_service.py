@@ -28,8 +28,8 @@ from auditseal.infra import chain
 from auditseal.infra.processes import free_port
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.anchor import verify_anchor_inclusion
 
 pytestmark = pytest.mark.chain

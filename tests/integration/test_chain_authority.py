@@ -26,7 +26,7 @@ from auditseal.anchor.artifact import Artifact
 from auditseal.anchor.deploy import Deployment, write_record
 from auditseal.cli.verify import verify
 from auditseal.sealer.log_writer import LogWriter
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from tests.integration import test_verify as built
 from tests.integration.test_verify import LOG_KEY, SIGNER, A, B, anchor_once, append, deployed
 from tests.integration.test_verify_sources import serving

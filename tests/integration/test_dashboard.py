@@ -32,8 +32,8 @@ from auditseal.infra.processes import free_port
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.leaf import Entry

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from auditseal.sealer.signer import Signer
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
 from auditseal.verifier.errors import SignatureError
 from auditseal.verifier.note import NoteVerifier, SignedNote, key_id

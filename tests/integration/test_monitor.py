@@ -37,7 +37,7 @@ from auditseal.infra.processes import free_port
 from auditseal.ingest import events
 from auditseal.ingest.envelope import encode_event
 from auditseal.sealer.signer import Signer
-from auditseal.store.sqlite import BlockStore
+from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader
 from auditseal.verifier.checkpoint import Checkpoint

@@ -35,7 +35,7 @@ def test_end_to_end_every_offset_sealed_once_and_published(kafka_bootstrap, new_
         stop(worker)
     assert check_exactly_once(stack) == feeder.sent
     blocks = blocks_from_stream(sealed_stream(stack))
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     with BlockStore.open(stack.store_path, readonly=True) as store:
         stored = {(o, b.header.number): b for o in store.logs() for b in store.blocks(o)}
@@ -117,7 +117,7 @@ def test_malformed_records_are_sealed_and_flagged(kafka_bootstrap, new_topic, tm
     finally:
         stop(worker)
     check_exactly_once(stack)
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     with BlockStore.open(stack.store_path, readonly=True) as store:
         origin = stack.origin(0)

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.fsck import check_log
-from auditseal.store.sqlite import BlockStore
 
 ORIGIN = "auditseal.local/crash/0"
 KILLS = 30
@@ -26,7 +26,7 @@ WRITER = textwrap.dedent(
     from auditseal.store.model import Record
     from auditseal.sealer.log_writer import LogWriter
     from auditseal.sealer.signer import Signer
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     store = BlockStore.open(sys.argv[1], create=True)
     writer = LogWriter(store, Signer.from_file(sys.argv[2]), lambda: time.time_ns() // 10**6)

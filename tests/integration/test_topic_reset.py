@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 from auditseal.infra import broker
 from auditseal.infra.processes import free_port
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.fsck import check_log
-from auditseal.store.sqlite import BlockStore
 from tests.integration.sealer_harness import Stack, stop
 
 pytestmark = pytest.mark.kafka

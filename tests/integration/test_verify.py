@@ -27,8 +27,8 @@ from auditseal.infra.processes import free_port
 from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.chain import Web3AnchorReader
 
 pytestmark = pytest.mark.chain

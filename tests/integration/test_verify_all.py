@@ -15,8 +15,8 @@ import pytest
 
 from auditseal.infra.processes import free_port
 from auditseal.sealer.blocks import redaction_sealer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.log_audit import audit_log
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.audit import LogAudit, combined_exit_code
 from auditseal.verifier.chain import Web3AnchorReader
 from auditseal.verifier.note import NoteVerifier

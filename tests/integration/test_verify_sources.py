@@ -33,8 +33,8 @@ from auditseal.cli.verify import bundle, verify
 from auditseal.infra.processes import free_port, port_answers
 from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from tests.integration.test_verify import (
     DEV_KEY,
     LOG_KEY,

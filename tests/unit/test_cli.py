@@ -84,7 +84,7 @@ def test_append_seals_every_line_verbatim(workdir, data, values):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["start"], result["end"]) == (0, len(values))
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     with BlockStore.open(workdir / "store.db", readonly=True) as s:
         assert [e.value for e in s.entries(ORIGIN, 0, len(values))] == values
@@ -94,7 +94,7 @@ def test_append_seals_every_line_verbatim(workdir, data, values):
 def test_appended_events_are_found_by_their_id(workdir):
     event = json.dumps({"specversion": "1.0", "id": "evt-cli-1", "sequence": 1}).encode()
     assert append(workdir, b"not an event\n" + event + b"\n").returncode == 0
-    from auditseal.store.sqlite import BlockStore
+    from auditseal.store.blockstore import BlockStore
 
     with BlockStore.open(workdir / "store.db", readonly=True) as s:
         assert s.find_event("evt-cli-1") == [(ORIGIN, 1)]

@@ -13,8 +13,8 @@ from auditseal.dashboard.feed import ACTIVITY_MINUTES, ENTRY_PREVIEW, UNKNOWN_SO
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
 
 SIGNER = Signer("sealer", Ed25519PrivateKey.from_private_bytes(bytes(32)))

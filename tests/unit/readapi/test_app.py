@@ -34,8 +34,8 @@ from auditseal.readapi import cli as serve
 from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier import merkle
 from auditseal.verifier.block import BlockHeader
 from auditseal.verifier.checkpoint import open_checkpoint

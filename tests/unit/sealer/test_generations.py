@@ -11,10 +11,10 @@ from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import ConflictError
 from auditseal.store.fsck import check_log
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.checkpoint import Checkpoint
 from auditseal.verifier.origin import generation_origin, split_generation
 

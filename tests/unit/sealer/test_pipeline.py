@@ -13,8 +13,8 @@ from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
 from auditseal.sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.fsck import check_log
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.sealed import BlockAssembler, parse_message
 
@@ -88,6 +88,33 @@ def test_a_worker_that_lost_the_race_continues_on_top(store):
     sealed = b.flush()  # b's tip is stale: conflict, reload, seal only offset 4
     assert sealed[0].block.header.start == 4 and sealed[0].block.header.size == 1
     assert b.conflicts == 1
+    check_log(store, "test/audit.events/0", [SIGNER.verifier])
+
+
+def test_a_worker_whose_claim_was_replaced_seals_no_more_of_the_partition(store):
+    # a was paused past its session: b was assigned the partition and claimed it meanwhile.
+    clock = Clock()
+    a, b = make(store, clock, max_events=10), make(store, clock, max_events=10)
+    tp = ("audit.events", 0)
+    assert a.claim(tp, "host-a/1") == 1
+    a.add(rec(0))
+    assert a.flush()[0].last_offset == 0
+    a.add(rec(1))
+    assert b.claim(tp, "host-b/2") == 2
+    assert a.flush() == [] and a.claims_lost == 1 and a.buffered() == 0
+    assert a.add(rec(2)) is None and a.buffered() == 0  # dropped unacknowledged
+    for i in (1, 2):
+        b.add(rec(i))
+    assert b.flush()[0].block.header.start == 1
+    assert store.size("test/audit.events/0") == 3
+    assert [c[:2] for c in store.claims("test/audit.events/0")] == [
+        (1, "host-a/1"),
+        (2, "host-b/2"),
+    ]
+    a.forget([tp])  # revoked, then assigned again: a claims anew and seals on top
+    a.claim(tp, "host-a/1")
+    a.add(rec(3))
+    assert a.flush()[0].block.header.start == 3
     check_log(store, "test/audit.events/0", [SIGNER.verifier])
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from auditseal.sealer.blocks import build_redaction_block, redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import ConflictError
 from auditseal.store.evidence import block_material, store_bundle
 from auditseal.store.fsck import check_log
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier.audit import AuditBlock, LogAuditor
 from auditseal.verifier.bundle import bundle_from_json
 from auditseal.verifier.errors import FormatError

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore, StoredAnchor
 from auditseal.store.evidence import block_material, covering_receipt
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore, StoredAnchor
 from auditseal.verifier.anchor import AnchorReceipt, build_aggregate, checkpoint_body
 from auditseal.verifier.anchoring import AnchorFact, ChainUnavailableError
 from auditseal.verifier.verify import CHECKS, BlockMaterial, Report, Verifier

@@ -1,8 +1,10 @@
-"""The SQLite block store: appends, reads, proofs against the in-memory tree, append-only rules."""
+"""The block store on SQLite and PostgreSQL: appends, reads, proofs against the in-memory tree,
+append-only rules."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -11,10 +13,16 @@ from auditseal.sealer import errors as sealer_errors
 from auditseal.sealer.blocks import build_block, redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
-from auditseal.store.errors import ConflictError, InputError, NotFoundError, StoreError
+from auditseal.store.blockstore import BlockStore
+from auditseal.store.errors import (
+    ClaimLostError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    StoreError,
+)
 from auditseal.store.fsck import check_log
 from auditseal.store.model import Record
-from auditseal.store.sqlite import BlockStore
 from auditseal.verifier import merkle
 from auditseal.verifier.errors import VerificationError
 from auditseal.verifier.leaf import LeafMismatchError
@@ -26,12 +34,6 @@ SIZES = [1, 2, 5, 13, 1, 8, 3]
 
 def records(start: int, n: int) -> list[Record]:
     return [Record(start + i, 1_000 + i, b"src", f"value {start + i}".encode()) for i in range(n)]
-
-
-@pytest.fixture
-def store(tmp_path):
-    with BlockStore.open(tmp_path / "store.db", create=True) as s:
-        yield s
 
 
 @pytest.fixture
@@ -72,11 +74,11 @@ def test_every_proof_matches_the_in_memory_tree(filled):
             merkle.verify_consistency(old, size, c.proof, c.old_root, c.new_root)
 
 
-def test_tip_reloads_from_the_store(filled, tmp_path):
+def test_tip_reloads_from_the_store(filled, store_location):
     tip = filled.tip(ORIGIN)
     assert tip.size == sum(SIZES) and tip.last_position == sum(SIZES) - 1
     assert tip.compact.root() == filled.root(ORIGIN)
-    with BlockStore.open(filled.path) as again:
+    with BlockStore.open(store_location) as again:
         LogWriter(again, SIGNER, lambda: 43).append(ORIGIN, records(tip.next_position, 2))
         check_log(again, ORIGIN, [SIGNER.verifier])
 
@@ -107,21 +109,73 @@ def test_positions_must_increase_within_a_block(store):
         build_block(tip, [], SIGNER, 1)
 
 
-def test_sql_updates_and_deletes_are_refused(filled):
-    db = sqlite3.connect(filled.path)
+def test_a_replaced_claim_can_append_no_more(filled, raw):
+    a = LogWriter(filled, SIGNER, lambda: 1)
+    b = LogWriter(filled, SIGNER, lambda: 2)
+    size = filled.size(ORIGIN)
+    assert a.claim(ORIGIN, "host-a/1") == 1
+    a.append(ORIGIN, records(size, 1))
+    assert b.claim(ORIGIN, "host-b/2") == 2
+    with pytest.raises(ClaimLostError, match=r"epoch 1.*epoch 2 by host-b/2"):
+        a.append(ORIGIN, records(size + 1, 1))
+    assert filled.size(ORIGIN) == size + 1  # nothing written
+    b.append(ORIGIN, records(size + 1, 1))
+    assert filled.claims(ORIGIN) == [(1, "host-a/1", 1), (2, "host-b/2", 2)]
+    for sql in ("UPDATE log_claims SET epoch = 9", "DELETE FROM log_claims"):
+        with pytest.raises(raw.integrity_error, match="append-only"):
+            raw.execute(sql)
+    check_log(filled, ORIGIN, [SIGNER.verifier])
+
+
+def test_appends_race_on_one_log_without_forking(store_location, store):
+    # Two workers' connections build on the same tip and append at the same moment, round
+    # after round: each round exactly one commits, the other gets a conflict, nothing forks.
+    writer = LogWriter(store, SIGNER, lambda: 1)
+    writer.append(ORIGIN, records(0, 1))
+    barrier = threading.Barrier(2)
+    for round_ in range(10):
+        tip = store.tip(ORIGIN)
+        start = tip.last_position + 1
+        built = [build_block(tip, records(start, 1 + k), SIGNER, round_) for k in (0, 1)]
+        outcomes: list[str] = ["", ""]
+
+        def append(k: int, built=built, outcomes=outcomes) -> None:
+            with BlockStore.open(store_location) as handle:  # a connection per thread
+                barrier.wait()
+                try:
+                    handle.append_block(built[k])
+                    outcomes[k] = "ok"
+                except ConflictError:
+                    outcomes[k] = "conflict"
+
+        threads = [threading.Thread(target=append, args=(k,)) for k in (0, 1)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert sorted(outcomes) == ["conflict", "ok"], outcomes
+    check_log(store, ORIGIN, [SIGNER.verifier])
+    assert len(list(store.blocks(ORIGIN))) == 11
+
+
+def test_sql_updates_and_deletes_are_refused(filled, raw):
     for sql in [
         "DELETE FROM entries WHERE idx = 0",
-        "UPDATE entries SET value = x'00' WHERE idx = 0",
+        f"UPDATE entries SET value = {raw.blob('00')} WHERE idx = 0",
         "UPDATE entries SET timestamp_ms = 1 WHERE idx = 0",
-        "UPDATE nodes SET hash = x'00' WHERE idx = 0",
+        f"UPDATE nodes SET hash = {raw.blob('00')} WHERE idx = 0",
         "DELETE FROM nodes",
         "UPDATE blocks SET checkpoint = '' WHERE number = 0",
         "DELETE FROM blocks",
-        "DELETE FROM logs",
+        "UPDATE logs SET origin = 'x'",
     ]:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute(sql)
-    db.close()
+        with pytest.raises(raw.integrity_error, match="append-only"):
+            raw.execute(sql)
+    if raw.postgres:  # TRUNCATE skips row triggers; statement triggers refuse it
+        for table in ("entries", "nodes", "blocks", "logs", "anchors"):
+            with pytest.raises(raw.integrity_error, match="append-only"):
+                raw.execute(f"TRUNCATE {table} CASCADE")
+    assert check_log(filled, ORIGIN, [SIGNER.verifier]).size == sum(SIZES)
 
 
 def test_redaction_keeps_proofs_and_is_recorded(filled):
@@ -147,27 +201,21 @@ def test_redaction_keeps_proofs_and_is_recorded(filled):
         filled.redact(ORIGIN, 5, "", "y", redaction_sealer(SIGNER))
 
 
-def test_fsck_finds_a_value_altered_behind_the_api(filled):
-    db = sqlite3.connect(filled.path)
-    db.execute("DROP TRIGGER entries_only_redact")  # what an attacker with file access can do
-    db.execute("UPDATE entries SET value = CAST('forged' AS BLOB) WHERE idx = 3")
-    db.commit()
-    db.close()
+def test_fsck_finds_a_value_altered_behind_the_api(filled, raw):
+    raw.drop_trigger("entries", "entries_only_redact")  # what the database's owner can do
+    raw.execute(f"UPDATE entries SET value = {raw.blob(b'forged'.hex())} WHERE idx = 3")
     with pytest.raises(LeafMismatchError, match="entry 3"):
         check_log(filled, ORIGIN, [SIGNER.verifier])
 
 
-def test_fsck_finds_a_rewritten_node(filled):
-    db = sqlite3.connect(filled.path)
-    db.execute("DROP TRIGGER nodes_no_update")
-    db.execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0")
-    db.commit()
-    db.close()
+def test_fsck_finds_a_rewritten_node(filled, raw):
+    raw.drop_trigger("nodes", "nodes_no_update")
+    raw.execute(f"UPDATE nodes SET hash = {raw.blob('00' * 32)} WHERE level = 1 AND idx = 0")
     with pytest.raises(VerificationError, match=r"node \(1, 0\)"):
         check_log(filled, ORIGIN, [SIGNER.verifier])
 
 
-def test_reads_name_what_is_missing(filled, tmp_path):
+def test_reads_name_what_is_missing(filled):
     with pytest.raises(NotFoundError, match="no log"):
         filled.size("nope")
     with pytest.raises(NotFoundError, match="no block 99"):
@@ -178,6 +226,9 @@ def test_reads_name_what_is_missing(filled, tmp_path):
         filled.root(ORIGIN, 1000)
     with pytest.raises(InputError, match="0 < old"):
         filled.consistency_proof(ORIGIN, 0)
+
+
+def test_a_file_that_is_not_a_store_is_named(tmp_path):
     with pytest.raises(StoreError, match="no block store"):
         BlockStore.open(tmp_path / "missing.db")
     junk = tmp_path / "junk.db"
@@ -190,20 +241,34 @@ def test_reads_name_what_is_missing(filled, tmp_path):
         BlockStore.open(other)
 
 
-def test_readonly_store_refuses_writes(filled):
-    with BlockStore.open(filled.path, readonly=True) as ro:
+@pytest.mark.postgres
+def test_a_database_that_is_not_a_store_is_named(pg_url):
+    with pytest.raises(StoreError, match="no block store here"):
+        BlockStore.open(pg_url)
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(StoreError, match="not an auditseal block store"):
+        BlockStore.open(pg_url, create=True)
+    wrong = pg_url.replace("@", "x@", 1)  # the password, changed
+    with pytest.raises(StoreError, match="cannot connect") as failed:
+        BlockStore.open(wrong)
+    password = wrong.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in str(failed.value)
+
+
+def test_readonly_store_refuses_writes(filled, store_location):
+    with BlockStore.open(store_location, readonly=True) as ro:
         assert ro.size(ORIGIN) == sum(SIZES)
         with pytest.raises(StoreError, match="cannot write"):
             ro.redact(ORIGIN, 0, "a", "b", redaction_sealer(SIGNER))
         assert ro.entries(ORIGIN, 0, 1)[0].value is not None
 
 
-def test_a_missing_node_is_named(filled):
-    db = sqlite3.connect(filled.path)
-    db.execute("DROP TRIGGER nodes_no_delete")
-    db.execute("DELETE FROM nodes WHERE level = 0 AND idx = 2")
-    db.commit()
-    db.close()
+def test_a_missing_node_is_named(filled, raw):
+    raw.drop_trigger("nodes", "nodes_no_delete")
+    raw.execute("DELETE FROM nodes WHERE level = 0 AND idx = 2")
     with pytest.raises(StoreError, match=r"tree node \(0, 2\) is missing"):
         filled.inclusion_proof(ORIGIN, 2)
 

@@ -1,0 +1,124 @@
+"""The SQL databases a block store runs on, behind one small interface.
+
+:class:`~auditseal.store.blockstore.BlockStore` writes portable SQL with ``?`` placeholders; a
+:class:`Database` runs it on SQLite (:mod:`auditseal.store.sqlite`, one file, the embedded
+default) or PostgreSQL (:mod:`auditseal.store.postgres`, several hosts) and supplies what the
+two do differently: the schema and its append-only triggers, transactions and locks, erasing a
+value, purging erased bytes. A store location is a path or a ``postgresql://`` URL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Cursor", "Database", "is_url", "open_database"]
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(location: str | Path) -> bool:
+    """True if ``location`` names a PostgreSQL store rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(ABC):
+    """One connection to a store's database. Not thread-safe: one per thread or process."""
+
+    location: str
+    """Where the store is, for messages: a file path, or a URL without its password."""
+    path: Path | None = None
+    """The SQLite file; None for a server database."""
+    integrity_error: type[Exception]
+    """What the driver raises when a statement breaks a key or a trigger refuses it."""
+    error: type[Exception]
+    """The root of the driver's errors: after one, the connection may be unusable."""
+    ordered_join: str
+    """A join that keeps the written loop order: SQLite's ``CROSS JOIN`` (its planner would
+    otherwise pick a scan), PostgreSQL's plain ``JOIN``."""
+    event_index: str
+    """The hint after ``entries e`` that makes SQLite seek the event-id index."""
+    insertion_order: str
+    """An expression of ``blocks b`` giving the order in which blocks were committed."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def scan(self, sql: str, params: Sequence[Any], batch: int) -> Cursor:
+        """A query whose rows are read ``batch`` at a time with ``fetchmany()``, without
+        holding all of them in memory; inside :meth:`snapshot`."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """A write transaction, rolled back on any exception; the driver's operational errors
+        (read-only, disk full, lock timeout, connection lost) surface as StoreError."""
+
+    @abstractmethod
+    def lock(self, name: str) -> None:
+        """Inside a transaction: wait for, then hold until it ends, the lock ``name``. Appends
+        to the logs of one partition take the same lock, so they are serialised."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[Database]:
+        """A database handle whose reads all see one committed state until the block ends."""
+
+    @abstractmethod
+    def has_table(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def is_empty(self) -> bool:
+        """True if the database holds no table at all (a store may be created in it)."""
+
+    @abstractmethod
+    def create_schema(self, version: int) -> None:
+        """Create every table, index and trigger of an empty store, and its ``meta`` row."""
+
+    @abstractmethod
+    def ensure_tables(self, group: str) -> None:
+        """Create the tables of ``group`` (``anchors`` or ``generations``) if missing: stores
+        made before they existed get them on first use."""
+
+    @abstractmethod
+    def erase_entry(self, log_id: int, idx: int) -> None:
+        """Null an entry's value and salt: the one change the append-only rules allow."""
+
+    @abstractmethod
+    def purge_erased(self) -> None:
+        """Make erased bytes leave the store's files; StoreError if they cannot yet."""
+
+    @abstractmethod
+    def odd_entry(self, log_id: int, start: int, end: int) -> tuple[int, str, str] | None:
+        """The first entry in ``[start, end)`` with a column of the wrong storage type, as
+        ``(idx, column, "TYPE, want TYPES")``; None if all are right (a database that checks
+        types on write never has one)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def open_database(location: str | Path, *, create: bool, readonly: bool) -> Database:
+    """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+    if is_url(location):
+        from auditseal.store.postgres import PostgresDatabase  # psycopg only when asked
+
+        return PostgresDatabase.connect(str(location), create=create, readonly=readonly)
+    from auditseal.store.sqlite import SqliteDatabase
+
+    return SqliteDatabase.connect(Path(location), create=create, readonly=readonly)
