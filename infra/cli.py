@@ -196,8 +196,8 @@ def up(
     elif not keep_postgres:
         current.postgres = None
     if with_postgres and not keep_postgres:
-        postgres.find_bindir()  # missing programs fail here, before anything starts
-        postgres.run_as_user()
+        # Missing programs or an unreachable directory fail here, before anything starts.
+        postgres.preflight(path.parent / state.POSTGRES_DIR)
 
     if keep_broker and keep_chain:
         assert current.broker is not None and current.chain is not None

@@ -47,11 +47,13 @@ __all__ = [
     "drop_database",
     "find_bindir",
     "is_running",
+    "preflight",
     "probe",
     "read_password",
     "run_as_user",
     "start",
     "stop",
+    "unreachable_ancestor",
     "url",
 ]
 
@@ -147,11 +149,13 @@ def _as_user_prefix(user: pwd.struct_passwd | None) -> list[str]:
     runuser = shutil.which("runuser")
     if runuser:
         return [runuser, "-u", user.pw_name, "--"]
-    raise ToolMissingError("running as root needs setpriv or runuser (util-linux) to drop to postgres")
+    raise ToolMissingError(
+        "running as root needs setpriv or runuser (util-linux) to drop privileges"
+    )
 
 
-def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
-    """Fail early, naming the directory, if ``user`` cannot reach ``path``."""
+def unreachable_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first directory on the way to ``path`` that ``user`` may not traverse, or None."""
     groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
     for directory in reversed([path, *path.parents]):
         info = directory.stat()
@@ -162,12 +166,34 @@ def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
         else:
             ok = info.st_mode & stat.S_IXOTH
         if not ok:
-            raise InfraError(
-                f"{directory} (mode {stat.S_IMODE(info.st_mode):04o}) cannot be traversed by "
-                f"the '{user.pw_name}' user the cluster runs as under root; choose a state "
-                "directory it can reach",
-                2,
-            )
+            return directory
+    return None
+
+
+def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
+    """Fail early, naming the directory, if ``user`` cannot reach ``path``."""
+    blocked = unreachable_ancestor(path, user)
+    if blocked is not None:
+        mode = stat.S_IMODE(blocked.stat().st_mode)
+        raise InfraError(
+            f"{blocked} (mode {mode:04o}) cannot be traversed by the '{user.pw_name}' user the "
+            "cluster runs as under root; choose a state directory it can reach",
+            2,
+        )
+
+
+def preflight(state_dir: Path) -> tuple[Path, pwd.struct_passwd | None]:
+    """Check, before anything starts, that a cluster can be made in ``state_dir``: the programs
+    exist and, as root, the ``postgres`` user exists and can reach the directory's parent (its
+    nearest existing ancestor; ``start`` makes the rest traversable). Returns (bindir, user)."""
+    bindir = find_bindir()
+    user = run_as_user()
+    if user is not None:
+        existing = state_dir.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        _check_traversable(existing, user)
+    return bindir, user
 
 
 def _env() -> dict[str, str]:
@@ -230,7 +256,9 @@ def read_password(file: str | os.PathLike[str]) -> str:
             raise InfraError(f"{path}: mode {mode:04o}, a password file must be 0600", 2)
         password = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise InfraError(f"{path}: cannot read the PostgreSQL password ({exc.strerror})", 2) from exc
+        raise InfraError(f"{path}: cannot read the PostgreSQL password ({exc.strerror})", 2) from (
+            exc
+        )
     if not password:
         raise InfraError(f"{path}: empty PostgreSQL password file", 2)
     return password
@@ -349,8 +377,7 @@ def start(state_dir: Path, port: int, timeout: float = 60.0) -> Service:
     ``data_dir`` set. Raises ToolMissingError (2) when the programs are missing,
     ServiceUnavailableError (3) with the log's tail when the server does not come up.
     """
-    bindir = find_bindir()
-    user = run_as_user()
+    bindir, user = preflight(state_dir)
     prefix = _as_user_prefix(user)
     layout = _Layout(state_dir.absolute())
     _prepare(layout, user)
@@ -498,9 +525,10 @@ def create_database(admin_url: str, name: str, exist_ok: bool = False) -> None:
     _check_name(name)
     try:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-            if exist_ok and conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone():
+            if (
+                exist_ok
+                and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            ):
                 return
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
