@@ -256,9 +256,8 @@ def read_password(file: str | os.PathLike[str]) -> str:
             raise InfraError(f"{path}: mode {mode:04o}, a password file must be 0600", 2)
         password = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise InfraError(f"{path}: cannot read the PostgreSQL password ({exc.strerror})", 2) from (
-            exc
-        )
+        message = f"{path}: cannot read the PostgreSQL password ({exc.strerror})"
+        raise InfraError(message, 2) from exc
     if not password:
         raise InfraError(f"{path}: empty PostgreSQL password file", 2)
     return password
