@@ -432,8 +432,11 @@ def start(state_dir: Path, port: int, timeout: float = 60.0) -> Service:
 
     try:
         processes.wait_until(check, timeout, f"postgres at 127.0.0.1:{port}", 0.2)
-    except ServiceUnavailableError as exc:
-        if "did not answer" in str(exc):
+    except BaseException as exc:
+        # Started but unusable: stop it, so that no cluster runs that nobody recorded.
+        with contextlib.suppress(InfraError):
+            stop(service)
+        if isinstance(exc, ServiceUnavailableError) and "did not answer" in str(exc):
             raise ServiceUnavailableError(
                 f"{exc}; see {layout.log}:\n{processes.tail(layout.log)}"
             ) from exc

@@ -208,6 +208,22 @@ def test_missing_programs_are_a_one_line_error(
     assert not any(processes.port_answers(port) for port in ports)
 
 
+def test_a_server_that_cannot_start_is_exit_3_with_the_log_tail(stack_dir: Path) -> None:
+    from auditseal.infra.errors import ServiceUnavailableError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServiceUnavailableError) as failed:
+            pg.start(stack_dir / "cluster", port, timeout=20)
+    message = str(failed.value)
+    assert "pg_ctl start failed" in message and "postgres.log" in message
+    assert "could not bind IPv4 address" in message or "could not create" in message
+    assert failed.value.exit_code == 3
+    assert not (stack_dir / "cluster" / "data" / "postmaster.pid").exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the postgres user is only used under root")
 def test_as_root_a_state_dir_postgres_cannot_reach_is_refused_before_anything_starts(
     tmp_path: Path,
