@@ -56,7 +56,8 @@ def _describe(service: Service) -> str:
 
 @click.group("dev")
 def dev() -> None:
-    """Local stack: a Kafka-protocol broker and an Anvil chain on 127.0.0.1.
+    """Local stack: a Kafka-protocol broker and an Anvil chain on 127.0.0.1 (and, with
+    `dev up --postgres`, a PostgreSQL cluster for the block store).
 
     `dev up` starts both (Apache Kafka in Docker where an engine answers, else Tansu; Anvil from
     node_modules), `dev status` probes them, `dev down` stops what `dev up` started. Other
@@ -128,6 +129,22 @@ def dev() -> None:
     help="With --pipeline: Prometheus endpoints on the default ports 9464 (sealer), 9465 "
     "(anchor) and 9466 (monitor).",
 )
+@click.option(
+    "--postgres",
+    "with_postgres",
+    is_flag=True,
+    help="Also start a local PostgreSQL cluster (Debian's initdb/pg_ctl) for the block store, "
+    "with the database `auditseal`; `dev down` stops it and keeps its data.",
+)
+@click.option(
+    "--postgres-port",
+    type=click.IntRange(1, 65535),
+    default=5432,
+    envvar="AUDITSEAL_POSTGRES_PORT",
+    show_default=True,
+    show_envvar=True,
+    help="With --postgres: loopback port of PostgreSQL.",
+)
 def up(
     state_file: Path,
     broker_port: int,
@@ -138,6 +155,8 @@ def up(
     dashboard_port: int,
     anchor_interval: float,
     pipeline_metrics: bool,
+    with_postgres: bool,
+    postgres_port: int,
 ) -> None:
     """Start the broker and the chain, create the topics, deploy AuditAnchor, write the state
     file.
@@ -152,10 +171,15 @@ def up(
     dashboard start too, on the default paths (.auditseal/store.db), with a sealer key made on
     first use (sealer.key next to the state file; its verifier key in sealer.pub).
 
+    With --postgres, a PostgreSQL cluster starts too (initdb on first use) in postgres/ next to
+    the state file, on 127.0.0.1 only, with a generated superuser password in
+    postgres/postgres.password (0600, never printed); the store URL is printed without it.
+    As root the cluster runs as the `postgres` user (initdb refuses root).
+
     Exit codes: 0 up (or already up), 2 a port already in use (or the same port given twice), a
     missing tool or a bad state file, 3 a service did not start or answer in time.
     """
-    from auditseal.infra import broker, chain, processes, topics
+    from auditseal.infra import broker, chain, postgres, processes, topics
 
     options = PipelineOptions(
         dashboard_port=dashboard_port, anchor_interval=anchor_interval, metrics=pipeline_metrics
@@ -166,8 +190,14 @@ def up(
     current = state.load(path) or DevState()
     keep_broker = current.broker is not None and broker.is_running(current.broker)
     keep_chain = current.chain is not None and chain.is_running(current.chain)
-    if not (keep_broker or keep_chain):
+    keep_postgres = current.postgres is not None and postgres.is_running(current.postgres)
+    if not (keep_broker or keep_chain or keep_postgres):
         current = DevState()  # nothing recorded is running any more (e.g. after a reboot)
+    elif not keep_postgres:
+        current.postgres = None
+    if with_postgres and not keep_postgres:
+        # Missing programs or an unreachable directory fail here, before anything starts.
+        postgres.preflight(path.parent / state.POSTGRES_DIR)
 
     if keep_broker and keep_chain:
         assert current.broker is not None and current.chain is not None
@@ -182,6 +212,8 @@ def up(
         if (current.broker.port, current.chain.port) != (broker_port, chain_port):
             click.echo("(ports as started; run `auditseal dev down` first to change them)")
         _ensure_contract(current, path, chain.CHAIN_ID, timeout)
+        if with_postgres:
+            _ensure_postgres(current, path, postgres_port, timeout)
         if pipeline:
             _start_pipeline(current, path, options, timeout)
         return
@@ -191,7 +223,14 @@ def up(
         wanted["broker"] = broker_port
     if not keep_chain:
         wanted["chain"] = chain_port
-    for kept in (current.broker if keep_broker else None, current.chain if keep_chain else None):
+    if with_postgres and not keep_postgres:
+        wanted["postgres"] = postgres_port
+    kept_services = (
+        current.broker if keep_broker else None,
+        current.chain if keep_chain else None,
+        current.postgres if keep_postgres else None,
+    )
+    for kept in kept_services:
         if kept is not None and kept.port in wanted.values():
             raise InfraError(f"port {kept.port} is already used by the running {kept.kind}", 2)
     processes.check_ports_free(wanted)
@@ -240,6 +279,8 @@ def up(
                     f"warning: {name} has {n} partitions, expected {topics.PARTITIONS[name]}"
                 )
         _ensure_contract(current, path, chain_id, timeout)
+        if with_postgres and not keep_postgres:
+            _ensure_postgres(current, path, postgres_port, timeout, started)
     except BaseException:
         _undo(started, current, path)
         raise
@@ -250,8 +291,54 @@ def up(
     )
     if current.broker.kind == "tansu":
         click.echo("note: Tansu keeps everything in memory; `auditseal dev down` drops the topics")
+    if with_postgres and keep_postgres:
+        _ensure_postgres(current, path, postgres_port, timeout)
     if pipeline:
         _start_pipeline(current, path, options, timeout)
+
+
+def _ensure_postgres(
+    current: DevState,
+    path: Path,
+    port: int,
+    timeout: float,
+    started: list[tuple[str, Service]] | None = None,
+) -> None:
+    """Start the dev cluster unless it runs, create the store database, record it, print the
+    store URL without its password (which stays in the 0600 file)."""
+    from auditseal.infra import postgres, processes
+
+    began = time.monotonic()
+    state_dir = path.parent.absolute() / state.POSTGRES_DIR
+    if current.postgres is not None and postgres.is_running(current.postgres):
+        service = current.postgres
+        click.echo(f"postgres: already running ({_describe(service)})")
+        if service.port != port:
+            click.echo("(port as started; run `auditseal dev down` first to change it)")
+    else:
+        processes.check_ports_free({"postgres": port})
+        fresh = not (state_dir / "data" / "PG_VERSION").is_file()
+        what = "initdb + pg_ctl" if fresh else "pg_ctl, existing data"
+        click.echo(
+            f"starting postgres: {what} on 127.0.0.1:{port} (data {state_dir / 'data'}, "
+            f"log {state_dir / postgres.LOG_FILE})"
+        )
+        service = postgres.start(state_dir, port, timeout)
+        service.address = postgres.url(port, state.STORE_DB)  # what the store connects to
+        current.postgres = service
+        if started is not None:
+            started.append(("postgres", service))
+        state.save(current, path)  # PID on disk before anything else can fail
+    assert service.password_file is not None
+    password = postgres.read_password(service.password_file)
+    postgres.create_database(
+        postgres.url(service.port, password=password), state.STORE_DB, exist_ok=True
+    )
+    click.echo(
+        f"postgres answers at 127.0.0.1:{service.port} ({_elapsed(began)}); "
+        f"store {postgres.url(service.port, state.STORE_DB)} "
+        f"(user {postgres.SUPERUSER}, password in {service.password_file}, mode 0600)"
+    )
 
 
 def _start_pipeline(
@@ -376,18 +463,19 @@ def _remove_record(current: DevState) -> None:
 
 def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> None:
     """After a failed `up`: stop what this run started and forget it in the state file."""
-    from auditseal.infra import broker, chain
+    from auditseal.infra import broker, chain, postgres
 
+    stops = {"broker": broker.stop, "chain": chain.stop, "postgres": postgres.stop}
     for role, service in started:
         try:
-            (broker.stop if role == "broker" else chain.stop)(service)
+            stops[role](service)
         except InfraError as exc:
             click.echo(
                 f"warning: could not stop the {role} ({_describe(service)}): {exc}", err=True
             )
             continue
         setattr(current, role, None)
-    if current.broker is None and current.chain is None:
+    if current.broker is None and current.chain is None and current.postgres is None:
         state.remove(path)
     else:
         state.save(current, path)
@@ -397,12 +485,13 @@ def _undo(started: list[tuple[str, Service]], current: DevState, path: Path) -> 
 @state_option
 @json_option
 def status(state_file: Path, as_json: bool) -> None:
-    """Probe the broker and the chain and print where they are and what runs them.
+    """Probe the broker and the chain (and PostgreSQL, if `dev up --postgres` started it) and
+    print where they are and what runs them; never the PostgreSQL password.
 
     Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file, else the
-    defaults. Exit codes: 0 both answer, 3 either does not, 2 a bad state file.
+    defaults. Exit codes: 0 all answer, 3 any does not, 2 a bad state file.
     """
-    from auditseal.infra import broker, chain, processes
+    from auditseal.infra import broker, chain, postgres, processes
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -430,8 +519,25 @@ def status(state_file: Path, as_json: bool) -> None:
         if contract and chain_id is not None and chain_svc and chain_svc.address == rpc
         else None
     )
+    pg_svc = current.postgres if current else None
+    pg_data: dict[str, Any] | None = None
+    if pg_svc is not None:
+        try:
+            version = postgres.probe(state.store_url(path) or "", timeout=2.0)
+        except InfraError:
+            version = None  # an unreadable password file: it cannot answer us
+        pg_data = {
+            "url": postgres.url(pg_svc.port, state.STORE_DB),
+            "answering": version is not None,
+            "version": version,
+            "password_file": pg_svc.password_file,
+            "data_dir": pg_svc.data_dir,
+            **managed(pg_svc, pg_svc.address, postgres.is_running(pg_svc)),
+        }
     data: dict[str, Any] = {
-        "up": topic_counts is not None and chain_id is not None,
+        "up": topic_counts is not None
+        and chain_id is not None
+        and (pg_data is None or pg_data["answering"]),
         "state_file": str(path),
         "state_file_exists": current is not None,
         "started_at": current.started_at if current else None,
@@ -463,6 +569,7 @@ def status(state_file: Path, as_json: bool) -> None:
             }
             for s in (current.pipeline if current else [])
         ],
+        "postgres": pg_data,
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -523,6 +630,13 @@ def _status_text(data: dict[str, Any]) -> str:
         )
     else:
         lines.append("anchor  none (not deployed by `dev up`)")
+    pg = data["postgres"]
+    if pg is not None:
+        version = f"PostgreSQL {pg['version']}, " if pg["answering"] else ""
+        lines.append(
+            f"postgres {'up  ' if pg['answering'] else 'DOWN'}  {pg['url']}  {version}{who(pg)}"
+        )
+        lines.append(f"        password file {pg['password_file']}, data {pg['data_dir']}")
     for p in data["pipeline"]:
         where = f"  {p['address']}" if p["address"] != "-" else ""
         lines.append(
@@ -544,12 +658,13 @@ def _status_text(data: dict[str, Any]) -> str:
 )
 def down(state_file: Path, timeout: float) -> None:
     """Stop what `dev up` started and remove the state file, and the deployment record that
-    `dev up` wrote (the contract was in Anvil's memory).
+    `dev up` wrote (the contract was in Anvil's memory). PostgreSQL is stopped with
+    `pg_ctl stop -m fast`; its data directory and password file stay for the next `up`.
 
     A PID is signalled only if /proc/PID/cmdline is still the command `dev up` ran: SIGTERM,
     then SIGKILL after --timeout seconds. Nothing started: says so and exits 0.
     """
-    from auditseal.infra import broker, chain
+    from auditseal.infra import broker, chain, postgres
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -569,18 +684,19 @@ def down(state_file: Path, timeout: float) -> None:
                 )
         except InfraError as exc:
             failures.append(exc)
-    for role in ("broker", "chain"):
+    stops = {"postgres": postgres.stop, "broker": broker.stop, "chain": chain.stop}
+    for role, stop in stops.items():
         service: Service | None = getattr(current, role)
         if service is None:
             continue
-        stop = broker.stop if role == "broker" else chain.stop
         try:
             stopped = stop(service, timeout)
         except InfraError as exc:
             failures.append(exc)
             continue
         if stopped:
-            click.echo(f"stopped {role} ({_describe(service)})")
+            kept = f"; data kept in {service.data_dir}" if service.data_dir else ""
+            click.echo(f"stopped {role} ({_describe(service)}){kept}")
         else:
             click.echo(f"{role} was not running ({_describe(service)}); nothing to stop")
         setattr(current, role, None)

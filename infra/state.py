@@ -5,7 +5,9 @@ working directory, or ``$AUDITSEAL_DEV_STATE``) naming what it started: for each
 kind, address, PID and exact command line (so that ``dev down`` stops only that process), and
 its log file. The logs live next to the state file, and so does ``chain.key``: Anvil's first
 dev account key (public, see docs/DEV.md), which ``dev up`` deploys the AuditAnchor contract
-with and which the anchor commands use by default while the state file exists.
+with and which the anchor commands use by default while the state file exists. With
+``--postgres``, ``postgres/`` next to it holds the PostgreSQL cluster, its log and its password
+file; ``store_url()`` gives other commands the store URL with that password.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "remove",
     "save",
     "state_path",
+    "store_url",
 ]
 
 DEFAULT_STATE = Path(".auditseal") / "dev" / "state.json"
@@ -40,6 +43,8 @@ ENV_STATE = "AUDITSEAL_DEV_STATE"
 ENV_BOOTSTRAP = "AUDITSEAL_BOOTSTRAP"
 ENV_RPC = "AUDITSEAL_RPC"
 CHAIN_KEY_NAME = "chain.key"  # next to the state file
+POSTGRES_DIR = "postgres"  # next to the state file: data/, postgres.password, postgres.log
+STORE_DB = "auditseal"  # the database `dev up --postgres` creates for the block store
 VERSION = 1
 
 
@@ -61,6 +66,9 @@ class Service:
     log: str | None = None
     compose_file: str | None = None
     compose_project: str | None = None
+    data_dir: str | None = None
+    password_file: str | None = None
+    """PostgreSQL: its data directory (kept by ``dev down``) and the 0600 password file."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Service:
@@ -73,6 +81,8 @@ class Service:
             log=data.get("log"),
             compose_file=data.get("compose_file"),
             compose_project=data.get("compose_project"),
+            data_dir=data.get("data_dir"),
+            password_file=data.get("password_file"),
         )
 
 
@@ -95,6 +105,9 @@ class DevState:
     deployment_owned: bool = False
     pipeline: list[Service] = field(default_factory=list)
     """Sealer, anchor service, monitor and dashboard started by ``dev up --pipeline``."""
+    postgres: Service | None = None
+    """The PostgreSQL cluster started by ``dev up --postgres``; its ``address`` is the store
+    URL without the password (see ``store_url``)."""
     version: int = VERSION
 
     @property
@@ -120,6 +133,7 @@ class DevState:
             deployment=data.get("deployment"),
             deployment_owned=bool(data.get("deployment_owned", False)),
             pipeline=[Service.from_dict(s) for s in data.get("pipeline") or []],
+            postgres=Service.from_dict(data["postgres"]) if data.get("postgres") else None,
             version=int(data.get("version", VERSION)),
         )
 
@@ -203,3 +217,22 @@ def dev_chain_key(
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+def store_url(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The dev stack's PostgreSQL store URL, password included (read from its 0600 file).
+
+    None when there is no state file or the stack has no PostgreSQL. The URL holds a secret:
+    hand it to a connection, never print it or put it on a command line. An unreadable or
+    group/other-readable password file is an InfraError (exit 2).
+    """
+    from auditseal.infra import postgres  # postgres imports this module
+
+    try:
+        state = load(path)
+    except InfraError:
+        return None
+    if state is None or state.postgres is None or state.postgres.password_file is None:
+        return None
+    password = postgres.read_password(state.postgres.password_file)
+    return postgres.url(state.postgres.port, STORE_DB, password=password)

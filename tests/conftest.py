@@ -1,23 +1,35 @@
-"""Session-wide fixtures for the real broker and the real chain.
+"""Session-wide fixtures for the real broker, the real chain and a real PostgreSQL.
 
 ``kafka_bootstrap`` ("host:port") and ``anvil_rpc`` (URL) start their service once per test
 session, and only when a test asks for them: through testcontainers where a Docker engine
 answers (Apache Kafka in KRaft mode, Foundry's image running Anvil), otherwise through the
 same ``infra.broker`` / ``infra.chain`` code as ``auditseal dev up`` (Tansu and Anvil from
 node_modules) on free loopback ports. Either way they are stopped at the end of the session.
+
+``postgres`` starts one throwaway PostgreSQL cluster per session through ``infra.postgres`` (the
+code of ``auditseal dev up --postgres``: Debian's initdb/pg_ctl, as the ``postgres`` user under
+root); only where those programs are missing and a Docker engine answers does it run a
+testcontainers PostgreSQL instead. ``pg_url`` hands each test a fresh database of its own.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 FOUNDRY_IMAGE = "ghcr.io/foundry-rs/foundry:v1.7.1"  # the Anvil of package.json
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+POSTGRES_IMAGE = "postgres:15"  # the major version of Debian 12's postgresql package
+
+if TYPE_CHECKING:
+    from auditseal.infra.state import Service
 
 
 @dataclass(frozen=True)
@@ -119,3 +131,90 @@ def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 
     yield factory
     broker.delete_topics(kafka_bootstrap, created)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """The session's PostgreSQL: a superuser's credentials and, for the local cluster, its
+    record (``service``: postmaster PID and argv, data dir, log, password file)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    kind: str  # "local" (infra.postgres) or "container" (testcontainers)
+    service: Service | None = None
+
+    def url(self, dbname: str = "postgres") -> str:
+        """The superuser's URL of ``dbname``, password included (never print it)."""
+        from auditseal.infra import postgres
+
+        return postgres.url(self.port, dbname, self.password, self.user, self.host)
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, stopped at its end (see the module docstring)."""
+    from auditseal.infra import postgres as pg
+    from auditseal.infra.errors import ToolMissingError
+    from auditseal.infra.processes import docker_engine_available, free_port
+
+    try:
+        pg.find_bindir()
+    except ToolMissingError:
+        if not docker_engine_available():
+            raise
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            yield PostgresServer(
+                container.get_container_host_ip(),
+                int(container.get_exposed_port(5432)),
+                container.username,
+                container.password,
+                "container",
+            )
+        return
+
+    state_dir: Path = tmp_path_factory.mktemp("postgres")
+    owned = None
+    user = pg.run_as_user()
+    if user is not None and pg.unreachable_ancestor(state_dir, user) is not None:
+        # As root the server runs as `postgres`, which cannot enter pytest's private
+        # /tmp/pytest-of-root (0700, re-tightened by every pytest run): use a directory of our own.
+        state_dir = owned = Path(tempfile.mkdtemp(prefix="auditseal-pg-"))
+    try:
+        service = pg.start(state_dir, free_port(), timeout=60)
+    except BaseException:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+        raise
+    try:
+        assert service.password_file is not None
+        yield PostgresServer(
+            "127.0.0.1",
+            service.port,
+            pg.SUPERUSER,
+            pg.read_password(service.password_file),
+            "local",
+            service,
+        )
+    finally:
+        pg.stop(service)
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """URL (superuser, password included) of a fresh, uniquely named database, dropped after."""
+    from auditseal.infra import postgres as pg
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    pg.create_database(postgres.admin_url, name)
+    yield postgres.url(name)
+    pg.drop_database(postgres.admin_url, name)
