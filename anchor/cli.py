@@ -22,6 +22,7 @@ from auditseal.cli.options import (
     rpc_option,
     store_option,
 )
+from auditseal.store.database import Location
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = ["anchor"]
@@ -267,7 +268,7 @@ def deploy(
 @metrics_listen_option("127.0.0.1:9465")
 @json_option
 def run(
-    store_path: Path,
+    store_path: Location,
     deployment: Path,
     rpc_url: str,
     key_file: Path | None,
@@ -301,8 +302,8 @@ def run(
     from auditseal.anchor.chain_client import ChainKey, gwei_to_wei
     from auditseal.anchor.errors import InputError
     from auditseal.anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
-    from auditseal.store.errors import StoreError
     from auditseal.store.blockstore import BlockStore
+    from auditseal.store.errors import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     key = ChainKey.load(key_file)

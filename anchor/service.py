@@ -67,8 +67,8 @@ from auditseal.anchor.errors import (
     InsufficientFunds,
     TransactionReverted,
 )
-from auditseal.store.errors import NotFoundError
 from auditseal.store.blockstore import BlockStore, StoredAnchor
+from auditseal.store.errors import NotFoundError
 from auditseal.verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
 from auditseal.verifier.chain import read_anchored
 from auditseal.verifier.merkle import leaf_hash

@@ -53,8 +53,8 @@ from auditseal.infra import chain
 from auditseal.infra.processes import free_port, tail
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
-from auditseal.store.model import Record
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.model import Record
 from auditseal.verifier.anchor import build_aggregate, checkpoint_body
 from auditseal.verifier.checkpoint import Checkpoint
 from bench._report import (

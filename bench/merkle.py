@@ -39,8 +39,8 @@ from pymerkle import InmemoryTree, SqliteTree
 
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
-from auditseal.store.model import Record
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.model import Record
 from auditseal.verifier.compact import CompactRange
 from auditseal.verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
 from bench._report import Stats, markdown_table, replace_section, section_header, significant

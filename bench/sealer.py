@@ -585,8 +585,8 @@ def _step_costs_once(
     from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
     from auditseal.sealer.sealed_stream import encode_block
     from auditseal.sealer.signer import Signer
-    from auditseal.store.model import Record
     from auditseal.store.blockstore import BlockStore
+    from auditseal.store.model import Record
 
     workdir.mkdir(parents=True, exist_ok=True)
     now_ms = time.time_ns() // 1_000_000

@@ -40,10 +40,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auditseal.ingest.simulator import TrafficModel, simulated_proxies
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
+from auditseal.store.blockstore import BlockStore
 from auditseal.store.evidence import block_material
 from auditseal.store.log_audit import audit_log
 from auditseal.store.model import Record
-from auditseal.store.blockstore import BlockStore
 from auditseal.verifier.audit import LogAudit
 from auditseal.verifier.verify import Verifier
 from bench._report import (

@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 import click
 
 from auditseal.store.blockstore import DEFAULT_STORE
+from auditseal.store.database import Location, is_url
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
 
 __all__ = [
     "HostPort",
+    "StoreLocation",
     "alerts_topic_option",
     "anchors_topic_option",
     "bootstrap_option",
@@ -73,6 +75,21 @@ def host_port(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class StoreLocation(click.ParamType):
+    """A block store: a ``postgresql://`` URL as given, anything else as a file path."""
+
+    name = "path|url"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Location:
+        if isinstance(value, Path) or is_url(value):
+            return value  # type: ignore[no-any-return]
+        if not value:
+            self.fail("want a file path or a postgresql:// URL", param, ctx)
+        return Path(value)
+
+
 def json_option(f: F) -> F:
     """``--json``: the command's result as JSON on stdout, for scripts."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
@@ -81,16 +98,20 @@ def json_option(f: F) -> F:
 def store_option(
     note: str = "", default: Path | None = DEFAULT_STORE, dest: str = "store"
 ) -> Callable[[F], F]:
-    """``--store``: the block store file (``$AUDITSEAL_STORE``)."""
+    """``--store``: the block store (``$AUDITSEAL_STORE``), a path or a URL."""
     return click.option(
         "--store",
         dest,
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=StoreLocation(),
         default=default,
         envvar="AUDITSEAL_STORE",
         show_default=default is not None,
         show_envvar=True,
-        help=_help("Block store file (SQLite).", note),
+        help=_help(
+            "Block store: a SQLite file, or a postgresql://USER@HOST:PORT/DB URL (the password "
+            "from $PGPASSWORD or ~/.pgpass, not the URL, keeps it out of process lists).",
+            note,
+        ),
     )
 
 

@@ -32,10 +32,11 @@ from auditseal.cli.options import (
     store_option,
 )
 from auditseal.cli.output import fail
+from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
+from auditseal.store.database import Location, may_exist
 from auditseal.store.errors import StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.files import write_atomic
-from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
 from auditseal.verifier.anchored_state import SETTLE_S, ChainState, mined_within
 from auditseal.verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavailableError
 from auditseal.verifier.audit import LogAudit, combined_exit_code
@@ -75,7 +76,7 @@ class _Depth:
 
 
 def _from_store(
-    store: Path,
+    store: Location,
     origin: str | None,
     number: int | None,
     event: str | None,
@@ -85,7 +86,7 @@ def _from_store(
 ) -> tuple[Bundle, ChainState | None, int | None]:
     """The bundle of a block or event, and, with a chain, what the chain anchored and where
     the store's log ends: the block is then proven against the chain's latest anchor."""
-    if not store.is_file():
+    if not may_exist(store):
         fail(f"{store}: no block store here (give --store, --source or --bundle)", 2)
     with BlockStore.open(store, readonly=True) as db:
         chain = _chain_state(db, reader, depth or _Depth())
@@ -219,7 +220,7 @@ def verify(
     source_uri: str | None,
     whole_log: bool,
     origin: str | None,
-    store: Path | None,
+    store: Location | None,
     source: str | None,
     bundle_path: Path | None,
     rpc: str | None,
@@ -361,12 +362,12 @@ def _unheld_logs(chain: ChainState | None, held: list[str], origin: str | None) 
 
 
 def _verify_all(
-    verifier: Verifier, store: Path, origin: str | None, depth: _Depth, as_json: bool
+    verifier: Verifier, store: Location, origin: str | None, depth: _Depth, as_json: bool
 ) -> NoReturn:
     """Every block of one log (or of every log) streamed from a store, with a progress bar."""
     from auditseal.store.log_audit import audit_log
 
-    if not store.is_file():
+    if not may_exist(store):
         fail(f"{store}: no block store here (give --store)", 2)
     with BlockStore.open(store, readonly=True) as db:
         chain = _chain_state(db, verifier.reader, depth)
@@ -507,7 +508,7 @@ def bundle(
     event: str | None,
     source_uri: str | None,
     origin: str | None,
-    store: Path | None,
+    store: Location | None,
     out: Path,
     as_json: bool,
 ) -> None:

@@ -45,10 +45,11 @@ from auditseal.cli.options import (
 )
 from auditseal.cli.output import fail, warn_alias
 from auditseal.dashboard.feed import Feed, Update
+from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import Location, may_exist
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import block_material, covering_receipt
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
-from auditseal.store.blockstore import BlockStore
 from auditseal.store.views import block_json, entry_json
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
@@ -84,7 +85,7 @@ class DashboardConfig:
     """Where the dashboard reads from, and what it trusts when it verifies."""
 
     bootstrap: str
-    store: Path
+    store: Location
     sealed_topic: str = "audit.sealed"
     anchors_topic: str = "audit.anchors"
     alerts_topic: str = "audit.alerts"
@@ -522,7 +523,7 @@ def dashboard(
     host: str | None,
     port: int | None,
     bootstrap: str | None,
-    store: Path,
+    store: Location,
     rpc: str | None,
     contract: str | None,
     chain_id: int | None,
@@ -567,7 +568,7 @@ def dashboard(
         app = make_app(config)
     except VerifierError as exc:
         fail(f"--log-key: {exc}", 2)
-    if not store.is_file():
+    if not may_exist(store):
         click.echo(
             f"auditseal: warning: {store}: no block store yet; reports wait for it", err=True
         )

@@ -46,10 +46,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from auditseal.store.blockstore import BlockStore, StoredBlock
+from auditseal.store.database import Location
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
-from auditseal.store.blockstore import BlockStore, StoredBlock
 from auditseal.store.views import block_json, entry_json
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.verify import AmbiguousEventError, event_fields
@@ -306,7 +307,7 @@ class _Metrics:
 class ReadAPI:
     """The routes and middleware of one application, over one store file."""
 
-    def __init__(self, store_path: Path, entry_max_age_s: int) -> None:
+    def __init__(self, store_path: Location, entry_max_age_s: int) -> None:
         self.store_path = store_path
         self.stores = ReadOnlyStores(store_path)
         self.metrics = _Metrics()
@@ -476,7 +477,7 @@ API = web.AppKey("api", ReadAPI)
 
 
 def make_app(
-    store_path: Path, *, entry_max_age_s: int = DEFAULT_ENTRY_MAX_AGE_S
+    store_path: Location, *, entry_max_age_s: int = DEFAULT_ENTRY_MAX_AGE_S
 ) -> web.Application:
     """The read API over the store at ``store_path``, opened read-only.
 

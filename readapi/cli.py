@@ -5,11 +5,10 @@ aiohttp is imported inside the command, so listing commands stays cheap.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from auditseal.cli.options import host_port, listen_option, store_option
+from auditseal.store.database import Location
 
 DEFAULT_ENTRY_MAX_AGE_S = 60  # readapi.app's default, repeated so that --help loads no aiohttp
 
@@ -24,7 +23,7 @@ DEFAULT_ENTRY_MAX_AGE_S = 60  # readapi.app's default, repeated so that --help l
     show_default=True,
     help="Cache-Control max-age (seconds) of answers holding entries, which redaction changes.",
 )
-def serve(store: Path, listen: tuple[str, int], entry_max_age: int) -> None:
+def serve(store: Location, listen: tuple[str, int], entry_max_age: int) -> None:
     """Serve the block store read-only over HTTP, as JSON, for verifiers and dashboards.
 
     Logs are named by origin in the query parameter `log`; hashes are hex, checkpoint notes

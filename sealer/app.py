@@ -33,6 +33,7 @@ from auditseal.sealer.pipeline import (
 from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import Location
 from auditseal.store.model import Record
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerConfig:
     bootstrap: str
-    store_path: Path
+    store_path: Location
     key_file: Path
     state_dir: Path
     sealer: SealerConfig

@@ -23,6 +23,7 @@ from auditseal.sealer.errors import InputError
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import Location
 from auditseal.store.fsck import check_log
 from auditseal.store.model import Record
 from auditseal.verifier.note import NoteVerifier
@@ -72,7 +73,9 @@ def log() -> None:
 @signing_key_option()
 @click.argument("input_file", type=click.File("rb"), default="-")
 @json_option
-def log_append(store: Path, origin: str, key_file: Path, input_file: Any, as_json: bool) -> None:
+def log_append(
+    store: Location, origin: str, key_file: Path, input_file: Any, as_json: bool
+) -> None:
     """Seal each line of INPUT_FILE (default: stdin) as one entry, all in one block.
 
     Every newline ends an entry and a last line without one is an entry too; blank lines are
@@ -115,7 +118,7 @@ def log_append(store: Path, origin: str, key_file: Path, input_file: Any, as_jso
 @log.command("checkpoint")
 @store_option()
 @log_option()
-def log_checkpoint(store: Path, origin: str) -> None:
+def log_checkpoint(store: Location, origin: str) -> None:
     """Print the log's latest signed checkpoint, verbatim."""
     with BlockStore.open(store, readonly=True) as db:
         click.echo(db.latest_checkpoint(origin), nl=False)
@@ -132,7 +135,9 @@ def log_proof() -> None:
 @click.option("--index", type=int, required=True, help="Leaf index (0-based).")
 @click.option("--size", type=int, default=None, help="Tree size (default: the log's size).")
 @json_option
-def proof_inclusion(store: Path, origin: str, index: int, size: int | None, as_json: bool) -> None:
+def proof_inclusion(
+    store: Location, origin: str, index: int, size: int | None, as_json: bool
+) -> None:
     """Inclusion proof of leaf INDEX in the tree of SIZE leaves."""
     with BlockStore.open(store, readonly=True) as db:
         p = db.inclusion_proof(origin, index, size)
@@ -164,7 +169,7 @@ def proof_inclusion(store: Path, origin: str, index: int, size: int | None, as_j
 )
 @json_option
 def proof_consistency(
-    store: Path, origin: str, old_size: int, new_size: int | None, as_json: bool
+    store: Location, origin: str, old_size: int, new_size: int | None, as_json: bool
 ) -> None:
     """Consistency proof from the tree of OLD leaves to the tree of NEW leaves."""
     with BlockStore.open(store, readonly=True) as db:
@@ -193,7 +198,7 @@ def proof_consistency(
 @log_option()
 @log_key_option(required=True)
 @json_option
-def log_check(store: Path, origin: str, log_keys: tuple[str, ...], as_json: bool) -> None:
+def log_check(store: Location, origin: str, log_keys: tuple[str, ...], as_json: bool) -> None:
     """Replay every block of a log from the store: entries, tree, chain, checkpoints, nodes."""
     verifiers = [NoteVerifier.from_string(k) for k in log_keys]
     with BlockStore.open(store, readonly=True) as db:
@@ -222,7 +227,7 @@ def log_check(store: Path, origin: str, log_keys: tuple[str, ...], as_json: bool
 @signing_key_option("The redaction record is signed into the log with it.")
 @json_option
 def log_redact(
-    store: Path, origin: str, index: int, actor: str, reason: str, key_file: Path, as_json: bool
+    store: Location, origin: str, index: int, actor: str, reason: str, key_file: Path, as_json: bool
 ) -> None:
     """Erase one entry's value and salt, and seal a signed redaction record into the log.
 
@@ -252,7 +257,7 @@ def log_redact(
 
 @log.command("purge")
 @store_option()
-def log_purge(store: Path) -> None:
+def log_purge(store: Location) -> None:
     """Move the WAL into the database file and truncate it (after a redaction that could not)."""
     with BlockStore.open(store) as db:
         db.purge_wal()

@@ -38,6 +38,7 @@ what it buffered is dropped unacknowledged, so the partition's owner receives it
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from auditseal.verifier.leaf import Entry
 from auditseal.verifier.origin import generation_origin
 
 __all__ = ["KafkaRecord", "Reset", "Sealed", "Sealer", "SealerConfig", "TopicPartition"]
+
+log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 Triage = Callable[[bytes | None], tuple[str | None, str | None]]
@@ -339,7 +342,8 @@ class Sealer:
         while records:
             try:
                 built = self.writer.append_built(origin, records)
-            except ClaimLostError:
+            except ClaimLostError as exc:
+                log.warning("%s; dropping %d unacknowledged records", exc, len(records))
                 self.claims_lost += 1
                 self._lost.add(tp)
                 self.writer.release(self.config.origin(*tp))

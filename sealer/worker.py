@@ -14,6 +14,7 @@ from auditseal.cli.options import (
     signing_key_option,
     store_option,
 )
+from auditseal.store.database import Location
 
 
 @click.command()
@@ -72,7 +73,7 @@ from auditseal.cli.options import (
     show_default=True,
 )
 def seal(
-    store: Path,
+    store: Location,
     key_file: Path,
     bootstrap: str | None,
     topic: str,

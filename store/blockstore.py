@@ -239,9 +239,9 @@ class BlockStore:
         base, generation = split_generation(origin)
         self._db.lock(base)  # one appender per partition's logs at a time
         if epoch is not None:
-            current = self._claim(base)
-            if current is None or current[0] != epoch:
-                holder = f"epoch {current[0]} by {current[1]}" if current else "no claim"
+            claim = self._claim(base)
+            if claim is None or claim[0] != epoch:
+                holder = f"epoch {claim[0]} by {claim[1]}" if claim else "no claim"
                 raise ClaimLostError(
                     f"{origin}: this writer's claim (epoch {epoch}) was replaced: {holder}"
                 )

@@ -15,17 +15,31 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Cursor", "Database", "is_url", "open_database"]
+from auditseal.store.errors import StoreError
+
+__all__ = ["Cursor", "Database", "Location", "is_url", "may_exist", "open_database"]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
+Location = str | Path
+"""Where a store is: a SQLite file's path, or a ``postgresql://`` URL."""
 
-def is_url(location: str | Path) -> bool:
+
+def is_url(location: Location) -> bool:
     """True if ``location`` names a PostgreSQL store rather than a SQLite file."""
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
+def may_exist(location: Location) -> bool:
+    """False only when ``location`` is a file path with no file: a server's database is
+    known to exist only once connected to."""
+    return is_url(location) or Path(location).is_file()
+
+
 class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -113,10 +127,16 @@ class Database(ABC):
     def close(self) -> None: ...
 
 
-def open_database(location: str | Path, *, create: bool, readonly: bool) -> Database:
+def open_database(location: Location, *, create: bool, readonly: bool) -> Database:
     """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
     if is_url(location):
-        from auditseal.store.postgres import PostgresDatabase  # psycopg only when asked
+        try:
+            from auditseal.store.postgres import PostgresDatabase  # psycopg only when asked
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"a PostgreSQL store needs psycopg ({exc.name} is not installed): "
+                "pip install 'auditseal[postgres]'"
+            ) from None
 
         return PostgresDatabase.connect(str(location), create=create, readonly=readonly)
     from auditseal.store.sqlite import SqliteDatabase

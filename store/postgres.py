@@ -296,17 +296,17 @@ class PostgresDatabase(Database):
         return out
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        return self._conn.execute(self._q(sql), params)  # type: ignore[arg-type]
+        return self._conn.execute(self._q(sql), params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._conn.cursor() as cursor:
-            cursor.executemany(self._q(sql), rows)  # type: ignore[arg-type]
+            cursor.executemany(self._q(sql), rows)
 
     def scan(self, sql: str, params: Sequence[Any], batch: int) -> Cursor:
         # A server-side cursor: rows stay in the server until fetched (needs a transaction).
         cursor = self._conn.cursor(name=f"auditseal_scan_{next(self._scans)}")
         cursor.itersize = batch
-        cursor.execute(self._q(sql), params)  # type: ignore[arg-type]
+        cursor.execute(self._q(sql), params)
         return cursor
 
     @contextmanager
@@ -338,8 +338,14 @@ class PostgresDatabase(Database):
             conn.close()
 
     def has_table(self, name: str) -> bool:
-        row = self._conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-        return bool(row and row[0])
+        # A query of the catalog, not to_regclass: that one answers from the session's cache,
+        # which keeps "no such table" across an advisory-lock wait during which another
+        # session created it.
+        row = self._conn.execute(
+            "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = %s",
+            (name,),
+        ).fetchone()
+        return row is not None
 
     def is_empty(self) -> bool:
         row = self._conn.execute(
@@ -349,7 +355,7 @@ class PostgresDatabase(Database):
 
     def create_schema(self, version: int) -> None:
         for statement in _split(_TABLES) + _split(_FUNCTIONS) + _triggers():
-            self._conn.execute(statement)  # type: ignore[arg-type]
+            self._conn.execute(statement)
         self._conn.execute(
             "INSERT INTO meta (name, value) VALUES ('schema_version', %s)", (str(version),)
         )
@@ -364,11 +370,11 @@ class PostgresDatabase(Database):
                 for role in ROLES:
                     try:
                         with self._conn.transaction():
-                            self._conn.execute(f"CREATE ROLE {role} NOLOGIN")  # type: ignore[arg-type]
+                            self._conn.execute(f"CREATE ROLE {role} NOLOGIN")
                     except pg_errors.DuplicateObject:
                         pass  # another store of this cluster made it
                 for statement in _grants():
-                    self._conn.execute(statement)  # type: ignore[arg-type]
+                    self._conn.execute(statement)
         except pg_errors.InsufficientPrivilege:
             pass
 

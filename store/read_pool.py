@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import Location
 from auditseal.store.errors import StoreError
 
 __all__ = ["ReadOnlyStores", "StoreUnavailable"]
@@ -23,15 +23,15 @@ class StoreUnavailable(Exception):
 class ReadOnlyStores:
     """One read-only BlockStore per executor thread, opened on first use."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: Location) -> None:
+        self.location = location
         self._local = threading.local()
 
     def _call(self, fn: Callable[[BlockStore], T]) -> T:
         db: BlockStore | None = getattr(self._local, "store", None)
         if db is None:
             try:
-                db = self._local.store = BlockStore.open(self.path, readonly=True)
+                db = self._local.store = BlockStore.open(self.location, readonly=True)
             except StoreError as exc:
                 raise StoreUnavailable(str(exc)) from exc
         try:

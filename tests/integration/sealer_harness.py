@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import orjson
 from auditseal.ingest import events
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.errors import StoreError
 from auditseal.store.fsck import check_log
 from auditseal.verifier.origin import split_generation
 
@@ -31,10 +33,16 @@ class Stack:
     workdir: Path
     signer: Signer
     group: str = field(default_factory=lambda: f"sealer-{uuid.uuid4().hex[:8]}")
+    store_url: str | None = None
+    """A PostgreSQL store; None for the SQLite file in ``workdir``."""
 
     @property
     def store_path(self) -> Path:
         return self.workdir / "store.db"
+
+    @property
+    def store(self) -> Path | str:
+        return self.store_url or self.store_path
 
     @property
     def key_path(self) -> Path:
@@ -47,14 +55,14 @@ class Stack:
         self, name: str = "w", max_events: int = 200, max_interval: float = 0.3
     ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{name}.log", "ab")  # noqa: SIM115 - child owns it
+        # A URL goes through the environment: its password stays out of the process list.
+        env = {**os.environ, "AUDITSEAL_STORE": str(self.store)}
         return subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 "from auditseal.cli.main import main; main()",
                 "seal",
-                "--store",
-                str(self.store_path),
                 "--key",
                 str(self.key_path),
                 "--bootstrap",
@@ -82,6 +90,7 @@ class Stack:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
 
 
@@ -127,10 +136,14 @@ def kafka_offsets(bootstrap: str, topic: str) -> dict[int, list[int]]:
 
 
 def sealed_positions(stack: Stack) -> dict[int, list[int]]:
-    if not stack.store_path.exists():
+    if stack.store_url is None and not stack.store_path.exists():
         return {}
     out: dict[int, list[int]] = {}
-    with BlockStore.open(stack.store_path, readonly=True) as store:
+    try:
+        store = BlockStore.open(stack.store, readonly=True)
+    except StoreError:  # no worker has created it yet
+        return {}
+    with store:
         for origin in store.logs():  # generations of one partition's log, in order
             p = int(split_generation(origin)[0].rsplit("/", 1)[1])
             out.setdefault(p, []).extend(
@@ -159,7 +172,7 @@ def check_exactly_once(stack: Stack) -> int:
     sealed = sealed_positions(stack)
     for p, o in offsets.items():
         assert sealed.get(p, []) == o, f"partition {p}"
-    with BlockStore.open(stack.store_path, readonly=True) as store:
+    with BlockStore.open(stack.store, readonly=True) as store:
         for origin in store.logs():
             check_log(store, origin, [stack.signer.verifier])
     return sum(len(o) for o in offsets.values())

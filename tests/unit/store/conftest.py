@@ -62,4 +62,3 @@ def raw(store: BlockStore, store_location: Path | str) -> Iterator[Raw]:
     conn = Raw(store_location)
     yield conn
     conn.close()
-

@@ -158,6 +158,29 @@ def test_appends_race_on_one_log_without_forking(store_location, store):
     assert len(list(store.blocks(ORIGIN))) == 11
 
 
+def test_workers_starting_together_create_one_store(store_location):
+    # Several sealers start at once on an empty database: one creates the schema, the others
+    # wait for it and open what it made.
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            BlockStore.open(store_location, create=True).close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert failures == []
+    with BlockStore.open(store_location) as store:
+        assert store.logs() == []
+
+
 def test_sql_updates_and_deletes_are_refused(filled, raw):
     for sql in [
         "DELETE FROM entries WHERE idx = 0",
