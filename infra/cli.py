@@ -334,10 +334,15 @@ def _ensure_postgres(
     postgres.create_database(
         postgres.url(service.port, password=password), state.STORE_DB, exist_ok=True
     )
+    pgpass = postgres.write_pgpass(state_dir, service.port, password)
     click.echo(
         f"postgres answers at 127.0.0.1:{service.port} ({_elapsed(began)}); "
         f"store {postgres.url(service.port, state.STORE_DB)} "
         f"(user {postgres.SUPERUSER}, password in {service.password_file}, mode 0600)"
+    )
+    click.echo(
+        "  to use it by hand: export "
+        f"AUDITSEAL_STORE={postgres.url(service.port, state.STORE_DB)} PGPASSFILE={pgpass}"
     )
 
 

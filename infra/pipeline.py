@@ -12,12 +12,13 @@ verifier key (``sealer.pub``) is what the monitor and dashboard pin.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditseal.infra import processes
+from auditseal.infra import processes, state
 from auditseal.infra.errors import InfraError, ServiceUnavailableError
 from auditseal.infra.state import DevState, Service
 
@@ -115,7 +116,8 @@ def start(
                 continue
             argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
             log = state_dir / f"{kind}.log"
-            pid = processes.spawn_detached(argv, log)
+            # The dev PostgreSQL store, if any, through the environment (no secret in argv).
+            pid = processes.spawn_detached(argv, log, env={**os.environ, **state.store_env(dev)})
             address, port = _address(kind, options)
             spawned.append(Service(kind, address, port, pid, argv, str(log)))
             dev.pipeline.append(spawned[-1])

@@ -61,6 +61,7 @@ ENV_BINDIR = "AUDITSEAL_PG_BINDIR"
 SUPERUSER = "auditseal"
 ADMIN_DB = "postgres"  # made by initdb; where CREATE/DROP DATABASE are issued from
 PASSWORD_FILE = "postgres.password"
+PGPASS_FILE = "pgpass"  # libpq's password file ($PGPASSFILE): clients read it, no URL holds it
 LOG_FILE = "postgres.log"
 DATA_DIR = "data"
 SYSTEM_USER = "postgres"  # Debian's package creates it; the server runs as it under root
@@ -261,6 +262,15 @@ def read_password(file: str | os.PathLike[str]) -> str:
     if not password:
         raise InfraError(f"{path}: empty PostgreSQL password file", 2)
     return password
+
+
+def write_pgpass(state_dir: Path, port: int, password: str) -> Path:
+    """A libpq password file (0600) for the dev cluster's superuser: with ``PGPASSFILE`` set
+    to it, a store URL without a password connects, and no process list shows the secret."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    path = state_dir / PGPASS_FILE
+    _write_secret(path, f"{processes.LOOPBACK}:{port}:*:{SUPERUSER}:{escaped}")
+    return path
 
 
 def _write_secret(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:

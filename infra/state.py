@@ -33,6 +33,7 @@ __all__ = [
     "remove",
     "save",
     "state_path",
+    "store_env",
     "store_url",
 ]
 
@@ -236,3 +237,18 @@ def store_url(path: str | os.PathLike[str] | None = None) -> str | None:
         return None
     password = postgres.read_password(state.postgres.password_file)
     return postgres.url(state.postgres.port, STORE_DB, password=password)
+
+
+def store_env(dev: DevState) -> dict[str, str]:
+    """The environment that points a command at the dev stack's PostgreSQL store without a
+    secret in it (the URL has no password; libpq reads it from the 0600 ``PGPASSFILE``), or
+    nothing when the stack has no PostgreSQL."""
+    from auditseal.infra import postgres  # postgres imports this module
+
+    if dev.postgres is None or dev.postgres.password_file is None:
+        return {}
+    state_dir = Path(dev.postgres.password_file).parent
+    return {
+        "AUDITSEAL_STORE": postgres.url(dev.postgres.port, STORE_DB),
+        "PGPASSFILE": str(state_dir / postgres.PGPASS_FILE),
+    }

@@ -25,10 +25,12 @@ import pytest
 from auditseal.infra import postgres as pg
 from auditseal.infra import processes, state
 from auditseal.infra.errors import ToolMissingError
+from auditseal.sealer.signer import Signer
 from tests.conftest import PostgresServer
 
 AUDITSEAL = Path(sys.executable).with_name("auditseal")
 STATE = Path(".auditseal") / "dev" / "state.json"
+CLI = [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
 
 pytestmark = pytest.mark.postgres
 
@@ -307,6 +309,26 @@ def test_dev_up_postgres_status_down_and_up_again_keeps_the_data(stack_dir: Path
     assert service.address == f"postgresql://auditseal@127.0.0.1:{pg_port}/auditseal"
     assert pg.is_running(service)
     assert service.password_file == str(password_file)
+
+    # By hand, or for the pipeline: a URL without the password and libpq's 0600 pgpass file.
+    env = state.store_env(recorded)
+    assert env["AUDITSEAL_STORE"] == f"postgresql://auditseal@127.0.0.1:{pg_port}/auditseal"
+    pgpass = Path(env["PGPASSFILE"])
+    assert oct(pgpass.stat().st_mode & 0o777) == "0o600"
+    assert f"export AUDITSEAL_STORE={env['AUDITSEAL_STORE']} PGPASSFILE={pgpass}" in up.stdout
+    key = stack_dir / "k.key"
+    Signer.generate("k").write_private_file(key)
+    appended = subprocess.run(
+        [*CLI, "log", "append", "--log", "dev.local/t/0", "--key", str(key), "--json"],
+        input=b"one\ntwo\n",
+        capture_output=True,
+        env={**os.environ, **env},
+        cwd=stack_dir,
+        timeout=60,
+        check=False,
+    )
+    assert appended.returncode == 0, appended.stderr
+    assert json.loads(appended.stdout)["end"] == 2 and password.encode() not in appended.stdout
 
     # Other commands get the full URL from the state file and the 0600 password file.
     url = state.store_url(stack_dir / STATE)
