@@ -30,6 +30,7 @@ COMMANDS = {
     "simulate": "auditseal.ingest.cli:simulate",
     "dev": "auditseal.infra.cli:dev",
     "demo": "auditseal.infra.demo:demo",
+    "store": "auditseal.cli.store:store",
 }
 # Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.
 PIPELINE_MODULES = {"confluent_kafka", "faust", "aiohttp", "aiokafka", "prometheus_client"}

@@ -370,6 +370,45 @@ class BlockStore:
         database file and truncate it). Raises StoreError if a reader still holds them."""
         self._db.purge_erased()
 
+    def redactions(self, origin: str) -> list[tuple[int, int, str, str]]:
+        """``(index, redacted_at_ms, actor, reason)`` of every redaction of ``origin``."""
+        rows = self._db.execute(
+            "SELECT idx, redacted_at_ms, actor, reason FROM redactions WHERE log_id = ?"
+            " ORDER BY idx",
+            (self._log_id(origin),),
+        ).fetchall()
+        return [(i, t, a, r) for i, t, a, r in rows]
+
+    def import_redaction(
+        self, origin: str, index: int, redacted_at_ms: int, actor: str, reason: str
+    ) -> bool:
+        """Copy a redaction from another store (``auditseal store copy``): erase entry
+        ``index`` if it still holds its value and index the redaction as recorded there.
+
+        Its redaction record is a leaf, copied with its block; this only repeats the erasure
+        for an entry copied before it was redacted. Idempotent. Returns whether bytes were
+        erased (then call :meth:`purge_wal`). Raises NotFoundError (no such entry), InputError
+        (a log record).
+        """
+        log_id = self._log_id(origin)
+        with self._transaction():
+            self._db.lock(split_generation(origin)[0])
+            row = self._db.execute(
+                "SELECT position, salt FROM entries WHERE log_id = ? AND idx = ?", (log_id, index)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"{origin}: no entry {index} to redact")
+            if row[0] < 0:
+                raise InputError(f"{origin}: leaf {index} is a log record; it cannot be redacted")
+            erase = row[1] is not None
+            if erase:
+                self._db.erase_entry(log_id, index)
+            self._db.execute(
+                "INSERT INTO redactions VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (log_id, index, redacted_at_ms, actor, reason),
+            )
+        return erase
+
     # --- claims -----------------------------------------------------------------------------
     # A worker assigned a partition claims its logs: the claim's epoch is one more than the
     # last. Its appends carry the epoch and are refused once a later claim exists, so a worker
@@ -400,6 +439,14 @@ class BlockStore:
             (base,),
         ).fetchall()
         return [(e, w, t) for e, w, t in rows]
+
+    def claimed_bases(self) -> list[str]:
+        """Every partition base with at least one claim (a claim may precede any block)."""
+        if not self._db.has_table("log_claims"):
+            return []
+        return [
+            r[0] for r in self._db.execute("SELECT DISTINCT base FROM log_claims ORDER BY base")
+        ]
 
     def _claim(self, base: str) -> tuple[int, str] | None:
         if not self._db.has_table("log_claims"):
@@ -502,6 +549,24 @@ class BlockStore:
                 (self._log_id(origin), number, now_ms if now_ms is not None else _now_ms()),
             )
 
+    def publications(self, origin: str) -> list[tuple[int, int]]:
+        """``(block number, published_at_ms)`` of the log's blocks marked published."""
+        rows = self._db.execute(
+            "SELECT number, published_at_ms FROM publications WHERE log_id = ? ORDER BY number",
+            (self._log_id(origin),),
+        ).fetchall()
+        return [(n, t) for n, t in rows]
+
+    def import_publications(self, origin: str, rows: Sequence[tuple[int, int]]) -> None:
+        """Mark blocks published as another store records them, ``(number, published_at_ms)``,
+        in one transaction (``auditseal store copy``); idempotent."""
+        log_id = self._log_id(origin)
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO publications VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                ((log_id, n, t) for n, t in rows),
+            )
+
     def records(self, origin: str, start: int, end: int) -> list[Record]:
         """The input records of leaves ``[start, end)``, with their triage (to republish)."""
         rows = self._db.execute(
@@ -584,6 +649,24 @@ class BlockStore:
         )
         return next(rows, None)
 
+    def blocks_by_commit(self) -> Iterator[tuple[str, StoredBlock, list[tuple[int, int]]]]:
+        """``(origin, block, offset gaps)`` of every block in the order the store committed
+        them, across logs, read a few hundred rows at a time (on PostgreSQL a server-side
+        cursor: call it on the store of a :meth:`snapshot`, ``BlockStore(db)``)."""
+        cursor = self._db.scan(
+            "SELECT l.origin, b.header, b.hash, b.checkpoint, b.gaps FROM blocks b"
+            f" JOIN logs l ON l.id = b.log_id ORDER BY {self._db.insertion_order}",
+            (),
+            256,
+        )
+        while rows := cursor.fetchmany(256):
+            for origin, header, h, checkpoint, gaps in rows:
+                yield (
+                    origin,
+                    StoredBlock(BlockHeader.from_text(header), h, checkpoint),
+                    [(a, b) for a, b in json.loads(gaps)] if gaps else [],
+                )
+
     def latest_checkpoint(self, origin: str) -> str:
         last = self.last_block(origin)
         if last is None:
@@ -658,6 +741,10 @@ class BlockStore:
     def node(self, origin: str, level: int, index: int) -> bytes:
         """The stored hash of complete subtree ``(level, index)``."""
         return self._nodes(self._log_id(origin), [(level, index)])[0]
+
+    def nodes(self, origin: str, ids: Sequence[NodeID]) -> list[bytes]:
+        """The stored hashes of ``ids``, in order, in one query; StoreError if one is missing."""
+        return self._nodes(self._log_id(origin), ids)
 
     def _check_size(self, origin: str, size: int | None) -> int:
         current = self.size(origin)
@@ -966,6 +1053,28 @@ class BlockStore:
                 raise StoreError(f"{self.location}: anchor intent {seq}: want a list of bodies")
             found[bytes(root)] = bodies
         return found
+
+    def all_anchor_intents(self) -> list[tuple[int, bytes, list[str], int]]:
+        """``(seq, root, checkpoint bodies, created_at_ms)`` of every intent, in order."""
+        if not self._has_anchor_tables("anchor_intents"):
+            return []
+        rows = self._db.execute(
+            "SELECT seq, root, created_at_ms FROM anchor_intents ORDER BY seq, created_at_ms"
+        ).fetchall()
+        bodies: dict[int, dict[bytes, list[str]]] = {}
+        for seq, _, _ in rows:
+            if seq not in bodies:
+                bodies[seq] = self.anchor_intents(seq)  # parsed and checked there
+        return [(seq, bytes(root), bodies[seq][bytes(root)], t) for seq, root, t in rows]
+
+    def anchor_publications(self) -> list[tuple[int, int]]:
+        """``(seq, published_at_ms)`` of every anchor marked published, by seq."""
+        if not self._has_anchor_tables("anchor_publications"):
+            return []
+        rows = self._db.execute(
+            "SELECT seq, published_at_ms FROM anchor_publications ORDER BY seq"
+        ).fetchall()
+        return [(seq, t) for seq, t in rows]
 
     def checkpoint_history(self) -> Iterator[tuple[str, str]]:
         """(origin, signed checkpoint) of every block in the order the store committed them

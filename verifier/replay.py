@@ -92,7 +92,7 @@ class LogReplay:
         if calculated != header.root:  # 4
             raise RootMismatchError(f"{where}: tree root", header.root, calculated)
 
-        checkpoint = open_checkpoint(block.checkpoint, self.verifiers)  # 5
+        checkpoint = self.open_checkpoint(block.checkpoint)  # 5
         if (checkpoint.origin, checkpoint.size, checkpoint.root) != (
             self.origin,
             header.end,
@@ -106,3 +106,7 @@ class LogReplay:
 
         self.compact, self.prev, self.last_position = compact, header, last
         return BlockResult(header, checkpoint, tuple(redacted))
+
+    def open_checkpoint(self, raw_note: str) -> Checkpoint:
+        """Step 5's opening of a block's signed checkpoint: with a pinned key."""
+        return open_checkpoint(raw_note, self.verifiers)
