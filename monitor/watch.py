@@ -656,7 +656,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
 @click.option(
     "--state-interval",
     type=click.FloatRange(min=0.1),
-    default=5.0,
+    default=30.0,
     show_default=True,
     help="Seconds between writes of the --state file (only when something was read).",
 )
