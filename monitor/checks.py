@@ -51,16 +51,18 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice, pairwise
 from typing import Any, Protocol
 
 from auditseal.ingest.envelope import parse_event
 from auditseal.ingest.errors import EnvelopeError
 from auditseal.verifier.anchor import AnchorReceipt
+from auditseal.verifier.anchoring import ChainUnavailableError
 from auditseal.verifier.block import BlockHeader, ChainError, SealedBlock
-from auditseal.verifier.checkpoint import Checkpoint
+from auditseal.verifier.checkpoint import Checkpoint, open_checkpoint
 from auditseal.verifier.compact import CompactRange
 from auditseal.verifier.errors import FormatError, ProofError, SignatureError, VerifierError
 from auditseal.verifier.leaf import LeafMismatchError
@@ -75,9 +77,11 @@ __all__ = [
     "DEFAULT_SEQUENCE_MEMORY",
     "DEFAULT_SEQUENCE_RUNS",
     "KINDS",
+    "STATE_FORMAT",
     "Alert",
     "ChainView",
     "Checker",
+    "StateError",
     "severity_of",
 ]
 
@@ -89,6 +93,15 @@ CRITICAL, WARNING = "critical", "warning"
 DEFAULT_SEQUENCE_MEMORY = 500_000
 DEFAULT_SEQUENCE_RUNS = 1_000
 DEFAULT_ID_MEMORY = 500_000
+
+# The saved state (docs/MONITOR.md, "State file"): its format name, and what it keeps per log
+# beyond the replay state itself, newest first. The event maps keep their own bounds.
+STATE_FORMAT = "auditseal.monitor-state/v1"
+STATE_ACCEPTED = 128  # accepted blocks with the state before them (republish and fork checks)
+STATE_ROOTS = 10_000  # signed roots by size (receipts and old republished blocks)
+STATE_BLOCKS = 10_000  # blocks not yet covered by an anchor (lateness)
+STATE_CLAIMS = 1_000  # receipts naming a size whose block has not arrived
+STATE_RECEIPTS = 1_000  # receipts already checked, newest seq
 
 # kind -> (severity, one line for --help and the docs)
 KINDS: dict[str, tuple[str, str]] = {
@@ -146,6 +159,16 @@ KINDS: dict[str, tuple[str, str]] = {
     "unexplained_redaction": (
         CRITICAL,
         "an entry with its value and salt erased that no redaction record in the log explains",
+    ),
+    "block_unchecked": (
+        WARNING,
+        "a block number the monitor passed before its restart, too old for its saved state to "
+        "compare it with the accepted one (validly signed, root at its size not remembered)",
+    ),
+    "history_lost": (
+        CRITICAL,
+        "messages the monitor had not read yet were deleted (retention) before it resumed "
+        "from its state: the blocks or receipts in them were never checked",
     ),
     "log_generation": (
         CRITICAL,
@@ -255,6 +278,7 @@ class _Recent:
     def __init__(self, capacity: int) -> None:
         if capacity < 2:
             raise ValueError("capacity must be at least 2")
+        self.capacity = capacity
         self.half = capacity // 2
         self._new: dict[Any, Any] = {}
         self._old: dict[Any, Any] = {}
@@ -408,6 +432,8 @@ class Checker:
         accepted = state.accepted.get(h.number)
         if accepted is not None:
             return self._rival(state, block, digest, accepted, now_ms)
+        if h.number < state.next_number:  # accepted before a restart, no longer kept
+            return self._forgotten(state, block, now_ms)
         if h.number > state.next_number:
             held = state.pending.get(h.number)
             if held is not None and held[2] == digest:
@@ -544,6 +570,49 @@ class Checker:
             )
         ]
 
+    def _forgotten(self, state: _Log, block: SealedBlock, now_ms: int) -> list[Alert]:
+        """A block numbered below the next one whose accepted copy the restored state no
+        longer keeps: judged by its signature and the root remembered at its size."""
+        h = block.header
+        try:
+            checkpoint = open_checkpoint(block.checkpoint, self.verifiers)
+        except VerifierError as exc:
+            return [
+                Alert(
+                    _kind_of(exc),
+                    h.origin,
+                    h.number,
+                    f"a second block {h.number}, older than the monitor's state keeps: {exc}",
+                    now_ms,
+                )
+            ]
+        known = state.roots.get(checkpoint.size)
+        if known is not None and known == checkpoint.root == h.root and h.end == checkpoint.size:
+            self.republished += 1  # signed and committing to the accepted root: a republish
+            return []
+        if known is not None and known != checkpoint.root:
+            return [
+                Alert(
+                    "fork",
+                    h.origin,
+                    h.number,
+                    f"a validly signed checkpoint of size {checkpoint.size} with root "
+                    f"{checkpoint.root.hex()}; the accepted one has root {known.hex()}",
+                    now_ms,
+                )
+            ]
+        return [
+            Alert(
+                "block_unchecked",
+                h.origin,
+                h.number,
+                f"block {h.number} (size {h.end}) arrived again after the monitor resumed from "
+                "its state, which no longer keeps the accepted block or the root at its size: "
+                "not compared (auditseal verify --block on the store decides)",
+                now_ms,
+            )
+        ]
+
     # --- events: sequences and ids --------------------------------------------------------
 
     def _sequences(
@@ -672,46 +741,66 @@ class Checker:
         if r.status != "confirmed":
             return []  # the anchor service's own record of an orphan: nothing is claimed
         if chain is not None:
-            canonical = chain.block_hash(r.block_number)
-            if canonical is None or canonical.lower() != r.block_hash.lower():
-                return alert(
-                    "anchor_reorged",
-                    f"transaction {r.tx_hash} in block {r.block_number} ({r.block_hash}), "
-                    f"which is no longer canonical (now {canonical})",
-                )
-            on_chain = chain.root_of(r.seq)
-            if on_chain is None:
-                return alert("anchor_not_on_chain", f"rootOf({r.seq}) is empty on chain")
             try:
-                r.verify(on_chain)
-            except (ProofError, FormatError) as exc:
-                return alert(
-                    "anchor_not_on_chain",
-                    f"rootOf({r.seq}) is {on_chain.hex()}, the receipt's proof does not lead "
-                    f"there ({exc})",
-                )
-            tracked = self._tracked.get(r.seq)
-            origins = (*tracked.origins, r.origin) if tracked else (r.origin,)
-            self._tracked[r.seq] = _Tracked(r.block_number, r.block_hash, origins)
-        else:
-            try:
-                r.verify()
-            except (ProofError, FormatError) as exc:
-                return alert("anchor_not_on_chain", f"proof does not lead to its root ({exc})")
-        alerts: list[Alert] = []
+                return self._on_chain(r, chain, state, checkpoint, alert, now_ms)
+            except ChainUnavailableError:
+                self._receipts_seen.discard(key)  # not checked: the retry must check it
+                self.receipts_checked -= 1
+                raise
+        try:
+            r.verify()
+        except (ProofError, FormatError) as exc:
+            return alert("anchor_not_on_chain", f"proof does not lead to its root ({exc})")
+        return self._credit(r, state, checkpoint, now_ms)
+
+    def _on_chain(
+        self,
+        r: AnchorReceipt,
+        chain: ChainView,
+        state: _Log,
+        checkpoint: Checkpoint,
+        alert: Callable[[str, str], list[Alert]],
+        now_ms: int,
+    ) -> list[Alert]:
+        canonical = chain.block_hash(r.block_number)
+        if canonical is None or canonical.lower() != r.block_hash.lower():
+            return alert(
+                "anchor_reorged",
+                f"transaction {r.tx_hash} in block {r.block_number} ({r.block_hash}), "
+                f"which is no longer canonical (now {canonical})",
+            )
+        on_chain = chain.root_of(r.seq)
+        if on_chain is None:
+            return alert("anchor_not_on_chain", f"rootOf({r.seq}) is empty on chain")
+        try:
+            r.verify(on_chain)
+        except (ProofError, FormatError) as exc:
+            return alert(
+                "anchor_not_on_chain",
+                f"rootOf({r.seq}) is {on_chain.hex()}, the receipt's proof does not lead "
+                f"there ({exc})",
+            )
+        tracked = self._tracked.get(r.seq)
+        origins = (*tracked.origins, r.origin) if tracked else (r.origin,)
+        self._tracked[r.seq] = _Tracked(r.block_number, r.block_hash, origins)
+        return self._credit(r, state, checkpoint, now_ms)
+
+    def _credit(
+        self, r: AnchorReceipt, state: _Log, checkpoint: Checkpoint, now_ms: int
+    ) -> list[Alert]:
+        """The receipt's checkpoint against the log's signed ones; credit its size."""
         known = state.roots.get(checkpoint.size)
         if known is None:
             state.claims.setdefault(checkpoint.size, []).append((checkpoint.root, r.seq))
         elif known != checkpoint.root:
             number = self._number_at(state, checkpoint.size)
-            alerts.append(
+            return [
                 self._claim_mismatch(
                     r.origin, number, checkpoint.size, checkpoint.root, r.seq, now_ms
                 )
-            )
-            return alerts
+            ]
         state.credits[r.seq] = checkpoint.size
-        return alerts
+        return []
 
     @staticmethod
     def _number_at(state: _Log, size: int) -> int | None:
@@ -817,3 +906,300 @@ class Checker:
 
     def malformed(self, where: str, detail: str, now_ms: int, log: str | None = None) -> Alert:
         return Alert("malformed", log, None, f"{where}: {detail}", now_ms)
+
+    # --- the saved state ---------------------------------------------------------------------
+
+    def held(self) -> set[tuple[str, int]]:
+        """(origin, number) of the blocks held until a missing one arrives. They are not in the
+        snapshot: whoever saves it must feed them again after a restore (the monitor resumes
+        its topics at the first message of the oldest one)."""
+        return {(origin, n) for origin, st in self._logs.items() for n in st.pending}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state to go on from after a restart, as JSON data (docs/MONITOR.md)."""
+        return snapshot(self)
+
+    def restore(self, data: Any) -> None:
+        """Go on from a :meth:`snapshot`; StateError names the field at fault."""
+        restore(self, data)
+
+    def history_lost(self, where: str, detail: str, now_ms: int) -> Alert:
+        return Alert("history_lost", None, None, f"{where}: {detail}", now_ms)
+
+
+# --- the saved state -------------------------------------------------------------------------
+
+
+class StateError(ValueError):
+    """A saved state that does not decode; the message names the field at fault."""
+
+
+def _field(d: dict[str, Any], name: str, where: str) -> Any:
+    if name not in d:
+        raise StateError(f"{where}.{name}: missing")
+    return d[name]
+
+
+def _int(v: Any, where: str) -> int:
+    if type(v) is not int:
+        raise StateError(f"{where}: want an integer, got {type(v).__name__}")
+    return v
+
+
+def _opt_int(v: Any, where: str) -> int | None:
+    return None if v is None else _int(v, where)
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise StateError(f"{where}: want a string, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, where: str, length: int | None = None) -> list[Any]:
+    if not isinstance(v, list):
+        raise StateError(f"{where}: want a list, got {type(v).__name__}")
+    if length is not None and len(v) != length:
+        raise StateError(f"{where}: want {length} items, got {len(v)}")
+    return v
+
+
+def _dict(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise StateError(f"{where}: want an object, got {type(v).__name__}")
+    return v
+
+
+def _bytes(v: Any, where: str, size: int = 32) -> bytes:
+    text = _str(v, where)
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise StateError(f"{where}: not hex") from None
+    if len(raw) != size:
+        raise StateError(f"{where}: want {size} bytes, got {len(raw)}")
+    return raw
+
+
+def _header(v: Any, where: str) -> BlockHeader | None:
+    if v is None:
+        return None
+    try:
+        return BlockHeader.from_text(_str(v, where))
+    except (VerifierError, ValueError) as exc:
+        raise StateError(f"{where}: {exc}") from None
+
+
+def _compact_json(c: CompactRange) -> dict[str, Any]:
+    return {"size": c.size, "hashes": [h.hex() for h in c.hashes]}
+
+
+def _compact(v: Any, where: str) -> CompactRange:
+    d = _dict(v, where)
+    hashes = _list(_field(d, "hashes", where), f"{where}.hashes")
+    try:
+        return CompactRange(
+            _int(_field(d, "size", where), f"{where}.size"),
+            [_bytes(h, f"{where}.hashes[{i}]") for i, h in enumerate(hashes)],
+        )
+    except StateError:
+        raise
+    except ValueError as exc:
+        raise StateError(f"{where}: {exc}") from None
+
+
+def _newest(items: Any, n: int) -> list[Any]:
+    """The last ``n`` of a dict's items (insertion order), oldest first, without a full copy."""
+    return list(islice(reversed(items), n))[::-1]
+
+
+def snapshot(checker: Checker) -> dict[str, Any]:
+    """What ``checker`` needs to go on where it stopped, as JSON data (bounded: the module's
+    STATE_* limits per log, the event maps within their own capacity)."""
+    tracked = checker._tracked
+    logs: dict[str, Any] = {}
+    for origin, st in sorted(checker._logs.items()):
+        r = st.replay
+        # Credits of buried receipts can no longer be withdrawn: only their maximum matters.
+        buried = {seq: size for seq, size in st.credits.items() if seq not in tracked}
+        credits = {seq: size for seq, size in st.credits.items() if seq in tracked}
+        if buried:
+            top = max(buried, key=lambda seq: buried[seq])
+            credits[top] = buried[top]
+        floor = max(buried.values(), default=0)
+        waiting: list[list[int]] = []
+        for number, end, sealed_ms in reversed(st.blocks):
+            if end <= floor or len(waiting) == STATE_BLOCKS:
+                break
+            waiting.append([number, end, sealed_ms])
+        logs[origin] = {
+            "compact": _compact_json(r.compact),
+            "prev": r.prev.to_text() if r.prev else None,
+            "last_position": r.last_position,
+            "accepted": [
+                [
+                    number,
+                    a.digest.hex(),
+                    _compact_json(a.compact),
+                    a.prev.to_text() if a.prev else None,
+                    a.last_position,
+                    a.sealed_at_ms,
+                    a.end,
+                ]
+                for number, a in _newest(st.accepted.items(), STATE_ACCEPTED)
+            ],
+            "roots": [[size, root.hex()] for size, root in _newest(st.roots.items(), STATE_ROOTS)],
+            "blocks": waiting[::-1],
+            "credits": [[seq, size] for seq, size in sorted(credits.items())],
+            "claims": [
+                [size, root.hex(), seq]
+                for size, claims in sorted(st.claims.items())
+                for root, seq in claims
+            ][-STATE_CLAIMS:],
+            "nulled": [
+                [leaf, h.hex(), number, ms] for leaf, (h, number, ms) in sorted(st.nulled.items())
+            ],
+            "redactions": [[leaf, h.hex()] for leaf, h in sorted(st.redactions.items())],
+            "hole_reported": st.hole_reported,
+            "late_reported": st.late_reported,
+        }
+    return {
+        "digest_key": checker._digest_key.hex(),
+        "logs": logs,
+        "sources": {
+            name: {
+                "floor": src.floor,
+                "runs": [[a, b] for a, b in zip(src.starts, src.ends, strict=True)],
+            }
+            for name, src in sorted(checker._sources.items())
+        },
+        "digests": [
+            [[source, seq, event_id, d.hex()] for (source, seq), (event_id, d) in gen.items()]
+            for gen in (checker._digests._old, checker._digests._new)
+        ],
+        "ids": [
+            [[event_id, source] for event_id, source in gen.items()]
+            for gen in (checker._ids._old, checker._ids._new)
+        ],
+        "tracked": [
+            [seq, t.block_number, t.block_hash, list(t.origins)]
+            for seq, t in sorted(tracked.items())
+        ],
+        "receipts_seen": [list(k) for k in sorted(checker._receipts_seen)[-STATE_RECEIPTS:]],
+    }
+
+
+def restore(checker: Checker, data: Any) -> None:
+    """Load a :func:`snapshot` into a new ``checker``; StateError names the field at fault
+    (and leaves ``checker`` untouched)."""
+    w = "checker"
+    d = _dict(data, w)
+    key = _bytes(_field(d, "digest_key", w), f"{w}.digest_key", 16)
+    logs = {
+        _str(origin, f"{w}.logs"): _restore_log(checker, origin, raw, f"{w}.logs[{origin!r}]")
+        for origin, raw in _dict(_field(d, "logs", w), f"{w}.logs").items()
+    }
+    sources: dict[str, _Source] = {}
+    for name, raw in _dict(_field(d, "sources", w), f"{w}.sources").items():
+        where = f"{w}.sources[{name!r}]"
+        sd = _dict(raw, where)
+        src = _Source(floor=_int(_field(sd, "floor", where), f"{where}.floor"))
+        last = src.floor - 1
+        for i, run in enumerate(_list(_field(sd, "runs", where), f"{where}.runs")):
+            at = f"{where}.runs[{i}]"
+            a, b = (_int(x, at) for x in _list(run, at, 2))
+            if not last < a < b:  # sorted, non-empty, never touching
+                raise StateError(f"{at}: run {a}..{b} out of order")
+            src.starts.append(a)
+            src.ends.append(b)
+            last = b
+        if len(src.starts) > checker.sequence_runs:  # a smaller --sequence-runs than before
+            drop = len(src.starts) - checker.sequence_runs
+            del src.starts[:drop], src.ends[:drop]
+            src.floor = src.starts[0]
+        sources[name] = src
+    digests = _Recent(checker._digests.capacity)
+    for g, gen in enumerate(_list(_field(d, "digests", w), f"{w}.digests", 2)):
+        for i, item in enumerate(_list(gen, f"{w}.digests[{g}]")):
+            at = f"{w}.digests[{g}][{i}]"
+            source, seq, event_id, digest = _list(item, at, 4)
+            digests.put(
+                (_str(source, at), _int(seq, at)), (_str(event_id, at), _bytes(digest, at, 16))
+            )
+    ids = _Recent(checker._ids.capacity)
+    for g, gen in enumerate(_list(_field(d, "ids", w), f"{w}.ids", 2)):
+        for i, item in enumerate(_list(gen, f"{w}.ids[{g}]")):
+            at = f"{w}.ids[{g}][{i}]"
+            event_id, source = _list(item, at, 2)
+            ids.put(_str(event_id, at), _str(source, at))
+    tracked: dict[int, _Tracked] = {}
+    for i, item in enumerate(_list(_field(d, "tracked", w), f"{w}.tracked")):
+        at = f"{w}.tracked[{i}]"
+        seq, number, block_hash, origins = _list(item, at, 4)
+        tracked[_int(seq, at)] = _Tracked(
+            _int(number, at),
+            _str(block_hash, at),
+            tuple(_str(o, at) for o in _list(origins, at)),
+        )
+    seen: set[tuple[int, str, str]] = set()
+    for i, item in enumerate(_list(_field(d, "receipts_seen", w), f"{w}.receipts_seen")):
+        at = f"{w}.receipts_seen[{i}]"
+        seq, origin, block_hash = _list(item, at, 3)
+        seen.add((_int(seq, at), _str(origin, at), _str(block_hash, at)))
+    checker._digest_key = key
+    checker._logs = logs
+    checker._sources = sources
+    checker._source_names = {name: name for name in sources}
+    checker._digests = digests
+    checker._ids = ids
+    checker._tracked = tracked
+    checker._receipts_seen = seen
+
+
+def _restore_log(checker: Checker, origin: str, raw: Any, w: str) -> _Log:
+    d = _dict(raw, w)
+
+    def rows(name: str, width: int) -> Iterable[tuple[str, list[Any]]]:
+        for i, row in enumerate(_list(_field(d, name, w), f"{w}.{name}")):
+            at = f"{w}.{name}[{i}]"
+            yield at, _list(row, at, width)
+
+    try:
+        replay = LogReplay(
+            origin,
+            checker.verifiers,
+            _compact(_field(d, "compact", w), f"{w}.compact"),
+            _header(_field(d, "prev", w), f"{w}.prev"),
+            _int(_field(d, "last_position", w), f"{w}.last_position"),
+        )
+    except ValueError as exc:
+        if isinstance(exc, StateError):
+            raise
+        raise StateError(f"{w}: {exc}") from None
+    st = _Log(replay)
+    for at, (number, digest, compact, prev, last, sealed_ms, end) in rows("accepted", 7):
+        st.accepted[_int(number, at)] = _Accepted(
+            _bytes(digest, at),
+            _compact(compact, at),
+            _header(prev, at),
+            _int(last, at),
+            _int(sealed_ms, at),
+            _int(end, at),
+        )
+    for at, (size, root) in rows("roots", 2):
+        st.roots[_int(size, at)] = _bytes(root, at)
+    for at, (number, end, sealed_ms) in rows("blocks", 3):
+        st.blocks.append((_int(number, at), _int(end, at), _int(sealed_ms, at)))
+    if any(a[1] > b[1] for a, b in pairwise(st.blocks)):
+        raise StateError(f"{w}.blocks: not in order of their ends")
+    for at, (seq, size) in rows("credits", 2):
+        st.credits[_int(seq, at)] = _int(size, at)
+    for at, (size, root, seq) in rows("claims", 3):
+        st.claims.setdefault(_int(size, at), []).append((_bytes(root, at), _int(seq, at)))
+    for at, (leaf, h, number, ms) in rows("nulled", 4):
+        st.nulled[_int(leaf, at)] = (_bytes(h, at), _int(number, at), _int(ms, at))
+    for at, (leaf, h) in rows("redactions", 2):
+        st.redactions[_int(leaf, at)] = _bytes(h, at)
+    st.hole_reported = _opt_int(_field(d, "hole_reported", w), f"{w}.hole_reported")
+    st.late_reported = _opt_int(_field(d, "late_reported", w), f"{w}.late_reported")
+    return st

@@ -2,7 +2,9 @@
 
 The checks are :class:`auditseal.monitor.checks.Checker`'s; this module is the I/O around it: a
 confluent-kafka consumer assigned to every partition of both topics from the beginning (the
-replay state must be complete), the verifier's reader of the anchor contract, and the alert sinks:
+replay state must be complete) or, with ``--state``, from where the saved state stops (the
+checker's snapshot and the offsets it reflects, written atomically every few seconds and at
+exit), the verifier's reader of the anchor contract, and the alert sinks:
 stdout (JSON lines), a webhook (its own thread, bounded queue, retries with backoff, so a dead
 endpoint never stalls the consumer), the ``audit.alerts`` topic and Prometheus metrics.
 Exit codes: 0 no alert, 1 alerts raised (with --once / --idle-exit), 2 usage error,
@@ -21,8 +23,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -44,9 +47,12 @@ from auditseal.monitor.checks import (
     DEFAULT_SEQUENCE_MEMORY,
     DEFAULT_SEQUENCE_RUNS,
     KINDS,
+    STATE_FORMAT,
     Alert,
     Checker,
+    StateError,
 )
+from auditseal.store.files import write_atomic
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.anchoring import ChainUnavailableError
 from auditseal.verifier.errors import FormatError, VerifierError
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
     from auditseal.verifier.chain import Web3AnchorReader
 
 DEFAULT_METRICS_PORT = 9466
+DEFAULT_STATE = Path(".auditseal/monitor/state.json")
 ONCE_IDLE = 3.0  # seconds without a message that count as "drained" for --once
 
 
@@ -250,6 +257,76 @@ class Sinks:
             self.webhook.close(timeout)
 
 
+# --- the saved state -------------------------------------------------------------------------
+
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the next offset to read
+
+
+class StateFile:
+    """The monitor's saved state (docs/MONITOR.md, "State file"): the checker's snapshot and,
+    per topic partition, the offset to resume at. Any fault is one line naming the file."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.path, self.interval = path, interval
+        self.failed = False
+
+    def _refuse(self, detail: str) -> NoReturn:
+        fail(f"--state {self.path}: {detail}; --reset-state starts over from the beginning", 2)
+
+    def load(self, checker: Checker) -> Offsets | None:
+        """Restore ``checker`` and return the saved offsets; None if there is no file yet."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._refuse(f"cannot read it ({exc.strerror})")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self._refuse(f"not JSON ({exc})")
+        if not isinstance(data, dict):
+            self._refuse("not a JSON object")
+        if data.get("format") != STATE_FORMAT:
+            self._refuse(f"format {data.get('format')!r}, this monitor reads {STATE_FORMAT!r}")
+        offsets: Offsets = {}
+        topics = data.get("topics")
+        if not isinstance(topics, dict):
+            self._refuse("topics: want an object")
+        for topic, parts in topics.items():
+            if not isinstance(parts, dict):
+                self._refuse(f"topics[{topic!r}]: want an object")
+            for part, offset in parts.items():
+                if not part.isdigit() or type(offset) is not int or offset < 0:
+                    self._refuse(f"topics[{topic!r}][{part!r}]: want a partition and an offset")
+                offsets[topic, int(part)] = offset
+        try:
+            checker.restore(data.get("checker"))
+        except StateError as exc:
+            self._refuse(str(exc))
+        return offsets
+
+    def save(self, checker: Checker, offsets: Offsets) -> None:
+        """Write atomically, owner-only (the file is trusted on the next start)."""
+        topics: dict[str, dict[str, int]] = {}
+        for (topic, part), offset in sorted(offsets.items()):
+            topics.setdefault(topic, {})[str(part)] = offset
+        data = {
+            "format": STATE_FORMAT,
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "topics": topics,
+            "checker": checker.snapshot(),
+        }
+        try:
+            write_atomic(self.path, orjson.dumps(data), 0o600)
+        except OSError as exc:
+            if not self.failed:  # said once; the next save tries again
+                _note(f"state not saved to {self.path}: {exc.strerror or exc}")
+            self.failed = True
+            return
+        self.failed = False
+
+
 # --- the loop --------------------------------------------------------------------------------
 
 
@@ -268,6 +345,8 @@ class Monitor:
         history_before_ms: int | None = None,
         idle_exit: float | None = None,
         tick: float = 5.0,
+        state: StateFile | None = None,
+        offsets: Offsets | None = None,
     ) -> None:
         self.consumer, self.checker, self.sinks, self.chain = consumer, checker, sinks, chain
         self.sealed_topic, self.anchors_topic = sealed_topic, anchors_topic
@@ -275,8 +354,16 @@ class Monitor:
         self.idle_exit, self.tick = idle_exit, tick
         self.assembler = BlockAssembler()
         self.stop = threading.Event()
-        self._retry: list[tuple[AnchorReceipt, int | None]] = []
+        self._retry: list[tuple[AnchorReceipt, int | None, tuple[str, int, int]]] = []
         self._chain_error: str | None = None
+        self.state = state
+        self.positions: Offsets = dict(offsets or {})  # next offset per partition, as read
+        self.read = 0
+        # Messages the checker's snapshot does not hold yet, by (topic, partition, offset): a
+        # block's first part until its last is in, blocks held before a hole, receipts to
+        # retry. The saved offsets stop at the oldest of them, so a restart reads them again.
+        self._partial: dict[str, tuple[str, int, int]] = {}
+        self._held: dict[tuple[str, int], tuple[str, int, int]] = {}
 
     def _emit(self, alerts: list[Alert], timestamp_ms: int | None = None) -> None:
         history = self.history_before_ms
@@ -285,12 +372,14 @@ class Monitor:
         for alert in alerts:
             self.sinks.emit(alert)
 
-    def _receipt(self, receipt: AnchorReceipt, timestamp_ms: int | None) -> None:
+    def _receipt(
+        self, receipt: AnchorReceipt, timestamp_ms: int | None, where: tuple[str, int, int]
+    ) -> None:
         try:
             alerts = self.checker.receipt(receipt, self.chain, _now_ms())
         except ChainUnavailableError as exc:
             self._chain_error = str(exc)
-            self._retry.append((receipt, timestamp_ms))
+            self._retry.append((receipt, timestamp_ms, where))
             return
         self._emit(alerts, timestamp_ms)
 
@@ -319,24 +408,42 @@ class Monitor:
             except VerifierError as exc:
                 self._emit([self.checker.malformed(where, str(exc), now, log)], timestamp_ms)
                 return
+            if message.part == 0:
+                self._partial[message.origin] = (topic, partition, offset)
             done = self.assembler.add(message)
             if done is not None:
+                first = self._partial.pop(message.origin, (topic, partition, offset))
                 self._emit(self.checker.block(done[0], done[1], now), timestamp_ms)
+                self._held[message.origin, done[0].header.number] = first
+                held = self.checker.held()
+                self._held = {k: v for k, v in self._held.items() if k in held}
         else:
             try:
                 receipt = AnchorReceipt.from_json(data)
             except (VerifierError, ValueError, TypeError, KeyError) as exc:
                 self._emit([self.checker.malformed(where, str(exc), now, log)], timestamp_ms)
                 return
-            self._receipt(receipt, timestamp_ms)
+            self._receipt(receipt, timestamp_ms, (topic, partition, offset))
+
+    def resume_offsets(self) -> Offsets:
+        """Per partition, the offset up to which the checker's snapshot reflects the topic."""
+        out = dict(self.positions)
+        pending = [*self._partial.values(), *self._held.values(), *(r[2] for r in self._retry)]
+        for topic, partition, offset in pending:
+            out[topic, partition] = min(out.get((topic, partition), offset), offset)
+        return out
+
+    def save(self) -> None:
+        if self.state is not None:
+            self.state.save(self.checker, self.resume_offsets())
 
     def on_tick(self, caught_up: bool) -> None:
         """Periodic work: retried receipts, reorg re-checks and, once caught up, lateness."""
         now = _now_ms()
         retry, self._retry = self._retry, []
         self._chain_error = None
-        for receipt, timestamp_ms in retry:
-            self._receipt(receipt, timestamp_ms)
+        for receipt, timestamp_ms, where in retry:
+            self._receipt(receipt, timestamp_ms, where)
         if self.chain is not None and not self._retry:
             try:
                 self._emit(self.checker.recheck_anchors(self.chain, now))
@@ -352,9 +459,17 @@ class Monitor:
 
         last_message = time.monotonic()
         next_tick = time.monotonic() + self.tick
+        interval = self.state.interval if self.state is not None else 0.0
+        next_save = time.monotonic() + interval
+        saved = dict(self.positions)
         while not self.stop.is_set():
             msg = self.consumer.poll(0.5)
             now = time.monotonic()
+            if self.state is not None and now >= next_save:
+                next_save = now + interval
+                if self.positions != saved:  # nothing read, nothing to write
+                    self.save()
+                    saved = dict(self.positions)
             if msg is None:
                 if now >= next_tick:
                     self.on_tick(caught_up=True)
@@ -381,6 +496,8 @@ class Monitor:
                 msg.value(),
                 stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
             )
+            self.positions[msg.topic(), msg.partition()] = msg.offset() + 1
+            self.read += 1
             metrics.update(self.checker)
             if now >= next_tick:
                 self.on_tick(caught_up=False)
@@ -518,6 +635,32 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     "(the history is read either way: the replay state must be complete).",
 )
 @click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    is_flag=False,
+    flag_value=str(DEFAULT_STATE),
+    default=None,
+    envvar="AUDITSEAL_MONITOR_STATE",
+    show_envvar=True,
+    help=f"Keep the monitor's state in this file (--state alone: {DEFAULT_STATE}) and resume "
+    "from it: the topics are read from where it stops, not from the beginning. Written "
+    "atomically, owner-only, every --state-interval seconds and at exit.",
+)
+@click.option(
+    "--reset-state",
+    is_flag=True,
+    help="Ignore an existing --state file (also one that does not load) and start over from "
+    "the beginning of the topics; it is overwritten.",
+)
+@click.option(
+    "--state-interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between writes of the --state file (only when something was read).",
+)
+@click.option(
     "--once",
     is_flag=True,
     help=f"Exit once the topics are drained (no message for {ONCE_IDLE:g} s, or --idle-exit).",
@@ -551,6 +694,9 @@ def monitor(
     metrics_listen: tuple[str, int] | None,
     metrics_port: int | None,
     from_beginning: bool,
+    state_path: Path | None,
+    reset_state: bool,
+    state_interval: float,
     once: bool,
     idle_exit: float | None,
 ) -> None:
@@ -589,6 +735,18 @@ def monitor(
         chain_id = served
     if once and idle_exit is None:
         idle_exit = ONCE_IDLE
+    checker = Checker(
+        keys,
+        anchor_late_after_ms=int(anchor_late_after * 1000),
+        contract=contract if chain is not None else None,
+        chain_id=chain_id,
+        reorg_depth=reorg_depth,
+        sequence_memory=sequence_memory,
+        sequence_runs=sequence_runs,
+        id_memory=id_memory,
+    )
+    state = StateFile(state_path, state_interval) if state_path is not None else None
+    saved = None if state is None or reset_state else state.load(checker)
 
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -599,6 +757,9 @@ def monitor(
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "socket.connection.setup.timeout.ms": 10_000,
+            # A saved offset the broker no longer has (a recreated topic) restarts the
+            # partition from its first message, never from its end.
+            "auto.offset.reset": "earliest",
         }
     )
     try:
@@ -606,13 +767,37 @@ def monitor(
     except KafkaException as exc:
         fail(f"broker at {bootstrap} unreachable: {exc.args[0].str()}", 3)
     assignment: list[Any] = []
+    lost: list[Alert] = []
+    offsets: Offsets = {}
     for topic in (sealed_topic, anchors_topic):
         meta = topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             fail(f"topic {topic} does not exist on the broker at {bootstrap}", 3)
         for p in sorted(meta.partitions):
-            tp = TopicPartition(topic, p, OFFSET_BEGINNING)
-            assignment.append(tp)
+            resume = (saved or {}).get((topic, p))
+            if resume is not None:
+                tp = TopicPartition(topic, p)
+                try:
+                    low, _high = consumer.get_watermark_offsets(tp, timeout=15)
+                except KafkaException as exc:
+                    fail(f"broker at {bootstrap}: {exc.args[0].str()}", 3)
+                if resume < low:
+                    lost.append(
+                        checker.history_lost(
+                            f"{topic}[{p}]",
+                            f"the saved state stops at offset {resume}, the topic now starts at "
+                            f"{low}: {low - resume} message(s) were deleted unread (retention) "
+                            "and never checked; a log whose blocks were among them shows a "
+                            "chain_break next. Check those logs on the store (auditseal verify "
+                            "--all), then restart with --reset-state",
+                            _now_ms(),
+                        )
+                    )
+                    resume = low
+                offsets[topic, p] = resume
+            assignment.append(
+                TopicPartition(topic, p, OFFSET_BEGINNING if resume is None else resume)
+            )
     consumer.assign(assignment)
 
     metrics = Metrics()
@@ -638,16 +823,6 @@ def monitor(
         producer,
         alerts_topic or None,
     )
-    checker = Checker(
-        keys,
-        anchor_late_after_ms=int(anchor_late_after * 1000),
-        contract=contract if chain is not None else None,
-        chain_id=chain_id,
-        reorg_depth=reorg_depth,
-        sequence_memory=sequence_memory,
-        sequence_runs=sequence_runs,
-        id_memory=id_memory,
-    )
     loop = Monitor(
         consumer,
         checker,
@@ -658,19 +833,30 @@ def monitor(
         history_before_ms=None if from_beginning else _now_ms(),
         idle_exit=idle_exit,
         tick=check_interval,
+        state=state,
+        offsets=offsets,
     )
+    for alert in lost:
+        sinks.emit(alert)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop.set())
     _note(
         f"watching {sealed_topic} and {anchors_topic} on {bootstrap}"
         + (f", chain {chain_id} contract {contract}" if chain else ", no chain")
+        + (
+            ""
+            if state is None
+            else f"; state {state.path}, " + ("resumed" if saved is not None else "new")
+        )
     )
     try:
         code = loop.run(metrics)
+        loop.save()  # at exit: the next start goes on from here
     finally:
         consumer.close()
         sinks.close(timeout=max(10.0, webhook_timeout * 2))
     _note(
+        f"{loop.read} messages read, "
         f"{checker.blocks_checked} blocks, {checker.events_checked} events, "
         f"{checker.receipts_checked} receipts checked; {sinks.raised} alert(s), "
         f"{checker.replays} replayed event(s)"
