@@ -1,4 +1,4 @@
-"""``auditseal store``: commands on a block store as a whole (``store copy``)."""
+"""``auditseal store``: commands on a block store as a whole (``store init``, ``store copy``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import click
 
-from auditseal.cli.options import StoreLocation, json_option
+from auditseal.cli.options import StoreLocation, json_option, store_option
 from auditseal.cli.output import emit, fail
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.copy import CopyResult, copy_store
-from auditseal.store.database import Location, may_exist
+from auditseal.store.database import ROLES, Location, may_exist
 
 __all__ = ["store"]
 
@@ -25,6 +25,35 @@ _PROGRESS_EVERY_S = 1.0
 @click.group()
 def store() -> None:
     """Work on a block store as a whole."""
+
+
+@store.command("init")
+@store_option(default=None)
+@json_option
+def store_init(store: Location | None, as_json: bool) -> None:
+    """Create an empty block store: a SQLite file, or in an empty PostgreSQL database the
+    tables, the append-only triggers and the roles auditseal_writer, auditseal_reader and
+    auditseal_redactor (when the connecting user may create roles; see docs/DEPLOY.md).
+
+    Run it once as the database's owner; sealers then log in as members of auditseal_writer.
+    An existing store is opened and left as it is.
+    """
+    if store is None:
+        fail("name the store to create: --store PATH or --store postgresql://...", 2)
+    with BlockStore.open(store, create=True) as db:
+        roles = db.roles()
+        logs = db.logs()
+    missing = [] if db.path is not None else [r for r in ROLES if r not in roles]
+    text = f"{db.location}: block store ready ({len(logs)} logs)"
+    if missing:
+        text += f"; roles missing (the user may not create roles): {', '.join(missing)}"
+    elif roles:
+        text += f"; roles {', '.join(roles)}"
+    emit(
+        as_json,
+        {"store": db.location, "logs": len(logs), "roles": roles, "missing_roles": missing},
+        text,
+    )
 
 
 @store.command("copy")

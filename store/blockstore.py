@@ -162,6 +162,10 @@ class BlockStore:
     def _transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
 
+    def roles(self) -> list[str]:
+        """The database roles that grant access to the store (PostgreSQL; docs/DEPLOY.md)."""
+        return self._db.roles()
+
     @property
     def database_error(self) -> type[Exception]:
         """The root of the database driver's errors: after one, reopen the store."""

@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 from auditseal.store.errors import StoreError
 
-__all__ = ["Cursor", "Database", "Location", "is_url", "may_exist", "open_database"]
+__all__ = ["ROLES", "Cursor", "Database", "Location", "is_url", "may_exist", "open_database"]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+
+ROLES = ("auditseal_reader", "auditseal_redactor", "auditseal_writer")
+"""PostgreSQL roles of a store: read it; erase values; append (sealers, the anchor service)."""
 
 Location = str | Path
 """Where a store is: a SQLite file's path, or a ``postgresql://`` URL."""
@@ -122,6 +125,10 @@ class Database(ABC):
         """The first entry in ``[start, end)`` with a column of the wrong storage type, as
         ``(idx, column, "TYPE, want TYPES")``; None if all are right (a database that checks
         types on write never has one)."""
+
+    def roles(self) -> list[str]:
+        """The database roles that grant access to the store (none for a file)."""
+        return []
 
     @abstractmethod
     def close(self) -> None: ...

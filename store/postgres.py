@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from auditseal.store.database import Cursor, Database
+from auditseal.store.database import ROLES, Cursor, Database
 from auditseal.store.errors import StoreError
 
 __all__ = ["PostgresDatabase", "public_url"]
@@ -233,9 +233,6 @@ def _triggers() -> list[str]:
     return statements
 
 
-ROLES = ("auditseal_writer", "auditseal_reader", "auditseal_redactor")
-
-
 def _grants() -> list[str]:
     tables = ", ".join(_ALL_TABLES)
     return [
@@ -377,6 +374,12 @@ class PostgresDatabase(Database):
                     self._conn.execute(statement)
         except pg_errors.InsufficientPrivilege:
             pass
+
+    def roles(self) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname", (list(ROLES),)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def ensure_tables(self, group: str) -> None:
         pass  # every table is created with the schema

@@ -102,3 +102,43 @@ def test_an_auditor_login_reads_and_verifies_but_writes_nothing(logins):
         pytest.raises(StoreError, match="cannot write: permission denied"),
     ):
         LogWriter(store, SIGNER, lambda: 1).append(ORIGIN, [Record(1, 1000, b"k", b"v")])
+
+
+def test_store_init_creates_the_schema_and_names_the_roles(pg_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    parts = urlsplit(pg_url)
+    bare = urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+    env = {**os.environ, "PGPASSWORD": parts.password or ""}
+    cli = [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
+    for location, roles in (
+        (bare, ["auditseal_reader", "auditseal_redactor", "auditseal_writer"]),
+        (str(tmp_path / "s.db"), []),
+    ):
+        out = subprocess.run(
+            [*cli, "store", "init", "--store", location, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["roles"] == roles and summary["missing_roles"] == []
+        assert (parts.password or "") not in out.stdout + out.stderr
+    with BlockStore.open(pg_url) as store:
+        assert store.logs() == []
+        assert store.roles() == ["auditseal_reader", "auditseal_redactor", "auditseal_writer"]
+    again = subprocess.run(
+        [*cli, "store", "init", "--store", bare],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0 and "block store ready (0 logs); roles" in again.stdout
