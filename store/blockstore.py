@@ -880,20 +880,23 @@ class BlockStore:
                 )
             except self._db.integrity_error as exc:
                 raise ConflictError(f"anchor {anchor.seq} is already recorded ({exc})") from exc
+            # A list, not a generator: _log_id may query, and a query on the connection in
+            # the middle of psycopg's pipelined executemany never returns.
+            rows = [
+                (
+                    anchor.seq,
+                    self._log_id(r.origin),
+                    r.checkpoint,
+                    r.index,
+                    r.size,
+                    json.dumps([h.hex() for h in r.proof]),
+                )
+                for r in receipts
+            ]
             self._db.executemany(
                 "INSERT INTO anchor_receipts (seq, log_id, checkpoint, aggregate_index,"
                 " aggregate_size, proof) VALUES (?,?,?,?,?,?)",
-                (
-                    (
-                        anchor.seq,
-                        self._log_id(r.origin),
-                        r.checkpoint,
-                        r.index,
-                        r.size,
-                        json.dumps([h.hex() for h in r.proof]),
-                    )
-                    for r in receipts
-                ),
+                rows,
             )
             for old in replaces:
                 self._orphan(old, anchor.seq)
