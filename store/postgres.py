@@ -410,8 +410,11 @@ class PostgresDatabase(Database):
                 held.execute("SELECT 1")  # alive, so the session and its lock still are
                 return True
             except psycopg.Error:
+                # Lost, and someone may have led meanwhile: report it; the next call may
+                # take the lead again, as a new leader.
                 self._leads.pop(name, None)
                 held.close()
+                return False
         try:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10, **_LEAD_TCP)
         except psycopg.Error as exc:

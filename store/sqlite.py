@@ -314,9 +314,18 @@ class SqliteDatabase(Database):
         # One host: an exclusive flock on a sidecar file. The kernel drops it when the process
         # dies (its descriptors close), so a killed holder needs no clean-up. flock belongs to
         # the open file, so two handles of one process exclude each other too.
-        if name in self._leads:
-            return True
         sidecar = f"{self.path}.lead-{name}"
+        held = self._leads.get(name)
+        if held is not None:
+            # Still the file at that path? Once it is deleted or replaced, another process
+            # can lock a new one: this handle has lost the lead.
+            try:
+                if os.stat(sidecar).st_ino == os.fstat(held).st_ino:
+                    return True
+            except FileNotFoundError:
+                pass
+            self.release_lead(name)
+            return False
         try:
             fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:

@@ -243,3 +243,46 @@ def test_standby_takes_over_when_the_active_one_dies_mid_round(logs, anvil_rpc, 
         f"took over {takeover:.2f} s after the kill, {len(events)} anchors, "
         f"anchor {dead_seq} of the dead one recorded from the chain"
     )
+
+
+def test_a_leader_that_lost_its_lead_sends_nothing(logs, anvil_rpc, artifact):
+    """The lead's lock is lost under a leader (on PostgreSQL its session is terminated, as
+    after a network cut; on SQLite its file is deleted) and a standby takes it: the old
+    leader's next round stops before its intent, sends nothing and says so (NotLeader)."""
+    from auditseal.anchor.service import NotLeader
+    from auditseal.store.blockstore import BlockStore
+    from tests.integration.test_anchor_service import nonce, service
+
+    record = deployed(anvil_rpc, artifact)
+    logs.append(0)
+    own = BlockStore.open(logs.location)
+    other = BlockStore.open(logs.location)
+    try:
+        svc = service(logs, anvil_rpc, record, artifact)
+        svc.store = own
+        assert svc.take_lead() and svc.run_once().seq == 1
+        if isinstance(logs.location, str):
+            import psycopg
+
+            with psycopg.connect(logs.location, autocommit=True) as admin:
+                (pid,) = admin.execute(
+                    "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                    " WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND d.datname = current_database()"
+                ).fetchone()
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        else:  # someone deletes the lock file: the next process locks a new one
+            Path(f"{logs.location}.lead-anchor").unlink()
+        deadline = time.monotonic() + 10
+        while not other.try_lead("anchor"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        logs.append(0)
+        before = nonce(anvil_rpc)
+        with pytest.raises(NotLeader, match="lost the store's anchor lead; nothing sent"):
+            svc.run_once()
+        assert nonce(anvil_rpc) == before and logs.store.anchor_intents(2) == {}
+        assert not svc.take_lead()  # a standby now
+    finally:
+        own.close()
+        other.close()

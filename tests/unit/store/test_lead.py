@@ -107,3 +107,23 @@ def test_a_bad_lead_name_is_an_input_error(tmp_path, name):
         pytest.raises(InputError, match="lead name"),
     ):
         s.try_lead(name)
+
+
+def test_a_lost_lock_is_reported_once_then_taken_afresh(store, store_location):  # noqa: F811
+    """Its lock file deleted (SQLite) or its session ended (PostgreSQL), a holder is told it
+    no longer leads, so it starts over as a new leader (recovery first) if it takes it again."""
+    assert store.try_lead("anchor")
+    if store.path is None:
+        import psycopg
+
+        with psycopg.connect(str(store_location), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+                " JOIN pg_database d ON d.oid = l.database"
+                " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+            )
+        time.sleep(0.2)
+    else:
+        Path(f"{store_location}.lead-anchor").unlink()
+    assert not store.try_lead("anchor")
+    assert store.try_lead("anchor")
