@@ -416,7 +416,13 @@ class PostgresDatabase(Database):
                 held.close()
                 return False
         try:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10, **_LEAD_TCP)
+            conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=10,
+                application_name=_lead_key(name),  # who leads, in pg_stat_activity
+                **_LEAD_TCP,
+            )
         except psycopg.Error as exc:
             raise StoreError(f"{self.location}: cannot connect: {_one_line(exc)}") from None
         try:

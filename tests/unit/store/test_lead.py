@@ -117,11 +117,13 @@ def test_a_lost_lock_is_reported_once_then_taken_afresh(store, store_location): 
         import psycopg
 
         with psycopg.connect(str(store_location), autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
-                " JOIN pg_database d ON d.oid = l.database"
-                " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-            )
+            # What ANCHORING.md tells an operator to run against a paused leader.
+            (ended,) = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'auditseal lead anchor'"
+                " AND datname = current_database()"
+            ).fetchone()
+            assert ended == 1
         time.sleep(0.2)
     else:
         Path(f"{store_location}.lead-anchor").unlink()
