@@ -94,7 +94,8 @@ def anchor() -> None:
     """The Ethereum side: deploy the AuditAnchor contract, run the anchor service.
 
     Exit codes: 0 ok, 2 usage or input (key file, flags, funds, chain id, a revert),
-    3 the chain unavailable (RPC unreachable, not mined in time, base fee above the cap).
+    3 retry later: the chain unavailable (RPC unreachable, not mined in time, base fee above
+    the cap), or, for `run --once`, another anchor service active on the store.
     """
 
 
@@ -264,7 +265,12 @@ def deploy(
 )
 @anchors_topic_option
 @click.option("--topic", hidden=True)
-@click.option("--once", is_flag=True, help="Run one round and exit (for tests and cron).")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one round and exit (for tests and cron); exit 3 if another anchor service is "
+    "active on the store.",
+)
 @metrics_listen_option("127.0.0.1:9465")
 @json_option
 def run(
@@ -293,7 +299,12 @@ def run(
     --confirmations, and record the anchor with one receipt per log in the store (and on
     --anchors-topic with --bootstrap). Exit codes with --once: 0 anchored or nothing to do, 2 a
     usage error (key, record, wrong chain, key not authorised, no funds), 3 the chain
-    unavailable after --retries attempts, not mined in --timeout, fees above the cap.
+    unavailable after --retries attempts, not mined in --timeout, fees above the cap, or
+    another anchor service active on the store.
+
+    Standby: run it on two hosts against one store; only the one holding the store's lead
+    anchors, the other logs "standby: another anchor service is active" and takes over
+    within about 2 s of the active one's death (docs/ANCHORING.md, "Standby").
     """
     import logging
 
@@ -301,7 +312,13 @@ def run(
     from auditseal.anchor.artifact import load_artifact
     from auditseal.anchor.chain_client import ChainKey, gwei_to_wei
     from auditseal.anchor.errors import InputError
-    from auditseal.anchor.service import AnchorService, KafkaPublisher, Publisher, ServiceOptions
+    from auditseal.anchor.service import (
+        AnchorService,
+        KafkaPublisher,
+        NotLeader,
+        Publisher,
+        ServiceOptions,
+    )
     from auditseal.store.blockstore import BlockStore
     from auditseal.store.errors import StoreError
 
@@ -347,6 +364,15 @@ def run(
                 signal.signal(signum, lambda *_: stop.set())
             service.run_forever(interval, stop)  # SIGTERM/SIGINT: stop after the round
             return
+        try:
+            leading = service.take_lead()
+        except StoreError as exc:
+            raise NotLeader(f"cannot look at the anchor lead of {store.location}: {exc}") from None
+        if not leading:
+            raise NotLeader(
+                f"another anchor service is active on {store.location}: nothing done (it "
+                "anchors this state; retry later)"
+            )
         result = service.run_once()
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

@@ -58,9 +58,17 @@ class AnchorMetrics:
         self.logs = Gauge(
             "auditseal_anchor_logs", "Logs in the last anchor's aggregate", registry=self.registry
         )
+        self.active = Gauge(
+            "auditseal_anchor_active",
+            "1 while this service holds the store's lead and anchors, 0 while it stands by",
+            registry=self.registry,
+        )
 
     def failed(self) -> None:
         self.failures.inc()
+
+    def leading(self, active: bool) -> None:
+        self.active.set(1 if active else 0)
 
     def observe(self, result: RoundResult, now: float) -> None:
         self.rounds.labels(result.action).inc()

@@ -35,6 +35,15 @@ A crash between any two steps loses nothing: before 6 nothing was sent; between 
 the record, step 2 of the next start finds the anchor on chain and the intent explains it;
 between the record and the outbox mark, step 3 publishes again.
 
+**Standby.** :meth:`AnchorService.run_forever` anchors only while it holds the store's lead
+``anchor`` (:meth:`~auditseal.store.blockstore.BlockStore.try_lead`: a lock that dies with its
+holder's process or database session), so of several services on one store exactly one sends;
+the others poll the lead every ``min(interval, 2 s)``. Becoming the leader forgets what the
+process knew (nonce, recovery done), so its first round is step 2 in full: it waits for the
+key's pending transactions and records from the chain what the dead leader sent but did not
+record, before sending anything. The lead is checked again right before the intent (step 6):
+a leader that lost its session meanwhile sends nothing (NotLeader).
+
 Errors: exit-3 errors (RPC unreachable, not mined in time, base fee above the cap) are retried
 with exponential backoff within a round; after ``retries`` attempts the round fails with that
 error. Exit-2 errors (wrong chain, no contract code, key not authorised, no funds, a revert)
@@ -68,17 +77,19 @@ from auditseal.anchor.errors import (
     TransactionReverted,
 )
 from auditseal.store.blockstore import BlockStore, StoredAnchor
-from auditseal.store.errors import NotFoundError
+from auditseal.store.errors import NotFoundError, StoreError
 from auditseal.verifier.anchor import Aggregate, AnchorReceipt, build_aggregate, checkpoint_body
 from auditseal.verifier.chain import read_anchored
 from auditseal.verifier.merkle import leaf_hash
 from auditseal.verifier.merkle import root as merkle_root
 
 __all__ = [
+    "LEAD",
     "AnchorService",
     "Broadcast",
     "KafkaPublisher",
     "NotAuthorised",
+    "NotLeader",
     "OnChainAnchor",
     "Publisher",
     "RoundResult",
@@ -91,10 +102,19 @@ log = logging.getLogger("auditseal.anchor")
 ZERO_ROOT = bytes(32)
 _MAX_SKIP = 1000  # occupied sequence numbers skipped in one round before giving up
 _MAX_REPLAY = 200_000  # store blocks replayed to explain an anchor without an intent row
+LEAD = "anchor"  # the store's lead an anchor service holds while it is the active one
+STANDBY_POLL = 2.0  # s: the longest a standby waits between looks at the lead
 
 
 class NotAuthorised(AnchorError):
     """The service's key may not anchor on the contract (exit 2, never retried)."""
+
+
+class NotLeader(AnchorError):
+    """Another anchor service holds the store's lead, or this one lost it (exit 3: retry
+    later; within a round it is not retried, the service stands by instead)."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,9 @@ class RoundObserver(Protocol):
 
     def failed(self) -> None:
         """A round failed after its retries (the chain unavailable)."""
+
+    def leading(self, active: bool) -> None:
+        """The service became the active one (True) or a standby (False)."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +273,8 @@ class AnchorService:
         self._client: ChainClient | None = None
         self._nonce: int | None = None
         self._must_recover = True  # on the first round after a start
+        self._await_pending = False  # wait for the key's pending transactions, whatever we sent
+        self._leading = False  # holds the store's lead (take_lead); checked before each send
         self._next_seq = 1  # past every seq recovered or reported on chain
         self.broadcasts: list[Broadcast] = []  # every transaction sent, for tests and logs
 
@@ -289,7 +314,9 @@ class AnchorService:
             try:
                 return self._round()
             except AnchorError as exc:
-                if exc.exit_code != 3 or attempt >= self.options.retries:
+                if exc.exit_code != 3 or isinstance(exc, NotLeader):
+                    raise
+                if attempt >= self.options.retries:
                     raise
                 log.warning(
                     "anchor round failed (attempt %d of %d), retrying in %.1f s: %s",
@@ -305,10 +332,40 @@ class AnchorService:
                 pause = min(pause * 2, self.options.backoff_max)
                 attempt += 1
 
+    def take_lead(self) -> bool:
+        """Hold the store's lead ``anchor``, or learn that another service does (True if
+        this one is the active service now). Becoming the leader, the service forgets its
+        nonce and runs the full recovery (step 2, pending transactions awaited) before it
+        sends anything: the previous leader may have died between sending and recording."""
+        held = self.store.try_lead(LEAD)
+        if held and not self._leading:
+            self._nonce = None
+            self._must_recover = True
+            self._await_pending = True
+        self._leading = held
+        return held
+
+    def _check_lead(self, what: str) -> None:
+        """Right before a send: a leader whose lock was lost (its database session ended)
+        must not send; NotLeader. Nothing to check for a service run without the lead."""
+        if not self._leading:
+            return
+        try:
+            held = self.store.try_lead(LEAD)
+        except StoreError as exc:
+            held, why = False, f": {exc}"
+        else:
+            why = ""
+        if not held:
+            self._leading = False
+            raise NotLeader(f"{what}: lost the store's anchor lead{why}; nothing sent")
+
     def run_forever(self, interval: float, stop: threading.Event | None = None) -> None:
-        """Rounds every ``interval`` s until ``stop`` is set (checked between rounds); a round
-        that fails with an exit-3 error after its retries is logged and the next interval
-        tries again (catching up); exit-2 errors end the service."""
+        """Rounds every ``interval`` s until ``stop`` is set (checked between rounds), while
+        this service holds the store's lead; a standby looks again every ``min(interval,
+        2 s)``. A round that fails with an exit-3 error after its retries is logged and the
+        next interval tries again (catching up); exit-2 errors end the service. The lead is
+        released when it ends."""
         stop = stop or threading.Event()
         log.info(
             "anchoring %s on chain %d every %g s as %s",
@@ -317,21 +374,46 @@ class AnchorService:
             interval,
             self.key.address,
         )
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                result = self.run_once()
-                if self.metrics is not None:
-                    self.metrics.observe(result, time.time())
-                if result.action != "unchanged":
-                    log.info("anchor round: %s", json.dumps(result.to_json()))
-            except AnchorError as exc:
-                if exc.exit_code != 3:
-                    raise
-                if self.metrics is not None:
-                    self.metrics.failed()
-                log.error("anchor round failed, next attempt in %.1f s: %s", interval, exc)
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        announced: bool | None = None
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    leading = self.take_lead()
+                except StoreError as exc:  # the database unreachable: nobody may send
+                    self._leading = leading = False
+                    log.error("cannot look at the store's anchor lead: %s", exc)
+                if leading != announced:
+                    announced = leading
+                    if leading:
+                        log.info("active: took over anchoring")
+                    else:
+                        log.info("standby: another anchor service is active")
+                    if self.metrics is not None:
+                        self.metrics.leading(leading)
+                if not leading:
+                    stop.wait(min(interval, STANDBY_POLL))
+                    continue
+                try:
+                    result = self.run_once()
+                    if self.metrics is not None:
+                        self.metrics.observe(result, time.time())
+                    if result.action != "unchanged":
+                        log.info("anchor round: %s", json.dumps(result.to_json()))
+                except NotLeader as exc:
+                    log.warning("%s", exc)
+                    continue  # stands by from the next look on
+                except AnchorError as exc:
+                    if exc.exit_code != 3:
+                        raise
+                    if self.metrics is not None:
+                        self.metrics.failed()
+                    log.error("anchor round failed, next attempt in %.1f s: %s", interval, exc)
+                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        finally:
+            if self._leading:
+                self._leading = False
+                self.store.release_lead(LEAD)
 
     def current_bodies(self) -> dict[str, str]:
         """The latest checkpoint body of every log that has one."""
@@ -403,6 +485,7 @@ class AnchorService:
             log.warning("anchor seq %d is occupied on chain: recovering it from its event", seq)
             skipped.append(seq)
             return None
+        self._check_lead(f"anchor {seq}")
         # The intent is durable before anything can reach the chain: after a crash it is what
         # explains the anchor (the store has grown meanwhile, its current state would not).
         self.store.record_anchor_intent(seq, aggregate.root, aggregate.bodies)
@@ -459,8 +542,9 @@ class AnchorService:
     def _recover(
         self, client: ChainClient, orphans: Sequence[int]
     ) -> tuple[list[RoundResult], list[UnexplainedAnchor]]:
-        if self._nonce is None and not self.broadcasts:
+        if self._await_pending or (self._nonce is None and not self.broadcasts):
             self._wait_for_own_pending(client)
+            self._await_pending = False
         recorded = self.store.anchors()
         confirmed = [a for a in recorded if a.status == "confirmed"]
         from_block = confirmed[-1].block_number if confirmed else self.deployment.block_number

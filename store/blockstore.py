@@ -25,6 +25,7 @@ loss too.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -53,6 +54,7 @@ __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "
 SCHEMA_VERSION = 1
 DEFAULT_STORE = Path(".auditseal") / "store.db"
 """Where every command looks for the store unless told (relative to the working directory)."""
+_LEAD_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,23 @@ class BlockStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # --- leadership -------------------------------------------------------------------------
+    # One process at a time may lead a named job on a store (the active anchor service of a
+    # standby pair): a lock held for the process's lifetime, never a row, so a dead holder
+    # frees it without anyone clearing a lease (SQLite: flock on a sidecar file; PostgreSQL:
+    # a session-level advisory lock on a connection of its own).
+
+    def try_lead(self, name: str) -> bool:
+        """Take the lead ``name`` without waiting; True if this handle now holds it or
+        already did (and still does: a PostgreSQL session that was lost no longer holds it)."""
+        if not _LEAD_NAME.fullmatch(name):
+            raise InputError(f"lead name {name!r}: want lowercase letters, digits, '-' or '_'")
+        return self._db.try_lead(name)
+
+    def release_lead(self, name: str) -> None:
+        """Give up the lead ``name`` if held (closing the store does too)."""
+        self._db.release_lead(name)
 
     def __enter__(self) -> BlockStore:
         return self
@@ -952,20 +971,23 @@ class BlockStore:
                 )
             except self._db.integrity_error as exc:
                 raise ConflictError(f"anchor {anchor.seq} is already recorded ({exc})") from exc
+            # A list, not a generator: _log_id may query, and a query on the connection in
+            # the middle of psycopg's pipelined executemany never returns.
+            rows = [
+                (
+                    anchor.seq,
+                    self._log_id(r.origin),
+                    r.checkpoint,
+                    r.index,
+                    r.size,
+                    json.dumps([h.hex() for h in r.proof]),
+                )
+                for r in receipts
+            ]
             self._db.executemany(
                 "INSERT INTO anchor_receipts (seq, log_id, checkpoint, aggregate_index,"
                 " aggregate_size, proof) VALUES (?,?,?,?,?,?)",
-                (
-                    (
-                        anchor.seq,
-                        self._log_id(r.origin),
-                        r.checkpoint,
-                        r.index,
-                        r.size,
-                        json.dumps([h.hex() for h in r.proof]),
-                    )
-                    for r in receipts
-                ),
+                rows,
             )
             for old in replaces:
                 self._orphan(old, anchor.seq)

@@ -131,6 +131,18 @@ class Database(ABC):
         return []
 
     @abstractmethod
+    def try_lead(self, name: str) -> bool:
+        """Take, without waiting, the process-lifetime lock ``name`` (one holder per store,
+        e.g. the active anchor service); True if this handle now holds it or already did.
+        It lasts until :meth:`release_lead`, :meth:`close` or the process's death, which
+        frees it without any clean-up; a held lock whose connection was lost is reported
+        as not held. StoreError if the lock's file or connection cannot be opened."""
+
+    @abstractmethod
+    def release_lead(self, name: str) -> None:
+        """Give up the lock ``name`` if this handle holds it."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -268,6 +268,7 @@ class PostgresDatabase(Database):
         self.location = public_url(url)
         self._sql: dict[str, str] = {}
         self._scans = itertools.count()
+        self._leads: dict[str, psycopg.Connection[Any]] = {}  # name -> its lock's session
 
     @classmethod
     def connect(cls, url: str, *, create: bool, readonly: bool) -> PostgresDatabase:
@@ -401,8 +402,85 @@ class PostgresDatabase(Database):
     def odd_entry(self, log_id: int, start: int, end: int) -> tuple[int, str, str] | None:
         return None  # PostgreSQL checks every column's type on write
 
+    def try_lead(self, name: str) -> bool:
+        # A session-level advisory lock on a connection of its own, which does nothing else:
+        # the server drops it when that session ends (the process died and the kernel closed
+        # its socket; for a host that vanished, the keepalives below). A paused process keeps
+        # its session, hence the lock: nobody takes over while it could still wake up.
+        held = self._leads.get(name)
+        if held is not None:
+            try:
+                held.execute("SELECT 1")  # alive, so the session and its lock still are
+                return True
+            except psycopg.Error:
+                # Lost, and someone may have led meanwhile: report it; the next call may
+                # take the lead again, as a new leader.
+                self._leads.pop(name, None)
+                held.close()
+                return False
+        try:
+            conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=10,
+                application_name=_lead_key(name),  # who leads, in pg_stat_activity
+                **_LEAD_TCP,
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.location}: cannot connect: {_one_line(exc)}") from None
+        try:
+            for setting, value in _LEAD_SERVER_TCP.items():  # the server's side of a lost host
+                conn.execute(f"SET {setting} = {value}")
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_lead_key(name),)
+            ).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"{self.location}: cannot take a lock: {_one_line(exc)}") from None
+        if not row or row[0] is not True:
+            conn.close()
+            return False
+        self._leads[name] = conn
+        return True
+
+    def release_lead(self, name: str) -> None:
+        conn = self._leads.pop(name, None)
+        if conn is None:
+            return
+        try:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_lead_key(name),))
+        except psycopg.Error:
+            pass  # the session is gone, and its lock with it
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        for name in list(self._leads):
+            self.release_lead(name)
         self._conn.close()
+
+
+# A lead's session, on both ends: a peer that stops answering (host down, network cut) ends it
+# after about 10 + 5 x 3 = 25 s, so a standby takes over and the lost leader's next check
+# fails instead of hanging (docs/ANCHORING.md, "Standby"). Ignored on Unix sockets.
+_LEAD_TCP: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,  # ms: unacknowledged data fails the query, no endless wait
+}
+_LEAD_SERVER_TCP = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
+}
+
+
+def _lead_key(name: str) -> str:
+    """The text an advisory lock key is hashed from: apart from the partition locks' names."""
+    return f"auditseal lead {name}"
 
 
 def _split(script: str) -> list[str]:

@@ -7,6 +7,8 @@ serialised whole and :meth:`SqliteDatabase.lock` has nothing more to do.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -179,6 +181,7 @@ class SqliteDatabase(Database):
         self._conn = conn
         self.path = path
         self.location = str(path)
+        self._leads: dict[str, int] = {}  # name -> descriptor of its flock'ed sidecar file
 
     @classmethod
     def connect(cls, path: Path, *, create: bool, readonly: bool) -> SqliteDatabase:
@@ -307,7 +310,45 @@ class SqliteDatabase(Database):
                 )
         return None
 
+    def try_lead(self, name: str) -> bool:
+        # One host: an exclusive flock on a sidecar file. The kernel drops it when the process
+        # dies (its descriptors close), so a killed holder needs no clean-up. flock belongs to
+        # the open file, so two handles of one process exclude each other too.
+        sidecar = f"{self.path}.lead-{name}"
+        held = self._leads.get(name)
+        if held is not None:
+            # Still the file at that path? Once it is deleted or replaced, another process
+            # can lock a new one: this handle has lost the lead.
+            try:
+                if os.stat(sidecar).st_ino == os.fstat(held).st_ino:
+                    return True
+            except FileNotFoundError:
+                pass
+            self.release_lead(name)
+            return False
+        try:
+            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{sidecar}: cannot open the lead lock: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"{sidecar}: cannot lock: {exc.strerror}") from None
+        self._leads[name] = fd
+        return True
+
+    def release_lead(self, name: str) -> None:
+        fd = self._leads.pop(name, None)
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file drops its flock
+
     def close(self) -> None:
+        for name in list(self._leads):
+            self.release_lead(name)
         self._conn.close()
 
 

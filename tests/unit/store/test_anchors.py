@@ -114,3 +114,14 @@ def test_a_store_without_the_anchor_tables_gets_them(store, store_location):
     again.record_anchor(a, receipts)
     assert again.anchor(1) == a
     again.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_fresh_handle_records_an_anchor(store, store_location):
+    """What a service recovering an anchor after a takeover does: record it on a handle that
+    has not looked up any log yet (on PostgreSQL, a log-id query inside the receipts' pipelined
+    insert used to hang)."""
+    a, receipts = anchor_of(store, 1)
+    with BlockStore.open(store_location) as fresh:
+        fresh.record_anchor(a, receipts)
+        assert fresh.anchor_receipts(1) == receipts
