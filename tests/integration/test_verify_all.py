@@ -167,3 +167,35 @@ def test_the_command_prints_a_report_per_log_and_refuses_mixed_modes(world):
     assert code == 2 and "a bundle proves one block" in data["output"]
     code, data = world.verify("--all", "--log", "nope")
     assert code == 2 and "no log 'nope'" in data["output"]
+
+
+@pytest.mark.postgres
+def test_the_same_store_on_postgresql_verifies_the_same(world, pg_url):
+    from auditseal.store.copy import copy_store
+
+    with (
+        BlockStore.open(world.path, readonly=True) as src,
+        BlockStore.open(pg_url, create=True) as dst,
+    ):
+        copy_store(src, dst)
+    for origin in (A, B):
+        with BlockStore.open(pg_url, readonly=True) as pg:
+            on_pg = audit_log(pg, origin, verifier_for(world)).to_json()
+        assert on_pg == run(world, origin).to_json()
+    code, data = world.verify("--all", store=pg_url)
+    assert code == 3 and [log["exit_code"] for log in data["logs"]] == [3, 0], data
+    code, data = world.verify("--block", "1", "--log", B, store=pg_url)
+    assert code == 0 and data["verdict"] == "VALID", data
+    # The chain, not the store, says what was anchored: a PostgreSQL store missing its tail
+    # fails as a SQLite one does (the copy below the anchor, with B's last block dropped).
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE blocks DISABLE TRIGGER USER")
+        conn.execute(
+            "DELETE FROM blocks WHERE log_id = (SELECT id FROM logs WHERE origin = %s)"
+            " AND number = 1",
+            (B,),
+        )
+    code, data = world.verify("--all", "--log", B, store=pg_url)
+    assert code == 1 and data["verdict"] == "INVALID", data
