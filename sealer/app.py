@@ -71,6 +71,7 @@ class _Worker:
         self.highwater: dict[TopicPartition, int] = {}
         self.assignment: set[TopicPartition] = set()
         self.seeks: set[TopicPartition] = set()  # reset partitions to seek to their start
+        self.resume: dict[TopicPartition, int] = {}  # assigned: the store's next offsets
         self.sought_at: dict[TopicPartition, float] = {}
         self.checked_at = 0.0
         self.metrics = SealerMetrics(self.lag)
@@ -120,6 +121,31 @@ class _Worker:
             self.metrics.generation.labels(self.config.sealer.origin(*r.tp)).set(r.generation)
             self.pending.pop(r.tp, None)  # never acknowledged: read again after the seek
             self.seeks.add(r.tp)
+
+    async def resume_from_store(self, consumer: Any) -> None:
+        """Commit, as the group's offsets, the offsets after what the store holds of each newly
+        assigned partition: Faust seeks every assigned partition to its committed offset right
+        after the rebalance completes, so reading resumes where the store ends. The group's own
+        offsets are no proof that a record was sealed: a store restored from a backup ends
+        before them, and trusting them would seal the records in between as a gap of the log."""
+        offsets = {
+            tp: o
+            for tp, o in self.resume.items()
+            # A partition found reset meanwhile is sought to its start instead.
+            if tp in self.assignment and tp not in self.seeks and not self.sealer.rewinding(tp)
+        }
+        self.resume.clear()
+        if not offsets:
+            return
+        try:
+            # Faust's commit of given offsets (its public commit() commits acknowledged ones).
+            done = await consumer._commit({faust.types.TP(*tp): o for tp, o in offsets.items()})
+        except Exception as exc:  # the group rebalanced again: the next assignment retries
+            done, reason = False, str(exc)
+        else:
+            reason = "the group rebalanced meanwhile"
+        if not done:
+            log.warning("cannot resume %s from the store's offsets: %s", sorted(offsets), reason)
 
     async def seek_reset(self, consumer: Any) -> None:
         """Seek each reset partition to its first offset; the sealer accepts from there."""
@@ -224,6 +250,7 @@ class _Worker:
         self.sealer.forget(partitions)
         self.assignment -= partitions
         for tp in partitions:
+            self.resume.pop(tp, None)
             self.pending.pop(tp, None)  # never acknowledged: the next owner receives them
             self.highwater.pop(tp, None)
             self.seeks.discard(tp)
@@ -244,6 +271,8 @@ class _Worker:
                     # Crashed between starting the generation and its first block.
                     self.sealer.rewind(tp)
                     self.seeks.add(tp)
+                    continue
+            self.resume[tp] = self.sealer.last_sealed_offset(tp) + 1
         # A rebalance follows every broker restart: is each partition still the one its
         # log was built from? (Partitions are paused until this returns.)
         await self.check_partitions(partitions)
@@ -327,5 +356,9 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
         await worker.assigned(
             {(tp.topic, tp.partition) for tp in assigned if tp.topic == config.topic}
         )
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def rebalanced(app: faust.App, **_: Any) -> None:
+        await worker.resume_from_store(app.consumer)  # before Faust seeks to the committed
 
     return app, worker
