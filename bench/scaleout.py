@@ -94,7 +94,8 @@ TABLE_HEADER = (
     "CPU in the window, cores: workers + broker + PostgreSQL",
 )
 LATENCY_HEADER = ("Measurement", "SQLite", "PostgreSQL", "PostgreSQL / SQLite")
-DEFAULT_N = 300_000
+DEFAULT_N = 200_000
+DEFAULT_REPEAT = 3
 QUICK_N = 12_000
 DEFAULT_COMMIT_BLOCKS = 200
 DEFAULT_PROOF_N = 1_000_000
@@ -540,7 +541,7 @@ def report(cfg: Config, result: Result) -> tuple[str, str, list[str]]:
     growth = ", ".join(
         f"{w} workers {stats[Setup('postgresql', w)].median / pg1:.2f}x" for w in WORKERS[1:]
     )
-    cores = os.cpu_count() or 1
+    machine_cores = os.cpu_count() or 1
     busy = {
         s: _median(result.runs[s], lambda r: r.cores(r.workers_cpu + r.broker_cpu + r.postgres_cpu))
         for s in SETUPS
@@ -556,7 +557,7 @@ def report(cfg: Config, result: Result) -> tuple[str, str, list[str]]:
         f"{verdict(ratio >= AIM_PG_RATIO)} ({ratio:.0%}: {_rate(pg1)} vs {_rate(base)}).",
         f"Aim: the rate grows with workers until the machine's cores are used: on PostgreSQL, "
         f"relative to 1 worker: {growth}. CPU busy in the window (all processes the run "
-        f"started, of the machine's {cores} cores): "
+        f"started, of the machine's {machine_cores} cores): "
         + ", ".join(f"{s.label} {busy[s]:.2f}" for s in SETUPS)
         + "; each worker process "
         + ", ".join(f"{per_worker[s]:.2f}" for s in SETUPS)
@@ -612,7 +613,22 @@ def render(cfg: Config, result: Result) -> str:
     )
     throughput, latency, notes = report(cfg, result)
     bullets = "".join(f"- {note}\n" for note in notes)
-    return f"{section_header(COMMAND, method)}\n{throughput}\n{latency}\n{bullets}"
+    return f"{section_header(command(cfg), method)}\n{throughput}\n{latency}\n{bullets}"
+
+
+def command(cfg: Config) -> str:
+    """The command that makes this section: COMMAND and the options that are not defaults."""
+    given = [
+        ("--n", cfg.n, DEFAULT_N),
+        ("--repeat", cfg.repeat, DEFAULT_REPEAT),
+        ("--seed", cfg.seed, 1),
+        ("--commit-blocks", cfg.commit_blocks, DEFAULT_COMMIT_BLOCKS),
+        ("--proof-n", cfg.proof_n, DEFAULT_PROOF_N),
+        ("--samples", cfg.samples, DEFAULT_SAMPLES),
+    ]
+    return " ".join(
+        [COMMAND, *(f"{opt} {value}" for opt, value, default in given if value != default)]
+    )
 
 
 def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
@@ -624,7 +640,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
         prog="python -m bench.scaleout", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--n", type=int, default=DEFAULT_N, help=f"events in the topic ({DEFAULT_N:,})")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds over the configurations")
+    ap.add_argument(
+        "--repeat", type=int, default=DEFAULT_REPEAT, help="rounds over the configurations"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--commit-blocks",
