@@ -301,14 +301,10 @@ class Window:
     opened: float  # monotonic time of the opening poll
     entries_at_open: int
     closed: float
-    spawned: float  # when the first worker was started
 
     @property
     def seconds(self) -> float:
         return self.closed - self.opened
-
-    def rate(self, n: int) -> float:
-        return (n - self.entries_at_open) / self.seconds
 
 
 def watch_store(
@@ -318,7 +314,6 @@ def watch_store(
     name: str,
     log_paths: Sequence[Path],
     timeout: float,
-    spawned: float,
     *,
     opens: Callable[[int], bool] = bool,
     on_open: Callable[[], None] = lambda: None,
@@ -352,7 +347,7 @@ def watch_store(
         time.sleep(POLL_S)
     if count != n:
         raise RuntimeError(f"{name}: the store holds {count:,} entries, not {n:,}")
-    return Window(opened[0], opened[1], now, spawned)
+    return Window(opened[0], opened[1], now)
 
 
 def sealed_metric(ports: Sequence[int], n: int, wait: float = 30.0) -> float:

@@ -248,7 +248,7 @@ def run_setup(
     ports = [free_port() for _ in range(setup.workers)]
     logs = [workdir / f"{tag}-{i}.log" for i in range(setup.workers)]
     host = socket.gethostname()
-    snaps: dict[str, tuple[float, float, float]] = {}
+    marks: dict[str, Any] = {"grouped": False}
     try:
         with fresh_store(setup, workdir, cluster, tag) as (store, probe_at, env):
             probe = StoreProbe(probe_at)
@@ -273,9 +273,8 @@ def run_setup(
                 def opens(count: int) -> bool:
                     # Every worker holds partitions (the group settled), or half the topic is
                     # sealed without it (then the run says so).
-                    grouped = count > 0 and probe.holders() >= expected
-                    snaps["grouped"] = (float(grouped), 0.0, 0.0)
-                    return grouped or count >= n // 2
+                    marks["grouped"] = count > 0 and probe.holders() >= expected
+                    return bool(marks["grouped"]) or count >= n // 2
 
                 window = watch_store(
                     probe,
@@ -284,10 +283,9 @@ def run_setup(
                     tag,
                     logs,
                     timeout,
-                    spawned,
                     opens=opens,
-                    on_open=lambda: snaps.update(start=cpu()),
-                    on_close=lambda: snaps.update(end=cpu()),
+                    on_open=lambda: marks.update(start=cpu()),
+                    on_close=lambda: marks.update(end=cpu()),
                 )
                 metric = sealed_metric(ports, n)
                 blocks = probe.blocks()
@@ -298,12 +296,12 @@ def run_setup(
         broker.delete_topics(topic.bootstrap, [sealed_topic])
     if metric < n:
         raise RuntimeError(f"{tag}: auditseal_sealer_events_total is {metric}, not {n}")
-    (w0, b0, p0), (w1, b1, p1) = snaps["start"], snaps["end"]
+    (w0, b0, p0), (w1, b1, p1) = marks["start"], marks["end"]
     return ScaleRun(
         window.seconds,
         n - window.entries_at_open,
         window.opened - spawned,
-        snaps["grouped"][0] == 1.0,
+        marks["grouped"],
         w1 - w0,
         b1 - b0,
         p1 - p0,

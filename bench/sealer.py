@@ -267,7 +267,6 @@ def run_sealer(
                 name,
                 [log_path],
                 timeout,
-                t_spawn,
                 on_open=lambda: marks.update(cpu0=Snapshot.of(pid, broker_pid)),
                 on_poll=on_poll,
                 on_close=on_close,
