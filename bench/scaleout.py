@@ -323,7 +323,8 @@ def commit_latency(
 
     now_ms = time.time_ns() // 1_000_000
     topic = "bench-commit"
-    kafka = kafka_records(pool, blocks * MAX_EVENTS, topic, now_ms)
+    per_log = -(-blocks // PARTITIONS)  # whole blocks in every partition's log
+    kafka = kafka_records(pool, per_log * PARTITIONS * MAX_EVENTS, topic, now_ms)
     logs = by_origin(kafka, [triage(r.value) for r in kafka], topic)
     signer = Signer.generate("bench.scaleout")
     lite_lat: list[float] = []
