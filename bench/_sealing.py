@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -26,6 +27,7 @@ import orjson
 from auditseal.infra import broker
 from auditseal.infra.processes import free_port, tail
 from auditseal.ingest.simulator import TrafficModel, simulated_proxies
+from bench._report import replace_titled_section
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -403,6 +405,21 @@ def make_key(workdir: Path, name: str = "bench.sealer") -> Path:
 
 def terminated(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwind: stop the workers and the broker on the way out
+
+
+def bench_main(
+    name: str, measure: Callable[[Path], str], write: bool, section: str, title: str
+) -> int:
+    """Run ``measure`` in a temporary directory (SIGTERM unwinds it, stopping what it started),
+    print the section it renders and, with ``write``, put it in docs/BENCHMARKS.md."""
+    signal.signal(signal.SIGTERM, terminated)
+    with tempfile.TemporaryDirectory(prefix=f"auditseal-bench-{name}-") as tmp:
+        text = measure(Path(tmp))
+    print(text)
+    if write:
+        replace_titled_section(section, title, text)
+        log(f"wrote section {section!r} of docs/BENCHMARKS.md")
+    return 0
 
 
 # --- the pre-filled topic ---------------------------------------------------------------------

@@ -33,7 +33,6 @@ import contextlib
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import sys
@@ -50,10 +49,8 @@ from auditseal.infra import postgres as pg
 from auditseal.infra.processes import free_port
 from auditseal.infra.state import Service
 from bench._report import (
-    BENCHMARKS_MD,
     Stats,
     markdown_table,
-    replace_titled_section,
     section_header,
     significant,
 )
@@ -65,6 +62,7 @@ from bench._sealing import (
     StoreProbe,
     Topic,
     auditseal_argv,
+    bench_main,
     block_detail,
     build_chains,
     by_origin,
@@ -77,7 +75,6 @@ from bench._sealing import (
     sealed_metric,
     start_sealer,
     stop_processes,
-    terminated,
     watch_store,
 )
 from bench.merkle import ORIGIN, ProofTimes, entry_records, make_entries, store_proofs
@@ -630,10 +627,6 @@ def command(cfg: Config) -> str:
     )
 
 
-def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    replace_titled_section(SECTION, TITLE, text, path)
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap = argparse.ArgumentParser(
         prog="python -m bench.scaleout", description=__doc__.split("\n")[0]
@@ -680,15 +673,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, write = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
-    with tempfile.TemporaryDirectory(prefix="auditseal-bench-scaleout-") as tmp:
-        result = run(cfg, Path(tmp))
-    text = render(cfg, result)
-    print(text)
-    if write:
-        write_section(text)
-        log(f"wrote section {SECTION!r} of docs/BENCHMARKS.md")
-    return 0
+    return bench_main(
+        "scaleout", lambda workdir: render(cfg, run(cfg, workdir)), write, SECTION, TITLE
+    )
 
 
 if __name__ == "__main__":

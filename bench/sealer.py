@@ -35,11 +35,9 @@ import argparse
 import os
 import queue
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -51,10 +49,8 @@ from typing import Any
 from auditseal.infra import broker
 from auditseal.infra.processes import free_port, tail
 from bench._report import (
-    BENCHMARKS_MD,
     Stats,
     markdown_table,
-    replace_titled_section,
     section_header,
     significant,
 )
@@ -71,6 +67,7 @@ from bench._sealing import (
     Snapshot,
     StoreProbe,
     auditseal_argv,
+    bench_main,
     block_detail,
     build_chains,
     by_origin,
@@ -83,7 +80,6 @@ from bench._sealing import (
     sealed_metric,
     start_sealer,
     stop_process,
-    terminated,
     vm_hwm_kib,
     vm_kib,
     watch_store,
@@ -693,10 +689,6 @@ def render(cfg: Config, result: Result) -> str:
     return f"{section_header(COMMAND, method)}\n{table}\n{bullets}"
 
 
-def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    replace_titled_section(SECTION, TITLE, text, path)
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap = argparse.ArgumentParser(prog="python -m bench.sealer", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=DEFAULT_N, help="events in the topic (1,000,000)")
@@ -718,15 +710,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, write = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
-    with tempfile.TemporaryDirectory(prefix="auditseal-bench-sealer-") as tmp:
-        result = run(cfg, Path(tmp))
-    text = render(cfg, result)
-    print(text)
-    if write:
-        write_section(text)
-        log(f"wrote section {SECTION!r} of docs/BENCHMARKS.md")
-    return 0
+    return bench_main(
+        "sealer", lambda workdir: render(cfg, run(cfg, workdir)), write, SECTION, TITLE
+    )
 
 
 if __name__ == "__main__":
