@@ -48,6 +48,7 @@ bench: install
 	$(PY) -m bench.merkle
 	$(PY) -m bench.ingest
 	$(PY) -m bench.sealer
+	$(PY) -m bench.scaleout
 	$(PY) -m bench.anchor
 	$(PY) -m bench.verify
 

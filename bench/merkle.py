@@ -148,9 +148,10 @@ def pymerkle_sqlite_per_leaf(entries: Sequence[bytes], path: Path) -> tuple[floa
     return dt, None
 
 
-def _records(entries: Sequence[bytes]) -> list[Record]:
+def entry_records(entries: Sequence[bytes], start: int = 0) -> list[Record]:
+    """Entries as the store's records, at positions ``start``, ``start + 1``, ..."""
     base = 1_700_000_000_000
-    return [Record(i, base + i, b"bench-key", d) for i, d in enumerate(entries)]
+    return [Record(i, base + i, b"bench-key", d) for i, d in enumerate(entries, start)]
 
 
 def _now_ms() -> int:
@@ -183,7 +184,7 @@ class ProofTimes:
 
 
 def store_proofs(
-    path: Path, n: int, indices: Sequence[int], olds: Sequence[int]
+    path: Path | str, n: int, indices: Sequence[int], olds: Sequence[int]
 ) -> tuple[ProofTimes, ProofTimes]:
     inc, con = ProofTimes(), ProofTimes()
     with BlockStore.open(path, readonly=True) as store:  # as `auditseal log proof` opens it
@@ -267,7 +268,7 @@ def run(cfg: Config, workdir: Path) -> tuple[list[list[str]], list[str]]:
     entries = make_entries(n, cfg.seed)
     blocks = blocks_of(entries)
     few = entries[: cfg.per_commit_n]
-    few_records = _records(few)
+    few_records = entry_records(few)
     signer = Signer.generate("bench-sealer")
     store_path = workdir / "store.db"
     kept: dict[str, Any] = {}
@@ -305,7 +306,7 @@ def run(cfg: Config, workdir: Path) -> tuple[list[list[str]], list[str]]:
     def a_store(last: bool) -> float:
         # Built here, not up front: n live Records would slow every other step's garbage
         # collections.
-        record_blocks = blocks_of(_records(entries))
+        record_blocks = blocks_of(entry_records(entries))
         gc.collect()
         dt, lat = auditseal_store(record_blocks, fresh(store_path), signer)
         if last:

@@ -35,34 +35,54 @@ import argparse
 import os
 import queue
 import re
-import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from auditseal.infra import broker
 from auditseal.infra.processes import free_port, tail
-from auditseal.ingest.simulator import TrafficModel, simulated_proxies
 from bench._report import (
-    BENCHMARKS_MD,
     Stats,
     markdown_table,
-    replace_titled_section,
     section_header,
     significant,
+)
+from bench._sealing import (
+    MAX_EVENTS,
+    MAX_INTERVAL,
+    ORIGIN_PREFIX,
+    PARTITIONS,
+    POLL_S,
+    POOL,
+    PROXIES,
+    ROOT,
+    Prefill,
+    Snapshot,
+    StoreProbe,
+    auditseal_argv,
+    bench_main,
+    block_detail,
+    build_chains,
+    by_origin,
+    die_with_parent,
+    kafka_records,
+    log,
+    make_key,
+    prefilled_topic,
+    seal_argv,
+    sealed_metric,
+    start_sealer,
+    stop_process,
+    vm_hwm_kib,
+    vm_kib,
+    watch_store,
 )
 
 COMMAND = ".venv/bin/python -m bench.sealer"
@@ -71,13 +91,6 @@ TITLE = "## Sealer: Kafka to committed blocks vs a bare Faust agent"
 TABLE_HEADER = ("Measurement", "Events/s", "Rounds (min-max)", "Ratio to bare agent")
 DEFAULT_N = 1_000_000
 QUICK_N = 20_000
-PARTITIONS = 6
-PROXIES = 4  # one of each kind, as bench.ingest
-POOL = 50_000  # events built with the builders; reused with fresh ids
-MAX_EVENTS = 1000  # the defaults of `auditseal seal`
-MAX_INTERVAL = 1.0
-POLL_S = 0.02
-ORIGIN_PREFIX = "auditseal.local"
 AIM_RATIO = 0.8
 AIM_MEMORY_GROWTH = 0.10
 BREAKDOWN_N = 100_000
@@ -85,141 +98,7 @@ BREAKDOWN_N = 100_000
 _perf = time.perf_counter
 
 
-def log(msg: str) -> None:
-    print(f"[bench.sealer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # --- the events -----------------------------------------------------------------------------
-
-
-def build_pool(size: int, seed: int) -> list[dict[str, Any]]:
-    model = TrafficModel(simulated_proxies(PROXIES), seed)
-    counts: Counter[str] = Counter()
-    pool = []
-    for _ in range(size):
-        proxy, build = model.next()
-        counts[proxy.source] += 1
-        pool.append(build(counts[proxy.source]))
-    return pool
-
-
-def records(pool: Sequence[dict[str, Any]], n: int) -> Iterator[tuple[bytes, bytes]]:
-    """``(key, value)`` of N events: the pool in turn, each with a fresh id and the next
-    sequence number of its source (valid events, as the builders made them)."""
-    sequences: Counter[str] = Counter()
-    dumps, size = orjson.dumps, len(pool)
-    for i in range(n):
-        event = pool[i % size]
-        source = event["source"]
-        sequences[source] += 1
-        yield (
-            source.encode(),
-            dumps({**event, "id": str(uuid.uuid4()), "sequence": sequences[source]}),
-        )
-
-
-@dataclass(frozen=True)
-class Prefill:
-    seconds: float
-    mean_bytes: float
-
-
-def prefill(bootstrap: str, topic: str, pool: Sequence[dict[str, Any]], n: int) -> Prefill:
-    from confluent_kafka import Producer
-
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-        }
-    )
-    acked = [0, 0]
-
-    def delivered(err: Any, _msg: Any) -> None:
-        acked[0 if err is None else 1] += 1
-
-    produce, poll = producer.produce, producer.poll
-    total = 0
-    t0 = _perf()
-    for i, (key, value) in enumerate(records(pool, n)):
-        total += len(value)
-        while True:
-            try:
-                produce(topic, value, key, partition=i % PARTITIONS, on_delivery=delivered)
-                break
-            except BufferError:
-                poll(0.005)
-        poll(0)
-    left = producer.flush(300)
-    seconds = _perf() - t0
-    if left or acked[1] or acked[0] != n:
-        raise RuntimeError(f"pre-fill: {acked[0]} acknowledged, {acked[1]} failed, {left} left")
-    return Prefill(seconds, total / n)
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def auditseal_argv() -> list[str]:
-    """The ``auditseal`` command of this virtualenv (the console script, else its entry point)."""
-    script = Path(sys.executable).with_name("auditseal")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-c", "from auditseal.cli.main import main; main()"]
-
-
-def vm_kib(pid: int, field: str) -> int:
-    """A memory figure of ``pid`` from /proc/PID/status (``VmHWM``: peak RSS; ``VmRSS``), KiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} for PID {pid}")
-
-
-def vm_hwm_kib(pid: int) -> int:
-    return vm_kib(pid, "VmHWM")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _die_with_parent() -> None:
-    """In a child, before exec: get SIGKILL when the benchmark dies (even by SIGKILL)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM (a Faust worker's clean stop), then SIGKILL if it is still there."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log(f"PID {proc.pid} still running {timeout:g} s after SIGTERM: killing it")
-            proc.kill()
-            proc.wait(10)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """CPU seconds used so far by the measured process and by the broker."""
-
-    process: float
-    broker: float
-
-    @classmethod
-    def of(cls, pid: int, broker_pid: int | None) -> Snapshot:
-        return cls(cpu_seconds(pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
 
 
 @dataclass
@@ -286,8 +165,8 @@ def run_counter(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
-            cwd=_ROOT,
-            preexec_fn=_die_with_parent,
+            cwd=ROOT,
+            preexec_fn=die_with_parent,
         )
     try:
 
@@ -338,78 +217,6 @@ def run_counter(
     )
 
 
-class StoreProbe:
-    """Read-only look at a store another process writes: entries held, over every log."""
-
-    SQL = "SELECT coalesce(sum(m), 0) FROM (SELECT max(end_idx) AS m FROM blocks GROUP BY log_id)"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def entries(self) -> int:
-        if self._db is None:
-            if not self.path.exists():
-                return 0
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = self._db.execute(self.SQL).fetchone()
-        except sqlite3.OperationalError:  # the schema is not there yet
-            return 0
-        return int(row[0])
-
-    def blocks(self) -> list[tuple[int, int, int]]:
-        """``(sealed_at_ms, size, log_id)`` of every block, in sealing order."""
-        assert self._db is not None
-        rows = self._db.execute(
-            "SELECT sealed_at_ms, end_idx - start_idx, log_id FROM blocks ORDER BY sealed_at_ms"
-        ).fetchall()
-        return [(int(a), int(b), int(c)) for a, b, c in rows]
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-
-def events_total(port: int) -> float:
-    """``auditseal_sealer_events_total`` summed over logs, from the worker's endpoint."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(
-        float(m.group(1))
-        for m in re.finditer(r"^auditseal_sealer_events_total\{[^}]*\} (\S+)$", text, re.M)
-    )
-
-
-def seal_argv(
-    bootstrap: str, topic: str, sealed_topic: str, store: Path, key: Path, state: Path, port: int
-) -> list[str]:
-    return [
-        "seal",
-        "--store",
-        str(store),
-        "--key",
-        str(key),
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--sealed-topic",
-        sealed_topic,
-        "--group",
-        f"bench-{state.name}-{uuid.uuid4().hex[:8]}",
-        "--state-dir",
-        str(state),
-        "--max-events",
-        str(MAX_EVENTS),
-        "--max-interval",
-        str(MAX_INTERVAL),
-        "--metrics-listen",
-        f"127.0.0.1:{port}",
-    ]
-
-
 def run_sealer(
     bootstrap: str,
     topic: str,
@@ -428,97 +235,59 @@ def run_sealer(
     store = workdir / f"{name}.db"
     log_path = workdir / f"{name}.log"
     port = free_port()
-    args = seal_argv(bootstrap, topic, sealed_topic, store, key, workdir / name, port)
-    argv = [*(prefix or auditseal_argv()), *args]
+    group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    args = seal_argv(bootstrap, topic, sealed_topic, key, workdir / name, port, group)
     probe = StoreProbe(store)
+    marks: dict[str, Any] = {"hwm_mark": 0}
     try:
-        with open(log_path, "wb") as out:
-            t_spawn = time.monotonic()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=_ROOT,
-                preexec_fn=_die_with_parent,
+        t_spawn = time.monotonic()
+        proc = start_sealer([*(prefix or auditseal_argv()), *args], log_path, store)
+        pid = proc.pid
+
+        def on_poll(count: int) -> None:
+            if count >= mark and not marks["hwm_mark"]:
+                marks["hwm_mark"] = vm_hwm_kib(pid)
+
+        def on_close() -> None:
+            marks.update(
+                cpu1=Snapshot.of(pid, broker_pid),
+                hwm_end=vm_hwm_kib(pid),
+                rss_end=vm_kib(pid, "VmRSS"),
             )
+
         try:
-            first: tuple[float, int, Snapshot] | None = None
-            hwm_mark = 0
-            deadline = time.monotonic() + timeout
-            while True:
-                count = probe.entries()
-                now = time.monotonic()
-                if count and first is None:
-                    first = (now, count, Snapshot.of(proc.pid, broker_pid))
-                if count >= mark and not hwm_mark:
-                    hwm_mark = vm_hwm_kib(proc.pid)
-                if count >= n:
-                    cpu1, hwm_end = Snapshot.of(proc.pid, broker_pid), vm_hwm_kib(proc.pid)
-                    rss_end = vm_kib(proc.pid, "VmRSS")
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name}: the worker exited: {tail(log_path, 20)}")
-                if now > deadline:
-                    raise RuntimeError(
-                        f"{name}: {count:,} of {n:,} sealed after {timeout:g} s: "
-                        f"{tail(log_path, 20)}"
-                    )
-                time.sleep(POLL_S)
-            assert first is not None
-            if count != n:
-                raise RuntimeError(f"{name}: the store holds {count:,} entries, not {n:,}")
-            # The worker counts a block once it is published, after the commit the probe saw.
-            metric_deadline = time.monotonic() + 30
-            while (sealed_metric := events_total(port)) < n and time.monotonic() < metric_deadline:
-                time.sleep(0.1)
+            window = watch_store(
+                probe,
+                [proc],
+                n,
+                name,
+                [log_path],
+                timeout,
+                on_open=lambda: marks.update(cpu0=Snapshot.of(pid, broker_pid)),
+                on_poll=on_poll,
+                on_close=on_close,
+            )
+            metric = sealed_metric([port], n)
             blocks = probe.blocks()
         finally:
             stop_process(proc)
     finally:
         probe.close()
         broker.delete_topics(bootstrap, [sealed_topic])
-    if sealed_metric != n:
-        raise RuntimeError(f"{name}: auditseal_sealer_events_total is {sealed_metric}, not {n}")
-    # The end of the run: the last records of each partition (fewer than --max-events) wait
-    # for --max-interval before their block closes.
-    full = [b for b in blocks if b[1] >= MAX_EVENTS]
-    tail_s = (blocks[-1][0] - full[-1][0]) / 1000 if full else 0.0
-    short = sum(1 for b in blocks if b[1] < MAX_EVENTS)
-    detail = {
-        "blocks": len(blocks),
-        "short_blocks": short,
-        "tail_s": tail_s,
-        "rate_10_20": _rate_between(blocks, n // 10, n // 5),
-        "rate_80_90": _rate_between(blocks, n * 8 // 10, n * 9 // 10),
-    }
-    t0, c0, cpu0 = first
+    if metric != n:
+        raise RuntimeError(f"{name}: auditseal_sealer_events_total is {metric}, not {n}")
+    cpu0, cpu1 = marks["cpu0"], marks["cpu1"]
     return Run(
-        now - t0,
-        n - c0,
-        t0 - t_spawn,
-        hwm_mark,
-        hwm_end,
-        rss_end,
+        window.seconds,
+        n - window.entries_at_open,
+        window.opened - t_spawn,
+        marks["hwm_mark"],
+        marks["hwm_end"],
+        marks["rss_end"],
         cpu1.process - cpu0.process,
         cpu1.broker - cpu0.broker,
-        detail,
+        block_detail(blocks, n),
     )
-
-
-def _rate_between(blocks: Sequence[tuple[int, int, int]], lo: int, hi: int) -> float:
-    """Entries/s committed while the store grew from ``lo`` to ``hi`` entries (block times)."""
-    total, start, end = 0, None, None
-    for sealed_at_ms, size, _ in blocks:
-        total += size
-        if start is None and total >= lo:
-            start = (sealed_at_ms, total)
-        if total >= hi:
-            end = (sealed_at_ms, total)
-            break
-    if start is None or end is None or end[0] <= start[0]:
-        return 0.0
-    return (end[1] - start[1]) / ((end[0] - start[0]) / 1000)
 
 
 # --- where the sealer's time goes: the pipeline in this process, no Kafka, no Faust -------------
@@ -580,20 +349,15 @@ def _step_costs_once(
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
     from auditseal.ingest.envelope import triage
-    from auditseal.sealer.blocks import build_block
     from auditseal.sealer.log_writer import LogWriter
-    from auditseal.sealer.pipeline import KafkaRecord, Sealer, SealerConfig
+    from auditseal.sealer.pipeline import Sealer, SealerConfig
     from auditseal.sealer.sealed_stream import encode_block
     from auditseal.sealer.signer import Signer
     from auditseal.store.blockstore import BlockStore
-    from auditseal.store.model import Record
 
     workdir.mkdir(parents=True, exist_ok=True)
     now_ms = time.time_ns() // 1_000_000
-    kafka = [
-        KafkaRecord(topic, i % PARTITIONS, i // PARTITIONS, now_ms, k, v)
-        for i, (k, v) in enumerate(records(pool, m))
-    ]
+    kafka = kafka_records(pool, m, topic, now_ms)
     signer = Signer.generate("bench.sealer")
     costs: dict[str, float] = {}
 
@@ -604,25 +368,12 @@ def _step_costs_once(
 
     triaged: list[tuple[str | None, str | None]] = []
     timed("triage", lambda: triaged.extend(triage(r.value) for r in kafka))
-    flagged = sum(1 for _, flag in triaged if flag)
-    if flagged:
-        raise RuntimeError(f"{flagged} of the benchmark's events are flagged invalid")
-    by_origin: dict[str, list[Record]] = {}
-    for r, (event_id, flag) in zip(kafka, triaged, strict=True):
-        by_origin.setdefault(f"{ORIGIN_PREFIX}/{topic}/{r.partition}", []).append(
-            Record(r.offset, r.timestamp_ms, r.key, r.value, event_id, flag)
-        )
-
+    logs = by_origin(kafka, triaged, topic)
     store = BlockStore.open(workdir / "steps.db", create=True)
     built_blocks: list[Any] = []
 
     def build_all() -> None:
-        for origin, rs in by_origin.items():
-            tip = store.tip(origin)
-            for i in range(0, len(rs), MAX_EVENTS):
-                built = build_block(tip, rs[i : i + MAX_EVENTS], signer, now_ms)
-                built_blocks.append(built)
-                tip = built.tip
+        built_blocks.extend(build_chains(logs, store.tip, signer, now_ms))
 
     timed("build", build_all)
 
@@ -687,9 +438,6 @@ def _step_costs_once(
 # --- the run ----------------------------------------------------------------------------------
 
 
-_ROOT = Path(__file__).resolve().parent.parent
-
-
 @dataclass(frozen=True)
 class Config:
     n: int
@@ -712,37 +460,11 @@ class Result:
     load: str
 
 
-def make_key(workdir: Path) -> Path:
-    out = subprocess.run(
-        [*auditseal_argv(), "keygen", "--name", "bench.sealer", "--out", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=_ROOT,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"auditseal keygen failed: {out.stderr}")
-    return workdir / "bench.sealer.key"
-
-
 def run(cfg: Config, workdir: Path) -> Result:
-    log(f"building a pool of {min(POOL, cfg.n):,} events from {PROXIES} simulated proxies")
-    pool = build_pool(min(POOL, cfg.n), cfg.seed)
     key = make_key(workdir)
     timeout = max(120.0, cfg.n / 2_000)
-    topic = f"bench-events-{os.getpid()}"
-    service = broker.spawn(free_port(), workdir / "broker.log")
-    try:
-        broker.wait_ready(service, timeout=60)
-        bootstrap, broker_pid = service.address, service.pid
-        log(f"Tansu broker at {bootstrap}")
-        broker.create_topic(bootstrap, topic, PARTITIONS)
-        fill = prefill(bootstrap, topic, pool, cfg.n)
-        log(
-            f"pre-filled {topic} with {cfg.n:,} events ({fill.mean_bytes:.0f} bytes on average) "
-            f"in {fill.seconds:.1f} s"
-        )
+    with prefilled_topic(workdir, cfg.n, cfg.seed) as t:
+        bootstrap, broker_pid, topic = t.bootstrap, t.broker_pid, t.name
         counter: list[Run] = []
         sealer: list[Run] = []
         load_before = os.getloadavg()[0]
@@ -770,12 +492,10 @@ def run(cfg: Config, workdir: Path) -> Result:
         load = f"{load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} after"
         if cfg.profile:
             profile_sealer(bootstrap, topic, cfg, workdir, key, timeout)
-    finally:
-        broker.stop(service, timeout=5.0)
     m = min(cfg.n, BREAKDOWN_N)
     log(f"per-event costs of the pipeline in this process, on {m:,} records")
-    costs = step_costs(pool, m, workdir / "steps", topic, producer_limit(workdir, key))
-    return Result(counter, sealer, fill, costs, load)
+    costs = step_costs(t.pool, m, workdir / "steps", topic, producer_limit(workdir, key))
+    return Result(counter, sealer, t.prefill, costs, load)
 
 
 def profile_sealer(
@@ -969,10 +689,6 @@ def render(cfg: Config, result: Result) -> str:
     return f"{section_header(COMMAND, method)}\n{table}\n{bullets}"
 
 
-def write_section(text: str, path: Path = BENCHMARKS_MD) -> None:
-    replace_titled_section(SECTION, TITLE, text, path)
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap = argparse.ArgumentParser(prog="python -m bench.sealer", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=DEFAULT_N, help="events in the topic (1,000,000)")
@@ -992,21 +708,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     return cfg, not (args.no_write or args.quick)
 
 
-def _terminated(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwind: stop the workers and the broker on the way out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, write = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    with tempfile.TemporaryDirectory(prefix="auditseal-bench-sealer-") as tmp:
-        result = run(cfg, Path(tmp))
-    text = render(cfg, result)
-    print(text)
-    if write:
-        write_section(text)
-        log(f"wrote section {SECTION!r} of docs/BENCHMARKS.md")
-    return 0
+    return bench_main(
+        "sealer", lambda workdir: render(cfg, run(cfg, workdir)), write, SECTION, TITLE
+    )
 
 
 if __name__ == "__main__":
