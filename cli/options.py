@@ -141,44 +141,30 @@ def bootstrap_option(note: str = "", dev_default: bool = True) -> Callable[[F], 
     )
 
 
+def _topic_option(flag: str, default: str, holds: str, note: str = "") -> Callable[[F], F]:
+    return click.option(
+        flag, default=default, show_default=True, help=_help(f"Kafka topic of {holds}.", note)
+    )
+
+
 def events_topic_option(note: str = "") -> Callable[[F], F]:
     """``--topic``: the topic audit events are published to (``audit.events``)."""
-    return click.option(
-        "--topic",
-        default="audit.events",
-        show_default=True,
-        help=_help("Kafka topic of the audit events.", note),
-    )
+    return _topic_option("--topic", "audit.events", "the audit events", note)
 
 
 def anchors_topic_option(f: F) -> F:
     """``--anchors-topic``: the anchor receipts (``audit.anchors``)."""
-    return click.option(
-        "--anchors-topic",
-        default="audit.anchors",
-        show_default=True,
-        help="Kafka topic of the anchor receipts.",
-    )(f)
+    return _topic_option("--anchors-topic", "audit.anchors", "the anchor receipts")(f)
 
 
 def alerts_topic_option(note: str = "") -> Callable[[F], F]:
     """``--alerts-topic``: the monitor's alerts (``audit.alerts``)."""
-    return click.option(
-        "--alerts-topic",
-        default="audit.alerts",
-        show_default=True,
-        help=_help("Kafka topic of the monitor's alerts.", note),
-    )
+    return _topic_option("--alerts-topic", "audit.alerts", "the monitor's alerts", note)
 
 
 def sealed_topic_option(f: F) -> F:
     """``--sealed-topic``: the sealed stream (``audit.sealed``)."""
-    return click.option(
-        "--sealed-topic",
-        default="audit.sealed",
-        show_default=True,
-        help="Kafka topic of the sealed blocks.",
-    )(f)
+    return _topic_option("--sealed-topic", "audit.sealed", "the sealed blocks")(f)
 
 
 def signing_key_option(note: str = "") -> Callable[[F], F]:
