@@ -12,8 +12,8 @@ The database itself enforces what the SQLite store's triggers enforce, and more:
   finds the tip moved and fails with a conflict (``UNIQUE (log_id, position)`` and the tip's
   compare-and-swap then refuse what it built).
 
-The roles are created with the schema when the connecting user may create roles (docs/STORE.md
-says how to grant them to login users).
+The roles are created with the schema when the connecting user may create roles
+(``auditseal store init``; docs/DEPLOY.md says how to grant them to login users).
 """
 
 from __future__ import annotations
