@@ -742,16 +742,7 @@ class BlockStore:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        # A join on the full primary key from a VALUES list: one B-tree seek per node. (A
-        # row-value `(level, idx) IN (VALUES ...)` makes SQLite 3.40 scan the whole log.)
-        sql = (
-            "WITH want(level, idx) AS (VALUES " + ",".join(["(?,?)"] * len(wanted)) + ") "
-            f"SELECT n.level, n.idx, n.hash FROM want {self._db.ordered_join} nodes n "
-            "ON n.log_id = ? AND n.level = want.level AND n.idx = want.idx"
-        )
-        args: list[int] = [x for node in wanted for x in node]
-        args.append(log_id)
-        got = {(level, idx): h for level, idx, h in self._db.execute(sql, args)}
+        got = {(level, idx): h for level, idx, h in self._db.fetch_nodes(log_id, wanted)}
         if len(got) != len(wanted):
             missing = next(node for node in wanted if node not in got)
             raise StoreError(f"{self.location}: tree node {missing} is missing")

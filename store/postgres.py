@@ -344,6 +344,19 @@ class PostgresDatabase(Database):
         finally:
             conn.close()
 
+    def fetch_nodes(
+        self, log_id: int, ids: Sequence[tuple[int, int]]
+    ) -> Iterable[tuple[int, int, bytes]]:
+        # Arrays rather than a VALUES list: the text is the same for every proof, so psycopg
+        # prepares it after a few uses and the server stops planning it (most of a proof's time).
+        levels, indices = [level for level, _ in ids], [index for _, index in ids]
+        return self._conn.execute(
+            "SELECT n.level, n.idx, n.hash FROM unnest(%s::bigint[], %s::bigint[])"
+            " AS want(level, idx) JOIN nodes n"
+            " ON n.log_id = %s AND n.level = want.level AND n.idx = want.idx",
+            (levels, indices, log_id),
+        )
+
     def has_table(self, name: str) -> bool:
         # A query of the catalog, not to_regclass: that one answers from the session's cache,
         # which keeps "no such table" across an advisory-lock wait during which another

@@ -251,6 +251,18 @@ class SqliteDatabase(Database):
         finally:
             conn.close()
 
+    def fetch_nodes(
+        self, log_id: int, ids: Sequence[tuple[int, int]]
+    ) -> Iterable[tuple[int, int, bytes]]:
+        # A join on the full primary key from a VALUES list: one B-tree seek per node. (A
+        # row-value `(level, idx) IN (VALUES ...)` makes SQLite 3.40 scan the whole log.)
+        sql = (
+            "WITH want(level, idx) AS (VALUES " + ",".join(["(?,?)"] * len(ids)) + ") "
+            "SELECT n.level, n.idx, n.hash FROM want CROSS JOIN nodes n "
+            "ON n.log_id = ? AND n.level = want.level AND n.idx = want.idx"
+        )
+        return self._conn.execute(sql, [*(x for node in ids for x in node), log_id])
+
     def has_table(self, name: str) -> bool:
         return (
             self._conn.execute(
