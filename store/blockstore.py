@@ -111,6 +111,7 @@ class BlockStore:
         self.path = db.path
         """The SQLite file; None for PostgreSQL."""
         self._log_ids: dict[str, int] = {}
+        self._tables: set[str] = set()  # optional tables seen to exist (never dropped)
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -177,6 +178,13 @@ class BlockStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _has_table(self, name: str) -> bool:
+        """Whether an optional table (claims, generations, anchors) exists, asked of the
+        database until it does: appends check two of them per block."""
+        if name not in self._tables and self._db.has_table(name):
+            self._tables.add(name)
+        return name in self._tables
 
     def _transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
@@ -455,7 +463,7 @@ class BlockStore:
 
     def claims(self, base: str) -> list[tuple[int, str, int]]:
         """``(epoch, writer, claimed_at_ms)`` of every claim of ``base``, oldest first."""
-        if not self._db.has_table("log_claims"):
+        if not self._has_table("log_claims"):
             return []
         rows = self._db.execute(
             "SELECT epoch, writer, claimed_at_ms FROM log_claims WHERE base = ? ORDER BY epoch",
@@ -465,14 +473,14 @@ class BlockStore:
 
     def claimed_bases(self) -> list[str]:
         """Every partition base with at least one claim (a claim may precede any block)."""
-        if not self._db.has_table("log_claims"):
+        if not self._has_table("log_claims"):
             return []
         return [
             r[0] for r in self._db.execute("SELECT DISTINCT base FROM log_claims ORDER BY base")
         ]
 
     def _claim(self, base: str) -> tuple[int, str] | None:
-        if not self._db.has_table("log_claims"):
+        if not self._has_table("log_claims"):
             return None
         row = self._db.execute(
             "SELECT epoch, writer FROM log_claims WHERE base = ? ORDER BY epoch DESC LIMIT 1",
@@ -485,7 +493,7 @@ class BlockStore:
     # says which generation of a base origin is current, so a restarted worker continues it.
 
     def _generation(self, base: str) -> int:
-        if not self._db.has_table("log_generations"):
+        if not self._has_table("log_generations"):
             return 0
         (top,) = self._db.execute(
             "SELECT max(generation) FROM log_generations WHERE base = ?", (base,)
@@ -902,7 +910,7 @@ class BlockStore:
     )
 
     def _anchor_tables(self) -> set[str]:
-        return {t for t in self._ANCHOR_TABLES if self._db.has_table(t)}
+        return {t for t in self._ANCHOR_TABLES if self._has_table(t)}
 
     def _ensure_anchor_schema(self) -> None:
         if getattr(self, "_anchor_schema_ok", False):
