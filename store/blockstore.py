@@ -138,14 +138,16 @@ class BlockStore:
 
     def _check_or_init_schema(self, create: bool) -> None:
         if not self._db.has_table("meta"):
-            if not create or not self._db.is_empty():
+            if not create:
                 raise StoreError(f"{self.location}: not an auditseal block store")
             with self._transaction():
                 self._db.lock("schema")
-                # Another process may have created it between our look and our lock.
+                # Look again under the lock: another worker starting at the same moment may have
+                # created the store since (and a database it left not empty is its store).
                 if not self._db.has_table("meta"):
+                    if not self._db.is_empty():
+                        raise StoreError(f"{self.location}: not an auditseal block store")
                     self._db.create_schema(SCHEMA_VERSION)
-            return
         row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
         if row is None or row[0] != str(SCHEMA_VERSION):
             raise StoreError(

@@ -94,6 +94,16 @@ class Stack:
         )
 
 
+def assert_running(stack: Stack, workers: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Every worker still runs: one that exited is named, with the end of its log."""
+    dead = {name: proc.returncode for name, proc in workers.items() if proc.poll() is not None}
+    assert not dead, "\n".join(
+        f"worker {name} exited with {code}:\n"
+        + (stack.workdir / f"worker-{name}.log").read_text(errors="replace")[-3000:]
+        for name, code in dead.items()
+    )
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM a service and wait for it; SIGKILL after 15 s."""
     proc.send_signal(signal.SIGTERM)

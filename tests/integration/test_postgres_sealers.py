@@ -12,6 +12,7 @@ import pytest
 from auditseal.store.blockstore import BlockStore
 from tests.integration.sealer_harness import (
     Feeder,
+    assert_running,
     blocks_from_stream,
     check_exactly_once,
     make_stack,
@@ -56,6 +57,7 @@ def test_three_sealers_killed_at_random_moments_seal_everything_once(
             1 for a, b in zip([0, *sealed_after_kill[:-1]], sealed_after_kill, strict=True) if b > a
         )
         assert progress >= 10, sealed_after_kill
+        assert_running(stack, workers)
         wait_until_sealed(stack, timeout=180)
     finally:
         for worker in workers.values():
@@ -84,6 +86,7 @@ def test_a_paused_sealer_woken_after_its_partitions_moved_forks_nothing(
             time.sleep(10)
             a.send_signal(signal.SIGCONT)  # a wakes up with blocks half-built on old tips
             time.sleep(8)
+        assert_running(stack, {"a": a, "b": b})
         wait_until_sealed(stack, timeout=120)
     finally:
         stop(a)

@@ -181,6 +181,35 @@ def test_workers_starting_together_create_one_store(store_location):
         assert store.logs() == []
 
 
+def test_a_store_created_just_after_a_worker_looked_is_opened(store_location, monkeypatch):
+    # The other worker commits the schema between this one's first look ("no meta table") and
+    # its next query: the database is no longer empty, and it is a store, not a stranger's.
+    import auditseal.store.database as database
+
+    real_open = database.open_database
+
+    def open_database(*args, **kwargs):
+        db = real_open(*args, **kwargs)
+        real_has_table = db.has_table
+
+        def has_table(name):
+            found = real_has_table(name)
+            if name == "meta" and not found and not raced:
+                raced.append(True)
+                BlockStore.open(store_location, create=True).close()  # the other worker
+            return found
+
+        db.has_table = has_table
+        return db
+
+    raced: list[bool] = []
+    monkeypatch.setattr("auditseal.store.blockstore.open_database", open_database)
+    BlockStore.open(store_location, create=True).close()
+    assert raced == [True]
+    with BlockStore.open(store_location) as store:
+        assert store.logs() == []
+
+
 def test_sql_updates_and_deletes_are_refused(filled, raw):
     for sql in [
         "DELETE FROM entries WHERE idx = 0",
