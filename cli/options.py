@@ -5,6 +5,7 @@ existed, the old one stays as a hidden alias for one release (see the commands t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ import click
 
 from auditseal.store.blockstore import DEFAULT_STORE
 from auditseal.store.database import Location, is_url
+from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
 
@@ -33,6 +35,7 @@ __all__ = [
     "resolve_contract_pin",
     "rpc_option",
     "sealed_topic_option",
+    "server_tls_options",
     "signing_key_option",
     "store_option",
 ]
@@ -233,6 +236,66 @@ def metrics_listen_option(default: str) -> Callable[[F], F]:
         show_default=True,
         help="host:port of the Prometheus endpoint, or 'off'.",
     )
+
+
+def server_tls_options(what: str) -> Callable[[F], F]:
+    """``--tls-cert``, ``--tls-key``, ``--tls-client-ca`` and ``--insecure-plaintext`` of a
+    server (``what`` names it in the help), given to the command as ``tls`` (a ServerTLS, or
+    None for plaintext) and ``insecure_plaintext``."""
+    path = click.Path(dir_okay=False, path_type=Path)
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(
+            *args: Any,
+            tls_cert: Path | None,
+            tls_key: Path | None,
+            tls_client_ca: Path | None,
+            **kwargs: Any,
+        ) -> Any:
+            if (tls_cert is None) != (tls_key is None):
+                raise click.UsageError("--tls-cert and --tls-key go together")
+            if tls_client_ca is not None and tls_cert is None:
+                raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+            tls = ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+            return f(*args, tls=tls, **kwargs)
+
+        options = (
+            click.option(
+                "--tls-cert",
+                type=path,
+                envvar="AUDITSEAL_TLS_CERT",
+                show_envvar=True,
+                help=f"PEM certificate (chain) of {what}: serve HTTPS.",
+            ),
+            click.option(
+                "--tls-key",
+                type=path,
+                envvar="AUDITSEAL_TLS_KEY",
+                show_envvar=True,
+                help="PEM private key of --tls-cert.",
+            ),
+            click.option(
+                "--tls-client-ca",
+                type=path,
+                envvar="AUDITSEAL_TLS_CLIENT_CA",
+                show_envvar=True,
+                help="PEM CA certificates of client certificates (mTLS): a client may prove "
+                "who it is with a certificate this CA signed.",
+            ),
+            click.option(
+                "--insecure-plaintext",
+                is_flag=True,
+                help="Serve plaintext HTTP on a non-loopback address (behind a proxy that "
+                "terminates TLS); refused otherwise.",
+            ),
+        )
+        out: Any = wrapper
+        for option in reversed(options):
+            out = option(out)
+        return out  # type: ignore[no-any-return]
+
+    return decorate
 
 
 def contract_pin_options(f: F) -> F:

@@ -110,7 +110,7 @@ def serve(
 @_tokens_option("The token is added to it.")
 def token(source: str, tokens_path: Path) -> None:
     """Create a bearer token for SOURCE; prints it once, stores only its hash."""
-    from auditseal.ingest.tokens import add_token
+    from auditseal.transport.tokens import add_token
 
     click.echo(add_token(tokens_path, source))
 

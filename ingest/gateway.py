@@ -43,7 +43,7 @@ from auditseal.ingest.emitter import producer_config
 from auditseal.ingest.envelope import MAX_EVENT_BYTES, encode_event, parse_batch
 from auditseal.ingest.errors import EnvelopeError, EventTooLarge, UnsupportedMediaType
 from auditseal.ingest.sequence import SequenceCounter
-from auditseal.ingest.tokens import TokenFile
+from auditseal.transport.tokens import TokenFile
 
 __all__ = ["BrokerUnavailable", "GatewayConfig", "KafkaSink", "make_app"]
 
@@ -221,7 +221,7 @@ class Gateway:
                 {"error": "missing bearer token"},
                 {"WWW-Authenticate": 'Bearer realm="auditseal"'},
             )
-        source = self.tokens.source_for(token.strip())
+        source = self.tokens.subject_for(token.strip())
         if source is None:
             return _json(
                 401,

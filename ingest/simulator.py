@@ -240,7 +240,7 @@ def run_http(
     """Send ``total`` events at ``rate`` through the gateway, in NDJSON batches per proxy."""
     from auditseal.ingest.client import GatewayClient
     from auditseal.ingest.sequence import SequenceCounter
-    from auditseal.ingest.tokens import add_token
+    from auditseal.transport.tokens import add_token
 
     proxies = simulated_proxies(sources)
     model = TrafficModel(proxies, seed)

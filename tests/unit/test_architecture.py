@@ -19,14 +19,15 @@ ROOMS = {package.split(".")[1]: folder for package, folder in PACKAGE_DIRS.items
 # (cli.options, cli.output) for the rooms' commands; its root, cli.main, nobody imports.
 ALLOWED = {
     "verifier": set(),
+    "transport": set(),
     "store": {"verifier"},
-    "sealer": {"verifier", "store", "ingest", "cli", "infra"},
-    "anchor": {"verifier", "store", "cli", "infra"},
-    "ingest": {"verifier", "cli", "infra"},
-    "readapi": {"verifier", "store", "cli"},
-    "monitor": {"verifier", "store", "ingest", "cli", "infra"},
-    "dashboard": {"verifier", "store", "cli", "infra"},
-    "infra": {"verifier", "store", "sealer", "anchor", "ingest", "cli"},
+    "sealer": {"verifier", "store", "ingest", "cli", "infra", "transport"},
+    "anchor": {"verifier", "store", "cli", "infra", "transport"},
+    "ingest": {"verifier", "cli", "infra", "transport"},
+    "readapi": {"verifier", "store", "cli", "transport"},
+    "monitor": {"verifier", "store", "ingest", "cli", "infra", "transport"},
+    "dashboard": {"verifier", "store", "cli", "infra", "transport"},
+    "infra": {"verifier", "store", "sealer", "anchor", "ingest", "cli", "transport"},
     "cli": set(ROOMS),
 }
 # Outside infra, a room may use infra only for the dev stack's addresses in its commands.
