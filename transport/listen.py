@@ -9,7 +9,14 @@ from typing import Any
 
 from auditseal.transport.tls import ServerTLS
 
-__all__ = ["PlaintextRefused", "check_plaintext", "is_loopback", "serve_metrics", "url"]
+__all__ = [
+    "PlaintextRefused",
+    "check_plaintext",
+    "is_loopback",
+    "serve_app",
+    "serve_metrics",
+    "url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,28 @@ def url(address: tuple[str, int], tls: ServerTLS | None) -> str:
     host, port = address
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def serve_app(
+    app: Any,
+    address: tuple[str, int],
+    tls: ServerTLS | None,
+    *,
+    shutdown_timeout: float = 60.0,
+) -> None:
+    """Run an aiohttp application on ``address`` until interrupted, over TLS when given. The
+    caller has checked the address with :func:`check_plaintext` and told the user the URL."""
+    from aiohttp import web
+
+    host, port = address
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        ssl_context=tls.context() if tls else None,
+        print=None,
+        shutdown_timeout=shutdown_timeout,
+    )
 
 
 def serve_metrics(

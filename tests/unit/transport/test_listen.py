@@ -67,3 +67,41 @@ def test_tls_files_at_fault_are_named(tmp_path):
     (tmp_path / "key.pem").write_text("not pem")
     with pytest.raises(TLSConfigError, match="not a certificate and its private key"):
         ServerTLS(tmp_path / "cert.pem", tmp_path / "key.pem").context()
+
+
+def test_a_server_context_asks_for_client_certificates_of_its_ca(tmp_path):
+    import asyncio
+    import ssl
+
+    from tests.tls_files import make_pki
+
+    pki = make_pki(tmp_path)
+    other = make_pki(tmp_path / "other", "another CA")
+    ctx = ServerTLS(pki.server_cert, pki.server_key, pki.ca_cert).context()
+    assert ctx.verify_mode == ssl.CERT_OPTIONAL
+
+    async def handshake(client: ssl.SSLContext) -> list[str]:
+        seen: list[list[str]] = []
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(peer_names(writer.get_extra_info("peercert")))
+            writer.close()
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=ctx)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+        finally:
+            server.close()
+        return seen[0] if seen else ["refused"]
+
+    names = asyncio.run(handshake(pki.client_context(pki.client("db-gw", dns=("db-gw.acme",)))))
+    assert names == ["dns:db-gw.acme", "cn:db-gw"]
+    assert asyncio.run(handshake(pki.client_context())) == []  # no certificate: a token decides
+    # A certificate of another CA: the server's handshake fails, no request is ever handled
+    # (with TLS 1.3 the client learns it only at its first read).
+    foreign = pki.client("mallory", signer=other)
+    assert asyncio.run(handshake(pki.client_context(foreign))) == ["refused"]
