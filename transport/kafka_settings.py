@@ -216,8 +216,9 @@ class KafkaSettings:
             spec = _KEYS.get(key)
             if spec is None:
                 raise KafkaConfigError(
-                    f"{at}: unknown key {key}: this file takes Kafka security settings only: "
-                    f"{', '.join(_KEYS)} (docs/DEPLOY.md, Kafka security)"
+                    f"{at}: unknown key {key}: this file takes Kafka security settings only "
+                    "(security.protocol, sasl.*, ssl.*; the keys are listed in docs/DEPLOY.md, "
+                    "Kafka security)"
                 )
             if key in entries:
                 raise KafkaConfigError(
@@ -322,6 +323,7 @@ class KafkaSettings:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else exc
             message = error.str() if hasattr(error, "str") else str(error)
+            message = message.removeprefix("Failed to create producer: ")  # ours, a throwaway
             for secret in self._secrets():
                 message = message.replace(secret, "***")
             named = [e for e in self if e.key in message]
@@ -370,7 +372,7 @@ class KafkaSettings:
                 raise KafkaConfigError(
                     f"{self._at(cert)}: ssl.certificate.location {cert.text()} / "
                     f"ssl.key.location {key.text()}: not a certificate and its private key in "
-                    f"PEM, or a wrong ssl.key.password ({type(exc).__name__})"
+                    f"PEM, or a wrong ssl.key.password ({exc})"
                 ) from None
         ciphers = self._entries.get("ssl.cipher.suites")
         if ciphers is not None:
