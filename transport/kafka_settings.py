@@ -39,7 +39,7 @@ import os
 import re
 import ssl
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ __all__ = [
     "PROTOCOLS",
     "KafkaConfigError",
     "KafkaSettings",
+    "Properties",
     "Secret",
 ]
 
@@ -111,6 +112,7 @@ _KEYS: dict[str, _Key] = {
     "ssl.curves.list": _Key("ssl", confluent_only=True),
     "ssl.sigalgs.list": _Key("ssl", confluent_only=True),
 }
+_SECRET_KEYS = frozenset(key for key, spec in _KEYS.items() if spec.secret)
 _ALIASES = {"sasl.mechanisms": "sasl.mechanism"}  # librdkafka takes both spellings
 _JAVA_STORES = "a Java key store: give PEM files with ssl.ca.location, ssl.certificate.location "
 _REFUSED = {
@@ -129,6 +131,16 @@ _REFERENCE = re.compile(r"\$\{(env|file):(.+)\}")
 _GROUP_PROTOCOLS = {"sasl": ("SASL_PLAINTEXT", "SASL_SSL"), "ssl": ("SSL", "SASL_SSL")}
 # Whoever may read the file besides its owner: group and others.
 _OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
+
+
+class Properties(dict[str, str]):
+    """librdkafka properties, secrets included (librdkafka needs them as text), whose repr
+    hides the secrets: a configuration printed by mistake shows ``***``."""
+
+    def __repr__(self) -> str:
+        return repr({k: "***" if k in _SECRET_KEYS else v for k, v in self.items()})
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -279,7 +291,7 @@ class KafkaSettings:
 
     # --- looking at it ------------------------------------------------------------------------
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries.values())
 
     def __len__(self) -> int:
@@ -305,10 +317,10 @@ class KafkaSettings:
 
     # --- confluent-kafka ----------------------------------------------------------------------
 
-    def confluent(self) -> dict[str, str]:
+    def confluent(self) -> Properties:
         """The librdkafka properties, to merge into a client's configuration (they never
         overlap with what auditseal sets itself: only security keys are taken)."""
-        return {e.key: e.text() for e in self}
+        return Properties((e.key, e.text()) for e in self)
 
     def check_librdkafka(self) -> None:
         """Let librdkafka itself look at the properties (it loads the CA, certificate and key

@@ -479,6 +479,21 @@ def test_no_secret_in_reprs(tmp_path, client_cert, encrypted_key):
     assert settings.get("sasl.password") is None  # get() never hands out secrets
 
 
+def test_no_secret_in_the_configurations_clients_hold(tmp_path):
+    from auditseal.dashboard.server import DashboardConfig
+    from auditseal.ingest.gateway import GatewayConfig
+
+    settings = load(tmp_path, f"{SASL}sasl.password={PLANTED}\n")
+    properties = settings.confluent()
+    assert properties["sasl.password"] == PLANTED  # librdkafka gets it ...
+    assert PLANTED not in repr(properties) and PLANTED not in str(properties)  # ... no one else
+    assert "'sasl.password': '***'" in repr(properties)
+    gateway = GatewayConfig("b:9092", tmp_path / "t", tmp_path, kafka_config=properties)
+    dashboard = DashboardConfig("b:9092", tmp_path / "s.db", kafka_config=properties)
+    for config in (gateway, dashboard):
+        assert PLANTED not in repr(config)
+
+
 def test_the_option_reads_the_file_or_the_environment(tmp_path, monkeypatch):
     @click.command()
     @kafka_config_option()
