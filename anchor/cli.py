@@ -18,11 +18,13 @@ from auditseal.cli.options import (
     anchors_topic_option,
     bootstrap_option,
     json_option,
+    kafka_config_option,
     metrics_listen_option,
     rpc_option,
     store_option,
 )
 from auditseal.store.database import Location
+from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = ["anchor"]
@@ -263,6 +265,7 @@ def deploy(
 @bootstrap_option(
     "Receipts are published to --anchors-topic; without it, none are.", dev_default=False
 )
+@kafka_config_option("With --bootstrap.")
 @anchors_topic_option
 @click.option("--topic", hidden=True)
 @click.option(
@@ -286,6 +289,7 @@ def run(
     retries: int,
     backoff: float,
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     anchors_topic: str,
     topic: str | None,
     once: bool,
@@ -340,7 +344,11 @@ def run(
 
         warn_alias("--topic", "--anchors-topic")
         anchors_topic = topic
-    publisher: Publisher | None = KafkaPublisher(bootstrap, anchors_topic) if bootstrap else None
+    publisher: Publisher | None = (
+        KafkaPublisher(bootstrap, anchors_topic, kafka_config=kafka_settings.confluent())
+        if bootstrap
+        else None
+    )
     try:
         store = BlockStore.open(store_path)
     except StoreError as exc:

@@ -57,7 +57,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -927,13 +927,25 @@ class AnchorService:
 class KafkaPublisher:
     """Publishes receipts as JSON to a topic (key: the log's origin), acks=all, idempotent."""
 
-    def __init__(self, bootstrap: str, topic: str = "audit.anchors", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str = "audit.anchors",
+        timeout: float = 30.0,
+        kafka_config: Mapping[str, str] | None = None,
+    ) -> None:
+        """``kafka_config``: librdkafka security properties (--kafka-config)."""
         from confluent_kafka import Producer
 
         self.topic = topic
         self.timeout = timeout
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
+            {
+                **(kafka_config or {}),
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+            }
         )
 
     def publish(self, receipts: Sequence[AnchorReceipt]) -> None:

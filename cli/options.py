@@ -14,6 +14,7 @@ import click
 
 from auditseal.store.blockstore import DEFAULT_STORE
 from auditseal.store.database import Location, is_url
+from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
 from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
@@ -28,6 +29,7 @@ __all__ = [
     "events_topic_option",
     "host_port",
     "json_option",
+    "kafka_config_option",
     "listen_option",
     "log_key_option",
     "log_option",
@@ -141,6 +143,44 @@ def bootstrap_option(note: str = "", dev_default: bool = True) -> Callable[[F], 
         envvar="AUDITSEAL_BOOTSTRAP",
         show_envvar=True,
         help=_help(f"Kafka bootstrap servers{default}.", note),
+    )
+
+
+class KafkaConfigFile(click.ParamType):
+    """A Kafka config file (librdkafka properties) as checked KafkaSettings."""
+
+    name = "file"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> KafkaSettings:
+        if isinstance(value, KafkaSettings):
+            return value
+        try:
+            settings = KafkaSettings.load(value)
+            settings.check_librdkafka()
+        except KafkaConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return settings
+
+
+def kafka_config_option(note: str = "") -> Callable[[F], F]:
+    """``--kafka-config FILE``: the Kafka clients' security settings
+    (``$AUDITSEAL_KAFKA_CONFIG``), given to the command as ``kafka_settings`` (empty settings,
+    plaintext, without the option)."""
+    return click.option(
+        "--kafka-config",
+        "kafka_settings",
+        type=KafkaConfigFile(),
+        default=None,
+        envvar="AUDITSEAL_KAFKA_CONFIG",
+        show_envvar=True,
+        callback=lambda _ctx, _param, value: value if value is not None else KafkaSettings(),
+        help=_help(
+            "Kafka security settings: a file of librdkafka properties (security.protocol, "
+            "sasl.*, ssl.*; secrets as ${file:PATH} or ${env:NAME}). See docs/DEPLOY.md.",
+            note,
+        ),
     )
 
 

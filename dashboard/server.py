@@ -22,8 +22,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from auditseal.cli.options import (
     anchors_topic_option,
     bootstrap_option,
     contract_pin_options,
+    kafka_config_option,
     listen_option,
     log_key_option,
     resolve_contract_pin,
@@ -51,6 +52,7 @@ from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import block_material, covering_receipt
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
 from auditseal.store.views import block_json, entry_json
+from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.errors import VerifierError
@@ -94,6 +96,8 @@ class DashboardConfig:
     contract: str | None = None
     chain_id: int | None = None
     log_keys: tuple[str, ...] = ()
+    # librdkafka security properties (--kafka-config) of the topics' consumer
+    kafka_config: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- Kafka: a thread tailing the three topics --------------------------------------------------
@@ -112,9 +116,11 @@ class KafkaTail(threading.Thread):
         bootstrap: str,
         topics: dict[str, tuple[str, int]],
         deliver: Callable[[str, bytes | None], None],
+        kafka_config: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name="dashboard-kafka", daemon=True)
         self.bootstrap = bootstrap
+        self.kafka_config = dict(kafka_config or {})
         self.topics = topics  # role -> (topic, records to read back)
         self.deliver = deliver
         self.stopping = threading.Event()
@@ -128,6 +134,7 @@ class KafkaTail(threading.Thread):
 
         consumer = Consumer(
             {
+                **self.kafka_config,
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"auditseal-dashboard-{uuid.uuid4().hex[:8]}",  # never joined
                 "enable.auto.commit": False,
@@ -226,6 +233,7 @@ class Dashboard:
                 "alerts": (c.alerts_topic, self.feed.max_alerts),
             },
             deliver,
+            c.kafka_config,
         )
         self._tail.start()
         self._tasks = [
@@ -501,6 +509,7 @@ def make_app(config: DashboardConfig) -> web.Application:
     "--port", type=click.IntRange(0, 65535), hidden=True, envvar="AUDITSEAL_DASHBOARD_PORT"
 )
 @bootstrap_option("The sealed, anchors and alerts topics are read from it.")
+@kafka_config_option()
 @store_option("Opened read-only, for verification reports and event proofs.")
 @rpc_option(
     "For confirmations and the on-chain check [default: the chain of `auditseal dev up` "
@@ -523,6 +532,7 @@ def dashboard(
     host: str | None,
     port: int | None,
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     store: Location,
     rpc: str | None,
     contract: str | None,
@@ -564,6 +574,7 @@ def dashboard(
             contract=contract,
             chain_id=chain_id,
             log_keys=log_keys,
+            kafka_config=kafka_settings.confluent(),
         )
         app = make_app(config)
     except VerifierError as exc:

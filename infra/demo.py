@@ -230,7 +230,10 @@ def demo(
         shutil.rmtree(workdir / ".auditseal")
     workdir.mkdir(parents=True, exist_ok=True)
     broker_port, chain_port, dashboard_port = free_port(), free_port(), free_port()
-    d.env = {"AUDITSEAL_DEV_STATE": "", "AUDITSEAL_STORE": "", "AUDITSEAL_LOG_KEY": ""}
+    d.env = {
+        **dict.fromkeys(("AUDITSEAL_DEV_STATE", "AUDITSEAL_STORE", "AUDITSEAL_LOG_KEY"), ""),
+        "AUDITSEAL_KAFKA_CONFIG": "",  # the demo's broker is plaintext on loopback
+    }
     summary: dict[str, Any] = {"dir": str(workdir), "kept": keep}
     try:
         d.step("1. the stack: broker, chain, contract, sealer, anchor service, monitor, dashboard")

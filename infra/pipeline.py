@@ -116,8 +116,10 @@ def start(
                 continue
             argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
             log = state_dir / f"{kind}.log"
-            # The dev PostgreSQL store, if any, through the environment (no secret in argv).
-            pid = processes.spawn_detached(argv, log, env={**os.environ, **state.store_env(dev)})
+            # The dev PostgreSQL store, if any, through the environment (no secret in argv);
+            # the dev broker is plaintext on loopback: a production --kafka-config is not for it.
+            env = {**os.environ, **state.store_env(dev), "AUDITSEAL_KAFKA_CONFIG": ""}
+            pid = processes.spawn_detached(argv, log, env=env)
             address, port = _address(kind, options)
             spawned.append(Service(kind, address, port, pid, argv, str(log)))
             dev.pipeline.append(spawned[-1])

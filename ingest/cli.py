@@ -16,8 +16,10 @@ from auditseal.cli.options import (
     events_topic_option,
     host_port,
     json_option,
+    kafka_config_option,
     listen_option,
 )
+from auditseal.transport.kafka_settings import KafkaSettings
 
 DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
 DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
@@ -53,6 +55,7 @@ def ingest() -> None:
 @ingest.command("serve")
 @listen_option("127.0.0.1:8080", "AUDITSEAL_GATEWAY_LISTEN")
 @bootstrap_option()
+@kafka_config_option()
 @events_topic_option()
 @_tokens_option("Re-read on change.")
 @click.option(
@@ -73,6 +76,7 @@ def ingest() -> None:
 def serve(
     listen: tuple[str, int],
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     topic: str,
     tokens_path: Path,
     state_dir: Path,
@@ -97,6 +101,7 @@ def serve(
         max_event_bytes=max_event_bytes,
         max_body_bytes=max(32 << 20, max_event_bytes),
         ack_timeout_s=ack_timeout,
+        kafka_config=kafka_settings.confluent(),
     )
     app = make_app(config)
     click.echo(
@@ -140,6 +145,7 @@ def token(source: str, tokens_path: Path) -> None:
 )
 @click.option("--via", type=click.Choice(["kafka", "http"]), default="kafka", show_default=True)
 @bootstrap_option("With --via kafka.")
+@kafka_config_option("With --via kafka.")
 @events_topic_option("With --via kafka.")
 @click.option(
     "--url",
@@ -164,6 +170,7 @@ def simulate(
     sources: int,
     via: str,
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     topic: str,
     url: str,
     tokens_path: Path,
@@ -185,6 +192,7 @@ def simulate(
             sources,
             seed,
             progress=not as_json,
+            kafka_config=kafka_settings.confluent(),
         )
     else:
         counts = run_http(

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ class GatewayConfig:
     max_body_bytes: int = 32 * MAX_EVENT_BYTES
     ack_timeout_s: float = 10.0
     retry_after_s: int = 5
+    # librdkafka security properties (--kafka-config), merged into the producer's configuration
+    kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < self.max_event_bytes:
@@ -75,12 +77,20 @@ class BrokerUnavailable(Exception):
 class KafkaSink:
     """An idempotent acks=all producer whose batches can be awaited from asyncio."""
 
-    def __init__(self, bootstrap: str, topic: str, ack_timeout_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        ack_timeout_s: float,
+        kafka_config: Mapping[str, Any] | None = None,
+    ) -> None:
         from confluent_kafka import Producer
 
         self.topic = topic
         self.ack_timeout_s = ack_timeout_s
-        self._config = producer_config(bootstrap, message_timeout_ms=int(ack_timeout_s * 1000))
+        self._config = producer_config(
+            bootstrap, kafka_config, message_timeout_ms=int(ack_timeout_s * 1000)
+        )
         self._config["error_cb"] = self._on_error
         self._new_producer = Producer
         self._producer = Producer(self._config)
@@ -395,7 +405,9 @@ def make_app(config: GatewayConfig, sink: KafkaSink | None = None) -> web.Applic
     """The aiohttp application; the sink is created (and closed on shutdown) unless given."""
     tokens = TokenFile(config.tokens_path)
     own_sink = sink is None
-    the_sink = sink or KafkaSink(config.bootstrap, config.topic, config.ack_timeout_s)
+    the_sink = sink or KafkaSink(
+        config.bootstrap, config.topic, config.ack_timeout_s, config.kafka_config
+    )
     gateway = Gateway(config, the_sink, tokens)
     app = web.Application(middlewares=[gateway.count], client_max_size=config.max_body_bytes + 1)
     app.add_routes(

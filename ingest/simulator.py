@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,13 +195,17 @@ def run_kafka(
     sources: int,
     seed: int,
     progress: bool = True,
+    kafka_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Send ``total`` events at ``rate`` through an :class:`~auditseal.ingest.emitter.Emitter`."""
+    """Send ``total`` events at ``rate`` through an :class:`~auditseal.ingest.emitter.Emitter`
+    (``kafka_config``: librdkafka security properties for its producer)."""
     from auditseal.ingest.emitter import Emitter
 
     model = TrafficModel(simulated_proxies(sources), seed)
     _shared_sequences(state_dir)  # the emitter numbers from state_dir/sequences.json
-    emitter = Emitter(bootstrap, state_dir, topic=topic, validate=False)  # builders validate
+    emitter = Emitter(  # builders validate
+        bootstrap, state_dir, topic=topic, validate=False, config=kafka_config
+    )
     wait = pace(rate)
     started = time.monotonic()
     try:

@@ -35,6 +35,7 @@ from auditseal.cli.options import (
     anchors_topic_option,
     bootstrap_option,
     contract_pin_options,
+    kafka_config_option,
     log_key_option,
     metrics_listen_option,
     resolve_contract_pin,
@@ -53,6 +54,7 @@ from auditseal.monitor.checks import (
     StateError,
 )
 from auditseal.store.files import write_atomic
+from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.anchoring import ChainUnavailableError
 from auditseal.verifier.errors import FormatError, VerifierError
@@ -546,6 +548,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
 
 @click.command("monitor", help=HELP)
 @bootstrap_option()
+@kafka_config_option()
 @log_key_option("Required.")
 @rpc_option("[default: from `auditseal dev up`, else http://127.0.0.1:8545]")
 @contract_pin_options
@@ -673,6 +676,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
 )
 def monitor(
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     log_keys: tuple[str, ...],
     rpc: str | None,
     contract: str | None,
@@ -750,8 +754,10 @@ def monitor(
 
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+    kafka_config = kafka_settings.confluent()  # security properties, from --kafka-config
     consumer = Consumer(
         {
+            **kafka_config,
             "bootstrap.servers": bootstrap,
             "group.id": f"auditseal-monitor-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
@@ -813,7 +819,14 @@ def monitor(
         except OSError as exc:
             fail(f"--metrics-listen {host}:{port}: {exc.strerror}", 2)
     producer = (
-        Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+        Producer(
+            {
+                **kafka_config,
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+            }
+        )
         if alerts_topic
         else None
     )

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.model import Record
+from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
@@ -55,6 +56,8 @@ class WorkerConfig:
     group: str = "auditseal-sealer"
     session_timeout_s: float = 6.0
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)
+    # --kafka-config: aiokafka settings for Faust, librdkafka properties for the probe
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
 
 class _Worker:
@@ -177,7 +180,9 @@ class _Worker:
             by_topic[topic][partition] = pos
         for topic, positions in by_topic.items():
             # Sealing goes on while Kafka is read: the sealer compares at the offset probed.
-            found = await asyncio.to_thread(probe, self.config.bootstrap, topic, positions)
+            found = await asyncio.to_thread(
+                probe, self.config.bootstrap, topic, positions, self.config.kafka.confluent()
+            )
             for partition, record in found.items():
                 tp = (topic, partition)
                 sealed = self.sealer.check_partition(tp, record, positions[partition], logs[tp])
@@ -293,6 +298,7 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
     app = faust.App(
         config.group,
         broker=f"kafka://{config.bootstrap}",
+        broker_credentials=config.kafka.faust_credentials(),
         store="memory://",
         datadir=str(config.state_dir / "faust"),
         web_enabled=False,

@@ -23,15 +23,21 @@ _quiet.propagate = False
 
 
 def probe(
-    bootstrap: str, topic: str, last: Mapping[int, int], timeout: float = 5.0
+    bootstrap: str,
+    topic: str,
+    last: Mapping[int, int],
+    kafka_config: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
 ) -> dict[int, KafkaRecord | None]:
     """For each partition ``p`` of ``last``: the first record at or after offset ``last[p]``,
     or None if the partition ends before it. A partition left out was not decided in time
-    (broker unreachable, slow): the caller asks again later, it MUST NOT assume a reset."""
+    (broker unreachable, slow): the caller asks again later, it MUST NOT assume a reset.
+    ``kafka_config``: librdkafka security properties (--kafka-config)."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     consumer = Consumer(
         {
+            **(kafka_config or {}),
             "bootstrap.servers": bootstrap,
             "group.id": "auditseal-sealer-probe",
             "enable.auto.commit": False,

@@ -9,18 +9,21 @@ import click
 from auditseal.cli.options import (
     bootstrap_option,
     events_topic_option,
+    kafka_config_option,
     metrics_listen_option,
     sealed_topic_option,
     signing_key_option,
     store_option,
 )
 from auditseal.store.database import Location
+from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
 
 
 @click.command()
 @store_option("Shared by every worker of this machine.")
 @signing_key_option()
 @bootstrap_option()
+@kafka_config_option("The worker's Faust app (aiokafka) takes PLAIN, SCRAM and PEM files.")
 @events_topic_option()
 @sealed_topic_option
 @click.option(
@@ -76,6 +79,7 @@ def seal(
     store: Location,
     key_file: Path,
     bootstrap: str | None,
+    kafka_settings: KafkaSettings,
     topic: str,
     sealed_topic: str,
     origin_prefix: str,
@@ -101,6 +105,10 @@ def seal(
     from auditseal.sealer.pipeline import SealerConfig
     from auditseal.sealer.signer import Signer
 
+    try:  # what aiokafka cannot honour is named now, not deep inside Faust
+        kafka_settings.faust_credentials()
+    except KafkaConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--kafka-config'") from None
     Signer.from_file(key_file)  # fail now, with one line, rather than inside the worker
     config = WorkerConfig(
         bootstrap=bootstrap or endpoints()[0],
@@ -113,6 +121,7 @@ def seal(
         group=group,
         session_timeout_s=session_timeout,
         metrics_listen=metrics_listen,
+        kafka=kafka_settings,
     )
     state_dir.mkdir(parents=True, exist_ok=True)
     app, _ = create_app(config, triage)
