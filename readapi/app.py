@@ -350,11 +350,6 @@ class ReadAPI:
         except (StoreError, VerifierError) as exc:
             log.error("read API: the store holds something malformed: %s", exc)
             response = _json(500, {"error": f"store error: {self._message(exc)}"})
-        except (ValueError, OverflowError) as exc:
-            # Input the parameter checks let through and a lower layer refused (a string the
-            # database cannot bind, say): the client's, so 400 and one log line, no traceback.
-            log.info("read API: %s %s: refused: %s", request.method, request.path, exc)
-            response = _json(400, {"error": f"bad request: {self._message(exc)}"})
         except web.HTTPException as exc:
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             what = {404: "no such route", 405: "method not allowed"}.get(exc.status, exc.reason)

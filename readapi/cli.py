@@ -86,6 +86,7 @@ def serve(
         return
     from auditseal.readapi.app import make_app
     from auditseal.transport.listen import serve_app, url
+    from auditseal.transport.client_errors import quiet_malformed_requests
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
     try:
@@ -107,6 +108,7 @@ def serve(
     for note in server.notes:
         click.echo(f"auditseal serve: {note}", err=True)
     click.echo(f"auditseal read API on {url(listen, tls)} serving {store}")
+    quiet_malformed_requests()
     serve_app(app, listen, tls)
 
 
