@@ -86,6 +86,8 @@ MAX_BLOCK_ENTRIES = 500  # entries listed with a block's report
 MAX_EVENT_MATCHES = 20
 CLIENT_QUEUE = 1000  # updates buffered per browser before it is dropped (it reconnects)
 KEEPALIVE_S = 15.0
+READER_CHECK_S = 1.0  # how often a live stream checks that its reader may still read
+_TICK = Update("tick", {})  # no update for READER_CHECK_S
 ACTIVITY_TICK_S = 15.0
 HEAD_POLL_S = 3.0
 COOKIE = "auditseal_dashboard"
@@ -389,17 +391,32 @@ class Dashboard:
         await response.prepare(request)
         queue: asyncio.Queue[Update | None] = asyncio.Queue(CLIENT_QUEUE)
         self._clients.add(queue)
+        # The stream outlives the request's check: the reader is checked again every second,
+        # so a revoked or expired token ends it (the page then asks for a new one).
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        token = _token_of(request)
+        checked = written = time.monotonic()
         try:
             await response.write(_sse("snapshot", self.snapshot()))
             while queue in self._clients:
                 try:
-                    update = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    update = await asyncio.wait_for(queue.get(), READER_CHECK_S)
                 except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if update is None:
+                    update = _TICK
+                if update is None:  # the server is stopping
                     break
+                now = time.monotonic()
+                if now - checked >= READER_CHECK_S:
+                    if self.access.reader(peercert, token) is None:
+                        break
+                    checked = now
+                if update is _TICK:
+                    if now - written >= KEEPALIVE_S:
+                        await response.write(b": keep-alive\n\n")
+                        written = now
+                    continue
                 await response.write(_sse(update.kind, update.data))
+                written = now
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -725,8 +742,8 @@ def dashboard(
         return
     from auditseal.infra.errors import InfraError
     from auditseal.infra.state import endpoints, load
-    from auditseal.transport.listen import serve_app, url
     from auditseal.transport.client_errors import quiet_malformed_requests
+    from auditseal.transport.listen import serve_app, url
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
     if host is not None or port is not None:  # the old spellings, kept hidden for one release

@@ -85,8 +85,8 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
     from auditseal.readapi.app import make_app
-    from auditseal.transport.listen import serve_app, url
     from auditseal.transport.client_errors import quiet_malformed_requests
+    from auditseal.transport.listen import serve_app, url
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
     try:

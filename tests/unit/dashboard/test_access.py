@@ -5,6 +5,7 @@ absent on purpose: none of this needs it (the page says "connecting to Kafka")."
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -117,6 +118,28 @@ def test_login_trades_a_token_for_an_httponly_strict_secure_cookie(page, tokens)
     assert page.get("/api/state", token=None, headers=cookie).status == 401
     answer = page.request("POST", "/api/logout", headers={"Origin": page.url})
     assert answer.status == 200 and "Max-Age=0" in answer.headers["Set-Cookie"]
+
+
+def test_a_live_stream_ends_when_its_token_is_revoked(page, tokens):
+    token = add_token(tokens, "streamer", prefix="asd_")
+    time.sleep(1.1)
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", page.port, timeout=30, context=page.context()
+    )
+    try:
+        connection.request("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.readline() == b"event: snapshot\n"
+        tokens.write_text(
+            "".join(line for line in tokens.read_text().splitlines(True) if "streamer" not in line)
+        )
+        revoked = time.monotonic()
+        while response.readline():  # until the server ends the stream
+            assert time.monotonic() - revoked < 5, "the stream outlived its token"
+        assert time.monotonic() - revoked < 3.5
+    finally:
+        connection.close()
 
 
 def test_login_from_another_site_or_with_a_bad_body_is_refused(page):
