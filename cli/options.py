@@ -411,7 +411,8 @@ def read_token_options(what: str, default_tokens: Path, env_prefix: str) -> Call
             click.option(
                 "--name",
                 required=True,
-                help="Who the token is for (no spaces); shown in the server's log lines.",
+                help="Who the token is for (no spaces): its line in the tokens file, which "
+                "revoking it deletes.",
             ),
             click.option(
                 "--expires",

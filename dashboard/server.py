@@ -671,7 +671,7 @@ def make_app(
 # --- the command -------------------------------------------------------------------------------
 
 
-@click.group("dashboard", invoke_without_command=True)
+@click.group("dashboard", invoke_without_command=True, subcommand_metavar="[token --name NAME]")
 @listen_option(f"127.0.0.1:{DEFAULT_PORT}", "AUDITSEAL_DASHBOARD_LISTEN")
 @click.option("--host", hidden=True, envvar="AUDITSEAL_DASHBOARD_HOST")
 @click.option(

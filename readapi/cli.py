@@ -27,7 +27,7 @@ DEFAULT_TOKENS = Path(".auditseal") / "read-api" / "tokens"
 ENV_PREFIX = "AUDITSEAL_API"
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, subcommand_metavar="[token --name NAME]")
 @store_option()
 @listen_option("127.0.0.1:8090", "AUDITSEAL_API_LISTEN")
 @server_tls_options("the read API")
