@@ -319,6 +319,8 @@ class Expiry(click.ParamType):
             return value
         text = str(value).strip()
         match = re.fullmatch(r"(\d{1,6})([dhm])", text)
+        if match and int(match.group(1)) == 0:
+            self.fail(f"{text}: a token that expires at once is no token", param, ctx)
         if match:
             return datetime.now(UTC) + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         try:

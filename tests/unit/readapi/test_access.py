@@ -226,7 +226,7 @@ def test_serve_token_prints_the_token_once_and_stores_its_hash(tmp_path):
     assert path.read_text().startswith("auditor sha256:") and " expires=" in path.read_text()
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
     assert "auditor" in out.stderr and token not in out.stderr
-    for bad in ("yesterday", "2020-01-01T00:00:00Z", "2030-01-01T00:00:00"):
+    for bad in ("yesterday", "2020-01-01T00:00:00Z", "2030-01-01T00:00:00", "0d", "-1d"):
         out = cli("serve", "token", "--name", "x", "--expires", bad, cwd=tmp_path)
         assert out.returncode == 2 and "--expires" in out.stderr, bad
     out = cli("serve", "token", "--name", "two words", cwd=tmp_path)
