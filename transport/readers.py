@@ -74,12 +74,10 @@ class ReadAccess:
         ways = []
         if self.tokens is not None:
             ways.append(f"read tokens of {self.tokens.path}")
-        if self.client_certs:
-            ways.append(
-                "client certificates " + (", ".join(sorted(self.reader_certs)))
-                if self.reader_certs
-                else "any client certificate the client CA signed"
-            )
+        if self.client_certs and self.reader_certs:
+            ways.append("client certificates " + ", ".join(sorted(self.reader_certs)))
+        elif self.client_certs:
+            ways.append("any client certificate the client CA signed")
         return ["readers: " + "; ".join(ways)]
 
     def reader(self, peercert: dict[str, Any] | None, token: str | None) -> str | None:
@@ -108,6 +106,7 @@ class ReadAccess:
             return web.json_response(
                 {"error": f"certificate {names[0]!r} is not a reader (--reader-cert)"},
                 status=403,
+                headers={"Cache-Control": "no-store"},
             )
         what = "an unknown, expired or revoked read token" if token else "no read token"
         ways = "Authorization: Bearer <read token>"
@@ -116,7 +115,7 @@ class ReadAccess:
         return web.json_response(
             {"error": f"{what}: send {ways}"},
             status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="auditseal"'},
+            headers={"WWW-Authenticate": 'Bearer realm="auditseal"', "Cache-Control": "no-store"},
         )
 
 

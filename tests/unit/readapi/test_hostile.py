@@ -227,3 +227,8 @@ def test_the_read_api_refuses_hostile_queries_cleanly(api, workdir):
 
 def test_the_dashboard_refuses_hostile_queries_cleanly(dashboard, workdir):
     check_server(dashboard, workdir, DASHBOARD, DASHBOARD_OPEN)
+    # The live stream (a reader's request would stream until closed): refused before it starts.
+    for value in HOSTILE:
+        target = f"/api/events?x={value}"
+        assert dashboard.get(target, token=None).status == 401, value
+        assert dashboard.get(target, host="evil.example").status == 421, value
