@@ -6,7 +6,9 @@ existed, the old one stays as a hidden alias for one release (see the commands t
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +22,7 @@ from auditseal.verifier.errors import FormatError
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
 
 __all__ = [
+    "Expiry",
     "HostPort",
     "StoreLocation",
     "alerts_topic_option",
@@ -34,6 +37,8 @@ __all__ = [
     "log_key_option",
     "log_option",
     "metrics_listen_option",
+    "read_access_options",
+    "read_token_options",
     "resolve_contract_pin",
     "rpc_option",
     "sealed_topic_option",
@@ -331,6 +336,137 @@ def server_tls_options(what: str) -> Callable[[F], F]:
             ),
         )
         out: Any = wrapper
+        for option in reversed(options):
+            out = option(out)
+        return out  # type: ignore[no-any-return]
+
+    return decorate
+
+
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+class Expiry(click.ParamType):
+    """When a token expires: an RFC 3339 time with its zone (``2027-01-31T00:00:00Z``), or a
+    duration from now (``90d``, ``12h``, ``30m``), as an aware datetime."""
+
+    name = "time|duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = re.fullmatch(r"(\d{1,6})([dhm])", text)
+        if match and int(match.group(1)) == 0:
+            self.fail(f"{text}: a token that expires at once is no token", param, ctx)
+        if match:
+            return datetime.now(UTC) + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            self.fail(
+                f"want a time with its zone (2027-01-31T00:00:00Z) or a duration (90d, 12h, "
+                f"30m), got {text!r}",
+                param,
+                ctx,
+            )
+        if when <= datetime.now(UTC):
+            self.fail(f"{text} is in the past", param, ctx)
+        return when
+
+
+def _tokens_option(default: Path, envvar: str, what: str, note: str) -> Callable[[F], F]:
+    return click.option(
+        "--tokens",
+        "tokens_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar=envvar,
+        show_envvar=True,
+        help=f"Read tokens of {what} (hashes only), re-read when it changes [default: "
+        f"{default}]. {note}",
+    )
+
+
+def read_access_options(
+    what: str, command: str, default_tokens: Path, env_prefix: str
+) -> Callable[[F], F]:
+    """Who may read from a server (``what`` names it; ``auditseal COMMAND token`` makes its
+    tokens; ``env_prefix`` such as ``AUDITSEAL_API`` gives ``$AUDITSEAL_API_TOKENS`` and
+    ``$AUDITSEAL_API_ALLOWED_HOSTS``): ``--tokens`` (given to the command as ``tokens_path``,
+    None when not named),
+    ``--reader-cert`` (``reader_certs``), ``--no-auth`` and ``--allowed-host``
+    (``allowed_host``). See auditseal.transport.readers.read_access."""
+
+    def decorate(f: F) -> F:
+        options = (
+            _tokens_option(
+                default_tokens,
+                f"{env_prefix}_TOKENS",
+                what,
+                f"Made with `auditseal {command} token`; a missing, unreadable or malformed "
+                "file lets no token in.",
+            ),
+            click.option(
+                "--reader-cert",
+                "reader_certs",
+                multiple=True,
+                metavar="NAME",
+                help="With --tls-client-ca: only client certificates with this name may read "
+                "(cn:NAME, dns:NAME, uri:URI or email:ADDRESS); repeatable. Without it any "
+                "certificate the client CA signed may read.",
+            ),
+            click.option(
+                "--no-auth",
+                is_flag=True,
+                help="Let everybody who reaches the address read, without a token or "
+                "certificate; only on a loopback address, and said loudly at start.",
+            ),
+            click.option(
+                "--allowed-host",
+                "allowed_host",
+                multiple=True,
+                metavar="NAME[:PORT]",
+                envvar=f"{env_prefix}_ALLOWED_HOSTS",
+                show_envvar=True,
+                help="A Host name clients use for this server, besides the listen address and "
+                "localhost (others get 421, which stops DNS rebinding); repeatable.",
+            ),
+        )
+        out: Any = f
+        for option in reversed(options):
+            out = option(out)
+        return out  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def read_token_options(what: str, default_tokens: Path, env_prefix: str) -> Callable[[F], F]:
+    """``--name``, ``--expires`` and ``--tokens`` of a command creating a read token."""
+
+    def decorate(f: F) -> F:
+        options = (
+            click.option(
+                "--name",
+                required=True,
+                help="Who the token is for (no spaces): its line in the tokens file, which "
+                "revoking it deletes.",
+            ),
+            click.option(
+                "--expires",
+                type=Expiry(),
+                help="When the token stops working: a time (2027-01-31T00:00:00Z) or a "
+                "duration (90d, 12h) [default: never; revoke by deleting its line].",
+            ),
+            _tokens_option(
+                default_tokens, f"{env_prefix}_TOKENS", what, "The token's hash is added to it."
+            ),
+        )
+        out: Any = f
         for option in reversed(options):
             out = option(out)
         return out  # type: ignore[no-any-return]

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -44,6 +45,9 @@ from auditseal.verifier.bundle import Bundle, bundle_from_bytes
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.verify import AmbiguousEventError, Verifier
+
+if TYPE_CHECKING:
+    from auditseal.verifier.remote import Source
 
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
 
@@ -178,11 +182,42 @@ def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
 @_store_option
 @click.option(
     "--source",
+    "source_url",
     metavar="URL",
     envvar="AUDITSEAL_SOURCE",
     show_envvar=True,
-    help="Read API of `auditseal serve` (http://host:port) to fetch the proof from, "
-    "instead of a store.",
+    help="Read API of `auditseal serve` (https://host:port) to fetch the proof from, "
+    "instead of a store; it needs a read token or a client certificate (--api-*).",
+)
+@click.option(
+    "--api-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AUDITSEAL_API_TOKEN_FILE",
+    show_envvar=True,
+    help="With --source: a file holding the read token (`auditseal serve token`); "
+    "$AUDITSEAL_API_TOKEN may hold the token itself. Sent over https:// or to loopback only.",
+)
+@click.option(
+    "--api-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AUDITSEAL_API_CA",
+    show_envvar=True,
+    help="With an https:// --source: PEM CA certificates that signed the server's "
+    "certificate [default: the system's].",
+)
+@click.option(
+    "--api-client-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AUDITSEAL_API_CLIENT_CERT",
+    show_envvar=True,
+    help="With an https:// --source: a PEM client certificate to read with (mTLS).",
+)
+@click.option(
+    "--api-client-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AUDITSEAL_API_CLIENT_KEY",
+    show_envvar=True,
+    help="The PEM private key of --api-client-cert.",
 )
 @click.option(
     "--bundle",
@@ -221,7 +256,11 @@ def verify(
     whole_log: bool,
     origin: str | None,
     store: Location | None,
-    source: str | None,
+    source_url: str | None,
+    api_token_file: Path | None,
+    api_ca: Path | None,
+    api_client_cert: Path | None,
+    api_client_key: Path | None,
     bundle_path: Path | None,
     rpc: str | None,
     contract: str | None,
@@ -268,6 +307,9 @@ def verify(
           --rpc https://your-node --contract 0x... --chain-id 1
     docs/VERIFYING.md explains each check and what its failure means.
     """
+    source = None
+    if source_url is not None:
+        source = _api_source(source_url, api_token_file, api_ca, api_client_cert, api_client_key)
     if whole_log and (number is not None or event is not None):
         fail("--all proves every block: give it without --block or --event", 2)
     if whole_log and bundle_path is not None:
@@ -323,8 +365,37 @@ def verify(
     sys.exit(report.exit_code)
 
 
+def _api_source(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
+) -> Source:
+    """The read API at ``url`` with the credentials the flags and environment name: the read
+    token from ``token_file`` (else ``$AUDITSEAL_API_TOKEN``), never from the command line."""
+    from auditseal.verifier.remote import Source
+
+    if (client_cert is None) != (client_key is None):
+        fail("--api-client-cert and --api-client-key go together", 2)
+    token = os.environ.get("AUDITSEAL_API_TOKEN") or None
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").split()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--api-token-file {token_file}: cannot read: {getattr(exc, 'strerror', exc)}", 2)
+        if len(lines) != 1:
+            fail(f"--api-token-file {token_file}: want the token alone on one line", 2)
+        token = lines[0]
+    cert = (client_cert, client_key) if client_cert and client_key else None
+    try:
+        return Source(url, token.strip() if token else None, ca, cert)
+    except VerifierError as exc:
+        fail(f"{'--api-token-file' if token_file else '$AUDITSEAL_API_TOKEN'}: {exc}", 2)
+
+
 def _remote_chain_state(
-    reader: AnchorReader | None, source: str, depth: _Depth
+    reader: AnchorReader | None, source: Source, depth: _Depth
 ) -> ChainState | None:
     """The chain's anchors against the read API's records of them; None without a chain."""
     from auditseal.verifier.anchored_state import read_chain_state
@@ -347,7 +418,7 @@ def _remote_chain_state(
     )
 
 
-def _remote_tip(source: str, origin: str) -> int | None:
+def _remote_tip(source: Source, origin: str) -> int | None:
     from auditseal.verifier.remote import fetch_logs
 
     return next((size for log, _, size in fetch_logs(source) if log == origin), None)
@@ -396,7 +467,7 @@ def _verify_all(
 def _verify_all_remote(
     offline: Verifier,
     online: Verifier,
-    source: str,
+    source: Source,
     origin: str | None,
     depth: _Depth,
     as_json: bool,

@@ -359,6 +359,11 @@ def _start_pipeline(
         click.echo(f"{service.kind}: {_describe(service)}, log {service.log}")
     dashboard = next(s for s in current.pipeline if s.kind == "dashboard")
     click.echo(f"pipeline up: dashboard {dashboard.address}")
+    # The page needs a read token; the link carries it in its fragment, which browsers keep
+    # out of requests (so out of any server's logs).
+    login = pipeline.dashboard_login(path.parent.absolute(), dashboard.address)
+    if login is not None:
+        click.echo(f"  log in to the dashboard: {login}")
 
 
 def _write_dev_key(file: Path) -> None:

@@ -29,7 +29,7 @@ import click
 
 from auditseal.infra import state
 from auditseal.infra.errors import ServiceUnavailableError
-from auditseal.infra.pipeline import auditseal_argv
+from auditseal.infra.pipeline import auditseal_argv, dashboard_login
 from auditseal.infra.processes import free_port
 from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
 from auditseal.verifier.checkpoint import Checkpoint
@@ -306,8 +306,10 @@ def demo(
             )
     finally:
         if keep:
+            address = summary.get("dashboard", "-")
+            login = dashboard_login((workdir / state.DEFAULT_STATE).parent, address)
             d.say(
-                f"\nthe stack keeps running: dashboard {summary.get('dashboard', '-')}; stop "
+                f"\nthe stack keeps running: dashboard {login or address}; stop "
                 f"it with: (cd {workdir} && auditseal dev down)"
             )
         else:

@@ -8,6 +8,12 @@ the working directory (``.auditseal/store.db``, ``.auditseal/anchor/deployment.j
 
 The sealer's signing key is ``sealer.key`` next to the state file, made on first use; its
 verifier key (``sealer.pub``) is what the monitor and dashboard pin.
+
+The dashboard requires a read token like any other (docs/DASHBOARD.md): each time it starts, a
+fresh one replaces the last in ``dashboard-tokens`` next to the state file, and the token itself
+is kept in ``dashboard.token`` (0600, beside the sealer's key and the store, which its user can
+read anyway), so ``dev up`` prints the page's log-in link, ``http://127.0.0.1:8088/#token=...``,
+each time it runs.
 """
 
 from __future__ import annotations
@@ -22,10 +28,21 @@ from auditseal.infra import processes, state
 from auditseal.infra.errors import InfraError, ServiceUnavailableError
 from auditseal.infra.state import DevState, Service
 
-__all__ = ["PIPELINE", "PipelineOptions", "auditseal_argv", "ensure_sealer_key", "start", "stop"]
+__all__ = [
+    "DASHBOARD_TOKEN",
+    "PIPELINE",
+    "PipelineOptions",
+    "auditseal_argv",
+    "dashboard_login",
+    "ensure_sealer_key",
+    "start",
+    "stop",
+]
 
 PIPELINE = ("sealer", "anchor", "monitor", "dashboard")
 """Start order: the sealer first, so blocks exist for the rest to follow."""
+DASHBOARD_TOKENS = "dashboard-tokens"
+DASHBOARD_TOKEN = "dashboard.token"
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,30 @@ def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
     return key_file, verifier
 
 
+def _new_dashboard_token(state_dir: Path) -> Path:
+    """A fresh read token for the dev dashboard, replacing the last; its tokens file."""
+    from auditseal.transport.tokens import add_token
+
+    tokens = state_dir / DASHBOARD_TOKENS
+    tokens.unlink(missing_ok=True)
+    token = add_token(tokens, "dev", prefix="asd_")
+    kept = state_dir / DASHBOARD_TOKEN
+    kept.unlink(missing_ok=True)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return tokens
+
+
+def dashboard_login(state_dir: Path, address: str) -> str | None:
+    """The dev dashboard's log-in link (``address#token=...``), or None without a token."""
+    try:
+        token = (state_dir / DASHBOARD_TOKEN).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return f"{address}#token={token}" if token else None
+
+
 def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOptions) -> list[str]:
     assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
     common = ["--bootstrap", dev.bootstrap]
@@ -82,9 +123,10 @@ def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOpt
             *("--anchor-late-after", str(o.anchor_late_after), *metrics),
         ]
     if kind == "dashboard":
+        tokens = key_file.parent / DASHBOARD_TOKENS
         return [
             *("dashboard", "--log-key", log_key, *chain, *common),
-            *("--listen", f"127.0.0.1:{o.dashboard_port}"),
+            *("--listen", f"127.0.0.1:{o.dashboard_port}", "--tokens", str(tokens)),
         ]
     raise ValueError(f"unknown pipeline service {kind!r}")
 
@@ -114,6 +156,8 @@ def start(
         for kind in PIPELINE:
             if kind in running:
                 continue
+            if kind == "dashboard":
+                _new_dashboard_token(state_dir)
             argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
             log = state_dir / f"{kind}.log"
             # The dev PostgreSQL store, if any, through the environment (no secret in argv);

@@ -21,10 +21,17 @@ strings, so a client can check signatures and hashes over the exact bytes.
 ``GET /healthz``, ``GET /metrics``                          liveness, Prometheus metrics
 ==========================================================  ==================================
 
-Answers: 200; 400 ``{"error": ...}`` naming the bad or missing parameter; 404 naming the log,
-block, entry or event that does not exist; 409 ``{"error", "candidates"}`` for an event id
-sealed by more than one source (``source_uri`` or ``log`` narrows it); 503 when the store cannot
-be read; 500 only for a store that holds something malformed. Caching (docs/SERVE.md): blocks,
+Every route but ``/healthz`` needs a reader (a read token or a client certificate, see
+:mod:`auditseal.transport.readers`), and every route answers only the Host names of the
+server (421 otherwise), checked in that order: Host first, so a page rebinding its DNS name to
+this address learns nothing.
+
+Answers: 200; 400 ``{"error": ...}`` naming the bad or missing parameter; 401 without a valid
+read token or client certificate; 404 naming the log, block, entry or event that does not
+exist; 409 ``{"error", "candidates"}`` for an event id sealed by more than one source
+(``source_uri`` or ``log`` narrows it); 421 for a Host not in the allow-list; 503 when the store
+cannot be read; 500 only for a store that holds something malformed. No answer holds the
+store's path or URL. Caching (docs/SERVE.md): blocks,
 headers and proofs at an explicit size never change and are ``immutable``; entries carry event
 values, which redaction may erase, so they are ``private`` with a short ``max-age``; whatever
 follows the log's tip (logs, latest checkpoint, proofs to the current size, the last page of
@@ -38,11 +45,11 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -52,6 +59,8 @@ from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
 from auditseal.store.views import block_json, entry_json
+from auditseal.transport.hosts import host_check
+from auditseal.transport.readers import ReadAccess, read_auth
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.verify import AmbiguousEventError, event_fields
 
@@ -119,8 +128,12 @@ def _int(
     if text is None:
         assert default is not None
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
+    if not text.isascii() or not text.isdigit():
         raise _BadParameter(f"{name}: want a non-negative decimal integer, got {text[:40]!r}")
+    if len(text) > 19:  # past any 64-bit integer: not worth converting
+        raise _BadParameter(
+            f"{name}: a {len(text)}-digit number is out of range [{minimum}, {maximum}]"
+        )
     value = int(text)
     if not minimum <= value <= maximum:
         raise _BadParameter(f"{name}: {value} is out of range [{minimum}, {maximum}]")
@@ -314,8 +327,8 @@ class ReadAPI:
         self.entry_cache = f"private, max-age={entry_max_age_s}"
 
     def _message(self, exc: Exception) -> str:
-        # Store errors name the file; remote clients need not learn the server's paths.
-        return str(exc).replace(f"{self.store_path}: ", "")
+        # Store errors name the file or URL; remote clients need not learn the server's paths.
+        return self.stores.scrub(str(exc))
 
     # --- middleware: errors as JSON, metrics ----------------------------------------------
 
@@ -477,15 +490,23 @@ API = web.AppKey("api", ReadAPI)
 
 
 def make_app(
-    store_path: Location, *, entry_max_age_s: int = DEFAULT_ENTRY_MAX_AGE_S
+    store_path: Location,
+    *,
+    access: ReadAccess,
+    hosts: frozenset[str] | None,
+    entry_max_age_s: int = DEFAULT_ENTRY_MAX_AGE_S,
 ) -> web.Application:
-    """The read API over the store at ``store_path``, opened read-only.
+    """The read API over the store at ``store_path``, opened read-only, answering readers
+    ``access`` lets in (``/healthz`` to anyone) and only requests whose Host is in ``hosts``
+    (None: no Host check, for a server embedded behind one that checks).
 
     Raises StoreError at once if there is no block store at ``store_path``.
     """
     BlockStore.open(store_path, readonly=True).close()
-    api = ReadAPI(Path(store_path), entry_max_age_s)
-    app = web.Application(middlewares=[api.middleware])
+    api = ReadAPI(store_path, entry_max_age_s)
+    # host_check's Callable type is the Middleware protocol's, but for its parameter names.
+    guards = [cast(Middleware, host_check(hosts))] if hosts is not None else []
+    app = web.Application(middlewares=[*guards, read_auth(access), api.middleware])
     app.add_routes(
         [
             web.get("/v1/logs", api.logs),

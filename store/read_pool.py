@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from auditseal.store.blockstore import BlockStore
-from auditseal.store.database import Location
+from auditseal.store.database import Location, is_url
 from auditseal.store.errors import StoreError
 
 __all__ = ["ReadOnlyStores", "StoreUnavailable"]
@@ -26,6 +27,23 @@ class ReadOnlyStores:
     def __init__(self, location: Location) -> None:
         self.location = location
         self._local = threading.local()
+        # Every spelling of the location a store error may carry (as given, absolute, the URL
+        # without its password), longest first.
+        names = {str(location)}
+        if is_url(location):
+            from auditseal.store.postgres import public_url
+
+            names.add(public_url(str(location)))
+        else:
+            names.add(str(Path(location).absolute()))
+        self._names = sorted(names, key=len, reverse=True)
+
+    def scrub(self, message: str) -> str:
+        """``message`` (a store error's) without the store's path or URL: a server's clients
+        need not learn where its files are."""
+        for name in self._names:
+            message = message.replace(f"{name}: ", "").replace(name, "the store")
+        return message
 
     def _call(self, fn: Callable[[BlockStore], T]) -> T:
         db: BlockStore | None = getattr(self._local, "store", None)

@@ -4,14 +4,23 @@
 The server is not trusted: it only hands over a :class:`~auditseal.verifier.bundle.Bundle`, which
 the verifier then checks like any other. Standard library only (``urllib``), so the base install
 can verify against a remote log.
+
+The read API lets in readers only (docs/SERVE.md): a :class:`Source` carries a read token, sent
+as ``Authorization: Bearer`` and never to another host (not on a redirect, not in clear beyond
+loopback), and for ``https://`` the CA that signed the server's certificate and a client
+certificate, when the server takes those.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
 from auditseal.verifier.bundle import Bundle, bundle_from_bytes
 from auditseal.verifier.errors import FormatError, VerifierError
@@ -19,6 +28,7 @@ from auditseal.verifier.verify import AmbiguousEventError, EventCandidate
 
 __all__ = [
     "MAX_BUNDLE_BYTES",
+    "Source",
     "SourceError",
     "SourceUnavailableError",
     "fetch_anchors",
@@ -42,13 +52,86 @@ class SourceUnavailableError(VerifierError):
     exit_code = 3
 
 
-def _get(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, bytes]:
+@dataclass(frozen=True)
+class Source:
+    """A read API and how to reach it: ``token`` (a read token), ``ca_file`` (PEM CA
+    certificates to trust for ``https://`` instead of the system's), ``client_cert`` (a PEM
+    certificate and its key, for a server that takes client certificates)."""
+
+    url: str
+    token: str | None = None
+    ca_file: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
+
+    def __post_init__(self) -> None:
+        token = self.token
+        if token is not None and not (
+            0 < len(token) <= 512 and token.isascii() and token.isprintable() and " " not in token
+        ):
+            raise SourceError("read token: want one line of printable ASCII without spaces")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        scheme, host = _scheme_host(self.url)
+        if self.token is not None and scheme == "http" and not _is_loopback(host):
+            raise SourceError(
+                f"--source {self.url}: a read token goes over https:// only (or to a loopback "
+                "address): in clear it would be readable on the way"
+            )
+        if scheme != "https":
+            return urllib.request.build_opener()
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SourceError(f"--api-ca {self.ca_file}: not PEM CA certificates ({exc})") from None
+        if self.client_cert is not None:
+            cert, key = self.client_cert
+            try:
+                context.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise SourceError(
+                    f"--api-client-cert {cert} / --api-client-key {key}: not a certificate and "
+                    f"its private key in PEM ({exc})"
+                ) from None
+        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+
+def _scheme_host(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.hostname or ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _source(source: Source | str) -> Source:
+    return source if isinstance(source, Source) else Source(source)
+
+
+def _get(
+    source: Source | str, path: str, query: dict[str, str], timeout: float
+) -> tuple[str, bytes]:
     """``GET url+path?query``: (the endpoint, the body)."""
+    source = _source(source)
+    url = source.url
     endpoint = f"{url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}"
     if not endpoint.startswith(("http://", "https://")):
         raise SourceError(f"--source {url!r}: want an http:// or https:// URL")
+    request = urllib.request.Request(endpoint)
+    if source.token is not None:
+        # Unredirected: a redirect (the API makes none) never carries the token elsewhere.
+        request.add_unredirected_header("Authorization", f"Bearer {source.token}")
+    opener = source._opener()
     try:
-        with urllib.request.urlopen(endpoint, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             body = response.read(MAX_BUNDLE_BYTES + 1)
     except urllib.error.HTTPError as exc:
         detail, document = _error_detail(exc)
@@ -56,18 +139,28 @@ def _get(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[st
             raise _ambiguous(endpoint, query.get("event", ""), document) from exc
         if exc.code >= 500:
             raise SourceUnavailableError(f"{endpoint}: HTTP {exc.code}: {detail}") from exc
+        if exc.code in (401, 403):
+            how = "--api-token-file or $AUDITSEAL_API_TOKEN, or --api-client-cert"
+            raise SourceError(f"{endpoint}: HTTP {exc.code}: {detail} (give {how})") from exc
         raise SourceError(f"{endpoint}: HTTP {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise SourceError(
+                f"{endpoint}: the server's certificate is not trusted ({reason.verify_message}); "
+                "give --api-ca with the CA that signed it"
+            ) from exc
         raise SourceUnavailableError(f"{endpoint}: unreachable: {reason}") from exc
     if len(body) > MAX_BUNDLE_BYTES:
         raise FormatError(f"{endpoint}: answer over {MAX_BUNDLE_BYTES} bytes")
     return endpoint, body
 
 
-def _get_json(url: str, path: str, query: dict[str, str], timeout: float) -> tuple[str, object]:
+def _get_json(
+    source: Source | str, path: str, query: dict[str, str], timeout: float
+) -> tuple[str, object]:
     """``GET url+path?query`` as JSON: (the endpoint, the document)."""
-    endpoint, body = _get(url, path, query, timeout)
+    endpoint, body = _get(source, path, query, timeout)
     try:
         return endpoint, json.loads(body)
     except ValueError as exc:
@@ -92,7 +185,7 @@ def _ambiguous(endpoint: str, requested: str, document: dict[str, object]) -> Ve
 
 
 def fetch_bundle(
-    url: str,
+    url: Source | str,
     origin: str | None,
     number: int | None = None,
     event: str | None = None,
@@ -126,7 +219,7 @@ def _count(item: object, key: str) -> int | None:
     return value if ok else None
 
 
-def fetch_logs(url: str, timeout: float = 30.0) -> list[tuple[str, int, int]]:
+def fetch_logs(url: Source | str, timeout: float = 30.0) -> list[tuple[str, int, int]]:
     """``(origin, number of blocks, size)`` of every log the read API serves."""
     endpoint, document = _get_json(url, "/v1/logs", {}, timeout)
     logs = []
@@ -139,7 +232,7 @@ def fetch_logs(url: str, timeout: float = 30.0) -> list[tuple[str, int, int]]:
     return logs
 
 
-def fetch_anchors(url: str, timeout: float = 30.0) -> dict[int, tuple[str, list[str]]]:
+def fetch_anchors(url: Source | str, timeout: float = 30.0) -> dict[int, tuple[str, list[str]]]:
     """``seq -> (status, checkpoint bodies)`` of every anchor the read API's store records."""
     endpoint, document = _get_json(url, "/v1/anchors", {}, timeout)
     anchors: dict[int, tuple[str, list[str]]] = {}

@@ -157,8 +157,94 @@ function renderStatus(live) {
   err.title = errors.last || "";
 }
 
+// --- the session: a read token exchanged for an HttpOnly cookie ----------------------------
+
+let source = null;
+
+async function currentReader() {
+  const response = await fetch("/api/session", { headers: { Accept: "application/json" } });
+  if (response.status === 401 || response.status === 403) return null;
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return (await response.json()).reader;
+}
+
+async function login(token) {
+  const response = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ token }),
+  });
+  let body = {};
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = {};
+  }
+  if (!response.ok) throw new Error(body && body.error ? body.error : `HTTP ${response.status}`);
+  return body.reader;
+}
+
+function showLogin(message) {
+  if (source) {
+    source.close();
+    source = null;
+  }
+  document.querySelector("main").hidden = true;
+  document.getElementById("detail").hidden = true;
+  document.getElementById("login").hidden = false;
+  document.getElementById("login-error").textContent = message || "";
+  document.getElementById("reader").textContent = "";
+  document.getElementById("logout").hidden = true;
+  const conn = document.getElementById("conn");
+  conn.textContent = "logged out";
+  conn.className = "pill down";
+  document.body.dataset.auth = "out";
+  document.getElementById("login-token").focus();
+}
+
+function loggedIn(reader) {
+  document.getElementById("login").hidden = true;
+  document.querySelector("main").hidden = false;
+  document.getElementById("reader").textContent = reader === "anyone" ? "" : reader;
+  document.getElementById("logout").hidden = !String(reader).startsWith("token:");
+  document.body.dataset.auth = "in";
+  connect();
+}
+
+async function start() {
+  // A link such as http://host:8088/#token=...: the fragment never reaches the server or its
+  // logs; it is taken out of the address bar and history at once, then traded for the cookie.
+  if (location.hash.startsWith("#token=")) {
+    let token = "";
+    try {
+      token = decodeURIComponent(location.hash.slice("#token=".length));
+    } catch (e) {
+      token = "";
+    }
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      loggedIn(await login(token));
+    } catch (e) {
+      showLogin(e.message);
+    }
+    return;
+  }
+  let reader = null;
+  try {
+    reader = await currentReader();
+  } catch (e) {
+    showLogin(`the dashboard did not answer (${e.message}); reload to retry`);
+    return;
+  }
+  if (reader) loggedIn(reader);
+  else showLogin("");
+}
+
+// --- the live feed ---------------------------------------------------------------------------
+
 function connect() {
-  const source = new EventSource("/api/events");
+  if (source) source.close();
+  source = new EventSource("/api/events");
   const on = (kind, fn) =>
     source.addEventListener(kind, (e) => {
       fn(JSON.parse(e.data));
@@ -195,7 +281,17 @@ function connect() {
     renderStatus(true);
     renderBlocks();
   });
-  source.onerror = () => renderStatus(false);
+  source.onerror = async () => {
+    renderStatus(false);
+    // The stream ends when the token is revoked or expires (401): ask for a new one.
+    try {
+      if ((await currentReader()) === null) {
+        showLogin("The session ended (the token was revoked or expired): log in again.");
+      }
+    } catch (e) {
+      // the server is down: EventSource keeps retrying
+    }
+  };
   source.onopen = () => renderStatus(true);
 }
 
@@ -210,6 +306,9 @@ function showDetail(...children) {
 
 async function fetchJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (response.status === 401) {
+    showLogin("The session ended (the token was revoked or expired): log in again.");
+  }
   let body;
   try {
     body = await response.json();
@@ -346,5 +445,21 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("detail-close").addEventListener("click", () => {
     document.getElementById("detail").hidden = true;
   });
-  connect();
+  document.getElementById("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = document.getElementById("login-token");
+    const token = input.value.trim();
+    input.value = "";
+    if (!token) return;
+    try {
+      loggedIn(await login(token));
+    } catch (err) {
+      showLogin(err.message);
+    }
+  });
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/api/logout", { method: "POST" });
+    showLogin("Logged out.");
+  });
+  start();
 });

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -34,9 +35,11 @@ from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
+from auditseal.transport.tokens import add_token
 from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.leaf import Entry
+from tests.tls_files import make_pki
 
 pytestmark = pytest.mark.kafka
 
@@ -111,13 +114,24 @@ def world(kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path) -
 
 
 class Dashboard:
-    def __init__(self, url: str) -> None:
+    """A running dashboard over HTTPS, and a read token of it."""
+
+    def __init__(self, url: str, token: str, tokens: Path, context: ssl.SSLContext) -> None:
         self.url = url
+        self.token = token
+        self.tokens = tokens
+        self.context = context
+
+    def open(self, route: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{route}", method=method, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        return urllib.request.urlopen(request, timeout=60, context=self.context)
 
     def get(self, route: str, **params: Any) -> tuple[int, Any]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         try:
-            with urllib.request.urlopen(f"{self.url}{route}{query}", timeout=60) as r:
+            with self.open(f"{route}{query}") as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
@@ -125,7 +139,11 @@ class Dashboard:
 
 @contextmanager
 def running(world: World, *args: str) -> Iterator[Dashboard]:
-    """``auditseal dashboard`` in a child process, on a free port, reading the world's topics."""
+    """``auditseal dashboard`` in a child process, on a free port, over TLS (a CA of the
+    test's), reading the world's topics; readers need a token."""
+    pki = make_pki(world.workdir / "pki")
+    tokens = world.workdir / "dashboard-tokens"
+    token = add_token(tokens, "operator", prefix="asd_")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITSEAL_")}
     env["AUDITSEAL_DEV_STATE"] = str(world.workdir / "no-dev-state.json")
@@ -141,6 +159,8 @@ def running(world: World, *args: str) -> Iterator[Dashboard]:
             *("--sealed-topic", world.sealed, "--anchors-topic", world.anchors),
             *("--alerts-topic", world.alerts),
             *("--deployment", str(world.workdir / "no-deployment.json")),
+            *("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)),
+            *("--tokens", str(tokens)),
             *args,
         ],
         cwd=world.workdir,
@@ -148,7 +168,7 @@ def running(world: World, *args: str) -> Iterator[Dashboard]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    dashboard = Dashboard(f"http://127.0.0.1:{port}")
+    dashboard = Dashboard(f"https://127.0.0.1:{port}", token, tokens, pki.client_context())
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -205,8 +225,7 @@ def sse_events(response: Any) -> Iterator[tuple[str, Any]]:
 def test_the_stream_gives_the_history_then_a_block_sealed_after_connecting(world):
     with running(world) as d:
         wait_for("the history", lambda: set(blocks_shown(d)) == {0, 1})
-        url = f"{d.url}/api/events"
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with d.open("/api/events") as response:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             events = sse_events(response)
             kind, snapshot = next(events)
@@ -294,15 +313,14 @@ def test_an_event_opens_to_an_inclusion_proof_that_verifies(world):
 
 def test_the_page_and_its_files_are_served_with_a_strict_policy(world):
     with running(world) as d:
-        with urllib.request.urlopen(f"{d.url}/", timeout=30) as r:
+        with d.open("/") as r:
             html = r.read().decode()
             csp = r.headers["Content-Security-Policy"]
         for name in ("app.js", "style.css"):
-            with urllib.request.urlopen(f"{d.url}/static/{name}", timeout=30) as r:
+            with d.open(f"/static/{name}") as r:
                 assert r.status == 200 and r.read()
-        request = urllib.request.Request(f"{d.url}/api/state", method="POST")
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=30)
+            d.open("/api/state", method="POST")
     assert '<script src="/static/app.js"' in html
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert refused.value.code == 405
@@ -383,15 +401,19 @@ def test_the_page_shows_a_new_block_live_and_its_report_on_click(world):
         wait_for("the history", lambda: set(blocks_shown(d)) == {0, 1})
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
-            page = browser.new_page()
+            # The test's CA is not the browser's: the certificate is checked by the other tests.
+            page = browser.new_context(ignore_https_errors=True).new_page()
             page_errors: list[str] = []
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             page.on(
                 "console",
                 lambda m: page_errors.append(m.text) if m.type == "error" else None,
             )
-            page.goto(d.url + "/")
+            # The link `dev up` prints: the token in the fragment, traded for a cookie and
+            # taken out of the address bar.
+            page.goto(f"{d.url}/#token={d.token}")
             page.wait_for_selector("body[data-live='1']", timeout=30_000)
+            assert d.token not in page.url and "#" not in page.url
             assert page.locator("#conn").inner_text() == "live"
             assert page.locator("tr.block-row").count() == 2
 
@@ -426,5 +448,46 @@ def test_the_page_shows_a_new_block_live_and_its_report_on_click(world):
             page.press("#search-id", "Enter")
             page.wait_for_selector("#detail-title:has-text('Event ev0-0')", timeout=30_000)
             assert page_errors == []
+        finally:
+            browser.close()
+
+
+def test_the_page_asks_for_a_token_and_a_revoked_one_ends_the_session(world):
+    chromium = _browser()
+    from playwright.sync_api import sync_playwright
+
+    with running(world) as d, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            page.goto(d.url + "/")
+            page.wait_for_selector("body[data-auth='out']", timeout=30_000)
+            assert page.locator("#login").is_visible()
+            assert page.locator("main").is_hidden() and page.locator("tr.block-row").count() == 0
+
+            page.fill("#login-token", "asd_not-a-token")
+            page.press("#login-token", "Enter")
+            page.wait_for_selector("#login-error:has-text('unknown, expired or revoked')")
+
+            page.fill("#login-token", d.token)
+            page.press("#login-token", "Enter")
+            page.wait_for_selector("body[data-live='1']", timeout=30_000)
+            assert page.locator("#reader").inner_text() == "token:operator"
+            (cookie,) = context.cookies()
+            assert cookie["name"] == "auditseal_dashboard" and cookie["httpOnly"]
+            assert cookie["secure"] and cookie["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""  # the page's script cannot read it
+
+            # A new tab of the same browser is logged in by the cookie.
+            second = context.new_page()
+            second.goto(d.url + "/")
+            second.wait_for_selector("body[data-live='1']", timeout=30_000)
+            second.close()
+
+            # Revoking the token ends the session: the stream stops, the form comes back.
+            d.tokens.write_text("")
+            page.wait_for_selector("body[data-auth='out']", timeout=60_000)
+            assert "log in again" in page.locator("#login-error").inner_text()
         finally:
             browser.close()

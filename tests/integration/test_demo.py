@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,20 @@ def test_the_demo_keeps_the_stack_when_asked(tmp_path):
         state = json.loads((workdir / ".auditseal" / "dev" / "state.json").read_text())
         pids = [s["pid"] for s in state["pipeline"]] + [state["broker"]["pid"]]
         assert len(state["pipeline"]) == 4 and all(is_alive(pid) for pid in pids)
+        # The kept dashboard wants a read token: dev up made one, kept beside the sealer's key.
+        address = next(s["address"] for s in state["pipeline"] if s["kind"] == "dashboard")
+        token_file = workdir / ".auditseal" / "dev" / "dashboard.token"
+        token = token_file.read_text().strip()
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert token not in json.dumps(state)  # the state file and every argv: no token
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{address}api/state", timeout=30)
+        assert refused.value.code == 401
+        request = urllib.request.Request(
+            f"{address}api/state", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["blocks"]
     finally:
         down = subprocess.run(
             [AUDITSEAL, "dev", "down"], cwd=workdir, capture_output=True, text=True, timeout=120

@@ -8,10 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -35,6 +38,7 @@ from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
+from auditseal.transport.tokens import add_token
 from tests.integration.test_verify import (
     DEV_KEY,
     LOG_KEY,
@@ -45,6 +49,7 @@ from tests.integration.test_verify import (
     artifact,  # noqa: F401  (module fixture)
     deployed,
 )
+from tests.tls_files import make_pki
 
 pytestmark = pytest.mark.chain
 
@@ -442,24 +447,43 @@ def test_a_root_written_by_an_address_revoked_in_the_same_block_fails_on_chain(
 
 @contextmanager
 def serving(store: Path) -> Iterator[str]:
-    """``auditseal serve`` over ``store`` on a free loopback port: its base URL."""
+    """``auditseal serve`` over ``store`` on a free loopback port, over TLS with a read token:
+    its base URL. While it runs, ``verify --source`` finds the token and the CA through
+    $AUDITSEAL_API_TOKEN_FILE and $AUDITSEAL_API_CA, as a remote verifier would set them."""
+    work = Path(tempfile.mkdtemp(prefix="serving-"))
+    pki = make_pki(work / "pki")
+    token_file = work / "read-token"
+    token_file.write_text(add_token(work / "tokens", "verifier") + "\n")
     port = free_port()
     proc = subprocess.Popen(
-        [AUDITSEAL, "serve", "--store", str(store), "--listen", f"127.0.0.1:{port}"],
+        [
+            *(AUDITSEAL, "serve", "--store", str(store), "--listen", f"127.0.0.1:{port}"),
+            *("--tokens", str(work / "tokens")),
+            *("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    client = {"AUDITSEAL_API_TOKEN_FILE": str(token_file), "AUDITSEAL_API_CA": str(pki.ca_cert)}
+    before = {name: os.environ.get(name) for name in client}
     try:
         deadline = time.monotonic() + 30
         while not port_answers(port):
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "auditseal serve did not start"
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        os.environ.update(client)
+        yield f"https://127.0.0.1:{port}"
     finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
@@ -512,6 +536,15 @@ def test_the_read_api_refusing_a_request_is_a_usage_error(events, served):
     assert code == 2 and "HTTP 404" in output and "no block 9" in output
     code, _, output = events.run(verify, "--source", served, "--event", "evt-404")
     assert code == 2 and "HTTP 404" in output
+
+
+def test_the_read_api_without_a_token_is_a_usage_error_naming_the_options(events, served):
+    token_file = os.environ.pop("AUDITSEAL_API_TOKEN_FILE")
+    try:
+        code, _, output = events.run(verify, "--source", served, "--block", "1")
+    finally:
+        os.environ["AUDITSEAL_API_TOKEN_FILE"] = token_file
+    assert code == 2 and "HTTP 401" in output and "--api-token-file" in output
 
 
 def test_an_unreachable_read_api_is_exit_3(events):
@@ -617,7 +650,12 @@ def test_the_read_api_reports_a_reused_id_as_ambiguous(reused, served):
     code, data, output = reused.run(verify, "--source", served, "--event", "evt-7", "--log", LOG)
     assert code == 0 and data["source"] == SOURCE_A, output
     query = urllib.parse.urlencode({"id": "evt-7", "source_uri": SOURCE_B})
-    with urllib.request.urlopen(f"{served}/v1/event?{query}", timeout=10) as response:
+    token = Path(os.environ["AUDITSEAL_API_TOKEN_FILE"]).read_text().strip()
+    request = urllib.request.Request(
+        f"{served}/v1/event?{query}", headers={"Authorization": f"Bearer {token}"}
+    )
+    context = ssl.create_default_context(cafile=os.environ["AUDITSEAL_API_CA"])
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
         entries = json.loads(response.read())["entries"]
     assert [(e["log"], e["source"]) for e in entries] == [(OTHER_LOG, SOURCE_B)]
 

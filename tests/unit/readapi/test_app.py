@@ -36,6 +36,8 @@ from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.model import Record
+from auditseal.transport.readers import ReadAccess
+from auditseal.transport.tokens import add_token
 from auditseal.verifier import merkle
 from auditseal.verifier.block import BlockHeader
 from auditseal.verifier.checkpoint import open_checkpoint
@@ -127,7 +129,9 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 @asynccontextmanager
 async def client_for(path: Path, **kwargs: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(api.make_app(path, **kwargs))) as client:
+    # Who may read and the Host check are tested over real sockets in test_access.py.
+    app = api.make_app(path, access=ReadAccess.anyone(), hosts=None, **kwargs)
+    async with TestClient(TestServer(app)) as client:
         yield client
 
 
@@ -620,11 +624,11 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_without_a_store_exits_2_with_one_line(tmp_path):
-    out = run_cli("serve", "--store", "missing.db", cwd=tmp_path)
+    out = run_cli("serve", "--store", "missing.db", "--no-auth", cwd=tmp_path)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "missing.db: no block store here" in out.stderr
     (tmp_path / "junk.db").write_bytes(b"not sqlite" * 100)
-    out = run_cli("serve", "--store", "junk.db", cwd=tmp_path)
+    out = run_cli("serve", "--store", "junk.db", "--no-auth", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "not a block store" in out.stderr
     out = run_cli("serve", "--store", "junk.db", "--listen", "8090", cwd=tmp_path)
@@ -632,6 +636,8 @@ def test_serve_without_a_store_exits_2_with_one_line(tmp_path):
 
 
 def test_serve_runs_the_api(store_path, tmp_path):
+    tokens = tmp_path / "tokens"
+    token = add_token(tokens, "reader")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -642,6 +648,7 @@ def test_serve_runs_the_api(store_path, tmp_path):
             **os.environ,
             "AUDITSEAL_STORE": str(store_path),
             "AUDITSEAL_API_LISTEN": f"127.0.0.1:{port}",
+            "AUDITSEAL_API_TOKENS": str(tokens),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -652,6 +659,11 @@ def test_serve_runs_the_api(store_path, tmp_path):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     assert json.load(r) == {"status": "ok", "logs": 2}
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/v1/logs", headers={"Authorization": f"Bearer {token}"}
+                )
+                with urllib.request.urlopen(request, timeout=2) as r:
+                    assert len(json.load(r)) == 2
                     break
             except OSError:
                 assert proc.poll() is None, proc.communicate()
