@@ -144,7 +144,8 @@ class _Duration(click.ParamType):
     type=click.FloatRange(0.1),
     default=10.0,
     show_default=True,
-    help="Seconds for a connection to send a complete request head (and to stay idle).",
+    help="Seconds for a connection's TLS handshake, then for each complete request head "
+    "(from connecting, and from the previous response: the idle time).",
 )
 @click.option(
     "--body-timeout",

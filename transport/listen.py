@@ -72,9 +72,10 @@ def serve_app(
     """Run an aiohttp application on ``address`` until SIGINT or SIGTERM, over TLS when given.
     The caller has checked the address with :func:`check_plaintext` and told the user the URL.
 
-    A connection must deliver a complete request head (request line and headers) within
-    ``header_timeout`` seconds of opening (the TLS handshake included) and of the previous
-    response, and is closed otherwise; so is a keep-alive connection idle for as long. A body
+    A connection must complete its TLS handshake within ``header_timeout`` seconds, then
+    deliver a complete request head (request line and headers) within ``header_timeout`` of
+    opening and of the previous response, and is closed otherwise; so is a keep-alive
+    connection idle for as long. A body
     is the handler's to bound in time. A client's protocol error (bad framing, a body that
     cannot be decoded, a connection dropped mid-request) is logged as one warning line, without
     a traceback. See ``auditseal.transport.server``.
