@@ -51,6 +51,7 @@ bench: install
 	$(PY) -m bench.scaleout
 	$(PY) -m bench.anchor
 	$(PY) -m bench.verify
+	$(PY) -m bench.gateway_abuse
 
 demo: install
 	$(BIN)/auditseal demo

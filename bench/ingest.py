@@ -16,8 +16,9 @@ a fresh topic of 6 partitions:
   baseline;
 * emitter: ``Emitter.emit(event)`` for each event without its ``sequence`` (the emitter assigns
   it), validating (the default) and with ``validate=False``, then ``Emitter.flush()``;
-* gateway: ``auditseal ingest serve`` as a subprocess; client threads in this process (one
-  ``GatewayClient``, one source and one token each) post that source's events as NDJSON batches;
+* gateway: ``auditseal ingest serve --rate-limit 0`` as a subprocess; client threads in this
+  process (one ``GatewayClient``, one source and one token each) post that source's events as
+  NDJSON batches;
   the time runs until the last batch is answered 202 (which the gateway sends only once Kafka has
   acknowledged every event of it). Every batch is valid: one refused (400, 413) or answered 202
   for fewer events than were sent is counted, not retried, and a batch size with any such batch
@@ -231,6 +232,8 @@ class GatewayProcess:
             str(tokens),
             "--state-dir",
             str(workdir / f"gateway-state-{topic}"),
+            "--rate-limit",
+            "0",  # throughput is measured here, not the per-client limit
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(

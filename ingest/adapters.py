@@ -31,6 +31,7 @@ from urllib.parse import quote
 import orjson
 
 from auditseal.ingest.envelope import (
+    MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     encode_event,
@@ -40,6 +41,7 @@ from auditseal.ingest.envelope import (
 )
 from auditseal.ingest.errors import EnvelopeError, EventTooLarge, FieldError
 from auditseal.ingest.events import Status, api_activity, authentication, datastore_query
+from auditseal.ingest.jsonsplit import object_with_array
 
 __all__ = [
     "K8S_AUDIT_API_VERSION",
@@ -144,6 +146,7 @@ def from_k8s_event_list(
     next_sequence: NextSequence,
     *,
     max_bytes: int = MAX_EVENT_BYTES,
+    max_items: int = MAX_BATCH_EVENTS,
 ) -> list[dict[str, Any]]:
     """Map a Kubernetes audit webhook body (``audit.k8s.io/v1`` ``EventList``) to API Activity
     events, one per item, in item order, all with ``source`` :func:`k8s_source` ``(cluster)``.
@@ -154,26 +157,34 @@ def from_k8s_event_list(
 
     Raises :class:`EnvelopeError` for a body that is not JSON, not an ``EventList`` of
     ``audit.k8s.io/v1``, or has an item missing a field the mapping needs (errors are named
-    ``items[<i>].<field>``); :class:`EventTooLarge` for an item too large to carry.
+    ``items[<i>].<field>``); :class:`EventTooLarge` for an item too large to carry;
+    :class:`BatchTooLarge` for more than ``max_items`` items, counted before they are parsed
+    (the kube-apiserver's ``--audit-webhook-batch-max-size`` defaults to 400).
     """
     if not _is_text(cluster):
         raise ValueError("cluster must be a non-empty string")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes, not {type(body).__name__}")
     source = k8s_source(cluster)
-    doc = _load_object(body)
+    doc, item_texts = object_with_array(bytes(body), "items", max_items, "audit events")
     errors: list[FieldError] = []
     if doc.get("kind") != "EventList":
         errors.append(FieldError("kind", "must be 'EventList'"))
     if doc.get("apiVersion") != K8S_AUDIT_API_VERSION:
         errors.append(FieldError("apiVersion", f"must be {K8S_AUDIT_API_VERSION!r}"))
-    items = doc.get("items")
-    if items is None:
-        items = []  # Go's encoding/json writes an empty list as null
-    elif not isinstance(items, list):
+    items: list[Any] = []
+    if item_texts is not None:
+        items = item_texts
+    elif doc.get("items") is not None:  # Go's encoding/json writes an empty list as null
         errors.append(FieldError("items", "must be a JSON array"))
-        items = []
     events: list[dict[str, Any]] = []
     too_large: list[EventTooLarge] = []
-    for i, item in enumerate(items):
+    for i, text in enumerate(items):
+        try:
+            item = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            errors.append(FieldError(f"items[{i}]", f"not valid JSON: {exc}"))
+            continue
         try:
             events.append(_sized(_k8s_event(item, source), max_bytes))
         except EventTooLarge as exc:

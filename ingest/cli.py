@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,12 +15,13 @@ import click
 from auditseal.cli.options import (
     bootstrap_option,
     events_topic_option,
-    host_port,
     json_option,
     kafka_config_option,
     listen_option,
+    server_tls_options,
 )
 from auditseal.transport.kafka_settings import KafkaSettings
+from auditseal.transport.tls import ServerTLS
 
 DEFAULT_GATEWAY_DIR = Path(".auditseal") / "gateway"
 DEFAULT_TOKENS = DEFAULT_GATEWAY_DIR / "tokens"
@@ -52,12 +54,68 @@ def ingest() -> None:
     """Take audit events in: the HTTP gateway and its tokens."""
 
 
+def _expiry(expires: datetime | None, expires_in: timedelta | None) -> datetime | None:
+    if expires is not None and expires_in is not None:
+        raise click.UsageError("give --expires or --expires-in, not both")
+    if expires_in is not None:
+        return datetime.now(UTC) + expires_in
+    return expires
+
+
+class _Moment(click.ParamType):
+    """An RFC 3339 time with its zone: ``2027-01-31T00:00:00Z``."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from auditseal.transport.tokens import TokenFileError, parse_expiry
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromtimestamp(parse_expiry(str(value)), UTC)
+        except TokenFileError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class _Duration(click.ParamType):
+    """A duration: a whole number and a unit, ``90s``, ``15m``, ``12h``, ``30d``, ``2w``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip()
+        number, unit = text[:-1], text[-1:]
+        if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+            self.fail(
+                f"want a whole number and a unit (s, m, h, d, w) such as 30d, got {value!r}",
+                param,
+                ctx,
+            )
+        return timedelta(seconds=int(number) * _UNITS[unit])
+
+
 @ingest.command("serve")
 @listen_option("127.0.0.1:8080", "AUDITSEAL_GATEWAY_LISTEN")
+@server_tls_options("the gateway")
 @bootstrap_option()
 @kafka_config_option()
 @events_topic_option()
-@_tokens_option("Re-read on change.")
+@_tokens_option("Re-read on change; an empty file is fine when clients use certificates.")
+@click.option(
+    "--client-certs",
+    "client_certs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="AUDITSEAL_GATEWAY_CLIENT_CERTS",
+    show_envvar=True,
+    help="With --tls-client-ca: the file mapping client-certificate names (uri:..., dns:..., "
+    "email:..., cn:...) to the sources they may publish (docs/INGEST.md). Re-read on change.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -65,7 +123,53 @@ def ingest() -> None:
     show_default=True,
     help="Where the adapters' per-source sequence counters live.",
 )
-@click.option("--max-event-bytes", type=click.IntRange(1024), default=1 << 20, show_default=True)
+@click.option(
+    "--max-event-bytes",
+    type=click.IntRange(1024),
+    default=1 << 20,
+    show_default=True,
+    help="Largest event, encoded (413 beyond).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1024),
+    help="Largest request body (413 beyond) [default: 4 MiB, or --max-event-bytes if larger].",
+)
+@click.option(
+    "--max-batch-events",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Most events in one request, counted before parsing (413 beyond).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds for a connection's TLS handshake, then for each complete request head "
+    "(from connecting, and from the previous response: the idle time).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds for a request body to arrive whole (408 and the connection closed beyond).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0),
+    default=10_000.0,
+    show_default=True,
+    help="Events per second per client (a token's source, or a certificate); 429 with "
+    "Retry-After beyond; 0 for no limit.",
+)
+@click.option(
+    "--rate-burst",
+    type=click.FloatRange(1),
+    help="Events a client may send at once before --rate-limit applies [default: 2 s worth].",
+)
 @click.option(
     "--ack-timeout",
     type=click.FloatRange(0.1),
@@ -75,49 +179,94 @@ def ingest() -> None:
 )
 def serve(
     listen: tuple[str, int],
+    tls: ServerTLS | None,
+    insecure_plaintext: bool,
     bootstrap: str | None,
     kafka_settings: KafkaSettings,
     topic: str,
     tokens_path: Path,
+    client_certs: Path | None,
     state_dir: Path,
     max_event_bytes: int,
+    max_body_bytes: int | None,
+    max_batch_events: int,
+    header_timeout: float,
+    body_timeout: float,
+    rate_limit: float,
+    rate_burst: float | None,
     ack_timeout: float,
 ) -> None:
     """Run the HTTP gateway: POST /v1/events, /v1/adapters/k8s, /v1/adapters/teleport.
 
-    Answers 202 only once Kafka acknowledged (acks=all); 400 with every field error; 401/403
-    for tokens; 413 for oversize; 503 with Retry-After when Kafka is unavailable.
+    Answers 202 only once Kafka acknowledged (acks=all); 400 with the first field errors;
+    401/403 for clients and their sources; 408 for a body too slow; 413 for oversize; 429 over
+    the rate limit; 503 with Retry-After when Kafka is unavailable. Beyond loopback it needs
+    --tls-cert and --tls-key (or --insecure-plaintext behind a TLS proxy).
     """
-    from aiohttp import web
+    from auditseal.cli.output import fail
+    from auditseal.transport.client_certs import CertMapError
+    from auditseal.transport.listen import PlaintextRefused, check_plaintext, serve_app, url
+    from auditseal.transport.tls import TLSConfigError
+    from auditseal.transport.tokens import TokenFileError
 
-    from auditseal.ingest.gateway import GatewayConfig, make_app
+    if client_certs is not None and (tls is None or tls.client_ca is None):
+        raise click.UsageError("--client-certs needs --tls-client-ca (and --tls-cert, --tls-key)")
+    if max_body_bytes is None:
+        max_body_bytes = max(4 << 20, max_event_bytes)
+    elif max_body_bytes < max_event_bytes:
+        raise click.UsageError("--max-body-bytes must be at least --max-event-bytes")
+    try:
+        check_plaintext(listen, tls, insecure_plaintext, "the gateway")
+        if tls is not None:
+            tls.context()  # a bad file is named now, not when the first client connects
+        from auditseal.ingest.gateway import GatewayConfig, make_app
 
-    host, port = listen
-    config = GatewayConfig(
-        bootstrap=bootstrap or _default_bootstrap(),
-        tokens_path=tokens_path,
-        state_dir=state_dir,
-        topic=topic,
-        max_event_bytes=max_event_bytes,
-        max_body_bytes=max(32 << 20, max_event_bytes),
-        ack_timeout_s=ack_timeout,
-        kafka_config=kafka_settings.confluent(),
-    )
-    app = make_app(config)
-    click.echo(
-        f"auditseal gateway on http://{host_port(listen)} -> Kafka {config.bootstrap} topic {topic}"
-    )
-    web.run_app(app, host=host, port=port, print=None)
+        config = GatewayConfig(
+            bootstrap=bootstrap or _default_bootstrap(),
+            tokens_path=tokens_path,
+            state_dir=state_dir,
+            topic=topic,
+            client_certs_path=client_certs,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
+            max_batch_events=max_batch_events,
+            body_timeout_s=body_timeout,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            ack_timeout_s=ack_timeout,
+            kafka_config=kafka_settings.confluent(),
+        )
+        app = make_app(config)
+    except (PlaintextRefused, TLSConfigError, TokenFileError, CertMapError) as exc:
+        fail(str(exc), 2)
+    click.echo(f"auditseal gateway on {url(listen, tls)} -> Kafka {config.bootstrap} topic {topic}")
+    serve_app(app, listen, tls, header_timeout=header_timeout)
 
 
 @ingest.command("token")
 @click.option("--source", required=True, help="The event source this token may publish for.")
+@click.option(
+    "--expires",
+    type=_Moment(),
+    help="When the token stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).",
+)
+@click.option("--expires-in", type=_Duration(), help="Or how long it works: 90m, 12h, 30d, 2w.")
 @_tokens_option("The token is added to it.")
-def token(source: str, tokens_path: Path) -> None:
-    """Create a bearer token for SOURCE; prints it once, stores only its hash."""
-    from auditseal.transport.tokens import add_token
+def token(
+    source: str, expires: datetime | None, expires_in: timedelta | None, tokens_path: Path
+) -> None:
+    """Create a bearer token for SOURCE; prints it once, stores only its hash (and expiry).
 
-    click.echo(add_token(tokens_path, source))
+    Revoke a token by deleting its line from the tokens file: the gateway stops accepting it
+    within a second. A token past its expiry is refused the same way.
+    """
+    from auditseal.cli.output import fail
+    from auditseal.transport.tokens import TokenFileError, add_token
+
+    try:
+        click.echo(add_token(tokens_path, source, expires=_expiry(expires, expires_in)))
+    except TokenFileError as exc:
+        fail(str(exc), 2)
 
 
 @click.command()

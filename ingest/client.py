@@ -1,6 +1,7 @@
 """A small HTTP client of the gateway, for proxies in Python without Kafka access and for the
-traffic simulator. One keep-alive connection; a 503 is retried after its Retry-After, so order
-is kept; any other refusal raises with the gateway's error list."""
+traffic simulator. One keep-alive connection; a 503 (Kafka unavailable) or a 429 (over the rate
+limit, after its Retry-After) is retried, so order is kept; any other refusal raises with the
+gateway's error list."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ import orjson
 from auditseal.ingest.errors import IngestError
 
 __all__ = ["GatewayClient", "GatewayRefused"]
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A Retry-After in seconds (1 when missing or not a number of seconds)."""
+    try:
+        return max(0.0, float(retry_after or 1))
+    except ValueError:
+        return 1.0
 
 
 class GatewayRefused(IngestError):
@@ -43,32 +52,42 @@ class GatewayClient:
         return self._conn
 
     def post_events(self, token: str, events: Sequence[dict[str, Any]]) -> int:
-        """POST events as NDJSON; returns how many the gateway accepted (all of them)."""
+        """POST events as NDJSON; returns how many the gateway accepted (all of them).
+
+        Retries while the gateway answers 503 (Kafka unavailable) or 429 (over the rate
+        limit; after its Retry-After), up to ``max_wait`` seconds; a kept-alive connection the
+        gateway closed meanwhile is reopened at once."""
         body = b"\n".join(orjson.dumps(e) for e in events) + b"\n"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
         deadline = time.monotonic() + self._max_wait
         while True:
+            reused = self._conn is not None
+            wait = 1.0
             try:
                 conn = self._connection()
                 conn.request("POST", "/v1/events", body, headers)
                 response = conn.getresponse()
                 status, payload = response.status, response.read()
+                if status == 429:
+                    wait = _seconds(response.getheader("Retry-After"))
             except (OSError, http.client.HTTPException):
                 self.close()  # reconnect on the next try
+                if reused:
+                    continue  # an idle connection the gateway closed: try a fresh one now
                 status, payload = 503, b"{}"
             if status == 202:
                 accepted: int = orjson.loads(payload)["accepted"]
                 if accepted != len(events):
                     raise GatewayRefused(202, [f"accepted {accepted} of {len(events)} events"])
                 return accepted
-            if status != 503 or time.monotonic() > deadline:
+            if status not in (429, 503) or time.monotonic() > deadline:
                 try:
                     answer = orjson.loads(payload)
                 except orjson.JSONDecodeError:
                     answer = {"error": payload[:200].decode(errors="replace")}
                 raise GatewayRefused(status, answer.get("errors") or [str(answer.get("error"))])
             self.retries += 1
-            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+            time.sleep(min(wait, max(0.05, deadline - time.monotonic())))
 
     def close(self) -> None:
         if self._conn is not None:

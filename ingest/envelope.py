@@ -29,7 +29,14 @@ from typing import Any, Final
 
 import orjson
 
-from auditseal.ingest.errors import EnvelopeError, EventTooLarge, FieldError, UnsupportedMediaType
+from auditseal.ingest.errors import (
+    BatchTooLarge,
+    EnvelopeError,
+    EventTooLarge,
+    FieldError,
+    UnsupportedMediaType,
+)
+from auditseal.ingest.jsonsplit import array_items
 
 __all__ = [
     "ACTIVITY_IDS",
@@ -38,6 +45,7 @@ __all__ = [
     "CLASS_DATASTORE_ACTIVITY",
     "CLASS_FOR_TYPE",
     "EVENT_TYPES",
+    "MAX_BATCH_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_SEQUENCE",
     "MEDIA_TYPES",
@@ -48,6 +56,7 @@ __all__ = [
     "TYPE_API_ACTIVITY",
     "TYPE_AUTHENTICATION",
     "TYPE_DATASTORE_ACTIVITY",
+    "BatchTooLarge",
     "EnvelopeError",
     "EventTooLarge",
     "FieldError",
@@ -64,6 +73,9 @@ __all__ = [
 
 MAX_EVENT_BYTES: Final = 1 << 20
 """The largest encoded event accepted, in bytes. Larger events are refused, never truncated."""
+
+MAX_BATCH_EVENTS: Final = 1000
+"""The most events one body may carry by default (:func:`parse_batch`'s ``max_items``)."""
 
 SPECVERSION: Final = "1.0"
 OCSF_VERSION: Final = "1.3.0"
@@ -594,6 +606,16 @@ def _item(obj: Any, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeErro
     return obj  # type: ignore[no-any-return]
 
 
+def _member(text: str, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeError:
+    """One member of a JSON array, as split by :func:`array_items`: parsed by orjson, then
+    checked as :func:`_item` does."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return EnvelopeError([FieldError(f"[{index}]", f"not valid JSON: {exc}")])
+    return _item(obj, index, max_bytes)
+
+
 def _line(raw: bytes, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeError:
     """One NDJSON line: the size is checked on the raw line, before parsing."""
     prefix = f"[{index}]"
@@ -613,7 +635,10 @@ def _line(raw: bytes, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeEr
 
 
 def parse_batch(
-    body: bytes, content_type: str, max_bytes: int = MAX_EVENT_BYTES
+    body: bytes,
+    content_type: str,
+    max_bytes: int = MAX_EVENT_BYTES,
+    max_items: int = MAX_BATCH_EVENTS,
 ) -> list[tuple[int, dict[str, Any] | EnvelopeError]]:
     """Split an HTTP request body into events and parse each; failures are reported per item.
 
@@ -629,14 +654,21 @@ def parse_batch(
     Returns ``(index, event_or_error)`` pairs in body order, 0-based. A single event's errors
     carry plain paths (``sequence``); a batch item's carry its index (``[2].data.actor.user``).
     ``max_bytes`` applies to each event: to the body for a single event and to each NDJSON line
-    before it is parsed; an array member can only be measured after the array is parsed, so its
-    compact re-encoding is measured. The caller MUST cap the body size itself.
+    before it is parsed; an array member's compact re-encoding is measured after it is parsed.
+    The caller MUST cap the body size itself.
 
-    Raises :class:`UnsupportedMediaType` for other content types, and :class:`EnvelopeError` when
-    the body cannot be split into events: empty, not JSON, or the wrong shape for its content
-    type. Everything else (too large, invalid envelope) is reported in place of the item.
+    ``max_items`` caps the number of items, counted before they are parsed (NDJSON lines by
+    their newlines, array members one by one as the array is split): a body of a million tiny
+    items is refused at the first item past the limit, never built whole.
+
+    Raises :class:`UnsupportedMediaType` for other content types, :class:`BatchTooLarge` for a
+    body of more than ``max_items`` items, and :class:`EnvelopeError` when the body cannot be
+    split into events: empty, not JSON, or the wrong shape for its content type. Everything
+    else (too large, invalid envelope, an array member orjson refuses) is reported in place of
+    the item.
     """
     _check_limit(max_bytes)
+    _check_limit(max_items)
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f"body must be bytes, not {type(body).__name__}")
     body = bytes(body)
@@ -646,6 +678,8 @@ def parse_batch(
         raise EnvelopeError([FieldError("$", "empty body")])
 
     if media in MEDIA_NDJSON:
+        if body.count(b"\n") + (not body.endswith(b"\n")) > max_items:
+            raise BatchTooLarge(max_items)
         lines = body.split(b"\n")
         if lines[-1] == b"":
             lines.pop()  # the newline that ends the last line
@@ -665,10 +699,7 @@ def parse_batch(
         )
     if not is_array:
         return [(0, _single(body, max_bytes))]
-    items = _loads(body)
-    if not isinstance(items, list):  # e.g. `[1] x`, already refused by the parser; kept total
-        raise EnvelopeError([FieldError("$", "must be a JSON array")])
-    return [(i, _item(obj, i, max_bytes)) for i, obj in enumerate(items)]
+    return [(i, _member(text, i, max_bytes)) for i, text in enumerate(array_items(body, max_items))]
 
 
 def _single(body: bytes, max_bytes: int) -> dict[str, Any] | EnvelopeError:

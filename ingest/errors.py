@@ -2,8 +2,9 @@
 
 Every error raised by ``ingest`` derives from :class:`IngestError`. The CLI catches that root
 once and maps ``exit_code`` to the process status; everything here is an input error (2). The
-HTTP gateway maps the same classes to statuses: :class:`EventTooLarge` to 413,
-:class:`UnsupportedMediaType` to 415, any other :class:`EnvelopeError` to 400.
+HTTP gateway maps the same classes to statuses: :class:`EventTooLarge` and
+:class:`BatchTooLarge` to 413, :class:`UnsupportedMediaType` to 415, any other
+:class:`EnvelopeError` to 400.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "BatchTooLarge",
     "EnvelopeError",
     "EventTooLarge",
     "FieldError",
@@ -94,6 +96,18 @@ class EventTooLarge(EnvelopeError):
 
     def prefixed(self, prefix: str) -> EventTooLarge:
         return EventTooLarge(self.size, self.limit, FieldError(self.path, "").prefixed(prefix).path)
+
+
+class BatchTooLarge(EnvelopeError):
+    """A body with more items than a batch may hold; raised as soon as the item past the limit
+    is reached, before it is parsed, so a body of a million tiny items costs no more than one
+    of ``limit`` items."""
+
+    def __init__(self, limit: int, what: str = "events") -> None:
+        self.limit = limit
+        super().__init__(
+            [FieldError("$", f"more than {limit} {what} in one batch")], "batch too large"
+        )
 
 
 class UnsupportedMediaType(IngestError, ValueError):

@@ -3,19 +3,27 @@
 ``POST /v1/events`` takes one event (``application/json``, ``application/cloudevents+json``), a
 JSON array (``application/cloudevents-batch+json`` or a JSON array body) or NDJSON
 (``application/x-ndjson``). A batch is all or nothing: every event is validated and checked
-against the token's source before any is published, and ``202`` is answered only once Kafka has
-acknowledged every one of them (acks=all). Answers:
+against the client's sources before any is published, and ``202`` is answered only once Kafka
+has acknowledged every one of them (acks=all). Answers:
 
 - 202 ``{"accepted": n, "ids": [...]}``;
-- 400 with every field error (``[2].data.actor.user: required``); 413 for an event over the
-  size limit or a body over the batch limit; 415 for an unknown content type;
-- 401 without a valid bearer token, 403 for an event whose ``source`` is not the token's;
+- 400 with the first field errors and their count (``[2].data.actor.user: required``); 413 for
+  an event over the size limit, a body over the body limit or a batch of too many events; 415
+  for an unknown content type; 408 for a body that does not arrive within the body timeout;
+- 401 without a valid bearer token or mapped client certificate, 403 for an event whose
+  ``source`` is not one the client may publish;
+- 429 with ``Retry-After`` once a client sent more events than its rate allows;
 - 503 with ``Retry-After`` when Kafka did not acknowledge in time. Some events of the batch may
   have been stored anyway: a retry then publishes them again with the same ``id`` and
   ``sequence``, which the sealer and monitor see as a replay, never as a loss.
 
+A client is a bearer token (it stands for one source, see ``auditseal ingest token``) or, over
+mTLS, a client certificate listed in the mapping file (``--client-certs``: it stands for the
+sources listed there, see ``auditseal.transport.client_certs``). Both files are re-read when
+they change and fail closed.
+
 Adapters, same rules: ``POST /v1/adapters/k8s?cluster=NAME`` (the kube-apiserver audit webhook,
-an ``audit.k8s.io/v1`` EventList; the token must be for ``k8s://NAME``) and
+an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``) and
 ``POST /v1/adapters/teleport[?cluster=NAME]`` (one Teleport audit event per request). The
 gateway numbers adapter events with its own persistent per-source ``sequence`` counters.
 
@@ -28,7 +36,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,34 +48,80 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from auditseal.ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
 from auditseal.ingest.emitter import producer_config
-from auditseal.ingest.envelope import MAX_EVENT_BYTES, encode_event, parse_batch
-from auditseal.ingest.errors import EnvelopeError, EventTooLarge, UnsupportedMediaType
+from auditseal.ingest.envelope import (
+    MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
+    encode_event,
+    parse_batch,
+)
+from auditseal.ingest.errors import (
+    BatchTooLarge,
+    EnvelopeError,
+    EventTooLarge,
+    UnsupportedMediaType,
+)
+from auditseal.ingest.ratelimit import RateLimiter
 from auditseal.ingest.sequence import SequenceCounter
+from auditseal.transport.client_certs import CertMapFile
+from auditseal.transport.tls import peer_names
 from auditseal.transport.tokens import TokenFile
 
-__all__ = ["BrokerUnavailable", "GatewayConfig", "KafkaSink", "make_app"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_ERRORS_SHOWN",
+    "BrokerUnavailable",
+    "GatewayConfig",
+    "KafkaSink",
+    "make_app",
+]
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4 << 20
+"""The largest request body by default (``--max-body-bytes``)."""
+MAX_ERRORS_SHOWN = 20
+"""A 400 lists this many errors at most (each cut to ``MAX_ERROR_CHARS``), with their count."""
+MAX_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    """The gateway's settings. Limits: ``max_body_bytes`` per request body, ``max_batch_events``
+    per body (counted before parsing), ``body_timeout_s`` for a body to arrive whole, and
+    ``rate_limit`` events per second per client with a bucket of ``rate_burst`` (``rate_limit``
+    0: none; ``rate_burst`` None: two seconds' worth)."""
+
     bootstrap: str
     tokens_path: Path
     state_dir: Path
     topic: str = "audit.events"
+    client_certs_path: Path | None = None
     max_event_bytes: int = MAX_EVENT_BYTES
-    max_body_bytes: int = 32 * MAX_EVENT_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_batch_events: int = MAX_BATCH_EVENTS
+    body_timeout_s: float = 30.0
+    rate_limit: float = 10_000.0
+    rate_burst: float | None = None
     ack_timeout_s: float = 10.0
     retry_after_s: int = 5
+    reload_interval_s: float = 1.0
     # librdkafka security properties (--kafka-config), merged into the producer's configuration
     kafka_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < self.max_event_bytes:
             raise ValueError("max_body_bytes must be at least max_event_bytes")
-        if self.ack_timeout_s <= 0:
-            raise ValueError("ack_timeout_s must be positive")
+        if self.max_batch_events < 1:
+            raise ValueError("max_batch_events must be at least 1")
+        if self.ack_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("ack_timeout_s and body_timeout_s must be positive")
+        if self.rate_limit < 0 or (self.rate_burst is not None and self.rate_burst < 1):
+            raise ValueError("rate_limit must be >= 0 and rate_burst >= 1")
+
+    def limiter(self) -> RateLimiter | None:
+        if not self.rate_limit:
+            return None
+        return RateLimiter(self.rate_limit, self.rate_burst or max(1.0, 2 * self.rate_limit))
 
 
 class BrokerUnavailable(Exception):
@@ -212,53 +266,132 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
+def _errors(status: int, errors: Sequence[object]) -> web.Response:
+    """The first errors, each cut short, and how many there were: a body of a million bad
+    items gets an answer of a few kilobytes, not one line per item."""
+    shown = []
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        text = str(error)
+        shown.append(text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…")
+    return _json(status, {"errors": shown, "error_count": len(errors)})
+
+
+def _unauthorized(error: str, challenge: str = 'Bearer realm="auditseal"') -> web.Response:
+    return _json(401, {"error": error}, {"WWW-Authenticate": challenge})
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent a request: a bearer token (one source) or a mapped client certificate."""
+
+    key: str  # the rate limiter's key: the token's source, or the certificate's name
+    sources: frozenset[str]
+    grants: str  # for messages: "this token's source 'proxy://db'"
+
+    def may_publish(self, source: object) -> bool:
+        return source in self.sources
+
+
 class Gateway:
-    def __init__(self, config: GatewayConfig, sink: KafkaSink, tokens: TokenFile) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        sink: KafkaSink,
+        tokens: TokenFile,
+        cert_map: CertMapFile | None = None,
+    ) -> None:
         self.config = config
         self.sink = sink
         self.tokens = tokens
+        self.cert_map = cert_map
+        self.limiter = config.limiter()
         self.sequences = SequenceCounter(config.state_dir / "gateway-sequences.json")
         self.metrics = _Metrics()
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _authorised_source(self, request: web.Request) -> str | web.Response:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return _json(
-                401,
-                {"error": "missing bearer token"},
-                {"WWW-Authenticate": 'Bearer realm="auditseal"'},
+    def _client(self, request: web.Request) -> Client | web.Response:
+        """The request's client, or 401. A bearer token, when given, decides; otherwise a
+        verified client certificate listed in the mapping file."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                return _unauthorized("missing bearer token")
+            # Tokens are URL-safe ASCII; anything else (a header of undecodable bytes) is none.
+            source = self.tokens.subject_for(token) if token.isascii() else None
+            if source is None:
+                return _unauthorized("unknown token", 'Bearer error="invalid_token"')
+            return Client(f"token {source}", frozenset({source}), f"this token's source {source!r}")
+        transport = request.transport
+        names = peer_names(transport.get_extra_info("peercert") if transport else None)
+        if names and self.cert_map is not None:
+            name, sources = self.cert_map.subjects_for(names)
+            if name is None:
+                return _unauthorized(
+                    f"client certificate {names[0][:100]!r} is not mapped to any source"
+                )
+            listed = ", ".join(repr(s) for s in sorted(sources))
+            return Client(
+                f"certificate {name}", sources, f"a source of certificate {name!r} ({listed})"
             )
-        source = self.tokens.subject_for(token.strip())
-        if source is None:
-            return _json(
-                401,
-                {"error": "unknown token"},
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return source
+        return _unauthorized("missing bearer token or client certificate")
 
     async def _body(self, request: web.Request) -> bytes | web.Response:
-        """The whole body, or 413 past the limit. A single ``read(n)`` returns only what has
-        arrived so far, so read until the end: a body cut short must never be half-accepted."""
+        """The whole body, or 413 past the limit, 408 past the body timeout, 400 for one that
+        cannot be read. A single ``read(n)`` returns only what has arrived so far, so read until
+        the end: a body cut short must never be half-accepted."""
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return _json(413, {"error": f"body of {request.content_length} bytes exceeds {limit}"})
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.read(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                return _json(413, {"error": f"body exceeds {limit} bytes"})
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                while chunk := await request.content.read(1 << 16):
+                    size += len(chunk)
+                    if size > limit:
+                        return _json(413, {"error": f"body exceeds {limit} bytes"})
+                    chunks.append(chunk)
+        except TimeoutError:
+            return await self._cut(
+                request,
+                _json(
+                    408,
+                    {"error": f"body not received within {self.config.body_timeout_s:g} s"},
+                ),
+            )
+        except (web.RequestPayloadError, ConnectionError) as exc:
+            # A body that cannot be decoded (Content-Encoding, chunks) or a client gone: its
+            # fault, answered (if it still listens) without a traceback in the log.
+            reason = " ".join(str(exc).split())[:MAX_ERROR_CHARS]
+            return await self._cut(request, _json(400, {"error": f"body: {reason}"}))
         return b"".join(chunks)
 
-    async def _publish(self, events: list[dict[str, Any]]) -> web.Response:
+    @staticmethod
+    async def _cut(request: web.Request, response: web.Response) -> web.Response:
+        """Send ``response`` and close the connection at once, instead of reading on (aiohttp
+        would keep reading an unfinished body for its lingering time)."""
+        response.force_close()
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    def _records(self, events: list[dict[str, Any]]) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+        """The Kafka records and ids of validated events."""
         records = [
             (e["source"].encode(), encode_event(e, self.config.max_event_bytes)) for e in events
         ]
+        return records, [e["id"] for e in events]
+
+    async def _publish(self, records: list[tuple[bytes, bytes]], ids: list[str]) -> web.Response:
+        # Only the encoded records are held while Kafka acknowledges, not the parsed events.
         started = time.monotonic()
         try:
             await self.sink.publish(records)
@@ -271,27 +404,67 @@ class Gateway:
             )
         self.metrics.publish_seconds.observe(time.monotonic() - started)
         self.metrics.events.labels("accepted").inc(len(records))
-        return _json(202, {"accepted": len(records), "ids": [e["id"] for e in events]})
+        return _json(202, {"accepted": len(records), "ids": ids})
 
     def _rejected(self, status: int, errors: Sequence[object]) -> web.Response:
         self.metrics.events.labels("rejected").inc()
-        return _json(status, {"errors": [str(e) for e in errors]})
+        return _errors(status, errors)
+
+    async def _serve(
+        self,
+        request: web.Request,
+        handle: Callable[[Client, bytes], Awaitable[tuple[web.Response, int]]],
+    ) -> web.Response:
+        """Authenticate, apply the client's rate limit, read the body, ``handle`` it; charge
+        the client what ``handle`` says the request cost (its events, at least one)."""
+        client = self._client(request)
+        if isinstance(client, web.Response):
+            return client
+        if self.limiter is not None:
+            wait = self.limiter.retry_after(client.key)
+            if wait is not None:
+                self.metrics.events.labels("rate_limited").inc()
+                return _json(
+                    429,
+                    {
+                        "error": f"rate limit of {self.config.rate_limit:g} events/s exceeded",
+                        "retry_after": wait,
+                    },
+                    {"Retry-After": str(wait)},
+                )
+        cost = 1
+        try:
+            body = await self._body(request)
+            if isinstance(body, web.Response):
+                return body
+            response, cost = await handle(client, body)
+            return response
+        finally:
+            if self.limiter is not None:
+                self.limiter.charge(client.key, cost)
 
     # --- routes ---------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
-        source = self._authorised_source(request)
-        if isinstance(source, web.Response):
-            return source
-        body = await self._body(request)
-        if isinstance(body, web.Response):
-            return body
+        return await self._serve(request, lambda client, body: self._events(request, client, body))
+
+    async def _events(
+        self, request: web.Request, client: Client, body: bytes
+    ) -> tuple[web.Response, int]:
         try:
-            items = parse_batch(body, request.content_type, self.config.max_event_bytes)
+            items = parse_batch(
+                body,
+                request.content_type,
+                self.config.max_event_bytes,
+                self.config.max_batch_events,
+            )
         except UnsupportedMediaType as exc:
-            return _json(415, {"error": str(exc)})
+            return _json(415, {"error": str(exc)}), 1
+        except BatchTooLarge as exc:
+            return self._rejected(413, exc.errors), self.config.max_batch_events
         except EnvelopeError as exc:
-            return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors)
+            return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors), 1
+        cost = len(items)
         errors: list[object] = []
         too_large = False
         events: list[dict[str, Any]] = []
@@ -301,77 +474,80 @@ class Gateway:
                 too_large = too_large or isinstance(item, EventTooLarge)
             else:
                 events.append(item)
+        del items
         if errors:
-            return self._rejected(413 if too_large else 400, errors)
+            return self._rejected(413 if too_large else 400, errors), cost
         forbidden = [
-            f"[{i}].source: {e['source']!r} is not this token's source {source!r}"
+            f"[{i}].source: {e['source']!r} is not {client.grants}"
             for i, e in enumerate(events)
-            if e["source"] != source
+            if not client.may_publish(e["source"])
         ]
         if forbidden:
             self.metrics.events.labels("forbidden").inc(len(forbidden))
-            return _json(403, {"errors": forbidden})
-        return await self._publish(events)
+            return _errors(403, forbidden), cost
+        records, ids = self._records(events)
+        del events
+        return await self._publish(records, ids), cost
 
     async def _adapter(
-        self, request: web.Request, convert: Callable[[bytes], list[dict[str, Any]]]
-    ) -> web.Response:
-        """Read, convert (which numbers the events) and publish; the caller checked the token."""
-        body = await self._body(request)
-        if isinstance(body, web.Response):
-            return body
+        self, body: bytes, convert: Callable[[bytes], list[dict[str, Any]]]
+    ) -> tuple[web.Response, int]:
+        """Convert (which numbers the events) and publish; the caller checked the client."""
         try:
             events = convert(body)
+        except BatchTooLarge as exc:
+            return self._rejected(413, exc.errors), self.config.max_batch_events
         except EnvelopeError as exc:
-            return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors)
-        return await self._publish(events)
+            return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors), 1
+        records, ids = self._records(events)
+        del events
+        return await self._publish(records, ids), len(records)
 
     async def k8s(self, request: web.Request) -> web.Response:
         cluster = request.query.get("cluster", "")
         if not cluster:
             return _json(400, {"errors": ["cluster: required query parameter"]})
-        token_source = self._authorised_source(request)
-        if isinstance(token_source, web.Response):
-            return token_source
-        if token_source != k8s_source(cluster):
-            return _json(
-                403,
-                {
-                    "errors": [
-                        f"cluster: token is for {token_source!r}, not {k8s_source(cluster)!r}"
-                    ]
-                },
+        source = k8s_source(cluster)
+
+        async def handle(client: Client, body: bytes) -> tuple[web.Response, int]:
+            if not client.may_publish(source):
+                return _errors(403, [f"cluster: {source!r} is not {client.grants}"]), 1
+            return await self._adapter(
+                body,
+                lambda raw: from_k8s_event_list(
+                    raw,
+                    cluster,
+                    self.sequences.next,
+                    max_bytes=self.config.max_event_bytes,
+                    max_items=self.config.max_batch_events,
+                ),
             )
-        return await self._adapter(
-            request,
-            lambda body: from_k8s_event_list(
-                body, cluster, self.sequences.next, max_bytes=self.config.max_event_bytes
-            ),
-        )
+
+        return await self._serve(request, handle)
 
     async def teleport(self, request: web.Request) -> web.Response:
-        token_source = self._authorised_source(request)
-        if isinstance(token_source, web.Response):
-            return token_source
         cluster = request.query.get("cluster")
 
-        def convert(body: bytes) -> list[dict[str, Any]]:
-            # Number with a counter that refuses other sources, so a forbidden event is
-            # refused before it consumes a sequence number.
-            def next_sequence(event_source: str) -> int:
-                if event_source != token_source:
-                    raise EnvelopeError.single(
-                        "source", f"{event_source!r} is not this token's source {token_source!r}"
+        async def handle(client: Client, body: bytes) -> tuple[web.Response, int]:
+            def convert(raw: bytes) -> list[dict[str, Any]]:
+                # Number with a counter that refuses other sources, so a forbidden event is
+                # refused before it consumes a sequence number.
+                def next_sequence(event_source: str) -> int:
+                    if not client.may_publish(event_source):
+                        raise EnvelopeError.single(
+                            "source", f"{event_source!r} is not {client.grants}"
+                        )
+                    return self.sequences.next(event_source)
+
+                return [
+                    from_teleport(
+                        raw, next_sequence, cluster=cluster, max_bytes=self.config.max_event_bytes
                     )
-                return self.sequences.next(event_source)
+                ]
 
-            return [
-                from_teleport(
-                    body, next_sequence, cluster=cluster, max_bytes=self.config.max_event_bytes
-                )
-            ]
+            return await self._adapter(body, convert)
 
-        return await self._adapter(request, convert)
+        return await self._serve(request, handle)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         down = self.sink.broker_down_since
@@ -402,13 +578,19 @@ class Gateway:
 
 
 def make_app(config: GatewayConfig, sink: KafkaSink | None = None) -> web.Application:
-    """The aiohttp application; the sink is created (and closed on shutdown) unless given."""
-    tokens = TokenFile(config.tokens_path)
+    """The aiohttp application; the sink is created (and closed on shutdown) unless given.
+    Raises TokenFileError or CertMapError for a tokens file or mapping that cannot be used."""
+    tokens = TokenFile(config.tokens_path, interval=config.reload_interval_s)
+    cert_map = (
+        CertMapFile(config.client_certs_path, interval=config.reload_interval_s)
+        if config.client_certs_path is not None
+        else None
+    )
     own_sink = sink is None
     the_sink = sink or KafkaSink(
         config.bootstrap, config.topic, config.ack_timeout_s, config.kafka_config
     )
-    gateway = Gateway(config, the_sink, tokens)
+    gateway = Gateway(config, the_sink, tokens, cert_map)
     app = web.Application(middlewares=[gateway.count], client_max_size=config.max_body_bytes + 1)
     app.add_routes(
         [

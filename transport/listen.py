@@ -10,6 +10,7 @@ from typing import Any
 from auditseal.transport.tls import ServerTLS
 
 __all__ = [
+    "DEFAULT_HEADER_TIMEOUT_S",
     "PlaintextRefused",
     "check_plaintext",
     "is_loopback",
@@ -56,26 +57,34 @@ def url(address: tuple[str, int], tls: ServerTLS | None) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+"""How long a connection may take to deliver a complete request head (see :func:`serve_app`)."""
+
+
 def serve_app(
     app: Any,
     address: tuple[str, int],
     tls: ServerTLS | None,
     *,
     shutdown_timeout: float = 60.0,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
 ) -> None:
-    """Run an aiohttp application on ``address`` until interrupted, over TLS when given. The
-    caller has checked the address with :func:`check_plaintext` and told the user the URL."""
-    from aiohttp import web
+    """Run an aiohttp application on ``address`` until SIGINT or SIGTERM, over TLS when given.
+    The caller has checked the address with :func:`check_plaintext` and told the user the URL.
 
-    host, port = address
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        ssl_context=tls.context() if tls else None,
-        print=None,
-        shutdown_timeout=shutdown_timeout,
-    )
+    A connection must complete its TLS handshake within ``header_timeout`` seconds, then
+    deliver a complete request head (request line and headers) within ``header_timeout`` of
+    opening and of the previous response, and is closed otherwise; so is a keep-alive
+    connection idle for as long. A body
+    is the handler's to bound in time. A client's protocol error (bad framing, a body that
+    cannot be decoded, a connection dropped mid-request) is logged as one warning line, without
+    a traceback. See ``auditseal.transport.server``.
+    """
+    from auditseal.transport.server import run
+
+    if header_timeout <= 0:
+        raise ValueError("header_timeout must be positive")
+    run(app, address, tls, header_timeout=header_timeout, shutdown_timeout=shutdown_timeout)
 
 
 def serve_metrics(

@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ import pytest
 from auditseal.infra.processes import free_port
 from auditseal.ingest import events
 from tests.integration.test_emitter import consume
+from tests.tls_files import make_pki
 
 pytestmark = pytest.mark.kafka
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -42,6 +45,25 @@ class Gateway:
     bootstrap: str
     tokens: dict[str, str]
     proc: subprocess.Popen[bytes]
+    workdir: Path
+    tls: ssl.SSLContext | None = None  # the client's context: the gateway speaks HTTPS
+    stderr: Path | None = None
+
+    def connection(
+        self, timeout: float = 60, tls: ssl.SSLContext | None = None
+    ) -> http.client.HTTPConnection:
+        context = tls or self.tls
+        if context is not None:
+            return http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout, context=context
+            )
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def socket(self, timeout: float = 30, tls: ssl.SSLContext | None = None) -> socket.socket:
+        """A raw connection (TLS when the gateway speaks it), for requests written by hand."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        context = tls or self.tls
+        return context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
 
     def request(
         self,
@@ -50,8 +72,9 @@ class Gateway:
         body: bytes = b"",
         token: str | None = None,
         content_type: str = "application/json",
+        tls: ssl.SSLContext | None = None,
     ) -> tuple[int, dict, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = self.connection(tls=tls)
         headers = {"Content-Type": content_type}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -65,8 +88,21 @@ class Gateway:
             payload = {"text": raw.decode(errors="replace")}
         return resp.status, payload, dict(resp.getheaders())
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
-def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gateway:
+
+def start_gateway(
+    bootstrap: str,
+    topic: str,
+    workdir: Path,
+    *extra: str,
+    tls: ssl.SSLContext | None = None,
+    capture_stderr: bool = False,
+) -> Gateway:
+    """``auditseal ingest serve`` on a free loopback port with four tokens; ``tls`` is the
+    client's context when ``extra`` makes the gateway speak HTTPS."""
     tokens = {}
     for source in (SOURCE, "proxy://other", "k8s://prod", "teleport://root.cluster"):
         out = auditseal("ingest", "token", "--source", source, "--tokens", "tokens", cwd=workdir)
@@ -75,6 +111,7 @@ def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gat
     assert (workdir / "tokens").stat().st_mode & 0o077 == 0
     assert all(t not in (workdir / "tokens").read_text() for t in tokens.values())
     port = free_port()
+    stderr = workdir / "gateway.stderr" if capture_stderr else None
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -95,8 +132,9 @@ def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gat
             *extra,
         ],
         cwd=workdir,
+        stderr=stderr.open("wb") if stderr else None,
     )
-    gw = Gateway(port, topic, bootstrap, tokens, proc)
+    gw = Gateway(port, topic, bootstrap, tokens, proc, workdir, tls, stderr)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -109,18 +147,23 @@ def start_gateway(bootstrap: str, topic: str, workdir: Path, *extra: str) -> Gat
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def gateway(kafka_bootstrap, tmp_path_factory) -> Iterator[Gateway]:
+@pytest.fixture(scope="module", params=["http", "https"])
+def gateway(request, kafka_bootstrap, tmp_path_factory) -> Iterator[Gateway]:
+    """The gateway, in plaintext and over TLS (the same tests run against both)."""
     from auditseal.infra import broker
 
-    topic = f"gateway-{os.getpid()}"
+    topic = f"gateway-{os.getpid()}-{request.param}"
     broker.create_topic(kafka_bootstrap, topic, 2)
-    gw = start_gateway(
-        kafka_bootstrap, topic, tmp_path_factory.mktemp("gateway"), "--max-event-bytes", "4096"
-    )
+    workdir = tmp_path_factory.mktemp("gateway")
+    extra = ["--max-event-bytes", "4096"]
+    tls = None
+    if request.param == "https":
+        pki = make_pki(workdir / "pki")
+        extra += ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+        tls = pki.client_context()
+    gw = start_gateway(kafka_bootstrap, topic, workdir, *extra, tls=tls)
     yield gw
-    gw.proc.terminate()
-    gw.proc.wait(10)
+    gw.stop()
 
 
 def event(seq: int, source: str = SOURCE, **changes) -> dict:
@@ -217,7 +260,7 @@ def test_teleport_event_handler(gateway):
 def test_health_and_metrics(gateway):
     status, payload, _ = gateway.request("GET", "/healthz")
     assert status == 200 and payload == {"status": "ok", "broker": "up"}
-    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    conn = gateway.connection(timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     assert 'auditseal_gateway_events_total{outcome="accepted"}' in text
@@ -248,8 +291,7 @@ def test_broker_down_answers_503_with_retry_after(tmp_path):
                 assert time.monotonic() < deadline, "gateway did not recover"
                 time.sleep(0.5)
         finally:
-            gw.proc.terminate()
-            gw.proc.wait(10)
+            gw.stop()
     finally:
         os.kill(service.pid, signal.SIGCONT)
         broker.stop(service, timeout=2.0)
@@ -258,8 +300,6 @@ def test_broker_down_answers_503_with_retry_after(tmp_path):
 def test_a_body_arriving_in_pieces_is_read_whole(gateway):
     """Regression: one read() returned only the first TCP segment, and the gateway answered
     202 for the events in it, dropping the rest."""
-    import socket
-
     token = gateway.tokens[SOURCE]
     lines = [orjson.dumps(event(100 + i)) + b"\n" for i in range(10)]
     first, rest = b"".join(lines[:4]), b"".join(lines[4:])
@@ -268,7 +308,7 @@ def test_a_body_arriving_in_pieces_is_read_whole(gateway):
         f"Content-Type: application/x-ndjson\r\nContent-Length: {len(first) + len(rest)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as s:
+    with gateway.socket() as s:
         s.sendall(head + first)
         time.sleep(0.3)
         s.sendall(rest)

@@ -27,7 +27,7 @@ from auditseal.ingest.envelope import (
     parse_event,
     parse_rfc3339,
 )
-from auditseal.ingest.errors import EnvelopeError, EventTooLarge
+from auditseal.ingest.errors import BatchTooLarge, EnvelopeError, EventTooLarge
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -476,3 +476,25 @@ def test_teleport_event_too_large_is_refused_before_numbering():
 def test_adapters_want_bytes():
     with pytest.raises(TypeError):
         from_teleport("{}", Counters())  # type: ignore[arg-type]
+
+
+def test_a_k8s_event_list_of_more_items_than_allowed_is_refused_before_they_are_parsed():
+    doc = sample_obj("k8s_event_list.json")
+    counters = Counters()
+    produced = from_k8s_event_list(
+        sample("k8s_event_list.json"), "c", counters, max_items=len(doc["items"])
+    )
+    assert len(produced) == len(doc["items"])
+    tiny = orjson.dumps({**doc, "items": [{}] * 1_000_001})
+    with pytest.raises(BatchTooLarge) as caught:
+        from_k8s_event_list(tiny, "c", counters)
+    assert str(caught.value.errors[0]) == "$: more than 1000 audit events in one batch"
+    assert counters.calls == ["k8s://c"] * len(doc["items"])  # nothing numbered for it
+
+
+def test_a_k8s_item_orjson_refuses_is_named():
+    body = sample("k8s_event_list.json").replace(b'"items": [', b'"items": [NaN, ', 1)
+    assert b"NaN" in body
+    with pytest.raises(EnvelopeError) as caught:
+        from_k8s_event_list(body, "c", Counters())
+    assert str(caught.value.errors[0]).startswith("items[0]: not valid JSON")

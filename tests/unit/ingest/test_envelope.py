@@ -29,6 +29,7 @@ from auditseal.ingest.envelope import (
     validate,
 )
 from auditseal.ingest.errors import (
+    BatchTooLarge,
     EnvelopeError,
     EventTooLarge,
     FieldError,
@@ -763,6 +764,38 @@ def test_batch_items_report_all_their_errors():
         "[0].sequence: must be an integer >= 1",
         "[0].data.api.operation: required",
     ]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_a_batch_of_more_items_than_allowed_is_refused_before_parsing(content_type):
+    ndjson = content_type == "application/x-ndjson"
+
+    def batch(n: int, item: bytes = b"{}") -> bytes:
+        return b"\n".join([item] * n) + b"\n" if ndjson else b"[" + b",".join([item] * n) + b"]"
+
+    assert len(parse_batch(batch(3, body(api_event())), content_type, max_items=3)) == 3
+    with pytest.raises(BatchTooLarge) as caught:
+        parse_batch(batch(4), content_type, max_items=3)
+    assert str(caught.value.errors[0]) == "$: more than 3 events in one batch"
+    # the default: a thousand
+    assert len(parse_batch(batch(1000), content_type)) == 1000
+    with pytest.raises(BatchTooLarge):
+        parse_batch(batch(1_000_000, b"1"), content_type)
+
+
+def test_an_ndjson_body_without_its_final_newline_counts_its_last_line():
+    raw = body(api_event()) + b"\n" + body(api_event())
+    assert len(parse_batch(raw, "application/x-ndjson", max_items=2)) == 2
+    with pytest.raises(BatchTooLarge):
+        parse_batch(raw, "application/x-ndjson", max_items=1)
+
+
+def test_an_array_member_orjson_refuses_is_that_members_error():
+    raw = b"[" + body(api_event()) + b", NaN, " + body(api_event()) + b"]"
+    result = parse_batch(raw, "application/json")
+    assert [ok(r) for r in result] == [True, False, True]
+    (error,) = errors_of(result[1])
+    assert error.startswith("[1]: not valid JSON")
 
 
 @pytest.mark.parametrize(
