@@ -343,7 +343,7 @@ def server_tls_options(what: str) -> Callable[[F], F]:
     return decorate
 
 
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class Expiry(click.ParamType):
@@ -358,7 +358,7 @@ class Expiry(click.ParamType):
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
-        match = re.fullmatch(r"(\d{1,6})([dhm])", text)
+        match = re.fullmatch(r"(\d{1,6})([smhdw])", text)
         if match and int(match.group(1)) == 0:
             self.fail(f"{text}: a token that expires at once is no token", param, ctx)
         if match:

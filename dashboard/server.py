@@ -752,7 +752,6 @@ def dashboard(
         return
     from auditseal.infra.errors import InfraError
     from auditseal.infra.state import endpoints, load
-    from auditseal.transport.client_errors import quiet_malformed_requests
     from auditseal.transport.listen import serve_app, url
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
@@ -806,7 +805,6 @@ def dashboard(
     for note in server.notes:
         click.echo(f"auditseal dashboard: {note}", err=True)
     click.echo(f"dashboard on {url(listen, tls)}/ (broker {config.bootstrap})", err=True)
-    quiet_malformed_requests()
     serve_app(app, listen, tls, shutdown_timeout=2.0)
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from auditseal.cli.options import (
+    Expiry,
     bootstrap_option,
     events_topic_option,
     json_option,
@@ -52,52 +53,6 @@ def _tokens_option(note: str) -> Callable[[F], F]:
 @click.group()
 def ingest() -> None:
     """Take audit events in: the HTTP gateway and its tokens."""
-
-
-def _expiry(expires: datetime | None, expires_in: timedelta | None) -> datetime | None:
-    if expires is not None and expires_in is not None:
-        raise click.UsageError("give --expires or --expires-in, not both")
-    if expires_in is not None:
-        return datetime.now(UTC) + expires_in
-    return expires
-
-
-class _Moment(click.ParamType):
-    """An RFC 3339 time with its zone: ``2027-01-31T00:00:00Z``."""
-
-    name = "time"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from auditseal.transport.tokens import TokenFileError, parse_expiry
-
-        if isinstance(value, datetime):
-            return value
-        try:
-            return datetime.fromtimestamp(parse_expiry(str(value)), UTC)
-        except TokenFileError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class _Duration(click.ParamType):
-    """A duration: a whole number and a unit, ``90s``, ``15m``, ``12h``, ``30d``, ``2w``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
-            return value
-        text = str(value).strip()
-        number, unit = text[:-1], text[-1:]
-        if unit not in _UNITS or not number.isdigit() or int(number) == 0:
-            self.fail(
-                f"want a whole number and a unit (s, m, h, d, w) such as 30d, got {value!r}",
-                param,
-                ctx,
-            )
-        return timedelta(seconds=int(number) * _UNITS[unit])
 
 
 @ingest.command("serve")
@@ -247,14 +202,12 @@ def serve(
 @click.option("--source", required=True, help="The event source this token may publish for.")
 @click.option(
     "--expires",
-    type=_Moment(),
-    help="When the token stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).",
+    type=Expiry(),
+    help="When the token stops working: a time (2027-01-31T00:00:00Z) or a duration from now "
+    "(90s, 15m, 12h, 30d, 2w) [default: never; revoke by deleting its line].",
 )
-@click.option("--expires-in", type=_Duration(), help="Or how long it works: 90m, 12h, 30d, 2w.")
 @_tokens_option("The token is added to it.")
-def token(
-    source: str, expires: datetime | None, expires_in: timedelta | None, tokens_path: Path
-) -> None:
+def token(source: str, expires: datetime | None, tokens_path: Path) -> None:
     """Create a bearer token for SOURCE; prints it once, stores only its hash (and expiry).
 
     Revoke a token by deleting its line from the tokens file: the gateway stops accepting it
@@ -264,7 +217,7 @@ def token(
     from auditseal.transport.tokens import TokenFileError, add_token
 
     try:
-        click.echo(add_token(tokens_path, source, expires=_expiry(expires, expires_in)))
+        click.echo(add_token(tokens_path, source, expires=expires))
     except TokenFileError as exc:
         fail(str(exc), 2)
 

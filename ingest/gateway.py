@@ -320,7 +320,7 @@ class Gateway:
             if scheme.lower() != "bearer" or not token:
                 return _unauthorized("missing bearer token")
             # Tokens are URL-safe ASCII; anything else (a header of undecodable bytes) is none.
-            source = self.tokens.subject_for(token) if token.isascii() else None
+            source = self.tokens.subject_for(token)
             if source is None:
                 return _unauthorized("unknown token", 'Bearer error="invalid_token"')
             return Client(f"token {source}", frozenset({source}), f"this token's source {source!r}")

@@ -85,7 +85,6 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
     from auditseal.readapi.app import make_app
-    from auditseal.transport.client_errors import quiet_malformed_requests
     from auditseal.transport.listen import serve_app, url
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
@@ -108,7 +107,6 @@ def serve(
     for note in server.notes:
         click.echo(f"auditseal serve: {note}", err=True)
     click.echo(f"auditseal read API on {url(listen, tls)} serving {store}")
-    quiet_malformed_requests()
     serve_app(app, listen, tls)
 
 

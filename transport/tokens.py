@@ -17,7 +17,6 @@ token alive that its operator was revoking when the edit went wrong.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import secrets
 import time
@@ -26,12 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from auditseal.transport.watched import WatchedFile
+
 __all__ = ["TokenFile", "TokenFileError", "Tokens", "add_token", "parse_expiry"]
 
 _PREFIX = "sha256:"
 _EXPIRES = "expires="
-
-log = logging.getLogger(__name__)
 
 
 class TokenFileError(Exception):
@@ -39,7 +38,9 @@ class TokenFileError(Exception):
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    # surrogatepass: a header's undecodable bytes arrive as lone surrogates; such a token is
+    # merely unknown, never an exception.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def parse_expiry(text: str) -> float:
@@ -125,41 +126,22 @@ class TokenFile:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
-        self.interval = interval
-        self._clock = clock
+        self._file = WatchedFile(
+            path,
+            Tokens.load,
+            Tokens({}),
+            (TokenFileError,),
+            what="the tokens file",
+            interval=interval,
+            clock=clock,
+        )
+        self.path = self._file.path
         self._wall = wall
-        self._tokens = Tokens.load(self.path)
-        self._stamp = self._stat()
-        self._checked = clock()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size, st.st_ino  # a same-size rewrite within 1 ns: new inode
-
-    def _refresh(self) -> None:
-        now = self._clock()
-        if now - self._checked < self.interval:
-            return
-        self._checked = now
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        try:
-            self._tokens = Tokens.load(self.path)
-        except TokenFileError as exc:
-            self._tokens = Tokens({})
-            log.error("no token is valid until the tokens file is fixed: %s", exc)
 
     def subject_for(self, token: str) -> str | None:
         """What ``token`` stands for now, or None (unknown, expired, revoked, or the file is
         missing or malformed)."""
-        self._refresh()
-        return self._tokens.subject_for(token, self._wall())
+        return self._file.current().subject_for(token, self._wall())
 
 
 def add_token(

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -21,6 +22,7 @@ import pytest
 
 from auditseal.infra.processes import free_port
 from auditseal.ingest.client import GatewayClient
+from auditseal.transport.tokens import add_token
 from tests.integration.test_gateway import SOURCE, Gateway, auditseal, event, start_gateway
 from tests.tls_files import PKI, make_pki
 
@@ -250,14 +252,19 @@ def test_tokens_expire_and_are_revoked_within_a_reload_interval(
     def status(t: str) -> int:
         return _post(gw, [event(1)], t)[0]
 
-    expired = token("--expires", "2020-01-31T00:00:00Z")
+    # (the command refuses a time in the past: write such a line as an old token would be)
+    expired = add_token(tokens, SOURCE, expires=datetime(2020, 1, 31, tzinfo=UTC))
     later = token("--expires", "2099-01-31T00:00:00+01:00")
     assert "expires=2099-01-30T23:00:00Z" in tokens.read_text()
     out = auditseal("ingest", "token", "--source", SOURCE, "--expires", "2027-01-31", cwd=tmp_path)
-    assert out.returncode == 2 and "give a time zone" in out.stderr
-    out = auditseal("ingest", "token", "--source", SOURCE, "--expires-in", "soon", cwd=tmp_path)
-    assert out.returncode == 2 and "such as 30d" in out.stderr
-    soon = token("--expires-in", "4s")
+    assert out.returncode == 2 and "with its zone" in out.stderr
+    out = auditseal("ingest", "token", "--source", SOURCE, "--expires", "soon", cwd=tmp_path)
+    assert out.returncode == 2 and "or a duration" in out.stderr
+    out = auditseal(
+        "ingest", "token", "--source", SOURCE, "--expires", "2020-01-31T00:00:00Z", cwd=tmp_path
+    )
+    assert out.returncode == 2 and "in the past" in out.stderr
+    soon = token("--expires", "4s")
     made = time.monotonic()
     _until(lambda: status(soon) == 202, 3)  # the new lines are read within a reload interval
     assert status(expired) == 401 and status(later) == 202

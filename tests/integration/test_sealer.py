@@ -56,8 +56,16 @@ def test_kill_9_at_random_moments_loses_and_forks_nothing(kafka_bootstrap, new_t
     sealed_after_kill = []
     with Feeder(stack, rate=400):
         while kills < 20:
+            before = sum(len(v) for v in sealed_positions(stack).values())
             worker = stack.start_worker(max_events=rng.choice([5, 50, 200]))
-            time.sleep(rng.uniform(3.0, 8.0))
+            if kills % 2 == 0:  # during start-up and recovery, or just after
+                time.sleep(rng.uniform(0.5, 5.0))
+            else:  # mid-sealing, however long start-up takes on a loaded machine
+                deadline = time.monotonic() + 60
+                while sum(len(v) for v in sealed_positions(stack).values()) == before:
+                    assert time.monotonic() < deadline, "a restarted worker sealed nothing in 60 s"
+                    time.sleep(0.2)
+                time.sleep(rng.uniform(0.0, 2.0))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             kills += 1

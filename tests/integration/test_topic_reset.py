@@ -69,10 +69,10 @@ def _sealed_values(store_path: Path) -> dict[str, list[bytes | None]]:
         return {o: [e.value for e in store.entries(o, 0, store.size(o))] for o in store.logs()}
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
+def _wait(predicate, timeout: float, what: str, detail=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, f"{what}: {detail()}"
         time.sleep(0.5)
 
 
@@ -114,7 +114,14 @@ def test_a_broker_reset_mid_run_seals_every_acknowledged_event_once(tmp_path):
             values = _sealed_values(stack.store_path).get(BASE + "/g1", [])
             return set(acked) <= set(values)
 
-        _wait(all_sealed, 120, "every acknowledged event sealed")
+        def missing() -> str:
+            logs = _sealed_values(stack.store_path)
+            lost = sorted(set(acked) - set(logs.get(BASE + "/g1", [])))
+            log_text = (tmp_path / "worker-w.log").read_text(errors="replace")[-3000:]
+            sizes = {o: len(v) for o, v in logs.items()}
+            return f"{len(lost)} of {len(acked)} missing ({lost[:3]}...), logs {sizes}\n{log_text}"
+
+        _wait(all_sealed, 120, "every acknowledged event sealed", missing)
         time.sleep(2)  # nothing more may arrive: no duplicates sealed late
     finally:
         stop(worker)

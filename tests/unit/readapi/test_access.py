@@ -117,7 +117,7 @@ def test_a_broken_tokens_file_lets_no_token_in(workdir, pki):
         tokens.unlink()
         time.sleep(1.2)
         assert api.get(LOGS).status == 401
-        assert "no token is valid until the tokens file is fixed" in api.log_text()
+        assert "nothing in the tokens file is granted until it is fixed" in api.log_text()
 
 
 # --- client certificates -------------------------------------------------------------------------
