@@ -497,6 +497,7 @@ def status(state_file: Path, as_json: bool) -> None:
     defaults. Exit codes: 0 all answer, 3 any does not, 2 a bad state file.
     """
     from auditseal.infra import broker, chain, postgres, processes
+    from auditseal.verifier.urls import public_url
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -553,7 +554,7 @@ def status(state_file: Path, as_json: bool) -> None:
             **managed(broker_svc, bootstrap, broker_running),
         },
         "chain": {
-            "rpc_url": rpc,
+            "rpc_url": public_url(rpc),  # $AUDITSEAL_RPC may carry an API key
             "answering": chain_id is not None,
             "chain_id": chain_id,
             **managed(chain_svc, rpc, chain_running),

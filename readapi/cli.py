@@ -50,8 +50,9 @@ def serve(store: Location, listen: tuple[str, int], entry_max_age: int) -> None:
     from aiohttp import web
 
     from auditseal.readapi.app import make_app
+    from auditseal.store.database import public_location
 
     host, port = listen
     app = make_app(store, entry_max_age_s=entry_max_age)
-    click.echo(f"auditseal read API on http://{host_port(listen)} serving {store}")
+    click.echo(f"auditseal read API on http://{host_port(listen)} serving {public_location(store)}")
     web.run_app(app, host=host, port=port, print=None)

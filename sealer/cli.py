@@ -261,4 +261,4 @@ def log_purge(store: Location) -> None:
     """Move the WAL into the database file and truncate it (after a redaction that could not)."""
     with BlockStore.open(store) as db:
         db.purge_wal()
-    click.echo(f"{store}: WAL purged")
+        click.echo(f"{db.location}: WAL purged")
