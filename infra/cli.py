@@ -20,6 +20,7 @@ from auditseal.infra import state
 from auditseal.infra.errors import InfraError
 from auditseal.infra.pipeline import PipelineOptions
 from auditseal.infra.state import DevState, Service
+from auditseal.store.files import open_private
 from auditseal.verifier.pins import DEFAULT_RECORD
 
 # Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
@@ -363,10 +364,8 @@ def _start_pipeline(
 
 def _write_dev_key(file: Path) -> None:
     """Write Anvil's dev key to ``file``, mode 0600 (as the anchor commands demand)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd = open_private(file, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)  # 0600, an old file too
     with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode on open: fix it
         out.write(ANVIL_DEV_KEY + "\n")
 
 

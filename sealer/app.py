@@ -35,6 +35,7 @@ from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.model import Record
+from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
@@ -55,6 +56,8 @@ class WorkerConfig:
     group: str = "auditseal-sealer"
     session_timeout_s: float = 6.0
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)
+    metrics_tls: ServerTLS | None = None
+    metrics_insecure_plaintext: bool = False
 
 
 class _Worker:
@@ -324,10 +327,14 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
     @app.task  # type: ignore[untyped-decorator]
     async def serve_metrics() -> None:
         if config.metrics_listen is not None:
-            from prometheus_client import start_http_server
+            from auditseal.transport.listen import serve_metrics
 
-            host, port = config.metrics_listen
-            start_http_server(port, host, registry=worker.metrics.registry)
+            serve_metrics(
+                config.metrics_listen,
+                worker.metrics.registry,
+                config.metrics_tls,
+                config.metrics_insecure_plaintext,
+            )
 
     @app.agent(events_topic, name="auditseal-seal")
     async def seal(stream: Any) -> None:

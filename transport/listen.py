@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 class PlaintextRefused(Exception):
     """A non-loopback address without TLS and without ``--insecure-plaintext``."""
 
+    exit_code = 2  # cli/main.py prints the message as one line and exits with it
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
