@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -47,7 +46,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from auditseal.store.blockstore import BlockStore, StoredBlock
-from auditseal.store.database import Location
+from auditseal.store.database import Location, public_location
 from auditseal.store.errors import InputError, NotFoundError, StoreError
 from auditseal.store.evidence import store_bundle
 from auditseal.store.read_pool import ReadOnlyStores, StoreUnavailable
@@ -315,7 +314,7 @@ class ReadAPI:
 
     def _message(self, exc: Exception) -> str:
         # Store errors name the file; remote clients need not learn the server's paths.
-        return str(exc).replace(f"{self.store_path}: ", "")
+        return str(exc).replace(f"{public_location(self.store_path)}: ", "")
 
     # --- middleware: errors as JSON, metrics ----------------------------------------------
 
@@ -484,7 +483,7 @@ def make_app(
     Raises StoreError at once if there is no block store at ``store_path``.
     """
     BlockStore.open(store_path, readonly=True).close()
-    api = ReadAPI(Path(store_path), entry_max_age_s)
+    api = ReadAPI(store_path, entry_max_age_s)  # a URL stays a URL (Path() mangled it)
     app = web.Application(middlewares=[api.middleware])
     app.add_routes(
         [
