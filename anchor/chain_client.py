@@ -9,7 +9,8 @@ account that cannot pay is InsufficientFunds.
 
 Secrets: the private key lives only inside ChainKey, whose repr shows the address; no message
 raised here contains it. RPC URLs are shown as scheme://host:port only, because providers put
-API keys in the path or query.
+API keys in the path or query (``auditseal.verifier.urls``: messages carry ``public_url`` of
+the endpoint, and any third-party text is scrubbed of the URL's secret parts).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from auditseal.anchor.errors import (
     KeyFileError,
     TransactionReverted,
 )
+from auditseal.verifier.urls import public_url, scrub
 
 __all__ = [
     "DEFAULT_RPC",
@@ -67,7 +69,6 @@ __all__ = [
     "Receipt",
     "decode_revert",
     "gwei_to_wei",
-    "redact_url",
 ]
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
@@ -89,20 +90,6 @@ def _eth(wei: int) -> str:
 
 def _gwei(wei: int) -> str:
     return f"{Decimal(wei) / GWEI:f} gwei"
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host:port`` of an RPC URL: paths and queries often hold a provider API key."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    hidden = "/…" if (parts.path not in ("", "/") or parts.query) else ""
-    return f"{parts.scheme}://{host}{port}{hidden}"
 
 
 # --- the key ---------------------------------------------------------------------------------
@@ -249,11 +236,19 @@ class ChainClient:
     Methods raise AnchorError subclasses only (see the module docstring).
     """
 
-    def __init__(self, w3: Web3, label: str, chain_id: int, timeout: float | None = None) -> None:
+    def __init__(self, w3: Web3, url: str, chain_id: int, timeout: float | None = None) -> None:
         self.w3 = w3
-        self.label = label  # the redacted URL, for messages
+        self._url = url  # never shown: only ``label`` is
+        self.label = public_url(url)
         self.chain_id = chain_id
         self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"ChainClient({self.label}, chain {self.chain_id})"
+
+    def _clean(self, text: str) -> str:
+        """``text`` (a node's or a library's message) without the endpoint's secrets."""
+        return scrub(text, self._url)
 
     @classmethod
     def connect(
@@ -264,13 +259,12 @@ class ChainClient:
         ``timeout`` bounds each RPC request. Requests are not retried: a caller that wants
         retries (the anchor service) loops around whole operations.
         """
-        label = redact_url(rpc_url)
         if urlsplit(rpc_url).scheme not in ("http", "https"):
-            raise InputError(f"RPC URL {label}: want http:// or https://")
+            raise InputError(f"RPC URL {public_url(rpc_url)}: want http:// or https://")
         provider = HTTPProvider(
             rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
         )
-        client = cls(Web3(provider), label, 0, timeout)
+        client = cls(Web3(provider), rpc_url, 0, timeout)
         with client._rpc("eth_chainId"):
             client.chain_id = int(client.w3.eth.chain_id)
         if expected_chain_id is not None and client.chain_id != expected_chain_id:
@@ -282,7 +276,8 @@ class ChainClient:
         """Convert everything web3 and requests raise inside into AnchorError."""
         try:
             yield
-        except AnchorError:
+        except AnchorError as exc:
+            exc.args = (self._clean(str(exc)), *exc.args[1:])  # may quote a node's message
             raise
         except requests.exceptions.Timeout:
             within = f" within {self.timeout:g} s" if self.timeout else ""
@@ -304,7 +299,7 @@ class ChainClient:
             ) from None
         except Web3RPCError as exc:
             raise AnchorError(
-                f"RPC endpoint {self.label}: {what} failed: {_first_line(exc)}", 3
+                f"RPC endpoint {self.label}: {what} failed: {self._clean(_first_line(exc))}", 3
             ) from None
 
     # --- reads -------------------------------------------------------------------------------

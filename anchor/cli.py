@@ -21,10 +21,12 @@ from auditseal.cli.options import (
     kafka_config_option,
     metrics_listen_option,
     rpc_option,
+    server_tls_options,
     store_option,
 )
 from auditseal.store.database import Location
 from auditseal.transport.kafka_settings import KafkaSettings
+from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
 
 __all__ = ["anchor"]
@@ -275,6 +277,7 @@ def deploy(
     "active on the store.",
 )
 @metrics_listen_option("127.0.0.1:9465")
+@server_tls_options("the metrics endpoint")
 @json_option
 def run(
     store_path: Location,
@@ -294,6 +297,8 @@ def run(
     topic: str | None,
     once: bool,
     metrics_listen: tuple[str, int] | None,
+    tls: ServerTLS | None,
+    insecure_plaintext: bool,
     as_json: bool,
 ) -> None:
     """Anchor the latest checkpoint of every log, one transaction per changed state.
@@ -327,6 +332,14 @@ def run(
     from auditseal.store.errors import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not once and metrics_listen is not None:  # refused (exit 2) before anything starts
+        from auditseal.transport.listen import check_plaintext
+
+        check_plaintext(metrics_listen, tls, insecure_plaintext, "the metrics endpoint")
+        if tls is not None:
+            tls.context()
+    elif tls is not None:
+        raise InputError("--tls-cert: no metrics endpoint (--metrics-listen off, or --once)")
     key = ChainKey.load(key_file)
     record = deployments.read_record(deployment)
     artifact = load_artifact()
@@ -360,13 +373,15 @@ def run(
             import threading
 
             if metrics_listen is not None:
-                from prometheus_client import start_http_server
-
                 from auditseal.anchor.metrics import AnchorMetrics
+                from auditseal.transport.listen import serve_metrics
 
                 host, port = metrics_listen
                 service.metrics = AnchorMetrics()
-                start_http_server(port, host, registry=service.metrics.registry)
+                try:
+                    serve_metrics(metrics_listen, service.metrics.registry, tls, insecure_plaintext)
+                except OSError as exc:
+                    raise InputError(f"--metrics-listen {host}:{port}: {exc.strerror}") from None
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

@@ -112,7 +112,7 @@ def write_record(deployment: Deployment, path: str | os.PathLike[str]) -> None:
     p = Path(path)
     text = json.dumps(deployment.to_json(), indent=2, sort_keys=True) + "\n"
     try:
-        write_atomic(p, text.encode("utf-8"), mode=0o644)
+        write_atomic(p, text.encode("utf-8"))
     except OSError as exc:
         raise InputError(f"{p}: cannot write deployment record: {exc.strerror or exc}") from exc
 

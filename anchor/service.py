@@ -886,6 +886,7 @@ class AnchorService:
                 client.w3.eth.send_raw_transaction(raw)
             except Web3RPCError as exc:
                 message = str(exc.message or exc).splitlines()[0] if str(exc) else ""
+                message = client._clean(message)
                 lowered = message.lower()
                 if "already known" in lowered or "already imported" in lowered:
                     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 import click
@@ -65,6 +66,9 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: run the CLI, turning every known error into one line and an exit code."""
+    # Owner-only files and folders, also for those libraries create (Faust's data, logs):
+    # whatever auditseal writes may hold event values, keys or what points at them.
+    os.umask(0o077)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -367,6 +367,8 @@ class Dashboard:
     async def _poll_head(self, rpc: str) -> None:
         from web3 import HTTPProvider, Web3
 
+        from auditseal.verifier.urls import scrub
+
         w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 5}))
         loop = asyncio.get_running_loop()
         while True:
@@ -375,7 +377,7 @@ class Dashboard:
                     await loop.run_in_executor(None, lambda: w3.eth.block_number)
                 )
             except Exception as exc:  # the chain is down: confirmations become unknown
-                log.debug("chain head: %s", exc)
+                log.debug("chain head: %s", scrub(str(exc), rpc))  # no API key in logs
                 head = None
             self.broadcast(self.feed.set_chain_head(head))
             await asyncio.sleep(HEAD_POLL_S)

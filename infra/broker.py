@@ -23,6 +23,7 @@ from typing import Any
 from auditseal.infra import processes, topics
 from auditseal.infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
 from auditseal.infra.state import Service
+from auditseal.store.files import open_private
 
 __all__ = [
     "COMPOSE_FILE",
@@ -127,8 +128,7 @@ def _compose(args: list[str], port: int, log_path: Path, timeout: float = 600.0)
         raise ToolMissingError(f"{COMPOSE_FILE} is missing")
     argv = [docker, "compose", "-f", str(COMPOSE_FILE), "-p", COMPOSE_PROJECT, *args]
     env = {**os.environ, "AUDITSEAL_BROKER_PORT": str(port)}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with os.fdopen(open_private(log_path), "ab") as log:
         log.write(f"--- {' '.join(argv)}\n".encode())
         log.flush()
         try:

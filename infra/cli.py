@@ -20,6 +20,7 @@ from auditseal.infra import state
 from auditseal.infra.errors import InfraError
 from auditseal.infra.pipeline import PipelineOptions
 from auditseal.infra.state import DevState, Service
+from auditseal.store.files import open_private
 from auditseal.verifier.pins import DEFAULT_RECORD
 
 # Anvil's first dev account (0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266): derived from the
@@ -368,10 +369,8 @@ def _start_pipeline(
 
 def _write_dev_key(file: Path) -> None:
     """Write Anvil's dev key to ``file``, mode 0600 (as the anchor commands demand)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd = open_private(file, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)  # 0600, an old file too
     with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode on open: fix it
         out.write(ANVIL_DEV_KEY + "\n")
 
 
@@ -502,6 +501,7 @@ def status(state_file: Path, as_json: bool) -> None:
     defaults. Exit codes: 0 all answer, 3 any does not, 2 a bad state file.
     """
     from auditseal.infra import broker, chain, postgres, processes
+    from auditseal.verifier.urls import public_url
 
     path = state.state_path(state_file)
     current = state.load(path)
@@ -558,7 +558,7 @@ def status(state_file: Path, as_json: bool) -> None:
             **managed(broker_svc, bootstrap, broker_running),
         },
         "chain": {
-            "rpc_url": rpc,
+            "rpc_url": public_url(rpc),  # $AUDITSEAL_RPC may carry an API key
             "answering": chain_id is not None,
             "chain_id": chain_id,
             **managed(chain_svc, rpc, chain_running),

@@ -32,6 +32,7 @@ from auditseal.infra.errors import ServiceUnavailableError
 from auditseal.infra.pipeline import auditseal_argv, dashboard_login
 from auditseal.infra.processes import free_port
 from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
+from auditseal.store.files import create_private, private_dir
 from auditseal.verifier.checkpoint import Checkpoint
 
 __all__ = ["demo"]
@@ -114,6 +115,7 @@ def _wait_anchored(demo: Demo, events: int, timeout: float) -> float:
 def _tamper(source: Path, target: Path) -> tuple[str, int, int]:
     """A copy of the store with one event's value altered; returns (log, block, leaf)."""
     target.unlink(missing_ok=True)
+    create_private(target)  # event values: owner-only, as every store
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
     db = sqlite3.connect(target)
@@ -228,7 +230,7 @@ def demo(
     if (workdir / ".auditseal").exists():
         d.run("dev", "down", show=False)  # a kept stack from an earlier demo
         shutil.rmtree(workdir / ".auditseal")
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)
     broker_port, chain_port, dashboard_port = free_port(), free_port(), free_port()
     d.env = {
         **dict.fromkeys(("AUDITSEAL_DEV_STATE", "AUDITSEAL_STORE", "AUDITSEAL_LOG_KEY"), ""),

@@ -27,6 +27,7 @@ from pathlib import Path
 from auditseal.infra import processes, state
 from auditseal.infra.errors import InfraError, ServiceUnavailableError
 from auditseal.infra.state import DevState, Service
+from auditseal.store.files import write_atomic
 
 __all__ = [
     "DASHBOARD_TOKEN",
@@ -73,7 +74,7 @@ def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
         signer = Signer.generate("auditseal-dev-sealer")
         signer.write_private_file(key_file)
     verifier = signer.verifier.to_string()
-    (state_dir / "sealer.pub").write_text(verifier + "\n", encoding="utf-8")
+    write_atomic(state_dir / "sealer.pub", (verifier + "\n").encode())
     return key_file, verifier
 
 

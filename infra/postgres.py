@@ -37,6 +37,7 @@ from urllib.parse import quote
 from auditseal.infra import processes
 from auditseal.infra.errors import InfraError, ServiceUnavailableError, ToolMissingError
 from auditseal.infra.state import Service
+from auditseal.store.files import open_private, private_dir
 
 __all__ = [
     "ADMIN_DB",
@@ -155,10 +156,15 @@ def _as_user_prefix(user: pwd.struct_passwd | None) -> list[str]:
     )
 
 
-def unreachable_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
-    """The first directory on the way to ``path`` that ``user`` may not traverse, or None."""
+def unreachable_ancestor(
+    path: Path, user: pwd.struct_passwd, skip: frozenset[Path] | set[Path] = frozenset()
+) -> Path | None:
+    """The first directory on the way to ``path`` that ``user`` may not traverse, or None;
+    those in ``skip`` are not looked at."""
     groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
     for directory in reversed([path, *path.parents]):
+        if directory in skip:
+            continue
         info = directory.stat()
         if info.st_uid == user.pw_uid:
             ok = info.st_mode & stat.S_IXUSR
@@ -171,9 +177,30 @@ def unreachable_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
     return None
 
 
-def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
-    """Fail early, naming the directory, if ``user`` cannot reach ``path``."""
-    blocked = unreachable_ancestor(path, user)
+def _openable(state_dir: Path) -> set[Path]:
+    """The directories on the way to ``state_dir`` that auditseal made owner-only (0700) and
+    may open to the server's user for traversal: the state file's directory, and those
+    between the working directory and it (the default .auditseal/dev), when they are ours."""
+    state_dir = state_dir.absolute()
+    cwd = Path.cwd()
+    ways = [state_dir, state_dir.parent, *(a for a in state_dir.parents if cwd in a.parents)]
+    return {a for a in ways if a.is_dir() and a.stat().st_uid == os.geteuid()}
+
+
+def _open_the_way(state_dir: Path, user: pwd.struct_passwd) -> None:
+    """Traverse-only (0711) for ``user`` on the directories of :func:`_openable` that stop it:
+    it reaches data/ and the log, lists nothing, and every file on the way stays 0600."""
+    for directory in sorted(_openable(state_dir)):
+        if unreachable_ancestor(directory, user, skip=set(directory.parents)) is not None:
+            os.chmod(directory, stat.S_IMODE(directory.stat().st_mode) | 0o711)
+
+
+def _check_traversable(
+    path: Path, user: pwd.struct_passwd, openable: frozenset[Path] | set[Path] = frozenset()
+) -> None:
+    """Fail early, naming the directory, if ``user`` cannot reach ``path`` (a directory of
+    ``openable`` will be opened for it)."""
+    blocked = unreachable_ancestor(path, user, skip=openable)
     if blocked is not None:
         mode = stat.S_IMODE(blocked.stat().st_mode)
         raise InfraError(
@@ -186,14 +213,15 @@ def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
 def preflight(state_dir: Path) -> tuple[Path, pwd.struct_passwd | None]:
     """Check, before anything starts, that a cluster can be made in ``state_dir``: the programs
     exist and, as root, the ``postgres`` user exists and can reach the directory's parent (its
-    nearest existing ancestor; ``start`` makes the rest traversable). Returns (bindir, user)."""
+    nearest existing ancestor; ``start`` makes the rest, and the owner-only directories
+    auditseal made on the way, traversable). Returns (bindir, user)."""
     bindir = find_bindir()
     user = run_as_user()
     if user is not None:
         existing = state_dir.absolute().parent
         while not existing.exists():
             existing = existing.parent
-        _check_traversable(existing, user)
+        _check_traversable(existing, user, _openable(state_dir))
     return bindir, user
 
 
@@ -304,12 +332,12 @@ class _Layout:
 
 def _prepare(layout: _Layout, user: pwd.struct_passwd | None) -> None:
     """Create the state directory, and the log the server (maybe another user) appends to."""
-    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.state_dir)
     if user is not None:
         # Traverse-only for the server's user: it reaches data/ and the log, lists nothing.
-        os.chmod(layout.state_dir, stat.S_IMODE(layout.state_dir.stat().st_mode) | 0o711)
+        _open_the_way(layout.state_dir, user)
         _check_traversable(layout.state_dir, user)
-    fd = os.open(layout.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
+    fd = open_private(layout.log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
     try:
         if user is not None:
             os.fchown(fd, user.pw_uid, user.pw_gid)
@@ -356,6 +384,7 @@ def _initdb(layout: _Layout, bindir: Path, user: pwd.struct_passwd | None, timeo
         "host all all 127.0.0.1/32 scram-sha-256\n"
         "host replication all 127.0.0.1/32 scram-sha-256\n"
     )
+    hba.chmod(0o600)  # as initdb's own files
     if user is not None:
         os.chown(hba, user.pw_uid, user.pw_gid)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from auditseal.infra.errors import InfraError, PortInUseError, ServiceUnavailableError
+from auditseal.store.files import open_private
 
 __all__ = [
     "LOOPBACK",
@@ -94,8 +95,7 @@ def spawn_detached(
 
     The process outlives the caller and ignores the caller's terminal; returns its PID.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with os.fdopen(open_private(log_path), "ab") as log:  # owner-only: logs name secrets' files
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         log.write(f"--- {stamp} starting: {' '.join(argv)}\n".encode())
         log.flush()

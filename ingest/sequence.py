@@ -14,10 +14,10 @@ counters hand out the same numbers. :func:`merge_into` folds a second file into 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from auditseal.ingest.errors import IngestError
+from auditseal.ingest.spool import write_private
 
 __all__ = ["SequenceCounter", "SequenceStateError", "merge_into"]
 
@@ -83,10 +83,4 @@ def _load(path: Path) -> dict[str, int]:
 
 
 def _write(path: Path, values: dict[str, int]) -> None:
-    tmp = path.with_suffix(".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w") as f:
-        json.dump(values, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, json.dumps(values, sort_keys=True).encode())

@@ -44,7 +44,16 @@ from typing import BinaryIO
 
 from auditseal.ingest.errors import IngestError
 
-__all__ = ["MAGIC", "Spool", "SpoolDamaged", "SpoolError", "SpoolRecovery", "encode_frame"]
+__all__ = [
+    "MAGIC",
+    "Spool",
+    "SpoolDamaged",
+    "SpoolError",
+    "SpoolRecovery",
+    "encode_frame",
+    "private_dir",
+    "write_private",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +111,7 @@ class Spool:
 
     def __init__(self, directory: str | Path, name: str = "events") -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.path = self.dir / f"{name}.spool"
         self._cursor_path = self.dir / f"{name}.cursor"
         self._acked = self._read_cursor()
@@ -290,8 +299,8 @@ class Spool:
 
     def _write_cursor(self) -> None:
         tmp = self._cursor_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            f.write(f"{self._acked}\n")
+        with _open_new(tmp) as f:
+            f.write(f"{self._acked}\n".encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._cursor_path)
@@ -469,15 +478,52 @@ def _scan_v1(buf: mmap.mmap, start: int) -> _Scan:
 # --- files -----------------------------------------------------------------------------------
 
 
+# Owner-only whatever the umask, as store/files.py (which ingest may not import) does for the
+# other rooms: events may carry personal data.
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the directory ``path`` and its missing parents, each 0700; return it."""
+    target = Path(path)
+    missing: list[Path] = []
+    at = target
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode went through the umask
+    return target
+
+
+def _open_private(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # also a file left by an older version under a looser umask
+    return fd
+
+
 def _open_append(path: Path) -> BinaryIO:
-    """The spool for appending; created with mode 0600 (events may carry personal data)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    return os.fdopen(fd, "ab")
+    """The spool for appending, 0600."""
+    return os.fdopen(_open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
 
 
 def _open_new(path: Path) -> BinaryIO:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "wb")
+    """``path`` emptied for writing, 0600."""
+    return os.fdopen(_open_private(path, os.O_WRONLY | os.O_TRUNC), "wb")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (0600) through a synced temporary file and a rename."""
+    private_dir(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    with _open_new(tmp) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -41,6 +41,7 @@ from auditseal.cli.options import (
     resolve_contract_pin,
     rpc_option,
     sealed_topic_option,
+    server_tls_options,
 )
 from auditseal.cli.output import fail, warn_alias
 from auditseal.monitor.checks import (
@@ -55,6 +56,8 @@ from auditseal.monitor.checks import (
 )
 from auditseal.store.files import write_atomic
 from auditseal.transport.kafka_settings import KafkaSettings
+from auditseal.transport.listen import check_plaintext
+from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.anchor import AnchorReceipt
 from auditseal.verifier.anchoring import ChainUnavailableError
 from auditseal.verifier.errors import FormatError, VerifierError
@@ -628,6 +631,7 @@ Exit codes: 0 no alert, 1 alerts raised (with --once or --idle-exit), 2 usage er
     help="Seconds one POST may take.",
 )
 @metrics_listen_option(f"127.0.0.1:{DEFAULT_METRICS_PORT}")
+@server_tls_options("the metrics endpoint")
 @click.option("--metrics-port", type=click.IntRange(min=0, max=65535), hidden=True)
 @click.option(
     "--from-beginning/--from-now",
@@ -697,6 +701,8 @@ def monitor(
     webhook_timeout: float,
     metrics_listen: tuple[str, int] | None,
     metrics_port: int | None,
+    tls: ServerTLS | None,
+    insecure_plaintext: bool,
     from_beginning: bool,
     state_path: Path | None,
     reset_state: bool,
@@ -704,6 +710,15 @@ def monitor(
     once: bool,
     idle_exit: float | None,
 ) -> None:
+    if metrics_port is not None:  # the old spelling, kept hidden for one release
+        warn_alias("--metrics-port PORT", "--metrics-listen 127.0.0.1:PORT (or off)")
+        metrics_listen = ("127.0.0.1", metrics_port) if metrics_port else None
+    if metrics_listen is None and tls is not None:
+        fail("--tls-cert: the metrics endpoint is off (--metrics-listen off)", 2)
+    if metrics_listen is not None:  # refused (exit 2) before anything starts
+        check_plaintext(metrics_listen, tls, insecure_plaintext, "the metrics endpoint")
+        if tls is not None:
+            tls.context()
     if not log_keys:
         fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
     try:
@@ -807,15 +822,12 @@ def monitor(
     consumer.assign(assignment)
 
     metrics = Metrics()
-    if metrics_port is not None:  # the old spelling, kept hidden for one release
-        warn_alias("--metrics-port PORT", "--metrics-listen 127.0.0.1:PORT (or off)")
-        metrics_listen = ("127.0.0.1", metrics_port) if metrics_port else None
     if metrics_listen is not None:
-        from prometheus_client import start_http_server
+        from auditseal.transport.listen import serve_metrics
 
         host, port = metrics_listen
         try:
-            start_http_server(port, host, registry=metrics.registry)
+            serve_metrics(metrics_listen, metrics.registry, tls, insecure_plaintext)
         except OSError as exc:
             fail(f"--metrics-listen {host}:{port}: {exc.strerror}", 2)
     producer = (

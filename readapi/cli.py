@@ -85,6 +85,7 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
     from auditseal.readapi.app import make_app
+    from auditseal.store.database import public_location
     from auditseal.transport.listen import serve_app, url
     from auditseal.transport.readers import SETUP_ERRORS, read_server
 
@@ -106,7 +107,7 @@ def serve(
     app = make_app(store, access=server.access, hosts=server.hosts, entry_max_age_s=entry_max_age)
     for note in server.notes:
         click.echo(f"auditseal serve: {note}", err=True)
-    click.echo(f"auditseal read API on {url(listen, tls)} serving {store}")
+    click.echo(f"auditseal read API on {url(listen, tls)} serving {public_location(store)}")
     serve_app(app, listen, tls)
 
 

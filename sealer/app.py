@@ -36,6 +36,7 @@ from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.model import Record
 from auditseal.transport.kafka_settings import KafkaSettings
+from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
@@ -58,6 +59,8 @@ class WorkerConfig:
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)
     # --kafka-config: aiokafka settings for Faust, librdkafka properties for the probe
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    metrics_tls: ServerTLS | None = None
+    metrics_insecure_plaintext: bool = False
 
 
 class _Worker:
@@ -330,10 +333,14 @@ def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker
     @app.task  # type: ignore[untyped-decorator]
     async def serve_metrics() -> None:
         if config.metrics_listen is not None:
-            from prometheus_client import start_http_server
+            from auditseal.transport.listen import serve_metrics
 
-            host, port = config.metrics_listen
-            start_http_server(port, host, registry=worker.metrics.registry)
+            serve_metrics(
+                config.metrics_listen,
+                worker.metrics.registry,
+                config.metrics_tls,
+                config.metrics_insecure_plaintext,
+            )
 
     @app.agent(events_topic, name="auditseal-seal")
     async def seal(stream: Any) -> None:

@@ -24,6 +24,7 @@ from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
+from auditseal.store.files import private_dir, write_atomic
 from auditseal.store.fsck import check_log
 from auditseal.store.model import Record
 from auditseal.verifier.note import NoteVerifier
@@ -51,14 +52,14 @@ def keygen(name: str, out: Path, as_json: bool) -> None:
     """
     signer = Signer.generate(name)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        private_dir(out)
     except OSError as exc:
         raise InputError(f"{out}: cannot create directory: {exc.strerror}") from exc
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     key_path, pub_path = out / f"{stem}.key", out / f"{stem}.pub"
     signer.write_private_file(key_path)
     vkey = signer.verifier.to_string()
-    pub_path.write_text(vkey + "\n", encoding="utf-8")
+    write_atomic(pub_path, (vkey + "\n").encode())
     emit(as_json, {"name": name, "key_file": str(key_path), "verifier_key": vkey}, vkey)
 
 
@@ -261,4 +262,4 @@ def log_purge(store: Location) -> None:
     """Move the WAL into the database file and truncate it (after a redaction that could not)."""
     with BlockStore.open(store) as db:
         db.purge_wal()
-    click.echo(f"{store}: WAL purged")
+        click.echo(f"{db.location}: WAL purged")

@@ -12,11 +12,16 @@ from auditseal.cli.options import (
     kafka_config_option,
     metrics_listen_option,
     sealed_topic_option,
+    server_tls_options,
     signing_key_option,
     store_option,
 )
+from auditseal.cli.output import fail
 from auditseal.store.database import Location
+from auditseal.store.files import private_dir
 from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
+from auditseal.transport.listen import check_plaintext
+from auditseal.transport.tls import ServerTLS
 
 
 @click.command()
@@ -61,6 +66,7 @@ from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
     show_default=True,
 )
 @metrics_listen_option("127.0.0.1:9464")
+@server_tls_options("the metrics endpoint")
 @click.option(
     "--session-timeout",
     type=click.FloatRange(1),
@@ -88,6 +94,8 @@ def seal(
     group: str,
     state_dir: Path,
     metrics_listen: tuple[str, int] | None,
+    tls: ServerTLS | None,
+    insecure_plaintext: bool,
     session_timeout: float,
     log_level: str,
 ) -> None:
@@ -110,6 +118,12 @@ def seal(
     except KafkaConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--kafka-config'") from None
     Signer.from_file(key_file)  # fail now, with one line, rather than inside the worker
+    if metrics_listen is None and tls is not None:
+        fail("--tls-cert: the metrics endpoint is off (--metrics-listen off)", 2)
+    if metrics_listen is not None:  # refused now (exit 2), not inside the worker
+        check_plaintext(metrics_listen, tls, insecure_plaintext, "the metrics endpoint")
+        if tls is not None:
+            tls.context()
     config = WorkerConfig(
         bootstrap=bootstrap or endpoints()[0],
         store_path=store,
@@ -122,7 +136,9 @@ def seal(
         session_timeout_s=session_timeout,
         metrics_listen=metrics_listen,
         kafka=kafka_settings,
+        metrics_tls=tls,
+        metrics_insecure_plaintext=insecure_plaintext,
     )
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)  # Faust keeps its data here
     app, _ = create_app(config, triage)
     Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()

@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from auditseal.store.errors import StoreError
+from auditseal.verifier.urls import public_url
 
-__all__ = ["ROLES", "Cursor", "Database", "Location", "is_url", "may_exist", "open_database"]
+__all__ = [
+    "ROLES",
+    "Cursor",
+    "Database",
+    "Location",
+    "is_url",
+    "may_exist",
+    "open_database",
+    "public_location",
+]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -31,6 +41,11 @@ Location = str | Path
 def is_url(location: Location) -> bool:
     """True if ``location`` names a PostgreSQL store rather than a SQLite file."""
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def public_location(location: Location) -> str:
+    """``location`` for messages: a URL without its password (user, host, port, database)."""
+    return public_url(str(location), names=True) if is_url(location) else str(location)
 
 
 def may_exist(location: Location) -> bool:

@@ -26,12 +26,12 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
 
 from auditseal.store.database import ROLES, Cursor, Database
 from auditseal.store.errors import StoreError
+from auditseal.verifier.urls import public_url, scrub
 
-__all__ = ["PostgresDatabase", "public_url"]
+__all__ = ["PostgresDatabase"]
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -245,17 +245,6 @@ def _grants() -> list[str]:
     ]
 
 
-def public_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql://(unreadable URL)"
-    user = f"{info['user']}@" if info.get("user") else ""
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
-
-
 class PostgresDatabase(Database):
     integrity_error = psycopg.IntegrityError
     error = psycopg.Error
@@ -266,7 +255,7 @@ class PostgresDatabase(Database):
     def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
         self._conn = conn
         self._url = url
-        self.location = public_url(url)
+        self.location = public_url(url, names=True)  # without its password
         self._sql: dict[str, str] = {}
         self._scans = itertools.count()
         self._leads: dict[str, psycopg.Connection[Any]] = {}  # name -> its lock's session
@@ -278,7 +267,9 @@ class PostgresDatabase(Database):
             if readonly:
                 conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
-            raise StoreError(f"{public_url(url)}: cannot connect: {_one_line(exc)}") from None
+            raise StoreError(
+                f"{public_url(url, names=True)}: cannot connect: {_one_line(exc, url)}"
+            ) from None
         db = cls(conn, url)
         if not create and db.is_empty():
             db.close()
@@ -326,7 +317,7 @@ class PostgresDatabase(Database):
             pg_errors.InsufficientPrivilege,
             pg_errors.ReadOnlySqlTransaction,
         ) as exc:
-            raise StoreError(f"{self.location}: cannot write: {_one_line(exc)}") from exc
+            raise StoreError(f"{self.location}: cannot write: {_one_line(exc, self._url)}") from exc
 
     def lock(self, name: str) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
@@ -336,7 +327,9 @@ class PostgresDatabase(Database):
         try:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=30)
         except psycopg.Error as exc:
-            raise StoreError(f"{self.location}: cannot connect: {_one_line(exc)}") from None
+            raise StoreError(
+                f"{self.location}: cannot connect: {_one_line(exc, self._url)}"
+            ) from None
         try:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -417,8 +410,8 @@ class PostgresDatabase(Database):
             self._conn.execute("VACUUM entries")
         except psycopg.Error as exc:
             raise StoreError(
-                f"{self.location}: cannot VACUUM entries ({_one_line(exc)}); the erased values "
-                "stay in dead row versions until the next autovacuum"
+                f"{self.location}: cannot VACUUM entries ({_one_line(exc, self._url)}); the erased "
+                "values stay in dead row versions until the next autovacuum"
             ) from exc
 
     def odd_entry(self, log_id: int, start: int, end: int) -> tuple[int, str, str] | None:
@@ -449,7 +442,9 @@ class PostgresDatabase(Database):
                 **_LEAD_TCP,
             )
         except psycopg.Error as exc:
-            raise StoreError(f"{self.location}: cannot connect: {_one_line(exc)}") from None
+            raise StoreError(
+                f"{self.location}: cannot connect: {_one_line(exc, self._url)}"
+            ) from None
         try:
             for setting, value in _LEAD_SERVER_TCP.items():  # the server's side of a lost host
                 conn.execute(f"SET {setting} = {value}")
@@ -458,7 +453,9 @@ class PostgresDatabase(Database):
             ).fetchone()
         except psycopg.Error as exc:
             conn.close()
-            raise StoreError(f"{self.location}: cannot take a lock: {_one_line(exc)}") from None
+            raise StoreError(
+                f"{self.location}: cannot take a lock: {_one_line(exc, self._url)}"
+            ) from None
         if not row or row[0] is not True:
             conn.close()
             return False
@@ -522,5 +519,6 @@ def _split(script: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def _one_line(exc: BaseException, url: str) -> str:
+    """psycopg's message on one line, without the password of ``url`` should it quote it."""
+    return scrub(" ".join(str(exc).split()), url, names=True)

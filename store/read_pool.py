@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from auditseal.store.blockstore import BlockStore
-from auditseal.store.database import Location, is_url
+from auditseal.store.database import Location, is_url, public_location
 from auditseal.store.errors import StoreError
 
 __all__ = ["ReadOnlyStores", "StoreUnavailable"]
@@ -31,9 +31,7 @@ class ReadOnlyStores:
         # without its password), longest first.
         names = {str(location)}
         if is_url(location):
-            from auditseal.store.postgres import public_url
-
-            names.add(public_url(str(location)))
+            names.add(public_location(location))
         else:
             names.add(str(Path(location).absolute()))
         self._names = sorted(names, key=len, reverse=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from auditseal.store.database import Cursor, Database
 from auditseal.store.errors import StoreError
+from auditseal.store.files import create_private
 
 __all__ = ["SqliteDatabase"]
 
@@ -191,7 +192,9 @@ class SqliteDatabase(Database):
             )
         try:
             if create and not readonly:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                # SQLite would create the file through the umask; its -wal, -shm and -journal
+                # files take the database file's mode, so an owner-only file keeps them so too.
+                create_private(path)
             uri = f"file:{path}?mode=ro" if readonly else f"file:{path}?mode=rwc"
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
             conn.execute("PRAGMA foreign_keys = ON")

@@ -18,6 +18,8 @@ __all__ = ["ServerTLS", "TLSConfigError", "peer_names"]
 class TLSConfigError(Exception):
     """A certificate, key or CA file that cannot be used; the message names the file."""
 
+    exit_code = 2  # cli/main.py prints the message as one line and exits with it
+
 
 @dataclass(frozen=True)
 class ServerTLS:

@@ -158,8 +158,12 @@ def add_token(
             raise TokenFileError("expiry: give a time zone (Z for UTC)")
         line += f" {_EXPIRES}{expires.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
     p = Path(path)
-    p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
+    for d in reversed(missing):  # each 0700 (mkdir's parents=True ignores the mode)
+        d.mkdir(mode=0o700, exist_ok=True)
+        d.chmod(0o700)  # and the umask takes bits from it
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(line + "\n")
     return token

@@ -15,13 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 from web3 import HTTPProvider, Web3
 from web3.exceptions import BlockNotFound, Web3Exception
 
 from auditseal.verifier.anchoring import AnchorFact, ChainAnchor, ChainUnavailableError
 from auditseal.verifier.errors import FormatError
+from auditseal.verifier.urls import public_url, scrub
 
 __all__ = ["ANCHORED_TOPIC0", "LOG_RANGE", "Web3AnchorReader", "load_abi", "read_anchored"]
 
@@ -75,12 +75,6 @@ def load_abi() -> list[dict[str, Any]]:
     return abi
 
 
-def _label(url: str) -> str:
-    """The endpoint without credentials or path, for messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.hostname else "endpoint"
-
-
 class Web3AnchorReader:
     """Read the AuditAnchor contract at ``contract_address`` through ``rpc_url``."""
 
@@ -94,7 +88,8 @@ class Web3AnchorReader:
     ) -> None:
         if not Web3.is_address(contract_address):
             raise FormatError(f"contract address {contract_address!r} is not an address")
-        self._label = _label(rpc_url)
+        self._url = rpc_url  # never shown: providers put API keys in the path or query
+        self._label = public_url(rpc_url)
         provider = HTTPProvider(
             rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
         )
@@ -110,9 +105,9 @@ class Web3AnchorReader:
         try:
             yield
         except (Web3Exception, OSError, ValueError) as exc:
-            raise ChainUnavailableError(
-                f"chain at {self._label}: {what} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            # web3 and requests quote the URL (its path and query) in their messages.
+            detail = scrub(f"{type(exc).__name__}: {exc}", self._url)
+            raise ChainUnavailableError(f"chain at {self._label}: {what} failed: {detail}") from exc
 
     def chain_id(self) -> int:
         with self._rpc("eth_chainId"):

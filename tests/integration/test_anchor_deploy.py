@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from auditseal.anchor.artifact import load_artifact
-from auditseal.anchor.chain_client import ChainClient, ChainKey, redact_url
+from auditseal.anchor.chain_client import ChainClient, ChainKey
 from auditseal.infra.processes import free_port
 
 pytestmark = pytest.mark.chain
@@ -226,17 +226,3 @@ def test_a_chain_key_shows_only_its_address():
     key = ChainKey.from_hex(DEV_KEY, "test")
     assert repr(key) == str(key) == f"ChainKey({DEV_ADDRESS})"
     assert not hasattr(key, "__dict__")
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("https://sepolia.infura.io/v3/0123abcd", "https://sepolia.infura.io/…"),
-        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-        ("http://127.0.0.1:8545/", "http://127.0.0.1:8545"),
-        ("https://rpc.example/?key=s3cret", "https://rpc.example/…"),
-        ("http://user:pw@host:1/", "http://host:1"),
-    ],
-)
-def test_rpc_urls_are_shown_without_path_query_or_credentials(url, shown):
-    assert redact_url(url) == shown
