@@ -245,6 +245,7 @@ def test_the_dashboard_shows_no_key(world: World, kafka_bootstrap: str, new_topi
             proc = subprocess.Popen(
                 [
                     *(*CLI, "dashboard", "--listen", f"127.0.0.1:{port}", "--store", "store.db"),
+                    "--no-auth",  # loopback: readers are not what this test is about
                     *("--bootstrap", kafka_bootstrap, "--sealed-topic", new_topic()),
                     *("--anchors-topic", new_topic(), "--alerts-topic", new_topic()),
                     *("--rpc", rpc, "--log-key", w.log_key, "--deployment", "deployment.json"),
@@ -329,7 +330,7 @@ def test_a_store_url_password_is_never_shown(world: World, pg_url: str) -> None:
     # The read API names the store it serves on its first line.
     port = free_port()
     proc = subprocess.Popen(
-        [*CLI, "serve", "--store", pg_url, "--listen", f"127.0.0.1:{port}"],
+        [*CLI, "serve", "--store", pg_url, "--listen", f"127.0.0.1:{port}", "--no-auth"],
         cwd=w.dir,
         env=w.env(),
         stdout=subprocess.PIPE,
