@@ -47,6 +47,7 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, TxReceipt
 
+from auditseal.anchor import keystore
 from auditseal.anchor.errors import (
     AnchorError,
     ChainIdMismatch,
@@ -57,6 +58,7 @@ from auditseal.anchor.errors import (
     KeyFileError,
     TransactionReverted,
 )
+from auditseal.anchor.keystore import Passphrase
 from auditseal.verifier.urls import public_url, scrub
 
 __all__ = [
@@ -98,14 +100,17 @@ def _gwei(wei: int) -> str:
 class ChainKey:
     """A secp256k1 private key that signs transactions. Its repr shows only the address.
 
-    Load it with ``from_file`` (a file holding ``0x`` + 64 hex digits, which MUST NOT be
-    accessible by group or others, as for the sealer's keys), ``from_env`` or ``load``.
+    Load it with ``from_file`` (an encrypted keystore, or a file holding ``0x`` + 64 hex
+    digits; either MUST NOT be accessible by group or others, as for the sealer's keys),
+    ``from_env`` or ``load``. ``plain_file`` names the file of a key read unencrypted from
+    disk (None for a keystore or the environment), for ``keystore.plain_key_warning``.
     """
 
-    __slots__ = ("_account",)
+    __slots__ = ("_account", "plain_file")
 
-    def __init__(self, account: LocalAccount) -> None:
+    def __init__(self, account: LocalAccount, plain_file: str | None = None) -> None:
         self._account = account
+        self.plain_file = plain_file
 
     def __repr__(self) -> str:
         return f"ChainKey({self.address})"
@@ -117,23 +122,37 @@ class ChainKey:
         return str(self._account.address)
 
     @classmethod
+    def generate(cls) -> ChainKey:
+        """A new random key (from the operating system's CSPRNG)."""
+        return cls(Account.create())
+
+    @classmethod
     def from_hex(cls, text: str, where: str) -> ChainKey:
         """Parse ``0x`` + 64 hex digits (surrounding whitespace allowed). ``where`` names the
         source in errors; the text itself never appears in them."""
         candidate = text.strip()
         if not _KEY_RE.fullmatch(candidate):
             raise KeyFileError(
-                f"{where}: not a hex private key (want 0x followed by 64 hex digits)"
+                f"{where}: not a hex private key (want 0x followed by 64 hex digits, or a "
+                "Web3 Secret Storage keystore)"
             )
+        return cls._from_bytes(bytes.fromhex(candidate.removeprefix("0x")), where)
+
+    @classmethod
+    def _from_bytes(cls, key: bytes, where: str) -> ChainKey:
         try:
-            account = Account.from_key(candidate)
+            account = Account.from_key(key)
         except Exception:  # the library's message may quote the key: say nothing about it
             raise KeyFileError(f"{where}: not a valid secp256k1 private key") from None
         return cls(account)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ChainKey:
-        """Load a key file; it MUST NOT be accessible by group or others (chmod 600)."""
+    def from_file(
+        cls, path: str | os.PathLike[str], passphrase: Passphrase | None = None
+    ) -> ChainKey:
+        """Load a key file: a keystore (a JSON object; opened with ``passphrase``, by default
+        ``$AUDITSEAL_KEY_PASSPHRASE``) or a plain hex key. Either MUST NOT be accessible by
+        group or others (chmod 600)."""
         p = Path(path)
         try:
             mode = p.stat().st_mode
@@ -147,7 +166,12 @@ class ChainKey:
             raise KeyFileError(f"{p}: cannot read key file: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise KeyFileError(f"{p}: not a hex private key (not text)") from None
-        return cls.from_hex(text, str(p))
+        if keystore.looks_like_keystore(text):
+            secret = keystore.decrypt(text, passphrase or keystore.Passphrase(), str(p))
+            return cls._from_bytes(secret, str(p))
+        key = cls.from_hex(text, str(p))
+        key.plain_file = str(p)
+        return key
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChainKey | None:
@@ -157,17 +181,26 @@ class ChainKey:
 
     @classmethod
     def load(
-        cls, key_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+        cls,
+        key_file: str | os.PathLike[str] | None,
+        environ: Mapping[str, str] | None = None,
+        passphrase: Passphrase | None = None,
     ) -> ChainKey:
-        """The key from ``key_file`` if given, else from ``$AUDITSEAL_CHAIN_KEY``."""
+        """The key from ``key_file`` if given (see ``from_file``), else from
+        ``$AUDITSEAL_CHAIN_KEY``."""
         if key_file is not None:
-            return cls.from_file(key_file)
+            return cls.from_file(key_file, passphrase or keystore.Passphrase(environ=environ))
         key = cls.from_env(environ)
         if key is None:
             raise KeyFileError(
-                f"no chain key: give --key FILE (mode 0600, 0x + 64 hex digits) or set ${ENV_KEY}"
+                "no chain key: give --key FILE (a keystore, or 0x + 64 hex digits; mode 0600) "
+                f"or set ${ENV_KEY}"
             )
         return key
+
+    def to_keystore(self, passphrase: str, *, kdf: str = "scrypt", light: bool = False) -> bytes:
+        """This key as a Web3 Secret Storage keystore under ``passphrase`` (JSON bytes)."""
+        return keystore.encrypt(bytes(self._account.key), passphrase, kdf=kdf, light=light)
 
     def sign(self, tx: TxParams) -> bytes:
         """The raw signed transaction (EIP-2718 envelope) for ``eth_sendRawTransaction``."""

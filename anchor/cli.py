@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -28,6 +28,9 @@ from auditseal.store.database import Location
 from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD
+
+if TYPE_CHECKING:
+    from auditseal.anchor.chain_client import ChainKey
 
 __all__ = ["anchor"]
 
@@ -79,8 +82,9 @@ _rpc_option = rpc_option(default=_default_rpc, default_help=RPC_DEFAULT_HELP, de
 
 
 def _chain_key_option(note: str) -> Callable[[F], F]:
-    """``--key``: a file holding a chain account's private key (not the log's signing key)."""
-    return click.option(
+    """``--key`` (a chain account's key, not the log's signing key: a keystore or a plain file)
+    and ``--key-passphrase-file``, the keystore's passphrase."""
+    key = click.option(
         "--key",
         "key_file",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -88,9 +92,114 @@ def _chain_key_option(note: str) -> Callable[[F], F]:
         envvar="AUDITSEAL_CHAIN_KEY_FILE",
         show_default=KEY_DEFAULT_HELP,
         show_envvar=True,
-        help=f"{note} A file holding it (0x + 64 hex digits), mode 0600; without it, "
-        "$AUDITSEAL_CHAIN_KEY holds the key.",
+        help=f"{note} A Web3 Secret Storage keystore (see `auditseal anchor keygen`) or a plain "
+        "file holding 0x + 64 hex digits (warned about outside the dev chain), mode 0600; "
+        "without it, $AUDITSEAL_CHAIN_KEY holds the key.",
     )
+
+    def both(f: F) -> F:
+        return key(_passphrase_option("Opens the --key keystore.")(f))
+
+    return both
+
+
+def _passphrase_option(note: str) -> Callable[[F], F]:
+    return click.option(
+        "--key-passphrase-file",
+        "passphrase_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="AUDITSEAL_KEY_PASSPHRASE_FILE",
+        show_envvar=True,
+        help=f"{note} A file (mode 0600) holding the keystore's passphrase (one trailing newline "
+        "is ignored); without it, $AUDITSEAL_KEY_PASSPHRASE holds it. Never on the command line.",
+    )
+
+
+def _load_key(key_file: Path | None, passphrase_file: Path | None) -> ChainKey:
+    from auditseal.anchor.chain_client import ChainKey
+    from auditseal.anchor.keystore import Passphrase
+
+    return ChainKey.load(key_file, passphrase=Passphrase(passphrase_file))
+
+
+def _warn_plain(key: ChainKey, chain_id: int) -> None:
+    from auditseal.anchor.keystore import plain_key_warning
+
+    warning = plain_key_warning(key.plain_file, chain_id)
+    if warning:
+        click.echo(f"auditseal: warning: {warning}", err=True)
+
+
+def _new_passphrase(passphrase_file: Path | None) -> str:
+    """The passphrase for a new keystore: the file, $AUDITSEAL_KEY_PASSPHRASE, else asked twice
+    on a terminal (never echoed)."""
+    import os
+    import sys
+
+    from auditseal.anchor.errors import KeyFileError
+    from auditseal.anchor.keystore import ENV_PASSPHRASE, Passphrase
+
+    if passphrase_file is not None or os.environ.get(ENV_PASSPHRASE):
+        return Passphrase(passphrase_file).read("the new keystore")
+    if not sys.stdin.isatty():
+        raise KeyFileError(
+            f"no passphrase for the new keystore: pass --key-passphrase-file FILE (mode 0600) "
+            f"or set ${ENV_PASSPHRASE}"
+        )
+    passphrase = str(
+        click.prompt("Passphrase for the new keystore", hide_input=True, confirmation_prompt=True)
+    )
+    if not passphrase:
+        raise KeyFileError("the passphrase is empty")
+    return passphrase
+
+
+def _write_keystore(
+    key: ChainKey, out: Path, passphrase: str, kdf: str, light: bool, force: bool
+) -> None:
+    from auditseal.anchor.errors import InputError
+    from auditseal.store.files import write_atomic
+
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory")
+    if out.exists() and not force:
+        raise InputError(f"{out}: exists; pass --force to replace it or choose another --out")
+    try:
+        write_atomic(out, key.to_keystore(passphrase, kdf=kdf, light=light))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write keystore: {exc.strerror or exc}") from None
+
+
+def _keystore_options(f: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--out",
+                type=click.Path(dir_okay=False, path_type=Path),
+                required=True,
+                help="The keystore file to write (mode 0600, its folders 0700).",
+            ),
+            _passphrase_option("The new keystore's passphrase; asked on a terminal without it."),
+            click.option(
+                "--kdf",
+                type=click.Choice(["scrypt", "pbkdf2"]),
+                default="scrypt",
+                show_default=True,
+                help="Key derivation (both standard; scrypt also costs memory to guess).",
+            ),
+            click.option(
+                "--light-kdf",
+                is_flag=True,
+                help="A cheap key derivation (scrypt N=4096, as geth's --lightkdf): quick to "
+                "open and quick to guess; for throwaway keys only.",
+            ),
+            click.option("--force", is_flag=True, help="Replace an existing --out."),
+            json_option,
+        ]
+    ):
+        f = option(f)
+    return f
 
 
 @click.group("anchor")
@@ -155,6 +264,7 @@ def anchor() -> None:
 def deploy(
     rpc_url: str,
     key_file: Path | None,
+    passphrase_file: Path | None,
     out: Path,
     anchorers: tuple[str, ...],
     chain_id: int | None,
@@ -173,13 +283,14 @@ def deploy(
     """
     from auditseal.anchor import deploy as deployment
     from auditseal.anchor.artifact import load_artifact
-    from auditseal.anchor.chain_client import ChainClient, ChainKey, gwei_to_wei
+    from auditseal.anchor.chain_client import ChainClient, gwei_to_wei
 
-    key = ChainKey.load(key_file)
+    key = _load_key(key_file, passphrase_file)
     extra = deployment.checksummed(anchorers)
     deployment.check_writable(out, overwrite=force)
     artifact = load_artifact()
     client = ChainClient.connect(rpc_url, expected_chain_id=chain_id)
+    _warn_plain(key, client.chain_id)
     record = deployment.deploy(
         client,
         key,
@@ -284,6 +395,7 @@ def run(
     deployment: Path,
     rpc_url: str,
     key_file: Path | None,
+    passphrase_file: Path | None,
     interval: float,
     confirmations: int,
     max_fee_gwei: float | None,
@@ -319,7 +431,7 @@ def run(
 
     from auditseal.anchor import deploy as deployments
     from auditseal.anchor.artifact import load_artifact
-    from auditseal.anchor.chain_client import ChainKey, gwei_to_wei
+    from auditseal.anchor.chain_client import gwei_to_wei
     from auditseal.anchor.errors import InputError
     from auditseal.anchor.service import (
         AnchorService,
@@ -340,8 +452,9 @@ def run(
             tls.context()
     elif tls is not None:
         raise InputError("--tls-cert: no metrics endpoint (--metrics-listen off, or --once)")
-    key = ChainKey.load(key_file)
+    key = _load_key(key_file, passphrase_file)
     record = deployments.read_record(deployment)
+    _warn_plain(key, record.chain_id)
     artifact = load_artifact()
     options = ServiceOptions(
         confirmations=confirmations,
@@ -409,3 +522,176 @@ def run(
             f"{result.root.hex() if result.root else '-'}, tx {result.tx_hash}, block "
             f"{result.block_number}, gas {result.gas_used}"
         )
+
+
+@anchor.command("keygen")
+@_keystore_options
+def keygen(
+    out: Path, passphrase_file: Path | None, kdf: str, light_kdf: bool, force: bool, as_json: bool
+) -> None:
+    """Make a new chain account and write its key as an encrypted keystore; print its address.
+
+    The key never leaves the keystore: fund the address, then have the contract owner run
+    `auditseal anchor authorise --anchorer ADDRESS` (docs/ANCHORING.md, The anchor key).
+    """
+    from auditseal.anchor.chain_client import ChainKey
+
+    passphrase = _new_passphrase(passphrase_file)
+    key = ChainKey.generate()
+    _write_keystore(key, out, passphrase, kdf, light_kdf, force)
+    _report_keystore(key, out, kdf, light_kdf, as_json)
+
+
+@anchor.command("import-key")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The plain key file to encrypt (0x + 64 hex digits, mode 0600). It is left in place: "
+    "delete it (shred -u) once the keystore works.",
+)
+@_keystore_options
+def import_key(
+    key_file: Path,
+    out: Path,
+    passphrase_file: Path | None,
+    kdf: str,
+    light_kdf: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Encrypt a plain chain key file into a keystore; print its address."""
+    from auditseal.anchor.chain_client import ChainKey
+    from auditseal.anchor.errors import KeyFileError
+    from auditseal.anchor.keystore import looks_like_keystore
+
+    try:
+        head = key_file.read_text(encoding="utf-8", errors="replace")[:64]
+    except OSError:
+        head = ""  # from_file says why, naming the file
+    if looks_like_keystore(head):
+        raise KeyFileError(f"{key_file}: is a keystore already: nothing to import")
+    key = ChainKey.from_file(key_file)
+    passphrase = _new_passphrase(passphrase_file)
+    _write_keystore(key, out, passphrase, kdf, light_kdf, force)
+    _report_keystore(key, out, kdf, light_kdf, as_json)
+
+
+def _report_keystore(key: ChainKey, out: Path, kdf: str, light: bool, as_json: bool) -> None:
+    from auditseal.cli.output import emit
+
+    emit(
+        as_json,
+        {"address": key.address, "keystore": str(out), "kdf": kdf, "light_kdf": light},
+        f"keystore {out} (mode 0600, {kdf}{', light' if light else ''}) holds the key of "
+        f"{key.address}",
+    )
+
+
+def _anchorer_command(name: str, authorise: bool, doc: str) -> None:
+    @anchor.command(name, help=doc)
+    @click.option(
+        "--anchorer",
+        required=True,
+        metavar="ADDRESS",
+        help="The account to " + ("authorise." if authorise else "revoke."),
+    )
+    @click.option(
+        "--deployment",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_RECORD,
+        envvar=ENV_RECORD,
+        show_default=True,
+        show_envvar=True,
+        help="Deployment record of the contract (its chain id is checked against --rpc).",
+    )
+    @_rpc_option
+    @_chain_key_option("The contract owner's key.")
+    @click.option(
+        "--max-fee-gwei",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Cap on the EIP-1559 max fee per gas; a base fee above it is exit 3 (retry later).",
+    )
+    @click.option(
+        "--confirmations",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Blocks to wait for, counting the one that includes the transaction.",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=180.0,
+        show_default=True,
+        help="Seconds to wait for the receipt and confirmations.",
+    )
+    @json_option
+    def command(
+        anchorer: str,
+        deployment: Path,
+        rpc_url: str,
+        key_file: Path | None,
+        passphrase_file: Path | None,
+        max_fee_gwei: float | None,
+        confirmations: int,
+        timeout: float,
+        as_json: bool,
+    ) -> None:
+        from auditseal.anchor import deploy as deployments
+        from auditseal.anchor.anchorers import set_anchorer
+        from auditseal.anchor.artifact import load_artifact
+        from auditseal.anchor.chain_client import ChainClient, gwei_to_wei
+        from auditseal.cli.output import emit
+
+        address = deployments.checksummed([anchorer])[0]
+        key = _load_key(key_file, passphrase_file)
+        record = deployments.read_record(deployment)
+        artifact = load_artifact()
+        client = ChainClient.connect(rpc_url, expected_chain_id=record.chain_id)
+        _warn_plain(key, client.chain_id)
+        change = set_anchorer(
+            client,
+            key,
+            record,
+            artifact,
+            address,
+            authorise=authorise,
+            max_fee_cap=gwei_to_wei(max_fee_gwei) if max_fee_gwei is not None else None,
+            timeout=timeout,
+            confirmations=confirmations,
+        )
+        done = "authorised" if authorise else "revoked"
+        where = f"on {record.address} (chain {record.chain_id})"
+        text = (
+            f"{address} {done} {where}: tx {change.tx_hash}, block {change.block_number}, "
+            f"gas {change.gas_used}"
+            if change.tx_hash
+            else f"{address} is already {'an anchorer' if authorise else 'not an anchorer'} "
+            f"{where}: nothing sent"
+        )
+        emit(as_json, change.to_json(), text)
+
+
+_anchorer_command(
+    "authorise",
+    True,
+    """Authorise an account to anchor (the contract owner's key signs).
+
+    Nothing is sent if it is already an anchorer. Exit codes: 0 done or nothing to do, 2 the
+    key is not the owner's, a bad address, key or record, 3 the chain unavailable.
+    """,
+)
+_anchorer_command(
+    "revoke",
+    False,
+    """Stop an account from anchoring (the contract owner's key signs).
+
+    Its past anchors stay valid (verifiers check authorisation as of each anchor's block); the
+    contract refuses its next ones. Nothing is sent if it is not an anchorer. Exit codes: 0
+    done or nothing to do, 2 the key is not the owner's, a bad address, key or record, 3 the
+    chain unavailable.
+    """,
+)
