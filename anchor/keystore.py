@@ -160,7 +160,8 @@ def decrypt(text: str, passphrase: Passphrase, where: str) -> bytes:
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
             raise KeyFileError(
-                f"{where}: wrong passphrase (from {passphrase.source}) for this keystore"
+                f"{where}: wrong passphrase (from {passphrase.source}), or the keystore was "
+                "altered: its MAC does not match"
             ) from None
         raise _malformed(where, f"cannot decrypt it ({type(exc).__name__})") from None
     except Exception as exc:  # eth-keyfile's KeyErrors, TypeErrors on odd kdfparams: no details

@@ -497,6 +497,14 @@ class AnchorService:
                 # The gas estimate saw the seq taken since our rootOf: nothing was sent.
                 skipped.append(seq)
                 return None
+            if exc.tx_hash is None and exc.error_name == "NotAnchorer":
+                # Revoked since the start-up check: the contract refuses, nothing was sent.
+                d = self.deployment
+                raise NotAuthorised(
+                    f"account {self.key.address} is no longer an anchorer of {d.address} on "
+                    f"chain {d.chain_id} (revoked by the owner {d.owner}?): the contract "
+                    f"refuses anchor {seq}; nothing was sent"
+                ) from None
             # Mined but reverted: rootOf(seq) was written between our last check and the
             # inclusion. Recover it at the next attempt (it may be ours, sent earlier).
             if exc.tx_hash is None:

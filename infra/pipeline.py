@@ -9,6 +9,12 @@ the working directory (``.auditseal/store.db``, ``.auditseal/anchor/deployment.j
 The sealer's signing key is ``sealer.key`` next to the state file, made on first use; its
 verifier key (``sealer.pub``) is what the monitor and dashboard pin.
 
+The anchor service signs with an account of its own, not the dev account that owns the
+contract: its key is the encrypted keystore ``anchor.keystore.json`` next to the state file
+(made on first use, light scrypt: a throwaway key), opened with the random passphrase in
+``anchor.passphrase`` (0600); each start funds it from the dev account and has the owner
+authorise it (both only when needed: Anvil forgets everything when it stops).
+
 The dashboard requires a read token like any other (docs/DASHBOARD.md): each time it starts, a
 fresh one replaces the last in ``dashboard-tokens`` next to the state file, and the token itself
 is kept in ``dashboard.token`` (0600, beside the sealer's key and the store, which its user can
@@ -35,6 +41,7 @@ __all__ = [
     "PipelineOptions",
     "auditseal_argv",
     "dashboard_login",
+    "ensure_anchor_key",
     "ensure_sealer_key",
     "start",
     "stop",
@@ -44,6 +51,9 @@ PIPELINE = ("sealer", "anchor", "monitor", "dashboard")
 """Start order: the sealer first, so blocks exist for the rest to follow."""
 DASHBOARD_TOKENS = "dashboard-tokens"
 DASHBOARD_TOKEN = "dashboard.token"
+ANCHOR_KEYSTORE = "anchor.keystore.json"
+ANCHOR_PASSPHRASE = "anchor.passphrase"
+ANCHOR_FUNDS = 10 * 10**18  # wei the dev account gives the anchor account (Anvil's hold 10000 ETH)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,44 @@ def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
     return key_file, verifier
 
 
+def ensure_anchor_key(dev: DevState, state_dir: Path, timeout: float = 60.0) -> tuple[Path, Path]:
+    """The anchor service's keystore and passphrase file next to the state file (made on first
+    use), its account funded by the dev account and authorised on the dev contract; returns
+    (keystore, passphrase file)."""
+    import secrets
+
+    from auditseal.anchor import deploy as deployments
+    from auditseal.anchor.anchorers import set_anchorer
+    from auditseal.anchor.artifact import load_artifact
+    from auditseal.anchor.chain_client import ChainClient, ChainKey
+    from auditseal.anchor.keystore import Passphrase
+
+    assert dev.rpc_url is not None and dev.chain_key is not None and dev.deployment is not None
+    keystore_file = state_dir / ANCHOR_KEYSTORE
+    passphrase_file = state_dir / ANCHOR_PASSPHRASE
+    passphrase = Passphrase(passphrase_file)
+    if keystore_file.exists() and passphrase_file.exists():
+        key = ChainKey.from_file(keystore_file, passphrase)
+    else:
+        write_atomic(passphrase_file, (secrets.token_urlsafe(24) + "\n").encode())
+        key = ChainKey.generate()
+        write_atomic(
+            keystore_file, key.to_keystore(passphrase.read(str(keystore_file)), light=True)
+        )
+    owner = ChainKey.from_file(dev.chain_key)
+    record = deployments.read_record(dev.deployment)
+    client = ChainClient.connect(dev.rpc_url, expected_chain_id=record.chain_id)
+    if client.balance(key.address) < ANCHOR_FUNDS // 2:
+        client.transact(
+            owner, {"to": key.address, "value": ANCHOR_FUNDS}, what="funding the anchor account",
+            gas=21_000, timeout=timeout,
+        )  # fmt: skip
+    set_anchorer(
+        client, owner, record, load_artifact(), key.address, authorise=True, timeout=timeout
+    )
+    return keystore_file, passphrase_file
+
+
 def _new_dashboard_token(state_dir: Path) -> Path:
     """A fresh read token for the dev dashboard, replacing the last; its tokens file."""
     from auditseal.transport.tokens import add_token
@@ -102,7 +150,14 @@ def dashboard_login(state_dir: Path, address: str) -> str | None:
     return f"{address}#token={token}" if token else None
 
 
-def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOptions) -> list[str]:
+def _argv(
+    kind: str,
+    dev: DevState,
+    key_file: Path,
+    log_key: str,
+    o: PipelineOptions,
+    anchor_key: tuple[Path, Path] | None = None,
+) -> list[str]:
     assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
     common = ["--bootstrap", dev.bootstrap]
     chain = ["--rpc", dev.rpc_url]
@@ -114,8 +169,15 @@ def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOpt
             *("--log-level", "warn", *metrics),
         ]
     if kind == "anchor":
+        # Its own keystore; the dev account's plain key only when the contract is not the dev
+        # stack's (then nobody here can authorise another account).
+        key = (
+            ("--key", str(anchor_key[0]), "--key-passphrase-file", str(anchor_key[1]))
+            if anchor_key
+            else ("--key", dev.chain_key)
+        )
         return [
-            *("anchor", "run", "--key", dev.chain_key, *chain, *common),
+            *("anchor", "run", *key, *chain, *common),
             *("--interval", str(o.anchor_interval), *metrics),
         ]
     if kind == "monitor":
@@ -159,7 +221,10 @@ def start(
                 continue
             if kind == "dashboard":
                 _new_dashboard_token(state_dir)
-            argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
+            anchor_key = None
+            if kind == "anchor" and dev.deployment is not None and dev.contract is not None:
+                anchor_key = ensure_anchor_key(dev, state_dir, timeout)
+            argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options, anchor_key)]
             log = state_dir / f"{kind}.log"
             # The dev PostgreSQL store, if any, through the environment (no secret in argv);
             # the dev broker is plaintext on loopback: a production --kafka-config is not for it.
