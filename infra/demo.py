@@ -141,17 +141,19 @@ def _tamper(source: Path, target: Path) -> tuple[str, int, int]:
     return origin, number, index
 
 
-def _gas(rpc: str, tx_hashes: list[str]) -> tuple[int, int]:
-    """(gas used, wei paid) by the anchor transactions, read from the chain."""
+def _gas(rpc: str, tx_hashes: list[str]) -> tuple[int, int, list[str]]:
+    """(gas used, wei paid, senders) of the anchor transactions, read from the chain."""
     from web3 import Web3
 
     w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
     gas = wei = 0
+    senders: set[str] = set()
     for tx in tx_hashes:
         receipt = w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
         gas += int(receipt["gasUsed"])
         wei += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-    return gas, wei
+        senders.add(str(receipt["from"]))
+    return gas, wei, sorted(senders)
 
 
 def _alerts(log: Path) -> list[dict[str, Any]]:
@@ -295,6 +297,7 @@ def demo(
 
         d.step("6. summary")
         summary.update(_summarise(workdir / STORE, dev.rpc_url))
+        summary["anchor_key"] = _anchor_key(dev)
         alerts = _alerts(state_dir / "monitor.log")
         summary.update(
             monitor_alerts=len(alerts),
@@ -327,8 +330,9 @@ def _summarise(path: Path, rpc: str) -> dict[str, Any]:
         entries = sum(store.size(o) for o in logs)
         blocks = sum(1 for o in logs for _ in store.blocks(o))
         txs = [a.tx_hash for a in store.anchors(status="confirmed")]
-    gas, wei = _gas(rpc, txs)
+    gas, wei, senders = _gas(rpc, txs)
     return {
+        "anchorers": senders,
         "events_sealed": entries,
         "logs": len(logs),
         "blocks": blocks,
@@ -336,6 +340,12 @@ def _summarise(path: Path, rpc: str) -> dict[str, Any]:
         "gas_used": gas,
         "eth_spent": wei / 10**18,
     }
+
+
+def _anchor_key(dev: state.DevState) -> str | None:
+    """The key file the demo's anchor service was started with (its keystore)."""
+    argv = next((s.argv for s in dev.pipeline if s.kind == "anchor" and s.argv), [])
+    return argv[argv.index("--key") + 1] if "--key" in argv else None
 
 
 def _print_summary(d: Demo, s: dict[str, Any], as_json: bool) -> None:
@@ -349,6 +359,7 @@ def _print_summary(d: Demo, s: dict[str, Any], as_json: bool) -> None:
             f"{s['anchors']} transactions, {s['gas_used']:,} gas "
             f"({s['eth_spent']:.6f} ETH on the dev chain)",
         ),
+        ("anchor key", f"{s['anchor_key']} (account {', '.join(s['anchorers'])})"),
         ("verify --all", s["verify_all"]),
         ("tampered copy", s["tampered_verdict"]),
         ("monitor alerts", str(s["monitor_alerts"])),

@@ -16,6 +16,7 @@ from auditseal.infra.processes import is_alive
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(600)]
 AUDITSEAL = str(Path(sys.executable).parent / "auditseal")
+ANVIL_DEV_ACCOUNT = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # owns the contract
 
 
 def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path):
@@ -41,6 +42,9 @@ def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path):
     assert summary["events_sent"] == summary["events_sealed"] == 3000
     assert summary["anchors"] >= 1 and summary["gas_used"] >= 48_000 * summary["anchors"]
     assert summary["verify_all"] == "VALID"
+    # The anchor service signs from an encrypted keystore, with an account of its own.
+    assert summary["anchor_key"].endswith("anchor.keystore.json")
+    assert len(summary["anchorers"]) == 1 and summary["anchorers"][0] != ANVIL_DEV_ACCOUNT
     assert summary["tampered_verdict"] == "INVALID: check 1 (entries) failed"
     assert summary["monitor_alerts"] == 0 and summary["dashboard"].startswith("http://127.0.0.1:")
     # Nothing is left running: the state file is gone and every process it named is gone.
