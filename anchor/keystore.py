@@ -21,7 +21,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
@@ -180,12 +180,8 @@ def encrypt(key: bytes, passphrase: str, *, kdf: str = "scrypt", light: bool = F
     """The keystore JSON (UTF-8, newline-terminated) holding ``key`` under ``passphrase``."""
     if kdf not in KDFS:
         raise ValueError(f"kdf {kdf!r}: want one of {KDFS}")
-    data = Account.encrypt(
-        key,
-        passphrase,
-        kdf=kdf,
-        iterations=_LIGHT[kdf] if light else None,  # type: ignore[arg-type]
-    )
+    name: Literal["scrypt", "pbkdf2"] = "scrypt" if kdf == "scrypt" else "pbkdf2"
+    data = Account.encrypt(key, passphrase, kdf=name, iterations=_LIGHT[kdf] if light else None)
     return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 

@@ -94,6 +94,8 @@ def ensure_anchor_key(dev: DevState, state_dir: Path, timeout: float = 60.0) -> 
     (keystore, passphrase file)."""
     import secrets
 
+    from web3.types import TxParams, Wei
+
     from auditseal.anchor import deploy as deployments
     from auditseal.anchor.anchorers import set_anchorer
     from auditseal.anchor.artifact import load_artifact
@@ -116,10 +118,10 @@ def ensure_anchor_key(dev: DevState, state_dir: Path, timeout: float = 60.0) -> 
     record = deployments.read_record(dev.deployment)
     client = ChainClient.connect(dev.rpc_url, expected_chain_id=record.chain_id)
     if client.balance(key.address) < ANCHOR_FUNDS // 2:
+        funding: TxParams = {"to": key.address, "value": Wei(ANCHOR_FUNDS)}
         client.transact(
-            owner, {"to": key.address, "value": ANCHOR_FUNDS}, what="funding the anchor account",
-            gas=21_000, timeout=timeout,
-        )  # fmt: skip
+            owner, funding, what="funding the anchor account", gas=21_000, timeout=timeout
+        )
     set_anchorer(
         client, owner, record, load_artifact(), key.address, authorise=True, timeout=timeout
     )
