@@ -65,6 +65,7 @@ class LogReplay:
         self.history = (
             history if history is not None else KeyHistory(KeySet.of(self.verifiers), origin)
         )
+        self._history = self.history
         self.compact = compact.copy() if compact is not None else CompactRange()
         self.prev = prev
         self.last_position = last_position
@@ -111,7 +112,11 @@ class LogReplay:
         if calculated != header.root:  # 4
             raise RootMismatchError(f"{where}: tree root", header.root, calculated)
 
-        checkpoint = self.open_checkpoint(block.checkpoint, history)  # 5
+        self._history = history  # what open_checkpoint checks this block's checkpoint against
+        try:
+            checkpoint = self.open_checkpoint(block.checkpoint)  # 5
+        finally:
+            self._history = self.history
         if (checkpoint.origin, checkpoint.size, checkpoint.root) != (
             self.origin,
             header.end,
@@ -124,13 +129,13 @@ class LogReplay:
             )
 
         self.compact, self.prev, self.last_position = compact, header, last
-        self.history = history
+        self.history = self._history = history
         return BlockResult(header, checkpoint, tuple(redacted))
 
-    def open_checkpoint(self, raw_note: str, history: KeyHistory | None = None) -> Checkpoint:
+    def open_checkpoint(self, raw_note: str) -> Checkpoint:
         """Step 5's opening of a block's signed checkpoint: with a pinned (or followed) key,
         one the log declares at its size (LogKeyError otherwise)."""
-        history = history if history is not None else self.history
+        history = self._history
         checkpoint = open_checkpoint(raw_note, history.trusted_keys())
         if not history.trivial:
             history.check_signers(raw_note, checkpoint)
