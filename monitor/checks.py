@@ -74,7 +74,7 @@ from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.origin import generation_origin, split_generation
 from auditseal.verifier.redaction import open_record
 from auditseal.verifier.replay import LogReplay
-from auditseal.verifier.rotation import KeyRotation, is_rotation_value
+from auditseal.verifier.rotation import KeyRotation, RotationError, is_rotation_value
 from auditseal.verifier.sealed import EntryItem
 
 __all__ = [
@@ -366,7 +366,7 @@ def block_digest(block: SealedBlock) -> bytes:
 
 
 def _kind_of(exc: VerifierError) -> str:
-    if isinstance(exc, SignatureError):
+    if isinstance(exc, (SignatureError, RotationError)):  # a key the pins do not vouch for
         return "bad_signature"
     if isinstance(exc, ChainError):
         return "chain_break"

@@ -267,7 +267,7 @@ def test_a_record_naming_one_key_while_checkpoints_are_signed_by_another():
 
 def test_attack_c_the_rotation_record_erased():
     blocks = rotated_log().blocks
-    index, entry = 3, blocks[1].entries[0]
+    entry = blocks[1].entries[0]
     blocks[1] = dataclasses.replace(blocks[1], entries=(entry.redact(),))
     result = audit(blocks, KeySet.of([OLD.verifier]))
     assert result.exit_code == 1
