@@ -148,6 +148,8 @@ class LogAudit:
     last_block: int | None = None
     redactions: tuple[dict[str, Any], ...] = ()
     """Each redaction the log proves: erased leaf, record leaf, actor, reason, time."""
+    rotations: tuple[dict[str, Any], ...] = ()
+    """Each key rotation the log holds: record leaf, old and new key, from and until sizes."""
 
     @property
     def exit_code(self) -> int:
@@ -178,6 +180,7 @@ class LogAudit:
             "entries": self.entries,
             "redacted": self.redacted,
             "redactions": list(self.redactions),
+            "key_rotations": list(self.rotations),
             "size": self.size,
             "anchored_size": self.anchored_size,
             "pending": self.pending,
@@ -196,6 +199,11 @@ class LogAudit:
             f"  redacted: leaf {r['index']} by {r['actor']!r} at {r['time']}, reason "
             f"{r['reason']!r} (record at leaf {r['record_index']})"
             for r in self.redactions
+        )
+        lines.extend(
+            f"  key rotation: leaf {r['index']}: {r['old']} -> {r['new']} from size "
+            f"{r['from_size']}, the old key until size {r['until']}"
+            for r in self.rotations
         )
         lines.extend(f"  {p.render()}" for p in self.problems)
         if self.anchor is not None:
@@ -586,6 +594,17 @@ class LogAuditor:
             pending=pending,
             last_block=self._last_number,
             redactions=tuple(red.to_json(r) for _, r, red in ledger.explained()),
+            rotations=tuple(
+                {
+                    "index": index,
+                    "old": rot.old.to_string(),
+                    "new": rot.new.to_string(),
+                    "from_size": rot.from_size,
+                    "until": rot.until,
+                    "time_ms": rot.time_ms,
+                }
+                for index, rot in self._history.rotations
+            ),
         )
 
 
