@@ -19,7 +19,9 @@ from auditseal.store.database import Location, is_url
 from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
 from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.errors import FormatError
+from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.pins import DEFAULT_RECORD, ENV_RECORD, read_pins
+from auditseal.verifier.rotation import KeySet, read_key_set
 
 __all__ = [
     "Expiry",
@@ -33,13 +35,16 @@ __all__ = [
     "host_port",
     "json_option",
     "kafka_config_option",
+    "key_set_options",
     "listen_option",
     "log_key_option",
     "log_option",
     "metrics_listen_option",
+    "previous_key_option",
     "read_access_options",
     "read_token_options",
     "resolve_contract_pin",
+    "resolve_key_set",
     "rpc_option",
     "sealed_topic_option",
     "server_tls_options",
@@ -228,6 +233,21 @@ def signing_key_option(note: str = "") -> Callable[[F], F]:
     )
 
 
+def previous_key_option(f: F) -> F:
+    """``--previous-key``: the log key being rotated out, as ``previous_key_file``."""
+    return click.option(
+        "--previous-key",
+        "previous_key_file",
+        default=None,
+        envvar="AUDITSEAL_SEALER_PREVIOUS_KEY_FILE",
+        show_envvar=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="During a key rotation: the old private key file. It co-signs the checkpoints of "
+        "the overlap the rotation record states, and signs the logs not rotated yet "
+        "(docs/SEALER.md, Rotating the log key).",
+    )(f)
+
+
 def rpc_option(
     note: str = "",
     default: Callable[[], str] | None = None,
@@ -257,6 +277,47 @@ def log_key_option(note: str = "", required: bool = False) -> Callable[[F], F]:
         show_envvar=True,
         help=_help("Pinned log verifier key (name+keyid+base64); repeatable.", note),
     )
+
+
+def key_set_options(f: F) -> F:
+    """``--log-keys FILE`` (a pins file of keys with validity ranges, docs/VERIFYING.md) and
+    ``--no-follow-rotations``, as ``log_keys_file`` and ``follow_rotations``; combine them
+    with ``--log-key`` through :func:`resolve_key_set`."""
+    f = click.option(
+        "--follow-rotations/--no-follow-rotations",
+        "follow_rotations",
+        default=True,
+        show_default=True,
+        help="Accept the keys the log's rotation records name (each record is signed by the "
+        "old and the new key), starting from a pinned key. Without it, pin every key.",
+    )(f)
+    return click.option(
+        "--log-keys",
+        "log_keys_file",
+        default=None,
+        envvar="AUDITSEAL_LOG_KEYS",
+        show_envvar=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Pins file: log verifier keys with the log sizes each may sign "
+        "(auditseal.log-keys/v1, docs/VERIFYING.md); with or instead of --log-key.",
+    )(f)
+
+
+def resolve_key_set(
+    log_keys: tuple[str, ...], log_keys_file: Path | None, follow_rotations: bool
+) -> KeySet:
+    """The pinned keys of ``--log-key`` (every size) and ``--log-keys`` (by range); exit 2
+    naming the option for a malformed key or file."""
+    try:
+        pinned = KeySet.of((NoteVerifier.from_string(k) for k in log_keys), follow_rotations)
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--log-key'") from None
+    if log_keys_file is None:
+        return pinned
+    try:
+        return pinned.merged(read_key_set(log_keys_file, follow_rotations))
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--log-keys'") from None
 
 
 def listen_option(default: str, envvar: str, note: str = "") -> Callable[[F], F]:

@@ -26,9 +26,11 @@ import click
 from auditseal.cli.options import (
     contract_pin_options,
     json_option,
+    key_set_options,
     log_key_option,
     log_option,
     resolve_contract_pin,
+    resolve_key_set,
     rpc_option,
     store_option,
 )
@@ -43,7 +45,6 @@ from auditseal.verifier.anchoring import AnchorReader, ChainAnchor, ChainUnavail
 from auditseal.verifier.audit import LogAudit, combined_exit_code
 from auditseal.verifier.bundle import Bundle, bundle_from_bytes
 from auditseal.verifier.errors import VerifierError
-from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.verify import AmbiguousEventError, Verifier
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
 @rpc_option()
 @contract_pin_options
 @log_key_option()
+@key_set_options
 @click.option(
     "--confirmations",
     type=click.IntRange(min=1),
@@ -267,6 +269,8 @@ def verify(
     chain_id: int | None,
     deployment: Path,
     log_keys: tuple[str, ...],
+    log_keys_file: Path | None,
+    follow_rotations: bool,
     confirmations: int,
     settle_s: int,
     as_json: bool,
@@ -286,6 +290,10 @@ def verify(
       9 event             (--event) the event's inclusion proof leads to the checkpoint
      10 anchored-state    (store, read API) every anchor on chain is one the evidence
                           rebuilds, and no log is anchored beyond where the evidence ends
+     11 key-rotation      (a rotated log) each rotation record is signed by its old and new
+                          keys, chained, authenticated by a pinned key, and in the log
+     12 log-key           (a rotated log) each checkpoint is signed by a key of the log at
+                          its size: after the overlap, not by the old key alone
 
     \b
     The proof is read from one of: --store (default .auditseal/store.db), --source (the
@@ -320,13 +328,14 @@ def verify(
         fail("--source-uri names the source of an event: give it with --event ID", 2)
     if sum(x is not None for x in (store, source, bundle_path)) > 1:
         fail("read from one place: --store, --source or --bundle", 2)
-    if not log_keys:
-        fail("no pinned log key: give --log-key or set AUDITSEAL_LOG_KEY", 2)
+    key_set = resolve_key_set(log_keys, log_keys_file, follow_rotations)
+    if not key_set.pins:
+        fail("no pinned log key: give --log-key, --log-keys FILE or set AUDITSEAL_LOG_KEY", 2)
     contract, chain_id = resolve_contract_pin(contract, chain_id, deployment)
     if rpc and not contract:
         fail("no pinned contract: give --contract or a deployment record (--deployment)", 2)
     try:
-        keys = [NoteVerifier.from_string(k) for k in log_keys]
+        keys = key_set
         reader: AnchorReader | None = None
         if rpc and contract:
             from auditseal.verifier.chain import Web3AnchorReader  # web3 only when a chain is asked

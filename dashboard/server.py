@@ -75,6 +75,7 @@ from auditseal.verifier import merkle
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.rotation import KeyHistory, KeySet, history_of, is_rotation_value
 from auditseal.verifier.verify import Verifier
 
 __all__ = ["COOKIE", "DashboardConfig", "dashboard", "make_app"]
@@ -561,7 +562,14 @@ class Dashboard:
             size = stored.header.end
             proof = db.inclusion_proof(origin, index, size)
             leaf = entry.redact().leaf_hash()
-            check = self._check_inclusion(stored.checkpoint, leaf, index, size, proof.proof)
+            check = self._check_inclusion(
+                stored.checkpoint,
+                leaf,
+                index,
+                size,
+                proof.proof,
+                _key_history(db, origin, self.keys),
+            )
             receipt = covering_receipt(db, origin, size)
             matches.append(
                 {
@@ -587,13 +595,22 @@ class Dashboard:
         }
 
     def _check_inclusion(
-        self, note: str, leaf: bytes, index: int, size: int, proof: list[bytes]
+        self,
+        note: str,
+        leaf: bytes,
+        index: int,
+        size: int,
+        proof: list[bytes],
+        history: KeyHistory,
     ) -> dict[str, Any]:
-        """The proof checked here against the checkpoint opened with the pinned keys."""
+        """The proof checked here against the checkpoint opened with the pinned keys (or the
+        keys the log's rotation records lead to from them, valid at its size)."""
         if not self.keys:
             return {"status": "skipped", "detail": "no pinned log key (--log-key)"}
         try:
-            checkpoint = open_checkpoint(note, self.keys)
+            checkpoint = open_checkpoint(note, history.trusted_keys())
+            if not history.trivial:
+                history.check_signers(note, checkpoint)
             if checkpoint.size != size:
                 return {"status": "failed", "detail": f"checkpoint size {checkpoint.size}"}
             merkle.verify_inclusion(leaf, index, size, proof, checkpoint.root)
@@ -603,6 +620,13 @@ class Dashboard:
             "status": "ok",
             "detail": f"leaf {index} is in the signed tree of size {size}",
         }
+
+
+def _key_history(db: BlockStore, origin: str, keys: list[NoteVerifier]) -> KeyHistory:
+    """The pinned keys and the log's rotation records (a bad record is left out: the block's
+    verification report names it)."""
+    records = [(e.position, e) for e in db.log_records(origin) if is_rotation_value(e.value)]
+    return history_of(KeySet.of(keys), origin, records)[0]
 
 
 def _sse(kind: str, data: object) -> bytes:

@@ -39,6 +39,10 @@ Rules decided here:
   Receipts are re-checked for reorgs until ``reorg_depth`` blocks bury them.
 - A block is late when no accepted receipt covers its size ``anchor_late_after_ms`` after its
   ``sealed`` time: one ``anchor_late`` per log until an anchor covers it, then re-armed.
+- A key rotation record (verifier/rotation.py) in a block is followed by the log's replay: the
+  blocks after it are signed by the rotated-in key (during the overlap, by both), which is no
+  alert; a block signed only by a key the log does not declare at its size (the old key after
+  the overlap, an unknown key) is ``bad_signature``. The rotations are kept in the state file.
 - An entry whose value and salt are erased (not merely omitted from the message) is accepted
   only with its redaction record (verifier/redaction.py), which comes in a later block of the
   same log: the outbox publishes both in one pass. One still unexplained ``redaction_grace_ms``
@@ -70,6 +74,7 @@ from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.origin import generation_origin, split_generation
 from auditseal.verifier.redaction import open_record
 from auditseal.verifier.replay import LogReplay
+from auditseal.verifier.rotation import KeyRotation, RotationError, is_rotation_value
 from auditseal.verifier.sealed import EntryItem
 
 __all__ = [
@@ -105,7 +110,11 @@ STATE_RECEIPTS = 1_000  # receipts already checked, newest seq
 
 # kind -> (severity, one line for --help and the docs)
 KINDS: dict[str, tuple[str, str]] = {
-    "bad_signature": (CRITICAL, "a block's checkpoint does not open with any pinned log key"),
+    "bad_signature": (
+        CRITICAL,
+        "a block's checkpoint does not open with any pinned log key, or (after a key rotation) "
+        "not with a key of the log at its size",
+    ),
     "root_mismatch": (
         CRITICAL,
         "an entry does not hash to its leaf, or the leaves do not give the header's root",
@@ -357,7 +366,7 @@ def block_digest(block: SealedBlock) -> bytes:
 
 
 def _kind_of(exc: VerifierError) -> str:
-    if isinstance(exc, SignatureError):
+    if isinstance(exc, (SignatureError, RotationError)):  # a key the pins do not vouch for
         return "bad_signature"
     if isinstance(exc, ChainError):
         return "chain_break"
@@ -515,6 +524,8 @@ class Checker:
         alerts: list[Alert] = []
         for item in items:
             entry = item.entry
+            if entry.log_record and is_rotation_value(entry.value):
+                continue  # a key rotation: the replay followed it (verifier/rotation.py)
             if entry.log_record:
                 red = open_record(entry, item.index)
                 state.redactions[red.index] = red.leaf_hash
@@ -544,7 +555,12 @@ class Checker:
             self.republished += 1
             return []
         trial = LogReplay(
-            h.origin, self.verifiers, accepted.compact, accepted.prev, accepted.last_position
+            h.origin,
+            self.verifiers,
+            accepted.compact,
+            accepted.prev,
+            accepted.last_position,
+            state.replay.history.copy(),
         )
         try:
             trial.apply(block)
@@ -1060,6 +1076,17 @@ def snapshot(checker: Checker) -> dict[str, Any]:
                 [leaf, h.hex(), number, ms] for leaf, (h, number, ms) in sorted(st.nulled.items())
             ],
             "redactions": [[leaf, h.hex()] for leaf, h in sorted(st.redactions.items())],
+            "rotations": [
+                [
+                    leaf,
+                    rot.old.to_string(),
+                    rot.new.to_string(),
+                    rot.from_size,
+                    rot.until,
+                    rot.time_ms,
+                ]
+                for leaf, rot in r.history.rotations
+            ],
             "hole_reported": st.hole_reported,
             "late_reported": st.late_reported,
         }
@@ -1177,6 +1204,22 @@ def _restore_log(checker: Checker, origin: str, raw: Any, w: str) -> _Log:
             raise
         raise StateError(f"{w}: {exc}") from None
     st = _Log(replay)
+    if "rotations" in d:  # absent in a state saved before key rotations existed
+        for at, (leaf, old, new, start, until, ms) in rows("rotations", 6):
+            try:
+                replay.history.add(
+                    _int(leaf, at),
+                    KeyRotation(
+                        origin,
+                        NoteVerifier.from_string(_str(old, at)),
+                        NoteVerifier.from_string(_str(new, at)),
+                        _int(start, at),
+                        _int(until, at),
+                        _int(ms, at),
+                    ),
+                )
+            except VerifierError as exc:
+                raise StateError(f"{at}: {exc}") from None
     for at, (number, digest, compact, prev, last, sealed_ms, end) in rows("accepted", 7):
         st.accepted[_int(number, at)] = _Accepted(
             _bytes(digest, at),

@@ -61,6 +61,8 @@ class WorkerConfig:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     metrics_tls: ServerTLS | None = None
     metrics_insecure_plaintext: bool = False
+    previous_key_file: Path | None = None
+    """During a key rotation, the old key (docs/SEALER.md, Rotating the log key)."""
 
 
 class _Worker:
@@ -69,7 +71,13 @@ class _Worker:
     def __init__(self, config: WorkerConfig, triage: Triage, sealed_topic: Any) -> None:
         self.config = config
         self.store = BlockStore.open(config.store_path, create=True)
-        writer = LogWriter(self.store, Signer.from_file(config.key_file), _now_ms)
+        previous = config.previous_key_file
+        writer = LogWriter(
+            self.store,
+            Signer.from_file(config.key_file),
+            _now_ms,
+            Signer.from_file(previous) if previous is not None else None,
+        )
         self.sealer = Sealer(writer, config.sealer, triage)
         self.name = f"{socket.gethostname()}/{os.getpid()}"  # in the store's claims
         self.sealed_topic = sealed_topic

@@ -15,15 +15,67 @@ from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from auditseal.verifier.checkpoint import Checkpoint
 from auditseal.verifier.leaf import SALT_SIZE, Entry
+from auditseal.verifier.note import SignedNote
 from auditseal.verifier.redaction import Redaction, record_entry
+from auditseal.verifier.rotation import KeyHistory, KeyRotation, KeySet, rotation_entry
 
-__all__ = ["build_block", "build_redaction_block", "redaction_sealer"]
+__all__ = [
+    "build_block",
+    "build_redaction_block",
+    "build_rotation_block",
+    "checkpoint_signers",
+    "cosign",
+    "redaction_sealer",
+]
+
+Signers = Signer | Sequence[Signer]
+"""One key, or the keys that co-sign each checkpoint (during a rotation's overlap)."""
+
+
+def cosign(text: str, signers: Signers) -> str:
+    """The signed note of ``text`` with one signature line per signer, in order."""
+    keys = [signers] if isinstance(signers, Signer) else list(signers)
+    if not keys:
+        raise ValueError("a note needs at least one signer")
+    notes = [SignedNote.from_text(k.sign_note(text)) for k in keys]
+    return SignedNote(text, tuple(sig for n in notes for sig in n.signatures)).to_text()
+
+
+def checkpoint_signers(
+    origin: str,
+    rotations: Sequence[tuple[int, KeyRotation]],
+    size: int,
+    key: Signer,
+    previous: Signer | None = None,
+) -> list[Signer]:
+    """The held keys that sign ``origin``'s checkpoint of ``size``: those the log's rotation
+    records declare there (both during an overlap). A log without a rotation record is signed
+    with ``previous`` when given (it was not rotated yet), else with ``key``.
+
+    Raises InputError when no held key is declared at ``size`` (the overlap ended and this
+    sealer holds only the old key): nothing is signed that a verifier would refuse.
+    """
+    if not rotations:
+        return [previous or key]
+    history = KeyHistory(KeySet(()), origin, list(rotations))
+    declared = history.declared(size) or []
+    held = [s for s in (key, previous) if s is not None]
+    chosen = [s for s in held if s.verifier in declared]
+    if not chosen:
+        want = ", ".join(k.to_string() for k in declared)
+        have = ", ".join(s.verifier.to_string() for s in held)
+        raise InputError(
+            f"{origin}: the checkpoint of size {size} must be signed by {want} (rotation record "
+            f"at leaf {rotations[-1][0]}); this sealer holds {have}: restart it with --key "
+            "set to the new key"
+        )
+    return chosen
 
 
 def build_block(
     tip: LogTip,
     records: Sequence[Record],
-    signer: Signer,
+    signer: Signers,
     sealed_at_ms: int,
     new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
 ) -> BuiltBlock:
@@ -54,7 +106,7 @@ def build_block(
 def build_redaction_block(
     tip: LogTip,
     redaction: Redaction,
-    signer: Signer,
+    signer: Signers,
     sealed_at_ms: int,
     new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
 ) -> BuiltBlock:
@@ -68,12 +120,42 @@ def build_redaction_block(
     return _seal(tip, (entry,), (record,), signer, sealed_at_ms, tip.last_position, ())
 
 
-def redaction_sealer(signer: Signer) -> RedactionSealer:
+def build_rotation_block(
+    tip: LogTip,
+    old: Signer,
+    new: Signer,
+    overlap: int,
+    sealed_at_ms: int,
+    new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
+) -> BuiltBlock:
+    """The block holding one rotation record as the next leaf: ``old`` hands the log over to
+    ``new`` from the size that includes the record, ``old`` co-signing ``overlap`` more leaves.
+    The record is signed by both keys (old first), and so is the block's checkpoint.
+    """
+    if overlap < 0:
+        raise InputError(f"--overlap {overlap}: want 0 or more leaves")
+    index = tip.size
+    rotation = KeyRotation(
+        tip.origin, old.verifier, new.verifier, index + 1, index + 2 + overlap, sealed_at_ms
+    )
+    value = cosign(rotation.statement(), (old, new)).encode("utf-8")
+    entry = rotation_entry(index, value, sealed_at_ms, new_salt(), tip.origin)
+    record = Record(entry.position, entry.timestamp_ms, None, entry.value)
+    return _seal(tip, (entry,), (record,), (old, new), sealed_at_ms, tip.last_position, ())
+
+
+def redaction_sealer(
+    signer: Signer,
+    previous: Signer | None = None,
+    rotations: Sequence[tuple[int, KeyRotation]] = (),
+) -> RedactionSealer:
     """What :meth:`auditseal.store.blockstore.BlockStore.redact` calls to seal a redaction record
-    with ``signer``'s key."""
+    with ``signer``'s key (and ``previous``, as :func:`checkpoint_signers` picks them given the
+    log's ``rotations``)."""
 
     def seal(tip: LogTip, redaction: Redaction, sealed_at_ms: int) -> BuiltBlock:
-        return build_redaction_block(tip, redaction, signer, sealed_at_ms)
+        keys = checkpoint_signers(tip.origin, rotations, tip.size + 1, signer, previous)
+        return build_redaction_block(tip, redaction, keys, sealed_at_ms)
 
     return seal
 
@@ -82,7 +164,7 @@ def _seal(
     tip: LogTip,
     entries: tuple[Entry, ...],
     records: tuple[Record, ...],
-    signer: Signer,
+    signer: Signers,
     sealed_at_ms: int,
     last: int,
     gaps: tuple[tuple[int, int], ...],
@@ -99,7 +181,7 @@ def _seal(
         sealed_at_ms=sealed_at_ms,
         prev_hash=prev.hash() if prev else GENESIS_HASH,
     )
-    checkpoint = signer.sign_note(Checkpoint(tip.origin, compact.size, header.root).to_text())
+    checkpoint = cosign(Checkpoint(tip.origin, compact.size, header.root).to_text(), signer)
     return BuiltBlock(
         SealedBlock(header, checkpoint, entries),
         records,

@@ -12,22 +12,27 @@ import click
 
 from auditseal.cli.options import (
     json_option,
+    key_set_options,
     log_key_option,
     log_option,
+    previous_key_option,
+    resolve_key_set,
     signing_key_option,
     store_option,
 )
 from auditseal.cli.output import emit
-from auditseal.sealer.blocks import redaction_sealer
+from auditseal.sealer.blocks import build_rotation_block, checkpoint_signers, redaction_sealer
 from auditseal.sealer.errors import InputError
-from auditseal.sealer.log_writer import LogWriter
+from auditseal.sealer.log_writer import LogWriter, load_rotations
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.files import private_dir, write_atomic
 from auditseal.store.fsck import check_log
-from auditseal.store.model import Record
-from auditseal.verifier.note import NoteVerifier
+from auditseal.store.model import BuiltBlock, LogTip, Record
+from auditseal.verifier.errors import VerifierError
+from auditseal.verifier.note import SignedNote
+from auditseal.verifier.rotation import KeyHistory, KeySet, RotationError, open_rotation_record
 
 
 def _now_ms() -> int:
@@ -68,14 +73,24 @@ def log() -> None:
     """Append to, inspect and prove a log in a block store."""
 
 
+def _previous(previous_key_file: Path | None) -> Signer | None:
+    return Signer.from_file(previous_key_file) if previous_key_file is not None else None
+
+
 @log.command("append")
 @store_option()
 @log_option()
 @signing_key_option()
+@previous_key_option
 @click.argument("input_file", type=click.File("rb"), default="-")
 @json_option
 def log_append(
-    store: Location, origin: str, key_file: Path, input_file: Any, as_json: bool
+    store: Location,
+    origin: str,
+    key_file: Path,
+    previous_key_file: Path | None,
+    input_file: Any,
+    as_json: bool,
 ) -> None:
     """Seal each line of INPUT_FILE (default: stdin) as one entry, all in one block.
 
@@ -85,6 +100,7 @@ def log_append(
     from auditseal.ingest.envelope import triage  # a line that is an event is findable by its id
 
     signer = Signer.from_file(key_file)
+    previous = _previous(previous_key_file)
     data = input_file.read()
     lines = data.split(b"\n")
     if data.endswith(b"\n") or not data:
@@ -92,7 +108,7 @@ def log_append(
     if not lines:
         raise InputError(f"{input_file.name}: no lines to append")
     with BlockStore.open(store, create=True) as db:
-        writer = LogWriter(db, signer, _now_ms)
+        writer = LogWriter(db, signer, _now_ms, previous)
         first = writer.tip(origin).next_position
         now = _now_ms()
         records = [
@@ -197,13 +213,24 @@ def proof_consistency(
 @log.command("check")
 @store_option()
 @log_option()
-@log_key_option(required=True)
+@log_key_option()
+@key_set_options
 @json_option
-def log_check(store: Location, origin: str, log_keys: tuple[str, ...], as_json: bool) -> None:
-    """Replay every block of a log from the store: entries, tree, chain, checkpoints, nodes."""
-    verifiers = [NoteVerifier.from_string(k) for k in log_keys]
+def log_check(
+    store: Location,
+    origin: str,
+    log_keys: tuple[str, ...],
+    log_keys_file: Path | None,
+    follow_rotations: bool,
+    as_json: bool,
+) -> None:
+    """Replay every block of a log from the store: entries, tree, chain, checkpoints, nodes,
+    key rotations."""
+    key_set = resolve_key_set(log_keys, log_keys_file, follow_rotations)
+    if not key_set.pins:
+        raise click.UsageError("no pinned log key: give --log-key or --log-keys FILE")
     with BlockStore.open(store, readonly=True) as db:
-        result = check_log(db, origin, verifiers)
+        result = check_log(db, origin, key_set)
     emit(
         as_json,
         {
@@ -226,9 +253,17 @@ def log_check(store: Location, origin: str, log_keys: tuple[str, ...], as_json: 
     "--reason", required=True, help="Why, e.g. a GDPR request reference (recorded in the log)."
 )
 @signing_key_option("The redaction record is signed into the log with it.")
+@previous_key_option
 @json_option
 def log_redact(
-    store: Location, origin: str, index: int, actor: str, reason: str, key_file: Path, as_json: bool
+    store: Location,
+    origin: str,
+    index: int,
+    actor: str,
+    reason: str,
+    key_file: Path,
+    previous_key_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Erase one entry's value and salt, and seal a signed redaction record into the log.
 
@@ -238,8 +273,10 @@ def log_redact(
     included). Copies already published on audit.sealed are not touched: see docs/STORE.md.
     """
     signer = Signer.from_file(key_file)
+    previous = _previous(previous_key_file)
     with BlockStore.open(store) as db:
-        built = db.redact(origin, index, actor, reason, redaction_sealer(signer), _now_ms())
+        sealer = redaction_sealer(signer, previous, load_rotations(db, origin))
+        built = db.redact(origin, index, actor, reason, sealer, _now_ms())
     h = built.block.header
     emit(
         as_json,
@@ -253,6 +290,92 @@ def log_redact(
         },
         f"{origin}: entry {index} redacted; redaction record sealed as leaf {h.start} "
         f"in block {h.number}",
+    )
+
+
+@log.command("rotate-key")
+@store_option()
+@log_option()
+@signing_key_option("The log's current key: it signs the rotation record.")
+@click.option(
+    "--new-key",
+    "new_key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file of the new log key (`auditseal keygen`); it co-signs the record.",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Leaves after the record during which the old key still co-signs the checkpoints "
+    "(a sealer run with --key NEW --previous-key OLD does), so verifiers that pin only the "
+    "old key keep working while they update.",
+)
+@json_option
+def log_rotate_key(
+    store: Location,
+    origin: str,
+    key_file: Path,
+    new_key_file: Path,
+    overlap: int,
+    as_json: bool,
+) -> None:
+    """Hand the log over to a new signing key, with a rotation record in the log itself.
+
+    The record (old and new verifier keys, the size from which the new key signs, the size
+    from which the old one no longer does) is signed by both keys and sealed as the next leaf,
+    in a block of its own signed by both, in one store transaction. Verifiers that pin the old
+    key follow it to the new one; verifiers that pin the new key follow it back. Then restart
+    the sealer with --key NEW.key --previous-key OLD.key until the overlap has passed, and
+    with --key NEW.key alone after. docs/SEALER.md, Rotating the log key.
+    """
+    old = Signer.from_file(key_file)
+    new = Signer.from_file(new_key_file)
+    if old.verifier == new.verifier:
+        raise InputError("--new-key: is the current key; make a new one with auditseal keygen")
+    now = _now_ms()
+
+    with BlockStore.open(store) as db:
+
+        def seal(tip: LogTip) -> BuiltBlock:
+            rotations = load_rotations(db, origin)
+            if not rotations:
+                try:  # before the first rotation, the log's key is the one that signs it
+                    SignedNote.from_text(db.latest_checkpoint(origin)).verify([old.verifier])
+                except VerifierError as exc:
+                    raise InputError(
+                        f"--key: the latest checkpoint of {origin} is not signed by "
+                        f"{old.verifier.to_string()}: {exc}"
+                    ) from exc
+            built = build_rotation_block(tip, old, new, overlap, now)
+            history = KeyHistory(KeySet(()), origin, list(rotations))
+            (record,) = built.block.entries
+            try:
+                history.add(tip.size, open_rotation_record(record, tip.size, origin))
+            except RotationError as exc:
+                raise InputError(f"--key: {exc}") from exc
+            checkpoint_signers(origin, rotations, tip.size + 1, old)  # old must be current
+            return built
+
+        built = db.append_log_record(origin, seal)
+    h = built.block.header
+    emit(
+        as_json,
+        {
+            "log": origin,
+            "record_index": h.start,
+            "block": h.number,
+            "old_key": old.verifier.to_string(),
+            "new_key": new.verifier.to_string(),
+            "from_size": h.end,
+            "until": h.end + 1 + overlap,
+            "checkpoint": built.block.checkpoint,
+        },
+        f"{origin}: rotation record sealed as leaf {h.start} in block {h.number}: "
+        f"{new.verifier.to_string()} signs from size {h.end}; the old key co-signs until size "
+        f"{h.end + 1 + overlap} (run the sealer with --key NEW --previous-key OLD until then)",
     )
 
 

@@ -11,6 +11,7 @@ from auditseal.cli.options import (
     events_topic_option,
     kafka_config_option,
     metrics_listen_option,
+    previous_key_option,
     sealed_topic_option,
     server_tls_options,
     signing_key_option,
@@ -27,6 +28,7 @@ from auditseal.transport.tls import ServerTLS
 @click.command()
 @store_option("Shared by every worker of this machine.")
 @signing_key_option()
+@previous_key_option
 @bootstrap_option()
 @kafka_config_option("The worker's Faust app (aiokafka) takes PLAIN, SCRAM and PEM files.")
 @events_topic_option()
@@ -84,6 +86,7 @@ from auditseal.transport.tls import ServerTLS
 def seal(
     store: Location,
     key_file: Path,
+    previous_key_file: Path | None,
     bootstrap: str | None,
     kafka_settings: KafkaSettings,
     topic: str,
@@ -118,6 +121,8 @@ def seal(
     except KafkaConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--kafka-config'") from None
     Signer.from_file(key_file)  # fail now, with one line, rather than inside the worker
+    if previous_key_file is not None:
+        Signer.from_file(previous_key_file)
     if metrics_listen is None and tls is not None:
         fail("--tls-cert: the metrics endpoint is off (--metrics-listen off)", 2)
     if metrics_listen is not None:  # refused now (exit 2), not inside the worker
@@ -138,6 +143,7 @@ def seal(
         kafka=kafka_settings,
         metrics_tls=tls,
         metrics_insecure_plaintext=insecure_plaintext,
+        previous_key_file=previous_key_file,
     )
     private_dir(state_dir)  # Faust keeps its data here
     app, _ = create_app(config, triage)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,6 +396,18 @@ class BlockStore:
             except self._db.integrity_error as exc:
                 raise ConflictError(f"{origin}: entry {index} is already redacted") from exc
         self.purge_wal()  # 5
+        return built
+
+    def append_log_record(self, origin: str, seal: Callable[[LogTip], BuiltBlock]) -> BuiltBlock:
+        """Append the block ``seal`` builds on the log's tip, read under the log's write lock,
+        in one transaction (a key rotation record, :mod:`auditseal.verifier.rotation`): nobody
+        appends between the read and the write. ``seal`` may raise to refuse. NotFoundError if
+        there is no such log."""
+        self._log_id(origin)
+        with self._transaction():
+            self._db.lock(split_generation(origin)[0])
+            built = seal(self.tip(origin))
+            self._insert_block(built)
         return built
 
     def purge_wal(self) -> None:

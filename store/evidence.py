@@ -29,6 +29,7 @@ from auditseal.verifier.compact import CompactRange
 from auditseal.verifier.errors import FormatError
 from auditseal.verifier.leaf import Entry
 from auditseal.verifier.redaction import ProvenLeaf, Redaction
+from auditseal.verifier.rotation import is_rotation_value
 from auditseal.verifier.verify import (
     AmbiguousEventError,
     BlockMaterial,
@@ -154,7 +155,32 @@ def block_material(
         consistency=consistency,
         anchored_note=anchored_note,
         related=_related(store, origin, block, anchored_size),
+        rotations=_rotations(store, origin, block, anchored_size),
     )
+
+
+def _rotations(
+    store: BlockStore, origin: str, block: SealedBlock, anchored_size: int | None
+) -> tuple[ProvenLeaf, ...]:
+    """Every rotation record of the log outside the block: before it, proven in the tree at
+    the block's end; after it, as a redaction record after it (:func:`_proven_record`). The
+    verifier needs those after the block too: they name the key that signed it when only a
+    later key is pinned."""
+    header = block.header
+    out: list[ProvenLeaf] = []
+    for record in store.log_records(origin):
+        index = record.position  # a log record's position is its leaf index
+        if not is_rotation_value(record.value) or header.start <= index < header.end:
+            continue
+        try:
+            if index < header.start:
+                proof = store.inclusion_proof(origin, index, header.end).proof
+                out.append(ProvenLeaf(index, record, header.end, tuple(proof)))
+            else:
+                out.append(_proven_record(store, origin, header.end, record, anchored_size))
+        except (NotFoundError, InputError, StoreError):
+            continue  # what the store cannot show is left out: the verifier reports it
+    return tuple(out)
 
 
 def _related(

@@ -10,6 +10,12 @@ from auditseal.verifier.errors import VerificationError
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.redaction import RedactionError, RedactionLedger
 from auditseal.verifier.replay import LogReplay
+from auditseal.verifier.rotation import (
+    KeySet,
+    RotationError,
+    history_of,
+    is_rotation_value,
+)
 
 __all__ = ["LogCheck", "check_log"]
 
@@ -22,13 +28,22 @@ class LogCheck:
     redacted: int
 
 
-def check_log(store: BlockStore, origin: str, verifiers: Iterable[NoteVerifier]) -> LogCheck:
+def check_log(
+    store: BlockStore, origin: str, verifiers: Iterable[NoteVerifier] | KeySet
+) -> LogCheck:
     """Replay every block of ``origin``; raises VerificationError at the first fault.
 
     Every erased entry must have its redaction record and every record its erased entry
-    (RedactionError, checked once the whole log is read).
+    (RedactionError, checked once the whole log is read). The log's rotation records are read
+    first (RotationError for a bad one), so every checkpoint is opened with the key the log
+    declares at its size.
     """
-    replay = LogReplay(origin, verifiers)
+    key_set = verifiers if isinstance(verifiers, KeySet) else KeySet.of(verifiers)
+    records = [(e.position, e) for e in store.log_records(origin) if is_rotation_value(e.value)]
+    history, problems = history_of(key_set, origin, records)
+    if problems:
+        raise RotationError(f"{origin}: " + "; ".join(detail for _, detail in problems))
+    replay = LogReplay(origin, key_set.keys(origin), history=history)
     ledger = RedactionLedger()
     blocks = 0
     for stored in store.blocks(origin):

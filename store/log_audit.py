@@ -39,6 +39,7 @@ from auditseal.verifier.block import BlockHeader
 from auditseal.verifier.checkpoint import Checkpoint
 from auditseal.verifier.errors import VerifierError
 from auditseal.verifier.merkle import range_nodes
+from auditseal.verifier.rotation import is_rotation_value
 from auditseal.verifier.verify import CHECKS, Report, Verifier
 
 __all__ = ["audit_log", "store_chain_state"]
@@ -111,7 +112,8 @@ def audit_log(
     if not db.has_log(origin):
         raise NotFoundError(f"{db.location}: no log {origin!r}")
     db.check_entry_types(origin)  # a hand-written TEXT value would reach the hashing as a str
-    auditor = LogAuditor(origin, verifier.log_keys)
+    rotations = [(e.position, e) for e in db.log_records(origin) if is_rotation_value(e.value)]
+    auditor = LogAuditor(origin, verifier.key_set, rotations)  # rotations read ahead
     problems: list[Problem] = []
     anchored = (
         _latest_anchor(db, origin, problems)

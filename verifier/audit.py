@@ -26,7 +26,17 @@ header and checkpoint as stored, the entry rows) and checks each, like
 ``root``
     the leaves appended to the state give the header's root;
 ``checkpoint``
-    the checkpoint opens with a pinned key and states this origin, size ``end`` and the root.
+    the checkpoint opens with a pinned key (or one learnt by following rotation records) and
+    states this origin, size ``end`` and the root;
+``key-rotation``
+    every rotation record (:mod:`auditseal.verifier.rotation`) is well-formed, signed by its
+    old and new keys, names as old key the log's key before it, and is authenticated by a
+    pinned key; the records are read ahead of the blocks (``rotations``), so a verifier that
+    pins only the new key checks the blocks signed before the rotation too;
+``log-key``
+    once the log has rotated its key (or the pins have ranges), each checkpoint is signed by a
+    key the log declares at its size and the verifier accepts there: after the overlap, a
+    checkpoint signed only by the old key fails here.
 
 The chain is not asked here: the caller proves one anchored block with
 :class:`~auditseal.verifier.verify.Verifier` and attaches that report (:meth:`LogAuditor.finish`).
@@ -50,6 +60,13 @@ from auditseal.verifier.leaf import SALT_SIZE, Entry, leaf_hasher
 from auditseal.verifier.merkle import EMPTY_ROOT, HASH_SIZE
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.redaction import RedactionLedger
+from auditseal.verifier.rotation import (
+    KeySet,
+    RotationError,
+    history_of,
+    is_rotation_value,
+    open_rotation_record,
+)
 from auditseal.verifier.verify import FAILED, BlockMaterial, Report, Verifier
 
 __all__ = [
@@ -72,6 +89,8 @@ AUDIT_CHECKS = (
     "previous-state",
     "root",
     "checkpoint",
+    "key-rotation",
+    "log-key",
     "anchor",
 )
 
@@ -129,6 +148,8 @@ class LogAudit:
     last_block: int | None = None
     redactions: tuple[dict[str, Any], ...] = ()
     """Each redaction the log proves: erased leaf, record leaf, actor, reason, time."""
+    rotations: tuple[dict[str, Any], ...] = ()
+    """Each key rotation the log holds: record leaf, old and new key, from and until sizes."""
 
     @property
     def exit_code(self) -> int:
@@ -159,6 +180,7 @@ class LogAudit:
             "entries": self.entries,
             "redacted": self.redacted,
             "redactions": list(self.redactions),
+            "key_rotations": list(self.rotations),
             "size": self.size,
             "anchored_size": self.anchored_size,
             "pending": self.pending,
@@ -177,6 +199,11 @@ class LogAudit:
             f"  redacted: leaf {r['index']} by {r['actor']!r} at {r['time']}, reason "
             f"{r['reason']!r} (record at leaf {r['record_index']})"
             for r in self.redactions
+        )
+        lines.extend(
+            f"  key rotation: leaf {r['index']}: {r['old']} -> {r['new']} from size "
+            f"{r['from_size']}, the old key until size {r['until']}"
+            for r in self.rotations
         )
         lines.extend(f"  {p.render()}" for p in self.problems)
         if self.anchor is not None:
@@ -206,9 +233,20 @@ class _Tally:
 class LogAuditor:
     """Replays one log fed block by block; :meth:`finish` gives the :class:`LogAudit`."""
 
-    def __init__(self, origin: str, log_keys: Iterable[NoteVerifier]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        log_keys: Iterable[NoteVerifier] | KeySet,
+        rotations: Sequence[tuple[int, Entry]] = (),
+    ) -> None:
+        """``log_keys`` are pinned for every size (or a :class:`KeySet` with ranges);
+        ``rotations`` are the log's rotation records ``(leaf, entry)`` read ahead of the
+        blocks (each is checked again, as a leaf, when its block is fed)."""
         self.origin = origin
-        self.log_keys = tuple(log_keys)
+        key_set = log_keys if isinstance(log_keys, KeySet) else KeySet.of(log_keys)
+        self.log_keys = key_set.keys(origin)
+        self._history, early = history_of(key_set, origin, rotations)
+        self._rotation_faults = dict(early)  # leaf -> detail, reported once its block is known
         self._hash_leaf = leaf_hasher(origin)
         self._key_hashes: dict[bytes | None, bytes] = {}
         self._tally = _Tally()
@@ -392,6 +430,25 @@ class LogAuditor:
         value_null: int,
     ) -> str | None:
         """Register the log record at leaf ``idx``; a fault if it is not a well-formed entry."""
+        if is_rotation_value(value):
+            self._block_of[idx] = number
+            if idx not in self._rotation_faults:
+                try:
+                    entry = Entry(
+                        self.origin,
+                        position,
+                        timestamp,
+                        key,
+                        value,
+                        salt,
+                        commitment,
+                        bool(value_null),
+                        log_record=True,
+                    )
+                    self._history.observe(idx, open_rotation_record(entry, idx, self.origin))
+                except (RotationError, VerifierError) as exc:
+                    self._rotation_faults[idx] = str(exc)
+            return None
         try:
             entry = Entry(
                 self.origin,
@@ -474,11 +531,18 @@ class LogAuditor:
 
     def _checkpoint(self, header: BlockHeader, note: str) -> None:
         self._prev_checkpoint = None
+        history = self._history
         try:
-            cp = open_checkpoint(note, self.log_keys)
+            cp = open_checkpoint(note, history.trusted_keys())
         except VerifierError as exc:
             self._problem(header.number, "checkpoint", str(exc))
             return
+        if not history.trivial:
+            try:
+                history.check_signers(note, cp)
+            except VerifierError as exc:
+                self._problem(header.number, "log-key", str(exc))
+                return
         if (cp.origin, cp.size, cp.root) != (self.origin, header.end, header.root):
             self._problem(
                 header.number,
@@ -514,6 +578,10 @@ class LogAuditor:
             Problem(self._block_of.get(index), "redaction", detail)
             for index, detail in ledger.problems()
         ]
+        redaction_problems += [
+            Problem(self._block_of.get(index), "key-rotation", detail)
+            for index, detail in sorted(self._rotation_faults.items())
+        ]
         return LogAudit(
             origin=self.origin,
             blocks=tally.blocks,
@@ -526,6 +594,17 @@ class LogAuditor:
             pending=pending,
             last_block=self._last_number,
             redactions=tuple(red.to_json(r) for _, r, red in ledger.explained()),
+            rotations=tuple(
+                {
+                    "index": index,
+                    "old": rot.old.to_string(),
+                    "new": rot.new.to_string(),
+                    "from_size": rot.from_size,
+                    "until": rot.until,
+                    "time_ms": rot.time_ms,
+                }
+                for index, rot in self._history.rotations
+            ),
         )
 
 

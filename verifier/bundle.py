@@ -102,23 +102,26 @@ class Bundle:
             },
         }
         if m.related:  # only a block with redactions carries it (FORMAT.md §8)
-            out["related"] = [
-                {
-                    "entry": entry_item(p.index, p.entry),
-                    "size": p.size,
-                    "proof": [h.hex() for h in p.proof],
-                    "checkpoint": p.checkpoint,
-                    "consistency": [h.hex() for h in p.consistency],
-                }
-                for p in m.related
-            ]
+            out["related"] = [_proven_json(p) for p in m.related]
+        if m.rotations:  # only a log that rotated its key carries it (FORMAT.md §8)
+            out["rotations"] = [_proven_json(p) for p in m.rotations]
         return out
 
 
-def _related(value: object, origin: str) -> tuple[ProvenLeaf, ...]:
+def _proven_json(p: ProvenLeaf) -> dict[str, Any]:
+    return {
+        "entry": entry_item(p.index, p.entry),
+        "size": p.size,
+        "proof": [h.hex() for h in p.proof],
+        "checkpoint": p.checkpoint,
+        "consistency": [h.hex() for h in p.consistency],
+    }
+
+
+def _related(value: object, origin: str, name: str = "related") -> tuple[ProvenLeaf, ...]:
     out = []
-    for i, raw in enumerate(list_at(value, "bundle.related")):
-        where = f"bundle.related[{i}]"
+    for i, raw in enumerate(list_at(value, f"bundle.{name}")):
+        where = f"bundle.{name}[{i}]"
         item = object_at(raw, where)
         _keys(item, ("entry", "size", "proof", "checkpoint", "consistency"), where)
         entry = parse_entry_item(item["entry"], origin, f"{where}.entry")
@@ -175,7 +178,8 @@ def bundle_from_json(value: object) -> Bundle:
     _keys(
         data,
         ("format", "origin", "block", "previous", "compact_at_start", "anchor", "event")
-        + (("related",) if "related" in data else ()),
+        + (("related",) if "related" in data else ())
+        + (("rotations",) if "rotations" in data else ()),
         "bundle",
     )
     origin = string(data, "origin", "bundle")
@@ -262,5 +266,6 @@ def bundle_from_json(value: object) -> Bundle:
         consistency=consistency,
         anchored_note=anchored_note,
         related=_related(data["related"], origin) if "related" in data else (),
+        rotations=_related(data["rotations"], origin, "rotations") if "rotations" in data else (),
     )
     return Bundle(material, event)

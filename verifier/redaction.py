@@ -37,6 +37,7 @@ from auditseal.verifier.errors import FormatError, VerificationError
 from auditseal.verifier.leaf import Entry, commitment
 from auditseal.verifier.merkle import HASH_SIZE, verify_consistency, verify_inclusion
 from auditseal.verifier.note import NoteVerifier
+from auditseal.verifier.rotation import is_rotation_value
 
 __all__ = [
     "REDACTION_TYPE",
@@ -248,8 +249,16 @@ def check_block_redactions(
         if p.index in shown or start <= p.index < end:
             raise RedactionError(f"leaf {p.index} is shown twice")
         shown[p.index] = p
-    here = {start + i: open_record(e, start + i) for i, e in enumerate(entries) if e.log_record}
-    elsewhere = {i: open_record(p.entry, i) for i, p in shown.items() if p.entry.log_record}
+    here = {
+        start + i: open_record(e, start + i)
+        for i, e in enumerate(entries)
+        if e.log_record and not is_rotation_value(e.value)  # rotations: verifier/rotation.py
+    }
+    elsewhere = {
+        i: open_record(p.entry, i)
+        for i, p in shown.items()
+        if p.entry.log_record and not is_rotation_value(p.entry.value)
+    }
     explained: list[tuple[int, int, Redaction]] = []
     pending: list[str] = []
     for i, entry in enumerate(entries):
@@ -357,6 +366,8 @@ class RedactionLedger:
     def feed(self, start: int, entries: Iterable[Entry]) -> None:
         """Every entry of a block starting at leaf ``start``."""
         for i, entry in enumerate(entries):
+            if entry.log_record and is_rotation_value(entry.value):
+                continue  # a rotation record: verifier/rotation.py checks it
             if entry.log_record:
                 self.record(start + i, entry)
             elif entry.redacted:

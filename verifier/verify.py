@@ -35,6 +35,19 @@ store's or read API's records of them), a tenth check, ``anchored-state``: every
 is one the evidence rebuilds, and the log is not anchored beyond where the evidence ends. The
 receipt in the material is then the one of the chain's latest anchor (the caller picks it).
 
+Once the log has rotated its key (rotation records in the block or in
+:attr:`BlockMaterial.rotations`) or the pinned keys have ranges, checks 2, 4 and 6 open notes with
+every key the verifier trusts (pinned, or learnt by following the rotation records,
+:mod:`auditseal.verifier.rotation`), and two more checks run:
+
+11. ``key-rotation``: every rotation record shown is well-formed, signed by its old and new
+    keys, chained (its old key is the log's key before it) and authenticated by a pinned key,
+    and is a leaf of the log (inclusion in the block's tree, or after the block in the anchored
+    or a signed checkpoint consistent with the block);
+12. ``log-key``: the block's, the previous and the anchored checkpoint are each signed by a key
+    the log declares at its size and the verifier accepts there (after the overlap, the old
+    key alone fails here).
+
 Exit codes (:attr:`Report.exit_code`): 0 valid, 1 a check failed (the first one is named),
 3 not anchored yet or the chain unreachable (everything else ok).
 """
@@ -60,6 +73,7 @@ from auditseal.verifier.leaf import Entry
 from auditseal.verifier.merkle import verify_consistency, verify_inclusion
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.redaction import ProvenLeaf, Redaction, check_block_redactions
+from auditseal.verifier.rotation import KeyHistory, KeySet, history_of, is_rotation_value
 
 __all__ = [
     "CHECKS",
@@ -88,8 +102,9 @@ CHECKS = (
 )
 EVENT_CHECK = "event"
 """The ninth check, run only when an event is named."""
-_EXTRA_CHECKS = (EVENT_CHECK, ANCHORED_STATE_CHECK)
-"""Checks 9 and 10, after :data:`CHECKS`."""
+KEY_ROTATION_CHECK, LOG_KEY_CHECK = "key-rotation", "log-key"
+_EXTRA_CHECKS = (EVENT_CHECK, ANCHORED_STATE_CHECK, KEY_ROTATION_CHECK, LOG_KEY_CHECK)
+"""Checks 9 to 12, after :data:`CHECKS`."""
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
@@ -116,6 +131,9 @@ class BlockMaterial:
     related: tuple[ProvenLeaf, ...] = ()
     """Leaves outside the block that its redactions need: the redaction record of each erased
     entry, the erased entry each redaction record names (:mod:`auditseal.verifier.redaction`)."""
+    rotations: tuple[ProvenLeaf, ...] = ()
+    """The log's rotation records outside the block (:mod:`auditseal.verifier.rotation`): before
+    it, proven in the tree at the block's end; after it, like a redaction record after it."""
 
 
 _NUMBERED = re.compile(r"(position|index):(0|[1-9][0-9]*)")
@@ -302,13 +320,16 @@ class Verifier:
 
     def __init__(
         self,
-        log_keys: Iterable[NoteVerifier],
+        log_keys: Iterable[NoteVerifier] | KeySet,
         reader: AnchorReader | None,
         contract: str | None,
         chain_id: int | None,
         now: int,
     ) -> None:
-        self.log_keys = tuple(log_keys)
+        """``log_keys``: keys pinned for every size, or a :class:`KeySet` (ranges, and
+        whether rotation records are followed)."""
+        self.key_set = log_keys if isinstance(log_keys, KeySet) else KeySet.of(log_keys)
+        self.log_keys = self.key_set.keys()
         self.reader = reader
         self.contract = contract
         self.chain_id = chain_id
@@ -357,6 +378,8 @@ class Verifier:
 
         m = material
         header = m.block.header
+        history, rotation_faults = self._history(m)
+        state["keys"] = history.trusted_keys()
 
         run("entries", lambda: self._entries(m, state))
         run("previous-state", lambda: self._previous_state(m, state))
@@ -373,13 +396,16 @@ class Verifier:
             for name in CHECKS[5:]:
                 skip(name, "not anchored yet")
         else:
-            run("consistency", lambda: self._consistency(m, receipt))
+            run("consistency", lambda: self._consistency(m, receipt, state))
             run("anchor-inclusion", lambda: self._inclusion(receipt))
             run("on-chain", lambda: self._on_chain(receipt))
         if event is not None:
             run(EVENT_CHECK, lambda: self._event(m, event, state))
         if chain is not None:
             run(ANCHORED_STATE_CHECK, lambda: _anchored_state(m.origin, chain, tip))
+        if not history.trivial or m.rotations or rotation_faults:
+            run(KEY_ROTATION_CHECK, lambda: self._key_rotation(m, history, rotation_faults, state))
+            run(LOG_KEY_CHECK, lambda: self._log_key(m, history))
         pending.extend(state.get("redaction_pending", ()))
 
         return Report(
@@ -431,7 +457,7 @@ class Verifier:
             entries,
             m.related,
             anchored,
-            self.log_keys,
+            state["keys"],
         )
         redacted = [index for index, _, _ in found.explained]
         state["leaves"], state["redacted"] = leaves, redacted
@@ -460,7 +486,7 @@ class Verifier:
             return "block starts the log: empty previous state", {}
         if m.prev_checkpoint is None:
             raise _Failed(f"no checkpoint of the previous state (size {start}) was given")
-        prev = open_checkpoint(m.prev_checkpoint, self.log_keys)
+        prev = open_checkpoint(m.prev_checkpoint, state["keys"])
         if (prev.origin, prev.size) != (m.origin, start):
             raise _Failed(
                 f"previous checkpoint is of ({prev.origin}, size {prev.size}), "
@@ -490,7 +516,7 @@ class Verifier:
 
     def _checkpoint(self, m: BlockMaterial, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         header = m.block.header
-        cp = open_checkpoint(m.block.checkpoint, self.log_keys)
+        cp = open_checkpoint(m.block.checkpoint, state["keys"])
         want_root = state.get("root", header.root)
         if (cp.origin, cp.size, cp.root) != (m.origin, header.end, want_root):
             raise _Failed(
@@ -520,7 +546,9 @@ class Verifier:
             "hash": header.hash().hex()
         }
 
-    def _anchored_checkpoint(self, m: BlockMaterial, receipt: AnchorReceipt) -> Checkpoint:
+    def _anchored_checkpoint(
+        self, m: BlockMaterial, receipt: AnchorReceipt, state: dict[str, Any]
+    ) -> Checkpoint:
         if receipt.origin != m.origin:
             raise _Failed(f"anchor receipt is of log {receipt.origin!r}, want {m.origin!r}")
         if m.anchored_note is None:
@@ -532,11 +560,15 @@ class Verifier:
             )
         if checkpoint_body(m.anchored_note) != receipt.checkpoint:
             raise _Failed("the signed anchored checkpoint is not the one the receipt anchors")
-        open_checkpoint(m.anchored_note, self.log_keys)
-        return Checkpoint.from_text(receipt.checkpoint)
+        open_checkpoint(m.anchored_note, state["keys"])
+        anchored = Checkpoint.from_text(receipt.checkpoint)
+        state["anchored"] = anchored
+        return anchored
 
-    def _consistency(self, m: BlockMaterial, receipt: AnchorReceipt) -> tuple[str, dict[str, Any]]:
-        anchored = self._anchored_checkpoint(m, receipt)
+    def _consistency(
+        self, m: BlockMaterial, receipt: AnchorReceipt, state: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        anchored = self._anchored_checkpoint(m, receipt, state)
         header = m.block.header
         if anchored.origin != m.origin:
             raise _Failed(f"anchored checkpoint is of log {anchored.origin!r}")
@@ -619,6 +651,97 @@ class Verifier:
             + ("" if authorised_now else "; that anchorer has since been revoked"),
             data,
         )
+
+    def _history(self, m: BlockMaterial) -> tuple[KeyHistory, list[tuple[int, str]]]:
+        """The log's keys by size from the rotation records shown (outside and inside the
+        block), and the records at fault."""
+        header = m.block.header
+        inside = [
+            (header.start + i, e)
+            for i, e in enumerate(m.block.entries)
+            if e.log_record and is_rotation_value(e.value)
+        ]
+        faults = [
+            (p.index, f"rotation record at leaf {p.index} is shown twice")
+            for p in m.rotations
+            if header.start <= p.index < header.end
+        ]
+        outside = [
+            (p.index, p.entry) for p in m.rotations if not header.start <= p.index < header.end
+        ]
+        records = sorted([*inside, *outside], key=lambda r: r[0])
+        if len({i for i, _ in records}) != len(records):
+            faults.append((records[0][0], "a rotation record is shown twice"))
+        history, found = history_of(self.key_set, m.origin, records)
+        return history, [*faults, *found]
+
+    def _key_rotation(
+        self,
+        m: BlockMaterial,
+        history: KeyHistory,
+        faults: list[tuple[int, str]],
+        state: dict[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        if faults:
+            more = f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""
+            raise _Failed(faults[0][1] + more)
+        header = m.block.header
+        for p in m.rotations:
+            where = f"rotation record at leaf {p.index}"
+            if p.index < header.start:
+                if "checkpoint" not in state:
+                    raise _Failed(f"{where}: needs the block's signed checkpoint to be proven")
+                if p.size != header.end:
+                    raise _Failed(f"{where}: proven at size {p.size}, want {header.end}")
+                verify_inclusion(
+                    p.entry.leaf_hash(), p.index, p.size, list(p.proof), state["checkpoint"].root
+                )
+                continue
+            anchored: Checkpoint | None = state.get("anchored")
+            if anchored is not None and p.size == anchored.size:
+                verify_inclusion(p.entry.leaf_hash(), p.index, p.size, list(p.proof), anchored.root)
+                continue
+            if p.checkpoint is None:
+                raise _Failed(f"{where}: comes without a checkpoint proving it")
+            cp = open_checkpoint(p.checkpoint, state["keys"])
+            if (cp.origin, cp.size) != (m.origin, p.size) or p.size <= p.index:
+                raise _Failed(
+                    f"{where}: the checkpoint proving it is of ({cp.origin}, size {cp.size}), "
+                    f"want ({m.origin}, size {p.size} > {p.index})"
+                )
+            history.check_signers(p.checkpoint, cp)
+            verify_consistency(header.end, p.size, list(p.consistency), header.root, cp.root)
+            verify_inclusion(p.entry.leaf_hash(), p.index, p.size, list(p.proof), cp.root)
+        return history.describe(), {
+            "rotations": [
+                {
+                    "index": index,
+                    "old": r.old.to_string(),
+                    "new": r.new.to_string(),
+                    "from_size": r.from_size,
+                    "until": r.until,
+                    "time_ms": r.time_ms,
+                }
+                for index, r in history.rotations
+            ]
+        }
+
+    def _log_key(self, m: BlockMaterial, history: KeyHistory) -> tuple[str, dict[str, Any]]:
+        sizes = []
+        for what, note in (
+            ("the block's", m.block.checkpoint),
+            ("the previous", m.prev_checkpoint),
+            ("the anchored", m.anchored_note),
+        ):
+            if note is None:
+                continue
+            cp = Checkpoint.from_text(checkpoint_body(note))
+            try:
+                history.check_signers(note, cp)
+            except VerifierError as exc:
+                raise _Failed(f"{what} checkpoint: {exc}") from exc
+            sizes.append(str(cp.size))
+        return f"signed by a key of the log at size {', '.join(sizes)}", {}
 
     def _event(
         self, m: BlockMaterial, event: EventProof, state: dict[str, Any]

@@ -484,3 +484,21 @@ def test_key_ids_agree(go_check: GoCheck, log: Log, go_signed: list[dict[str, An
         assert answer["ok"], answer
         assert answer["key_hash"] == signer.verifier.key_id.hex()
         assert answer["verifier_key"] == signer.verifier.to_string()
+
+
+def test_go_opens_a_checkpoint_signed_by_both_keys_of_a_rotation(go_check: GoCheck):
+    """During a key rotation's overlap a checkpoint carries the old and the new key's
+    signatures (docs/FORMAT.md §2b); Go's note.Open accepts it with either key or both, and
+    the rotation record itself is a signed note Go opens the same way."""
+    vectors = json.loads((Path(__file__).parents[1] / "vectors" / "format.json").read_text())
+    old, new = vectors["verifier_key"], vectors["rotation"]["new_verifier_key"]
+    requests = [
+        {"op": "open", "note": note, "keys": keys}
+        for note in (vectors["rotation"]["checkpoint_note"], vectors["rotation"]["record"])
+        for keys in ([old], [new], [old, new])
+    ]
+    answers = go_check(*requests)
+    for request, answer in zip(requests, answers, strict=True):
+        assert answer["ok"], (request, answer)
+        want = {"+".join(k.split("+")[:2]) for k in request["keys"]}
+        assert set(answer["signers"]) == want

@@ -102,3 +102,43 @@ def test_the_redaction_record_vector_checks_and_is_quoted():
     doc = (ROOT / "docs/FORMAT.md").read_text()
     quoted = [v["record"], v["leaf"], v["leaf_hash"], *v["block_header"].splitlines()]
     assert not [q for q in quoted if q not in doc]
+
+
+def test_the_rotation_record_vector_checks_and_is_quoted():
+    from auditseal.verifier.leaf import Entry
+    from auditseal.verifier.rotation import open_rotation_record
+
+    v = CHECKED_IN["rotation"]
+    leaf = Leaf.from_bytes(bytes.fromhex(v["leaf"]))
+    assert leaf.log_record and leaf.key_null and leaf.position == 3
+    salt = bytes.fromhex(CHECKED_IN["salt"])
+    record = v["record"].encode()
+    assert leaf.value_commitment == hashlib.sha256(salt + record).digest()
+    entry = Entry(
+        "example.com/log",
+        3,
+        v["timestamp_ms"],
+        None,
+        record,
+        salt,
+        leaf.value_commitment,
+        log_record=True,
+    )
+    assert entry.leaf_hash().hex() == v["leaf_hash"]
+    rotation = open_rotation_record(entry, 3, "example.com/log")
+    assert rotation.old.to_string() == CHECKED_IN["verifier_key"]
+    assert rotation.new.to_string() == v["new_verifier_key"]
+    assert (rotation.from_size, rotation.until, rotation.overlap) == (4, 7, 2)
+    # the record's checkpoint opens with either key: what old and new pins both need
+    for key in (CHECKED_IN["verifier_key"], v["new_verifier_key"]):
+        assert open_checkpoint(v["checkpoint_note"], [NoteVerifier.from_string(key)]).size == 4
+    doc = (ROOT / "docs/FORMAT.md").read_text()
+    quoted = [
+        *v["record"].splitlines(),
+        v["leaf"],
+        v["leaf_hash"],
+        v["value_commitment"],
+        *v["block_header"].splitlines(),
+        *v["checkpoint_note"].splitlines(),
+    ]
+    assert not [q for q in quoted if q and q not in doc]

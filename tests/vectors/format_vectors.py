@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditseal.sealer.blocks import build_block, build_redaction_block
+from auditseal.sealer.blocks import build_block, build_redaction_block, build_rotation_block
 from auditseal.sealer.signer import Signer
 from auditseal.store.model import LogTip, Record
 from auditseal.verifier import merkle
@@ -30,6 +30,9 @@ RECORDS = [
 ]
 SEALED_AT = 1767225601000
 REDACTED_AT = 1767225602000
+NEW_SEED = bytes(range(32, 64))
+NEW_NAME = "example.com/log2"
+ROTATED_AT = 1767225603000
 
 
 def vectors() -> dict[str, Any]:
@@ -64,6 +67,29 @@ def vectors() -> dict[str, Any]:
         "block_header": block.header.to_text(),
         "block_hash": block.header.hash().hex(),
         "redaction": _redaction(built.tip, leaves[0], signer),
+        "rotation": _rotation(built.tip, signer),
+    }
+
+
+def _rotation(tip: LogTip, old: Signer) -> dict[str, Any]:
+    """The key of §6 rotated to a new key after block 0: the record is leaf 3 in block 1,
+    with an overlap of 2 leaves (FORMAT.md §2b)."""
+    new = Signer(NEW_NAME, Ed25519PrivateKey.from_private_bytes(NEW_SEED))
+    block = build_rotation_block(tip, old, new, 2, ROTATED_AT, new_salt=lambda: SALT).block
+    (e,) = block.entries
+    return {
+        "description": "the log key of §6 rotated to example.com/log2 after block 0, overlap 2",
+        "new_signer_seed": NEW_SEED.hex(),
+        "new_verifier_key": new.verifier.to_string(),
+        "record": (e.value or b"").decode("utf-8"),
+        "position": e.position,
+        "timestamp_ms": e.timestamp_ms,
+        "value_commitment": e.value_commitment.hex(),
+        "leaf": e.leaf().to_bytes().hex(),
+        "leaf_hash": e.leaf_hash().hex(),
+        "root": block.header.root.hex(),
+        "block_header": block.header.to_text(),
+        "checkpoint_note": block.checkpoint,
     }
 
 
