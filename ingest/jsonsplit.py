@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any
@@ -43,8 +44,16 @@ def _skip(text: str, pos: int) -> int:
     return _SPACE.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
 
 
+_RECURSION_LIMIT = 1000  # CPython's default: the scanner recurses once per nesting level
+
+
 def _value(text: str, pos: int) -> tuple[Any, int]:
     """The JSON value starting at ``pos`` and where it ends."""
+    # A library in the same process may have raised the limit (py_ecc, under web3, sets
+    # 100,000), where a body of nested brackets would exhaust the C stack before Python's own
+    # check: scan under the default limit whatever the process set.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(limit, _RECURSION_LIMIT))
     try:
         return _scan(text, pos)
     except StopIteration:
@@ -53,6 +62,8 @@ def _value(text: str, pos: int) -> tuple[Any, int]:
         raise _invalid(f"{exc.msg} at character {exc.pos}") from None
     except RecursionError:
         raise _invalid(f"nested too deeply at character {pos}") from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _value_end(text: str, pos: int) -> int:

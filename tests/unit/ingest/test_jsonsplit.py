@@ -101,3 +101,18 @@ def test_objects_that_are_not_json_are_refused(body, message):
     with pytest.raises(EnvelopeError) as caught:
         object_with_array(body, "items", 10)
     assert str(caught.value.errors[0]).startswith(message)
+
+
+def test_deep_nesting_is_refused_whatever_recursion_limit_the_process_set():
+    # py_ecc (imported by web3) raises the limit to 100,000 for the whole process; under it
+    # the scanner would accept (or, deeper, crash on) what the default limit refuses.
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        with pytest.raises(EnvelopeError, match="nested too deeply"):
+            array_items(b"[" + b"[" * 5000 + b"]" * 5000 + b"]", 1000)
+        assert sys.getrecursionlimit() == 100_000  # the process's own setting is left alone
+    finally:
+        sys.setrecursionlimit(old)
