@@ -215,16 +215,29 @@ def sealed_topic_option(f: F) -> F:
     return _topic_option("--sealed-topic", "audit.sealed", "the sealed blocks")(f)
 
 
+def _key_source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | str:
+    # A pkcs11: URI stays text (auditseal.sealer.signer.load_signer parses it); else a path.
+    if value is None or value.startswith("pkcs11:"):
+        return value  # type: ignore[return-value]  # None only when not required
+    return Path(value)
+
+
 def signing_key_option(note: str = "") -> Callable[[F], F]:
-    """``--key``: the log's private signing key file, as ``key_file``."""
+    """``--key``: the log's signing key, as ``key_file``: a key file's ``Path``, or a
+    ``pkcs11:`` URI (``str``) of a key in an HSM; ``load_signer`` opens either."""
     return click.option(
         "--key",
         "key_file",
         required=True,
         envvar="AUDITSEAL_SEALER_KEY_FILE",
         show_envvar=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=_help("Private key file that signs the checkpoints (`auditseal keygen`).", note),
+        callback=_key_source,
+        help=_help(
+            "Private key that signs the checkpoints: a key file (`auditseal keygen`) or a "
+            "pkcs11: URI of a key in an HSM, e.g. 'pkcs11:token=T;object=NAME?"
+            "pin-source=file:PIN_FILE' (docs/SEALER.md, PKCS#11).",
+            note,
+        ),
     )
 
 

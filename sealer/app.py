@@ -31,7 +31,7 @@ from auditseal.sealer.pipeline import (
     Triage,
 )
 from auditseal.sealer.sealed_stream import encode_block
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.model import Record
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 class WorkerConfig:
     bootstrap: str
     store_path: Location
-    key_file: Path
+    key_file: Path | str  # a key file or a pkcs11: URI
     state_dir: Path
     sealer: SealerConfig
     topic: str = "audit.events"
@@ -69,7 +69,7 @@ class _Worker:
     def __init__(self, config: WorkerConfig, triage: Triage, sealed_topic: Any) -> None:
         self.config = config
         self.store = BlockStore.open(config.store_path, create=True)
-        writer = LogWriter(self.store, Signer.from_file(config.key_file), _now_ms)
+        writer = LogWriter(self.store, load_signer(config.key_file), _now_ms)
         self.sealer = Sealer(writer, config.sealer, triage)
         self.name = f"{socket.gethostname()}/{os.getpid()}"  # in the store's claims
         self.sealed_topic = sealed_topic

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 from auditseal.sealer.errors import InputError
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import NoteSigner
 from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from auditseal.verifier.checkpoint import Checkpoint
@@ -23,7 +23,7 @@ __all__ = ["build_block", "build_redaction_block", "redaction_sealer"]
 def build_block(
     tip: LogTip,
     records: Sequence[Record],
-    signer: Signer,
+    signer: NoteSigner,
     sealed_at_ms: int,
     new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
 ) -> BuiltBlock:
@@ -54,7 +54,7 @@ def build_block(
 def build_redaction_block(
     tip: LogTip,
     redaction: Redaction,
-    signer: Signer,
+    signer: NoteSigner,
     sealed_at_ms: int,
     new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
 ) -> BuiltBlock:
@@ -68,7 +68,7 @@ def build_redaction_block(
     return _seal(tip, (entry,), (record,), signer, sealed_at_ms, tip.last_position, ())
 
 
-def redaction_sealer(signer: Signer) -> RedactionSealer:
+def redaction_sealer(signer: NoteSigner) -> RedactionSealer:
     """What :meth:`auditseal.store.blockstore.BlockStore.redact` calls to seal a redaction record
     with ``signer``'s key."""
 
@@ -82,7 +82,7 @@ def _seal(
     tip: LogTip,
     entries: tuple[Entry, ...],
     records: tuple[Record, ...],
-    signer: Signer,
+    signer: NoteSigner,
     sealed_at_ms: int,
     last: int,
     gaps: tuple[tuple[int, int], ...],

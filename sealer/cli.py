@@ -21,7 +21,7 @@ from auditseal.cli.output import emit
 from auditseal.sealer.blocks import redaction_sealer
 from auditseal.sealer.errors import InputError
 from auditseal.sealer.log_writer import LogWriter
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import Signer, load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.files import private_dir, write_atomic
@@ -41,26 +41,55 @@ def _now_ms() -> int:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Directory for NAME.key (private, mode 0600) and NAME.pub (verifier key).",
+    help="Directory for NAME.key (private, mode 0600; not with --pkcs11) and NAME.pub "
+    "(verifier key).",
+)
+@click.option(
+    "--pkcs11",
+    "pkcs11_uri",
+    metavar="URI",
+    default=None,
+    help="Generate the key inside a PKCS#11 token instead of a file, e.g. "
+    "'pkcs11:token=T?pin-source=file:PIN_FILE' (the key's label is NAME); only NAME.pub is "
+    "written. See docs/SEALER.md, PKCS#11.",
 )
 @json_option
-def keygen(name: str, out: Path, as_json: bool) -> None:
+def keygen(name: str, out: Path, pkcs11_uri: str | None, as_json: bool) -> None:
     """Create an Ed25519 signing key and print its verifier key.
 
-    The private key is in the Go note format (PRIVATE+KEY+...), the verifier key in the
-    name+keyid+base64 format that C2SP signed-note verifiers accept.
+    The private key is in the Go note format (PRIVATE+KEY+...), or inside an HSM with
+    --pkcs11 (where it never leaves the token); the verifier key is in the name+keyid+base64
+    format that C2SP signed-note verifiers accept.
     """
-    signer = Signer.generate(name)
-    try:
-        private_dir(out)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create directory: {exc.strerror}") from exc
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     key_path, pub_path = out / f"{stem}.key", out / f"{stem}.pub"
+    if pkcs11_uri is not None:
+        from auditseal.sealer.pkcs11_signer import generate_in_token
+
+        if not pkcs11_uri.startswith("pkcs11:"):
+            raise click.BadParameter("want a pkcs11: URI", param_hint="'--pkcs11'")
+        if pub_path.exists():  # checked before the token gets a key nobody is told about
+            raise InputError(f"{pub_path}: already exists; refusing to overwrite a key")
+        _make_dir(out)
+        token_signer = generate_in_token(pkcs11_uri, name)
+        vkey = token_signer.verifier.to_string()
+        write_atomic(pub_path, (vkey + "\n").encode())
+        data = {"name": name, "pkcs11": token_signer.uri, "verifier_key": vkey}
+        emit(as_json, data, f"{vkey}\n--key '{token_signer.uri}'")
+        return
+    signer = Signer.generate(name)
+    _make_dir(out)
     signer.write_private_file(key_path)
     vkey = signer.verifier.to_string()
     write_atomic(pub_path, (vkey + "\n").encode())
     emit(as_json, {"name": name, "key_file": str(key_path), "verifier_key": vkey}, vkey)
+
+
+def _make_dir(out: Path) -> None:
+    try:
+        private_dir(out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create directory: {exc.strerror}") from exc
 
 
 @click.group()
@@ -75,7 +104,7 @@ def log() -> None:
 @click.argument("input_file", type=click.File("rb"), default="-")
 @json_option
 def log_append(
-    store: Location, origin: str, key_file: Path, input_file: Any, as_json: bool
+    store: Location, origin: str, key_file: Path | str, input_file: Any, as_json: bool
 ) -> None:
     """Seal each line of INPUT_FILE (default: stdin) as one entry, all in one block.
 
@@ -84,7 +113,7 @@ def log_append(
     """
     from auditseal.ingest.envelope import triage  # a line that is an event is findable by its id
 
-    signer = Signer.from_file(key_file)
+    signer = load_signer(key_file)
     data = input_file.read()
     lines = data.split(b"\n")
     if data.endswith(b"\n") or not data:
@@ -228,7 +257,13 @@ def log_check(store: Location, origin: str, log_keys: tuple[str, ...], as_json: 
 @signing_key_option("The redaction record is signed into the log with it.")
 @json_option
 def log_redact(
-    store: Location, origin: str, index: int, actor: str, reason: str, key_file: Path, as_json: bool
+    store: Location,
+    origin: str,
+    index: int,
+    actor: str,
+    reason: str,
+    key_file: Path | str,
+    as_json: bool,
 ) -> None:
     """Erase one entry's value and salt, and seal a signed redaction record into the log.
 
@@ -237,7 +272,7 @@ def log_redact(
     erased entry only with it. The erased bytes are then purged from the store files (WAL
     included). Copies already published on audit.sealed are not touched: see docs/STORE.md.
     """
-    signer = Signer.from_file(key_file)
+    signer = load_signer(key_file)
     with BlockStore.open(store) as db:
         built = db.redact(origin, index, actor, reason, redaction_sealer(signer), _now_ms())
     h = built.block.header

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from auditseal.sealer.blocks import build_block
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import NoteSigner
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import ConflictError
 from auditseal.store.model import BuiltBlock, LogTip, Record
@@ -24,7 +24,7 @@ class LogWriter:
     fails with ClaimLostError once another writer claimed it since.
     """
 
-    def __init__(self, store: BlockStore, signer: Signer, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: BlockStore, signer: NoteSigner, clock_ms: Callable[[], int]) -> None:
         self.store = store
         self.signer = signer
         self._clock_ms = clock_ms
