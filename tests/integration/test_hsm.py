@@ -95,7 +95,9 @@ def test_keygen_makes_a_sensitive_key_inside_the_token(softhsm: SoftHsmToken, tm
 
 
 def test_a_log_signed_in_the_token_verifies_with_the_public_key_here_and_in_go(
-    softhsm: SoftHsmToken, tmp_path: Path, go_check: GoCheck
+    softhsm: SoftHsmToken,
+    tmp_path: Path,
+    go_check: GoCheck,  # noqa: F811  (the fixture imported above)
 ):
     uri, vkey = keygen(softhsm, "hsm.test/log", tmp_path)
     at = ("--store", tmp_path / "store.db", "--log", "hsm.test/audit.events/0")
@@ -142,7 +144,11 @@ def test_a_log_signed_in_the_token_verifies_with_the_public_key_here_and_in_go(
 
 @pytest.mark.kafka
 def test_a_seal_worker_signs_with_the_token_key(
-    softhsm: SoftHsmToken, kafka_bootstrap, new_topic, tmp_path: Path, go_check: GoCheck
+    softhsm: SoftHsmToken,
+    kafka_bootstrap,
+    new_topic,
+    tmp_path: Path,
+    go_check: GoCheck,  # noqa: F811  (the fixture imported above)
 ):
     stack = make_stack(kafka_bootstrap, new_topic, tmp_path, partitions=2)
     stack.key_path.unlink()  # the file key make_stack writes: this worker has none
