@@ -7,7 +7,9 @@ the working directory (``.auditseal/store.db``, ``.auditseal/anchor/deployment.j
 ``auditseal verify`` and the others find the same files with no flags.
 
 The sealer's signing key is ``sealer.key`` next to the state file, made on first use; its
-verifier key (``sealer.pub``) is what the monitor and dashboard pin.
+verifier key (``sealer.pub``) is what the monitor and dashboard pin. Where ``sealer.pkcs11``
+lies there instead (``auditseal demo --hsm`` writes it), it holds the ``pkcs11:`` URI of a key in
+an HSM, and the sealer signs with that key.
 
 The dashboard requires a read token like any other (docs/DASHBOARD.md): each time it starts, a
 fresh one replaces the last in ``dashboard-tokens`` next to the state file, and the token itself
@@ -32,6 +34,7 @@ from auditseal.store.files import write_atomic
 __all__ = [
     "DASHBOARD_TOKEN",
     "PIPELINE",
+    "SEALER_PKCS11",
     "PipelineOptions",
     "auditseal_argv",
     "dashboard_login",
@@ -44,6 +47,8 @@ PIPELINE = ("sealer", "anchor", "monitor", "dashboard")
 """Start order: the sealer first, so blocks exist for the rest to follow."""
 DASHBOARD_TOKENS = "dashboard-tokens"
 DASHBOARD_TOKEN = "dashboard.token"
+SEALER_PKCS11 = "sealer.pkcs11"
+"""Next to the state file: the pkcs11: URI of the sealer's key in an HSM, used instead of a file."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,18 @@ def auditseal_argv() -> list[str]:
     return [sys.executable, str(Path(sys.executable).parent / "auditseal")]
 
 
-def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
-    """The sealer's key file next to the state file, made on first use; and its verifier key."""
-    from auditseal.sealer.signer import Signer
+def ensure_sealer_key(state_dir: Path) -> tuple[Path | str, str]:
+    """The sealer's key next to the state file, made on first use (or the HSM key that
+    ``sealer.pkcs11`` names), as ``seal --key`` takes it; and its verifier key."""
+    from auditseal.sealer.signer import Signer, load_signer
 
     key_file = state_dir / "sealer.key"
+    uri_file = state_dir / SEALER_PKCS11
+    if uri_file.exists():
+        uri = uri_file.read_text(encoding="utf-8").strip()
+        verifier = load_signer(uri).verifier.to_string()  # the token answers now, or exit 2
+        write_atomic(state_dir / "sealer.pub", (verifier + "\n").encode())
+        return uri, verifier
     if key_file.exists():
         signer = Signer.from_file(key_file)
     else:
@@ -102,14 +114,16 @@ def dashboard_login(state_dir: Path, address: str) -> str | None:
     return f"{address}#token={token}" if token else None
 
 
-def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOptions) -> list[str]:
+def _argv(
+    kind: str, dev: DevState, key: Path | str, log_key: str, o: PipelineOptions, state_dir: Path
+) -> list[str]:
     assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
     common = ["--bootstrap", dev.bootstrap]
     chain = ["--rpc", dev.rpc_url]
     metrics = () if o.metrics else ("--metrics-listen", "off")
     if kind == "sealer":
         return [
-            *("seal", "--key", str(key_file), *common),
+            *("seal", "--key", str(key), *common),
             *("--max-events", str(o.max_events), "--max-interval", str(o.max_interval)),
             *("--log-level", "warn", *metrics),
         ]
@@ -124,7 +138,7 @@ def _argv(kind: str, dev: DevState, key_file: Path, log_key: str, o: PipelineOpt
             *("--anchor-late-after", str(o.anchor_late_after), *metrics),
         ]
     if kind == "dashboard":
-        tokens = key_file.parent / DASHBOARD_TOKENS
+        tokens = state_dir / DASHBOARD_TOKENS
         return [
             *("dashboard", "--log-key", log_key, *chain, *common),
             *("--listen", f"127.0.0.1:{o.dashboard_port}", "--tokens", str(tokens)),
@@ -150,7 +164,7 @@ def start(
     running = {s.kind: s for s in dev.pipeline if processes.is_running(s.pid, s.argv)}
     if "dashboard" not in running and not processes.port_is_free(options.dashboard_port):
         raise InfraError(f"dashboard port {options.dashboard_port} is already in use", 2)
-    key_file, log_key = ensure_sealer_key(state_dir)
+    key, log_key = ensure_sealer_key(state_dir)
     dev.pipeline = list(running.values())
     spawned: list[Service] = []
     try:
@@ -159,7 +173,7 @@ def start(
                 continue
             if kind == "dashboard":
                 _new_dashboard_token(state_dir)
-            argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options)]
+            argv = [*auditseal_argv(), *_argv(kind, dev, key, log_key, options, state_dir)]
             log = state_dir / f"{kind}.log"
             # The dev PostgreSQL store, if any, through the environment (no secret in argv);
             # the dev broker is plaintext on loopback: a production --kafka-config is not for it.

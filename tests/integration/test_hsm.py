@@ -323,3 +323,47 @@ def test_keygen_with_a_wrong_pin_makes_nothing(softhsm: SoftHsmToken, tmp_path: 
     assert done.stderr.strip().endswith("refused the PIN (wrong PIN)")
     assert WRONG_PIN not in done.stdout + done.stderr
     assert not (tmp_path / "k" / "hsm.test_nokey.pub").exists()
+
+
+# --- auditseal demo --hsm -----------------------------------------------------------------------
+
+
+@pytest.mark.chain
+@pytest.mark.timeout(600)
+def test_the_demo_seals_with_a_key_inside_a_token(softhsm: SoftHsmToken, tmp_path: Path):
+    workdir = tmp_path / "demo"
+    done = run("demo", "--hsm", "--dir", workdir, "--events", "1500", "--timeout", "240", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["events_sent"] == summary["events_sealed"] == 1500
+    assert summary["verify_all"] == "VALID"
+    assert summary["tampered_verdict"] == "INVALID: check 1 (entries) failed"
+    assert summary["monitor_alerts"] == 0
+    assert summary["log_key"].startswith("pkcs11:token=auditseal-demo;object=auditseal-demo-sealer")
+    state_dir = workdir / ".auditseal" / "dev"
+    # No log key file anywhere: the checkpoints verify with the token key's public half.
+    files = [p for p in workdir.rglob("*") if p.is_file()]
+    assert [p for p in files if b"PRIVATE+KEY+" in p.read_bytes()] == []
+    vkey = (state_dir / "sealer.pub").read_text().strip()
+    assert vkey.startswith("auditseal-demo-sealer+")
+    with BlockStore.open(workdir / ".auditseal" / "store.db", readonly=True) as store:
+        for origin in store.logs():
+            check_log(store, origin, [NoteVerifier.from_string(vkey)])
+    # The token's PIN is in its 0600 file and nowhere else the demo wrote.
+    pin_file = state_dir / "softhsm" / "pin"
+    assert pin_file.stat().st_mode & 0o077 == 0
+    pin = pin_file.read_text().strip().encode()
+    leaks = [p for p in files if p != pin_file and pin in p.read_bytes()]
+    assert leaks == [] and pin.decode() not in done.stdout + done.stderr
+
+
+def test_the_demo_without_softhsm_says_what_to_install_and_starts_nothing(tmp_path: Path):
+    workdir = tmp_path / "demo"
+    missing = "/nonexistent/libsofthsm2.so"
+    done = run("demo", "--hsm", "--dir", workdir, env={"AUDITSEAL_PKCS11_MODULE": missing})
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"auditseal: error: demo --hsm: {missing}: no PKCS#11 module (SoftHSM2): "
+        "apt-get install -y softhsm2; nothing was started"
+    )
+    assert not workdir.exists()
