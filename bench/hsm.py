@@ -76,6 +76,7 @@ class Result:
     file_runs: list[Run]
     hsm_runs: list[Run]
     module: str
+    load: str  # the machine's load average around the sealer runs
 
 
 def signing_latency(key_file: Path, uri: str, signatures: int) -> tuple[Stats, Stats]:
@@ -129,6 +130,7 @@ def run(cfg: Config, workdir: Path) -> Result:
     file_runs: list[Run] = []
     hsm_runs: list[Run] = []
     with prefilled_topic(workdir, cfg.n, cfg.seed) as t:
+        load_before = os.getloadavg()[0]
         for r in range(cfg.repeat):
             for name, key, runs in (("file", key_file, file_runs), ("hsm", uri, hsm_runs)):
                 tag = f"{name}-{r}"
@@ -139,7 +141,8 @@ def run(cfg: Config, workdir: Path) -> Result:
                 (workdir / f"{tag}.db").unlink()
                 runs.append(b)
                 log(f"round {r + 1}/{cfg.repeat} {name} key: {b.rate:,.0f} events/s; {b.detail}")
-    return Result(file_sign, hsm_sign, file_runs, hsm_runs, module)
+    load = f"{load_before:.2f} before the sealer runs, {os.getloadavg()[0]:.2f} after"
+    return Result(file_sign, hsm_sign, file_runs, hsm_runs, module, load)
 
 
 def _us(s: float) -> str:
@@ -204,6 +207,9 @@ def render(cfg: Config, result: Result) -> str:
         "SoftHSM2 runs inside the sealer's process (a shared library, keys in files): a "
         "network-attached HSM adds its round trip to every signature, still once per block; "
         "measure yours with `--key` set to its URI.",
+        f"Load average {result.load} ({os.cpu_count()} cores): on a loaded machine the "
+        "sealing rates follow the load, not the key; compare them only when the rounds are "
+        "steady.",
     ]
     table = markdown_table(TABLE_HEADER, rows, align="lrrr")
     bullets = "".join(f"- {note}\n" for note in notes)
