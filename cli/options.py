@@ -36,6 +36,7 @@ __all__ = [
     "json_option",
     "kafka_config_option",
     "key_set_options",
+    "key_source",
     "listen_option",
     "log_key_option",
     "log_option",
@@ -220,16 +221,30 @@ def sealed_topic_option(f: F) -> F:
     return _topic_option("--sealed-topic", "audit.sealed", "the sealed blocks")(f)
 
 
+def key_source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | str:
+    """A click callback for a log key option: a ``pkcs11:`` URI stays text
+    (``auditseal.sealer.signer.load_signer`` parses it); anything else is a path."""
+    if value is None or value.startswith("pkcs11:"):
+        return value  # type: ignore[return-value]  # None only when not required
+    return Path(value)
+
+
 def signing_key_option(note: str = "") -> Callable[[F], F]:
-    """``--key``: the log's private signing key file, as ``key_file``."""
+    """``--key``: the log's signing key, as ``key_file``: a key file's ``Path``, or a
+    ``pkcs11:`` URI (``str``) of a key in an HSM; ``load_signer`` opens either."""
     return click.option(
         "--key",
         "key_file",
         required=True,
         envvar="AUDITSEAL_SEALER_KEY_FILE",
         show_envvar=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=_help("Private key file that signs the checkpoints (`auditseal keygen`).", note),
+        callback=key_source,
+        help=_help(
+            "Private key that signs the checkpoints: a key file (`auditseal keygen`) or a "
+            "pkcs11: URI of a key in an HSM, e.g. 'pkcs11:token=T;object=NAME?"
+            "pin-source=file:PIN_FILE' (docs/SEALER.md, PKCS#11).",
+            note,
+        ),
     )
 
 
@@ -241,10 +256,10 @@ def previous_key_option(f: F) -> F:
         default=None,
         envvar="AUDITSEAL_SEALER_PREVIOUS_KEY_FILE",
         show_envvar=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="During a key rotation: the old private key file. It co-signs the checkpoints of "
-        "the overlap the rotation record states, and signs the logs not rotated yet "
-        "(docs/SEALER.md, Rotating the log key).",
+        callback=key_source,
+        help="During a key rotation: the old private key (a file or a pkcs11: URI). It "
+        "co-signs the checkpoints of the overlap the rotation record states, and signs the logs "
+        "not rotated yet (docs/SEALER.md, Rotating the log key).",
     )(f)
 
 

@@ -11,6 +11,11 @@ left alone:
 5. a copy of the store with one event altered, shown failing ``verify``;
 6. a summary: events, blocks, anchors, gas, monitor alerts, the dashboard's address;
 7. ``dev down``, unless ``--keep`` (then ``auditseal dev down`` in that directory stops it).
+
+With ``--hsm`` the log's signing key is generated inside a SoftHSM2 token (a real PKCS#11
+module, Debian ``softhsm2``) in the demo's directory by ``auditseal keygen --pkcs11``, and the
+sealer signs every checkpoint in the token: no log key file exists. Without softhsm2 (or the
+``hsm`` extra) it says what to install and starts nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from auditseal.infra.errors import ServiceUnavailableError
 from auditseal.infra.pipeline import auditseal_argv, dashboard_login
 from auditseal.infra.processes import free_port
 from auditseal.store.blockstore import DEFAULT_STORE, BlockStore
-from auditseal.store.files import create_private, private_dir
+from auditseal.store.files import create_private, private_dir, write_atomic
 from auditseal.verifier.checkpoint import Checkpoint
 
 __all__ = ["demo"]
@@ -210,6 +215,12 @@ def _alerts(log: Path) -> list[dict[str, Any]]:
     help="Seconds to wait for everything to be sealed and anchored.",
 )
 @click.option("--keep", is_flag=True, help="Leave the stack running (stop it with `dev down`).")
+@click.option(
+    "--hsm",
+    is_flag=True,
+    help="Generate the log's signing key inside a SoftHSM2 token (PKCS#11) in the demo's "
+    "directory and seal with it there; no log key file (needs softhsm2 and the hsm extra).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON.")
 def demo(
     workdir: Path,
@@ -218,6 +229,7 @@ def demo(
     rate: float,
     timeout: float,
     keep: bool,
+    hsm: bool,
     as_json: bool,
 ) -> None:
     """Run the whole flow: stack up, events from simulated proxies sealed and anchored, a block
@@ -229,6 +241,8 @@ def demo(
     began = time.monotonic()
     workdir = workdir.absolute()
     d = Demo(workdir, quiet=as_json)
+    if hsm:
+        _check_hsm()  # before anything is stopped, wiped or started
     if (workdir / ".auditseal").exists():
         d.run("dev", "down", show=False)  # a kept stack from an earlier demo
         shutil.rmtree(workdir / ".auditseal")
@@ -239,6 +253,8 @@ def demo(
         "AUDITSEAL_KAFKA_CONFIG": "",  # the demo's broker is plaintext on loopback
     }
     summary: dict[str, Any] = {"dir": str(workdir), "kept": keep}
+    if hsm:
+        summary["log_key"] = _hsm_log_key(d, workdir / state.DEFAULT_STATE.parent)
     try:
         d.step("1. the stack: broker, chain, contract, sealer, anchor service, monitor, dashboard")
         d.run(
@@ -298,6 +314,8 @@ def demo(
         d.step("6. summary")
         summary.update(_summarise(workdir / STORE, dev.rpc_url))
         summary["anchor_key"] = _anchor_key(dev)
+        if hsm and (state_dir / "sealer.key").exists():
+            raise ServiceUnavailableError(f"demo --hsm: {state_dir / 'sealer.key'} exists")
         alerts = _alerts(state_dir / "monitor.log")
         summary.update(
             monitor_alerts=len(alerts),
@@ -322,6 +340,46 @@ def demo(
             d.run("dev", "down", show=not as_json, expect=(0, 1, 2, 3))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+
+
+def _check_hsm() -> None:
+    """SoftHSM2 and the PKCS#11 binding are here, or ToolMissingError (exit 2) saying what to
+    install."""
+    import importlib.util
+
+    from auditseal.infra.errors import ToolMissingError
+    from auditseal.infra.softhsm import find_softhsm
+
+    try:
+        find_softhsm()
+        if importlib.util.find_spec("pkcs11") is None:
+            raise ToolMissingError("python-pkcs11 is not installed: pip install 'auditseal[hsm]'")
+    except ToolMissingError as exc:
+        raise ToolMissingError(f"demo --hsm: {exc}; nothing was started") from None
+
+
+def _hsm_log_key(d: Demo, state_dir: Path) -> str:
+    """A SoftHSM2 token in the state directory, the log key generated inside it, and the
+    ``sealer.pkcs11`` file that makes ``dev up --pipeline`` seal with it; the key's URI."""
+    from auditseal.infra.pipeline import SEALER_PKCS11
+    from auditseal.infra.softhsm import init_token
+
+    d.step("0. the log key, generated inside a SoftHSM2 token (PKCS#11): no key file")
+    private_dir(state_dir)
+    token = init_token(state_dir / "softhsm", "auditseal-demo")
+    d.env.update(token.env)  # every command of the demo, and the sealer dev up starts
+    d.say(f"   token auditseal-demo in {token.conf.parent}, user PIN in {token.pin_file} (0600)")
+    made = json.loads(
+        d.run(
+            *("keygen", "--pkcs11", token.uri(), "--name", "auditseal-demo-sealer"),
+            *("--out", str(state_dir), "--json"),
+            show=False,
+        )
+    )
+    d.say(f"   verifier key {made['verifier_key']}")
+    uri: str = made["pkcs11"]
+    write_atomic(state_dir / SEALER_PKCS11, (uri + "\n").encode())
+    return uri
 
 
 def _summarise(path: Path, rpc: str) -> dict[str, Any]:
@@ -370,5 +428,7 @@ def _print_summary(d: Demo, s: dict[str, Any], as_json: bool) -> None:
         ),
         ("took", f"{s['seconds']} s"),
     ]
+    if "log_key" in s:
+        rows.insert(4, ("log key", "in a SoftHSM2 token (PKCS#11), no key file"))
     for name, value in rows:
         d.say(f"   {name:<15} {value}")

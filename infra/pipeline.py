@@ -7,7 +7,9 @@ the working directory (``.auditseal/store.db``, ``.auditseal/anchor/deployment.j
 ``auditseal verify`` and the others find the same files with no flags.
 
 The sealer's signing key is ``sealer.key`` next to the state file, made on first use; its
-verifier key (``sealer.pub``) is what the monitor and dashboard pin.
+verifier key (``sealer.pub``) is what the monitor and dashboard pin. Where ``sealer.pkcs11``
+lies there instead (``auditseal demo --hsm`` writes it), it holds the ``pkcs11:`` URI of a key in
+an HSM, and the sealer signs with that key.
 
 The anchor service signs with an account of its own, not the dev account that owns the
 contract: its key is the encrypted keystore ``anchor.keystore.json`` next to the state file
@@ -38,6 +40,7 @@ from auditseal.store.files import write_atomic
 __all__ = [
     "DASHBOARD_TOKEN",
     "PIPELINE",
+    "SEALER_PKCS11",
     "PipelineOptions",
     "auditseal_argv",
     "dashboard_login",
@@ -54,6 +57,8 @@ DASHBOARD_TOKEN = "dashboard.token"
 ANCHOR_KEYSTORE = "anchor.keystore.json"
 ANCHOR_PASSPHRASE = "anchor.passphrase"
 ANCHOR_FUNDS = 10 * 10**18  # wei the dev account gives the anchor account (Anvil's hold 10000 ETH)
+SEALER_PKCS11 = "sealer.pkcs11"
+"""Next to the state file: the pkcs11: URI of the sealer's key in an HSM, used instead of a file."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,18 @@ def auditseal_argv() -> list[str]:
     return [sys.executable, str(Path(sys.executable).parent / "auditseal")]
 
 
-def ensure_sealer_key(state_dir: Path) -> tuple[Path, str]:
-    """The sealer's key file next to the state file, made on first use; and its verifier key."""
-    from auditseal.sealer.signer import Signer
+def ensure_sealer_key(state_dir: Path) -> tuple[Path | str, str]:
+    """The sealer's key next to the state file, made on first use (or the HSM key that
+    ``sealer.pkcs11`` names), as ``seal --key`` takes it; and its verifier key."""
+    from auditseal.sealer.signer import Signer, load_signer
 
     key_file = state_dir / "sealer.key"
+    uri_file = state_dir / SEALER_PKCS11
+    if uri_file.exists():
+        uri = uri_file.read_text(encoding="utf-8").strip()
+        verifier = load_signer(uri).verifier.to_string()  # the token answers now, or exit 2
+        write_atomic(state_dir / "sealer.pub", (verifier + "\n").encode())
+        return uri, verifier
     if key_file.exists():
         signer = Signer.from_file(key_file)
     else:
@@ -155,9 +167,10 @@ def dashboard_login(state_dir: Path, address: str) -> str | None:
 def _argv(
     kind: str,
     dev: DevState,
-    key_file: Path,
+    key: Path | str,
     log_key: str,
     o: PipelineOptions,
+    state_dir: Path,
     anchor_key: tuple[Path, Path] | None = None,
 ) -> list[str]:
     assert dev.bootstrap is not None and dev.rpc_url is not None and dev.chain_key is not None
@@ -166,20 +179,20 @@ def _argv(
     metrics = () if o.metrics else ("--metrics-listen", "off")
     if kind == "sealer":
         return [
-            *("seal", "--key", str(key_file), *common),
+            *("seal", "--key", str(key), *common),
             *("--max-events", str(o.max_events), "--max-interval", str(o.max_interval)),
             *("--log-level", "warn", *metrics),
         ]
     if kind == "anchor":
         # Its own keystore; the dev account's plain key only when the contract is not the dev
         # stack's (then nobody here can authorise another account).
-        key = (
+        signer = (
             ("--key", str(anchor_key[0]), "--key-passphrase-file", str(anchor_key[1]))
             if anchor_key
             else ("--key", dev.chain_key)
         )
         return [
-            *("anchor", "run", *key, *chain, *common),
+            *("anchor", "run", *signer, *chain, *common),
             *("--interval", str(o.anchor_interval), *metrics),
         ]
     if kind == "monitor":
@@ -188,7 +201,7 @@ def _argv(
             *("--anchor-late-after", str(o.anchor_late_after), *metrics),
         ]
     if kind == "dashboard":
-        tokens = key_file.parent / DASHBOARD_TOKENS
+        tokens = state_dir / DASHBOARD_TOKENS
         return [
             *("dashboard", "--log-key", log_key, *chain, *common),
             *("--listen", f"127.0.0.1:{o.dashboard_port}", "--tokens", str(tokens)),
@@ -214,7 +227,7 @@ def start(
     running = {s.kind: s for s in dev.pipeline if processes.is_running(s.pid, s.argv)}
     if "dashboard" not in running and not processes.port_is_free(options.dashboard_port):
         raise InfraError(f"dashboard port {options.dashboard_port} is already in use", 2)
-    key_file, log_key = ensure_sealer_key(state_dir)
+    key, log_key = ensure_sealer_key(state_dir)
     dev.pipeline = list(running.values())
     spawned: list[Service] = []
     try:
@@ -226,7 +239,10 @@ def start(
             anchor_key = None
             if kind == "anchor" and dev.deployment is not None and dev.contract is not None:
                 anchor_key = ensure_anchor_key(dev, state_dir, timeout)
-            argv = [*auditseal_argv(), *_argv(kind, dev, key_file, log_key, options, anchor_key)]
+            argv = [
+                *auditseal_argv(),
+                *_argv(kind, dev, key, log_key, options, state_dir, anchor_key),
+            ]
             log = state_dir / f"{kind}.log"
             # The dev PostgreSQL store, if any, through the environment (no secret in argv);
             # the dev broker is plaintext on loopback: a production --kafka-config is not for it.

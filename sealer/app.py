@@ -31,7 +31,7 @@ from auditseal.sealer.pipeline import (
     Triage,
 )
 from auditseal.sealer.sealed_stream import encode_block
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.model import Record
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 class WorkerConfig:
     bootstrap: str
     store_path: Location
-    key_file: Path
+    key_file: Path | str  # a key file or a pkcs11: URI
     state_dir: Path
     sealer: SealerConfig
     topic: str = "audit.events"
@@ -61,7 +61,7 @@ class WorkerConfig:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     metrics_tls: ServerTLS | None = None
     metrics_insecure_plaintext: bool = False
-    previous_key_file: Path | None = None
+    previous_key_file: Path | str | None = None
     """During a key rotation, the old key (docs/SEALER.md, Rotating the log key)."""
 
 
@@ -74,9 +74,9 @@ class _Worker:
         previous = config.previous_key_file
         writer = LogWriter(
             self.store,
-            Signer.from_file(config.key_file),
+            load_signer(config.key_file),
             _now_ms,
-            Signer.from_file(previous) if previous is not None else None,
+            load_signer(previous) if previous is not None else None,
         )
         self.sealer = Sealer(writer, config.sealer, triage)
         self.name = f"{socket.gethostname()}/{os.getpid()}"  # in the store's claims

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable, Sequence
 
 from auditseal.sealer.errors import InputError
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import NoteSigner
 from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from auditseal.verifier.checkpoint import Checkpoint
@@ -28,13 +28,13 @@ __all__ = [
     "redaction_sealer",
 ]
 
-Signers = Signer | Sequence[Signer]
+Signers = NoteSigner | Sequence[NoteSigner]
 """One key, or the keys that co-sign each checkpoint (during a rotation's overlap)."""
 
 
 def cosign(text: str, signers: Signers) -> str:
     """The signed note of ``text`` with one signature line per signer, in order."""
-    keys = [signers] if isinstance(signers, Signer) else list(signers)
+    keys = [signers] if isinstance(signers, NoteSigner) else list(signers)
     if not keys:
         raise ValueError("a note needs at least one signer")
     notes = [SignedNote.from_text(k.sign_note(text)) for k in keys]
@@ -45,9 +45,9 @@ def checkpoint_signers(
     origin: str,
     rotations: Sequence[tuple[int, KeyRotation]],
     size: int,
-    key: Signer,
-    previous: Signer | None = None,
-) -> list[Signer]:
+    key: NoteSigner,
+    previous: NoteSigner | None = None,
+) -> list[NoteSigner]:
     """The held keys that sign ``origin``'s checkpoint of ``size``: those the log's rotation
     records declare there (both during an overlap). A log without a rotation record is signed
     with ``previous`` when given (it was not rotated yet), else with ``key``.
@@ -122,8 +122,8 @@ def build_redaction_block(
 
 def build_rotation_block(
     tip: LogTip,
-    old: Signer,
-    new: Signer,
+    old: NoteSigner,
+    new: NoteSigner,
     overlap: int,
     sealed_at_ms: int,
     new_salt: Callable[[], bytes] = lambda: secrets.token_bytes(SALT_SIZE),
@@ -145,8 +145,8 @@ def build_rotation_block(
 
 
 def redaction_sealer(
-    signer: Signer,
-    previous: Signer | None = None,
+    signer: NoteSigner,
+    previous: NoteSigner | None = None,
     rotations: Sequence[tuple[int, KeyRotation]] = (),
 ) -> RedactionSealer:
     """What :meth:`auditseal.store.blockstore.BlockStore.redact` calls to seal a redaction record

@@ -13,6 +13,7 @@ import click
 from auditseal.cli.options import (
     json_option,
     key_set_options,
+    key_source,
     log_key_option,
     log_option,
     previous_key_option,
@@ -24,7 +25,7 @@ from auditseal.cli.output import emit
 from auditseal.sealer.blocks import build_rotation_block, checkpoint_signers, redaction_sealer
 from auditseal.sealer.errors import InputError
 from auditseal.sealer.log_writer import LogWriter, load_rotations
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import NoteSigner, Signer, load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
 from auditseal.store.files import private_dir, write_atomic
@@ -46,26 +47,55 @@ def _now_ms() -> int:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Directory for NAME.key (private, mode 0600) and NAME.pub (verifier key).",
+    help="Directory for NAME.key (private, mode 0600; not with --pkcs11) and NAME.pub "
+    "(verifier key).",
+)
+@click.option(
+    "--pkcs11",
+    "pkcs11_uri",
+    metavar="URI",
+    default=None,
+    help="Generate the key inside a PKCS#11 token instead of a file, e.g. "
+    "'pkcs11:token=T?pin-source=file:PIN_FILE' (the key's label is NAME); only NAME.pub is "
+    "written. See docs/SEALER.md, PKCS#11.",
 )
 @json_option
-def keygen(name: str, out: Path, as_json: bool) -> None:
+def keygen(name: str, out: Path, pkcs11_uri: str | None, as_json: bool) -> None:
     """Create an Ed25519 signing key and print its verifier key.
 
-    The private key is in the Go note format (PRIVATE+KEY+...), the verifier key in the
-    name+keyid+base64 format that C2SP signed-note verifiers accept.
+    The private key is in the Go note format (PRIVATE+KEY+...), or inside an HSM with
+    --pkcs11 (where it never leaves the token); the verifier key is in the name+keyid+base64
+    format that C2SP signed-note verifiers accept.
     """
-    signer = Signer.generate(name)
-    try:
-        private_dir(out)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create directory: {exc.strerror}") from exc
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     key_path, pub_path = out / f"{stem}.key", out / f"{stem}.pub"
+    if pkcs11_uri is not None:
+        from auditseal.sealer.pkcs11_signer import generate_in_token
+
+        if not pkcs11_uri.startswith("pkcs11:"):
+            raise click.BadParameter("want a pkcs11: URI", param_hint="'--pkcs11'")
+        if pub_path.exists():  # checked before the token gets a key nobody is told about
+            raise InputError(f"{pub_path}: already exists; refusing to overwrite a key")
+        _make_dir(out)
+        token_signer = generate_in_token(pkcs11_uri, name)
+        vkey = token_signer.verifier.to_string()
+        write_atomic(pub_path, (vkey + "\n").encode())
+        data = {"name": name, "pkcs11": token_signer.uri, "verifier_key": vkey}
+        emit(as_json, data, f"{vkey}\n--key '{token_signer.uri}'")
+        return
+    signer = Signer.generate(name)
+    _make_dir(out)
     signer.write_private_file(key_path)
     vkey = signer.verifier.to_string()
     write_atomic(pub_path, (vkey + "\n").encode())
     emit(as_json, {"name": name, "key_file": str(key_path), "verifier_key": vkey}, vkey)
+
+
+def _make_dir(out: Path) -> None:
+    try:
+        private_dir(out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create directory: {exc.strerror}") from exc
 
 
 @click.group()
@@ -73,8 +103,8 @@ def log() -> None:
     """Append to, inspect and prove a log in a block store."""
 
 
-def _previous(previous_key_file: Path | None) -> Signer | None:
-    return Signer.from_file(previous_key_file) if previous_key_file is not None else None
+def _previous(previous_key_file: Path | str | None) -> NoteSigner | None:
+    return load_signer(previous_key_file) if previous_key_file is not None else None
 
 
 @log.command("append")
@@ -87,8 +117,8 @@ def _previous(previous_key_file: Path | None) -> Signer | None:
 def log_append(
     store: Location,
     origin: str,
-    key_file: Path,
-    previous_key_file: Path | None,
+    key_file: Path | str,
+    previous_key_file: Path | str | None,
     input_file: Any,
     as_json: bool,
 ) -> None:
@@ -99,7 +129,7 @@ def log_append(
     """
     from auditseal.ingest.envelope import triage  # a line that is an event is findable by its id
 
-    signer = Signer.from_file(key_file)
+    signer = load_signer(key_file)
     previous = _previous(previous_key_file)
     data = input_file.read()
     lines = data.split(b"\n")
@@ -261,8 +291,8 @@ def log_redact(
     index: int,
     actor: str,
     reason: str,
-    key_file: Path,
-    previous_key_file: Path | None,
+    key_file: Path | str,
+    previous_key_file: Path | str | None,
     as_json: bool,
 ) -> None:
     """Erase one entry's value and salt, and seal a signed redaction record into the log.
@@ -272,7 +302,7 @@ def log_redact(
     erased entry only with it. The erased bytes are then purged from the store files (WAL
     included). Copies already published on audit.sealed are not touched: see docs/STORE.md.
     """
-    signer = Signer.from_file(key_file)
+    signer = load_signer(key_file)
     previous = _previous(previous_key_file)
     with BlockStore.open(store) as db:
         sealer = redaction_sealer(signer, previous, load_rotations(db, origin))
@@ -301,8 +331,9 @@ def log_redact(
     "--new-key",
     "new_key_file",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private key file of the new log key (`auditseal keygen`); it co-signs the record.",
+    callback=key_source,
+    help="The new log key, a key file (`auditseal keygen`) or a pkcs11: URI; it co-signs the "
+    "record.",
 )
 @click.option(
     "--overlap",
@@ -317,8 +348,8 @@ def log_redact(
 def log_rotate_key(
     store: Location,
     origin: str,
-    key_file: Path,
-    new_key_file: Path,
+    key_file: Path | str,
+    new_key_file: Path | str,
     overlap: int,
     as_json: bool,
 ) -> None:
@@ -331,8 +362,8 @@ def log_rotate_key(
     the sealer with --key NEW.key --previous-key OLD.key until the overlap has passed, and
     with --key NEW.key alone after. docs/SEALER.md, Rotating the log key.
     """
-    old = Signer.from_file(key_file)
-    new = Signer.from_file(new_key_file)
+    old = load_signer(key_file)
+    new = load_signer(new_key_file)
     if old.verifier == new.verifier:
         raise InputError("--new-key: is the current key; make a new one with auditseal keygen")
     now = _now_ms()

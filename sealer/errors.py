@@ -5,7 +5,7 @@ The store's errors (a conflicting append, a missing entry) are :mod:`auditseal.s
 
 from __future__ import annotations
 
-__all__ = ["InputError", "KeyFileError", "SealerError"]
+__all__ = ["HsmError", "InputError", "KeyFileError", "SealerError"]
 
 
 class SealerError(Exception):
@@ -20,3 +20,8 @@ class InputError(SealerError, ValueError):
 
 class KeyFileError(SealerError):
     """A private key file that is missing, unreadable, malformed or too widely readable."""
+
+
+class HsmError(SealerError):
+    """A ``pkcs11:`` key that cannot be used: a bad URI, a missing module, token or key, a
+    refused PIN. The message names the URI field (never the PIN)."""

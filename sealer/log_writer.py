@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from auditseal.sealer.blocks import build_block, checkpoint_signers
-from auditseal.sealer.signer import Signer
+from auditseal.sealer.signer import NoteSigner
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.errors import ConflictError
 from auditseal.store.model import BuiltBlock, LogTip, Record
@@ -40,9 +40,9 @@ class LogWriter:
     def __init__(
         self,
         store: BlockStore,
-        signer: Signer,
+        signer: NoteSigner,
         clock_ms: Callable[[], int],
-        previous: Signer | None = None,
+        previous: NoteSigner | None = None,
     ) -> None:
         """``signer`` is ``--key``; ``previous`` (``--previous-key``) the key it replaces
         during a rotation: each checkpoint is signed by the held keys that the log's rotation

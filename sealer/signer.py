@@ -1,6 +1,12 @@
-"""Ed25519 signing keys for checkpoints, stored in the Go note private-key format.
+"""The signers of checkpoints: what every signer offers, and the file key.
 
-``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ 32-byte seed)>``, the format of
+A signer (:class:`NoteSigner`) is anything with a key ``name``, a ``verifier`` (its public
+:class:`~auditseal.verifier.note.NoteVerifier`) and ``sign(message) -> 64-byte Ed25519
+signature``; ``sign_note`` is built on those once, here. Two kinds exist: :class:`Signer`, a key
+file, and :class:`~auditseal.sealer.pkcs11_signer.Pkcs11Signer`, a key inside a PKCS#11 token
+(an HSM), which signs in the token. :func:`load_signer` picks one from what ``--key`` names.
+
+Key files hold ``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ 32-byte seed)>``, the format of
 golang.org/x/mod/sumdb/note, so keys move between auditseal and Go tooling unchanged.
 Key files are written with mode 0600 and refused when group or others can read them.
 """
@@ -10,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +34,48 @@ from auditseal.verifier.note import (
     signature_line,
 )
 
-__all__ = ["Signer"]
+__all__ = ["PKCS11_SCHEME", "NoteSigner", "Signer", "load_signer"]
 
 _PREFIX = "PRIVATE+KEY+"
+PKCS11_SCHEME = "pkcs11:"
+
+
+class NoteSigner(ABC):
+    """An Ed25519 key that signs notes. ``name`` is the key name of the signature lines."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def verifier(self) -> NoteVerifier:
+        """The public key, as C2SP signed-note verifiers pin it."""
+
+    @abstractmethod
+    def sign(self, message: bytes) -> bytes:
+        """The Ed25519 signature of ``message`` (64 bytes)."""
+
+    def sign_note(self, text: str) -> str:
+        """The signed note of ``text`` (which must end with a newline) with one signature."""
+        if not text.endswith("\n"):
+            raise ValueError("note text must end with a newline")
+        v = self.verifier
+        sig = self.sign(text.encode("utf-8"))
+        return text + "\n" + signature_line(self.name, v.key_id, sig)
+
+
+def load_signer(key: str | Path) -> NoteSigner:
+    """The signer ``--key`` names: a ``pkcs11:`` URI (RFC 7512) or a key file's path."""
+    if isinstance(key, str) and key.startswith(PKCS11_SCHEME):
+        from auditseal.sealer.pkcs11_signer import Pkcs11Signer  # the `hsm` extra, when used
+
+        return Pkcs11Signer.open(key)
+    return Signer.from_file(key)
 
 
 @dataclass(frozen=True)
-class Signer:
+class Signer(NoteSigner):
+    """A key file's Ed25519 key, held in this process."""
+
     name: str
     _private: Ed25519PrivateKey
 
@@ -50,13 +92,8 @@ class Signer:
         pub = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return NoteVerifier(self.name, key_id(self.name, pub), pub)
 
-    def sign_note(self, text: str) -> str:
-        """The signed note of ``text`` (which must end with a newline) with one signature."""
-        if not text.endswith("\n"):
-            raise ValueError("note text must end with a newline")
-        v = self.verifier
-        sig = self._private.sign(text.encode("utf-8"))
-        return text + "\n" + signature_line(self.name, v.key_id, sig)
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
 
     # --- the private key string and file --------------------------------------------------
 

@@ -85,8 +85,8 @@ from auditseal.transport.tls import ServerTLS
 )
 def seal(
     store: Location,
-    key_file: Path,
-    previous_key_file: Path | None,
+    key_file: Path | str,
+    previous_key_file: Path | str | None,
     bootstrap: str | None,
     kafka_settings: KafkaSettings,
     topic: str,
@@ -114,15 +114,15 @@ def seal(
     from auditseal.ingest.envelope import triage
     from auditseal.sealer.app import WorkerConfig, create_app
     from auditseal.sealer.pipeline import SealerConfig
-    from auditseal.sealer.signer import Signer
+    from auditseal.sealer.signer import load_signer
 
     try:  # what aiokafka cannot honour is named now, not deep inside Faust
         kafka_settings.faust_credentials()
     except KafkaConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--kafka-config'") from None
-    Signer.from_file(key_file)  # fail now, with one line, rather than inside the worker
+    load_signer(key_file)  # fail now, with one line, rather than inside the worker
     if previous_key_file is not None:
-        Signer.from_file(previous_key_file)
+        load_signer(previous_key_file)
     if metrics_listen is None and tls is not None:
         fail("--tls-cert: the metrics endpoint is off (--metrics-listen off)", 2)
     if metrics_listen is not None:  # refused now (exit 2), not inside the worker

@@ -10,10 +10,16 @@ node_modules) on free loopback ports. Either way they are stopped at the end of 
 code of ``auditseal dev up --postgres``: Debian's initdb/pg_ctl, as the ``postgres`` user under
 root); only where those programs are missing and a Docker engine answers does it run a
 testcontainers PostgreSQL instead. ``pg_url`` hands each test a fresh database of its own.
+
+``softhsm`` makes one SoftHSM2 token per session through ``infra.softhsm`` (the code of
+``auditseal demo --hsm``) in a temporary token directory, and points ``$SOFTHSM2_CONF`` at it for
+the session (SoftHSM reads it once per process). Without softhsm2 the tests that ask for it are
+skipped, unless AUDITSEAL_REQUIRE_HSM=1 (as in CI), in which case they fail.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -29,6 +35,7 @@ KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 POSTGRES_IMAGE = "postgres:15"  # the major version of Debian 12's postgresql package
 
 if TYPE_CHECKING:
+    from auditseal.infra.softhsm import SoftHsmToken
     from auditseal.infra.state import Service
 
 
@@ -218,3 +225,30 @@ def pg_url(postgres: PostgresServer) -> Iterator[str]:
     pg.create_database(postgres.admin_url, name)
     yield postgres.url(name)
     pg.drop_database(postgres.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
+    """A SoftHSM2 token for the session (see the module docstring); tests name their own keys."""
+    import importlib.util
+
+    from auditseal.infra.errors import ToolMissingError
+    from auditseal.infra.softhsm import CONF_ENV, init_token
+
+    try:
+        if importlib.util.find_spec("pkcs11") is None:
+            raise ToolMissingError("python-pkcs11 is not installed: pip install 'auditseal[hsm]'")
+        token = init_token(tmp_path_factory.mktemp("softhsm") / "hsm", "auditseal-test")
+    except ToolMissingError as exc:
+        if os.environ.get("AUDITSEAL_REQUIRE_HSM") == "1":
+            pytest.fail(f"{exc} (AUDITSEAL_REQUIRE_HSM=1)", pytrace=False)
+        pytest.skip(str(exc))
+    before = os.environ.get(CONF_ENV)
+    os.environ[CONF_ENV] = str(token.conf)
+    try:
+        yield token
+    finally:
+        if before is None:
+            os.environ.pop(CONF_ENV, None)
+        else:
+            os.environ[CONF_ENV] = before

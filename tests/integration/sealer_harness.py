@@ -35,6 +35,8 @@ class Stack:
     group: str = field(default_factory=lambda: f"sealer-{uuid.uuid4().hex[:8]}")
     store_url: str | None = None
     """A PostgreSQL store; None for the SQLite file in ``workdir``."""
+    key: str | None = None
+    """The workers' --key when not the key file: a pkcs11: URI."""
 
     @property
     def store_path(self) -> Path:
@@ -64,7 +66,7 @@ class Stack:
                 "from auditseal.cli.main import main; main()",
                 "seal",
                 "--key",
-                str(self.key_path),
+                self.key or str(self.key_path),
                 "--bootstrap",
                 self.bootstrap,
                 "--topic",
