@@ -212,6 +212,37 @@ def anchor() -> None:
     """
 
 
+def _transaction_options(f: F) -> F:
+    """``--max-fee-gwei``, ``--confirmations`` and ``--timeout`` of a command that sends one
+    transaction and waits for it."""
+    options = (
+        click.option(
+            "--max-fee-gwei",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Cap on the EIP-1559 max fee per gas; a base fee above it is exit 3 (retry "
+            "later).",
+        ),
+        click.option(
+            "--confirmations",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Blocks to wait for, counting the one that includes the transaction.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=1),
+            default=180.0,
+            show_default=True,
+            help="Seconds to wait for the receipt and confirmations.",
+        ),
+    )
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @anchor.command("deploy")
 @_rpc_option
 @_chain_key_option("The deployer's key.")
@@ -239,26 +270,7 @@ def anchor() -> None:
     show_envvar=True,
     help="Refuse to deploy unless the RPC endpoint serves this chain (Sepolia 11155111).",
 )
-@click.option(
-    "--max-fee-gwei",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Cap on the EIP-1559 max fee per gas; a base fee above it is exit 3 (retry later).",
-)
-@click.option(
-    "--confirmations",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Blocks to wait for, counting the one that includes the transaction.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=180.0,
-    show_default=True,
-    help="Seconds to wait for the receipt and confirmations.",
-)
+@_transaction_options
 @click.option("--force", is_flag=True, help="Overwrite an existing deployment record.")
 @json_option
 def deploy(
@@ -608,26 +620,7 @@ def _anchorer_command(name: str, authorise: bool, doc: str) -> None:
     )
     @_rpc_option
     @_chain_key_option("The contract owner's key.")
-    @click.option(
-        "--max-fee-gwei",
-        type=click.FloatRange(min=0, min_open=True),
-        default=None,
-        help="Cap on the EIP-1559 max fee per gas; a base fee above it is exit 3 (retry later).",
-    )
-    @click.option(
-        "--confirmations",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="Blocks to wait for, counting the one that includes the transaction.",
-    )
-    @click.option(
-        "--timeout",
-        type=click.FloatRange(min=1),
-        default=180.0,
-        show_default=True,
-        help="Seconds to wait for the receipt and confirmations.",
-    )
+    @_transaction_options
     @json_option
     def command(
         anchorer: str,
