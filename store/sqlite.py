@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,6 +171,27 @@ _TRIGGERS = "".join(
 )
 
 
+_BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's write lock
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging, waiting out other processes doing the same.
+
+    Workers starting together on a new file each take a shared lock and then want the
+    exclusive one to switch it: SQLite sees a deadlock and answers one of them "locked" at once,
+    without waiting in its busy handler. Retrying is safe: the switch is idempotent.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 class SqliteDatabase(Database):
     integrity_error = sqlite3.IntegrityError
     error = sqlite3.Error
@@ -196,12 +219,18 @@ class SqliteDatabase(Database):
                 # files take the database file's mode, so an owner-only file keeps them so too.
                 create_private(path)
             uri = f"file:{path}?mode=ro" if readonly else f"file:{path}?mode=rwc"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT)
             conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enter_wal(conn)
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA secure_delete = ON")  # erased values are overwritten
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise StoreError(f"{path}: not a block store: {exc}") from exc
+            raise StoreError(
+                f"{path}: busy: another process held its write lock for {_BUSY_TIMEOUT:.0f} s"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a block store: {exc}") from exc
         except OSError as exc:
@@ -245,7 +274,7 @@ class SqliteDatabase(Database):
     def snapshot(self) -> Iterator[Database]:
         # A connection of its own, so the caller's handle stays usable for other reads.
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.location}: cannot open for reading: {exc}") from exc
         try:

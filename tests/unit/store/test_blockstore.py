@@ -181,6 +181,23 @@ def test_workers_starting_together_create_one_store(store_location):
         assert store.logs() == []
 
 
+def test_a_new_file_being_written_by_another_process_is_opened_once_it_is_free(tmp_path):
+    # Another worker holds the new file's write lock while this one switches it to write-ahead
+    # logging: SQLite refuses that switch at once, without its busy wait ("database is locked").
+    # Workers starting together on a new file meet exactly this.
+    location = tmp_path / "store.db"
+    other = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with BlockStore.open(location, create=True) as store:
+            assert store.logs() == []
+    finally:
+        release.join()
+        other.close()
+
+
 def test_a_store_created_just_after_a_worker_looked_is_opened(store_location, monkeypatch):
     # The other worker commits the schema between this one's first look ("no meta table") and
     # its next query: the database is no longer empty, and it is a store, not a stranger's.
