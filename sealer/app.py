@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.metrics import SealerMetrics
@@ -43,6 +44,8 @@ from auditseal.verifier.origin import generation_origin
 __all__ = ["WorkerConfig", "create_app"]
 
 log = logging.getLogger(__name__)
+
+PUBLISH_PATIENCE = 120.0  # seconds a block may wait for the sealed stream before the worker stops
 
 
 @dataclass(frozen=True)
@@ -255,12 +258,34 @@ class _Worker:
         records: tuple[Record, ...],
         gaps: tuple[tuple[int, int], ...],
     ) -> None:
-        futures = [
-            await self.sealed_topic.send(key=origin.encode(), value=message)
-            for message in encode_block(block, records, gaps)
-        ]
-        for fut in futures:
-            await fut  # delivered (acks=-1) before the block counts as published
+        messages = encode_block(block, records, gaps)
+        delay = 0.5
+        deadline = time.monotonic() + PUBLISH_PATIENCE
+        while True:
+            try:
+                futures = [
+                    await self.sealed_topic.send(key=origin.encode(), value=message)
+                    for message in messages
+                ]
+                for fut in futures:
+                    await fut  # delivered (acks=-1) before the block counts as published
+                return
+            except KafkaError as exc:
+                # The block is safe in the store; publishing it again is a republish, which
+                # readers of the sealed stream expect (FORMAT.md §7). A broker that restarts
+                # or re-creates the topic answers errors for a while: wait for it, and give up
+                # (a crash the supervisor restarts from the store) only after the patience.
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "publishing block %d of %s to the sealed stream failed (%r); again in %.1f s",
+                    block.header.number,
+                    origin,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
         self.sealer.forget(partitions)
