@@ -422,6 +422,17 @@ def test_compose_is_valid_for_docker_compose(compose: dict[str, Any]) -> None:
     assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
 
+def test_the_dev_broker_compose_file_still_stands_alone() -> None:
+    # `auditseal dev up` runs infra/docker-compose.yml by itself; compose.yml includes it.
+    done = subprocess.run(
+        [str(_compose_binary()), "-f", str(ROOT / "infra" / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_compose_refuses_to_start_without_the_log_key() -> None:
     done = subprocess.run(
         [str(_compose_binary()), "-f", str(COMPOSE), "config", "-q"],
