@@ -285,7 +285,7 @@ def datastore_query(
     """An OCSF Datastore Activity (6005) event with activity 4 (Query): ``actor`` ran ``query``.
 
     OCSF 1.3.0 requires, beside the arguments: ``database.type_id`` (0 Unknown unless
-    ``database`` gives one: 1 Relational, 6 NoSQL, ...), an identifier of the query
+    ``database`` gives one: 1 Relational, 6 NoSQL, ...; with 0 a ``type`` names it freely), an identifier of the query
     (``query_info.uid``: ``query_uid``, by default the event's id, one query per event), and
     ``src_endpoint`` (``src_ip``, or an endpoint by name or uid in ``extra``). OCSF has no row
     count; ``rows`` goes to ``data.unmapped.rows``.
@@ -297,8 +297,8 @@ def datastore_query(
     data["type_id"] = 1
     data["type"] = "Database"
     data["database"] = _named(database)
-    if "type_id" not in data["database"]:
-        data["database"].update(type_id=0, type="Unknown")
+    # type_id 0 (Unknown) keeps the caller's own `type` ("postgres"), as OCSF has it for 0/99
+    data["database"].setdefault("type_id", 0)
     data["query_info"] = {
         "uid": event_id if query_uid is None else query_uid,
         "query_string": query,

@@ -101,7 +101,15 @@ class TrafficModel:
         query = f"{verb} {table} WHERE id = {self.rng.randrange(1, 10**6)}"
         rows = self.rng.randrange(0, 500)
         return lambda seq: events.datastore_query(
-            p.source, seq, {"name": user}, _PROD_DB, query, rows, status, src_ip=ip
+            p.source,
+            seq,
+            {"name": user},
+            _PROD_DB,
+            query,
+            rows,
+            status,
+            src_ip=ip,
+            query_uid=f"{p.source}/q{seq}",  # the gateway's own statement number
         )
 
     def _ssh_bastion(self, p: SimulatedProxy) -> Build:

@@ -513,7 +513,7 @@ def test_teleport_db_query_becomes_datastore_activity():
     assert event["source"] == "teleport://root"
     assert (data["class_uid"], data["activity_id"], data["status_id"]) == (6005, 4, 1)
     assert data["query_info"] == {"uid": doc["uid"], "query_string": doc["db_query"]}
-    assert data["database"] == {"name": "test", "uid": "local", "type": "postgres"}
+    assert data["database"] == {"name": "test", "uid": "local", "type": "postgres", "type_id": 0}
     assert data["actor"] == {"user": {"name": "alice"}, "session": {"uid": doc["sid"]}}
     assert "src_endpoint" not in data  # Teleport's db events carry no client address
     assert data["metadata"]["sequence"] == 29

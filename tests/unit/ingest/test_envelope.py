@@ -966,7 +966,7 @@ def test_datastore_query_carries_query_database_and_rows():
     assert (data["class_uid"], data["activity_id"], data["type_uid"]) == (6005, 4, 600504)
     # OCSF requires an identifier of the query (by default the event's) and a database type
     assert data["query_info"] == {"uid": event["id"], "query_string": "DELETE FROM invoices"}
-    assert data["database"] == {"name": "billing", "type": "Unknown", "type_id": 0}
+    assert data["database"] == {"name": "billing", "type": "postgres", "type_id": 0}
     assert data["actor"]["user"] == {"name": "carol", "uid": "u-7"}
     assert data["unmapped"] == {"rows": 42}
     assert data["src_endpoint"] == {"ip": "192.0.2.7"}
