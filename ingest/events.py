@@ -285,9 +285,10 @@ def datastore_query(
     """An OCSF Datastore Activity (6005) event with activity 4 (Query): ``actor`` ran ``query``.
 
     OCSF 1.3.0 requires, beside the arguments: ``database.type_id`` (0 Unknown unless
-    ``database`` gives one: 1 Relational, 6 NoSQL, ...; with 0 a ``type`` names it freely), an identifier of the query
-    (``query_info.uid``: ``query_uid``, by default the event's id, one query per event), and
-    ``src_endpoint`` (``src_ip``, or an endpoint by name or uid in ``extra``). OCSF has no row
+    ``database`` gives one: 1 Relational, 6 NoSQL, ...; with 0 a ``type`` names it freely), an
+    identifier of the query (``query_info.uid``: ``query_uid``, by default the event's id, one
+    query per event), and ``src_endpoint`` (``src_ip``, or an endpoint by name or uid in
+    ``extra``). OCSF has no row
     count; ``rows`` goes to ``data.unmapped.rows``.
     """
     moment = now() if time is None else time

@@ -515,7 +515,8 @@ def test_teleport_db_query_becomes_datastore_activity():
     assert data["query_info"] == {"uid": doc["uid"], "query_string": doc["db_query"]}
     assert data["database"] == {"name": "test", "uid": "local", "type": "postgres", "type_id": 0}
     assert data["actor"] == {"user": {"name": "alice"}, "session": {"uid": doc["sid"]}}
-    assert "src_endpoint" not in data  # Teleport's db events carry no client address
+    # Teleport's db events carry no client address; OCSF requires an endpoint: Teleport
+    assert data["src_endpoint"] == {"svc_name": "teleport"}
     assert data["metadata"]["sequence"] == 29
     assert orjson.loads(data["raw_data"]) == doc
 
