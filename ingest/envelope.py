@@ -398,7 +398,9 @@ def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: 
     )
     wrong = {path for path, _ in problems}
     activity, type_uid = data.get("activity_id"), data.get("type_uid")
-    expected = class_uid * 100 + activity if _is_int(activity) else None
+    expected = (
+        class_uid * 100 + activity if isinstance(activity, int) and _is_int(activity) else None
+    )
     checkable = expected is not None and "data.activity_id" not in wrong and _is_int(type_uid)
     if checkable and type_uid != expected:
         fail("data.type_uid", f"must be {expected} (class_uid * 100 + activity_id)")

@@ -108,7 +108,10 @@ def _scalars(values: list[Any]) -> frozenset[Any]:
 
 def _in(allowed: frozenset[Any]) -> Check:
     # jsonschema's equality: 1 == 1.0, but True is not 1; unhashable values match nothing here.
-    return lambda v: isinstance(v, (int, float, str)) and not isinstance(v, bool) and v in allowed
+    def check(v: Any) -> bool:
+        return isinstance(v, (int, float, str)) and not isinstance(v, bool) and v in allowed
+
+    return check
 
 
 def _compile(node: Any, defs: Mapping[str, Any], compiled: dict[str, Check]) -> Check:
@@ -127,50 +130,88 @@ def _compile(node: Any, defs: Mapping[str, Any], compiled: dict[str, Check]) -> 
             names = [value] if isinstance(value, str) else list(value)
             checks.append(_any_of([_TYPES[name] for name in names]))
         elif keyword == "$ref":
-            if not value.startswith("#/$defs/"):
-                raise _Unsupported(f"$ref {value!r}")
-            name = value.removeprefix("#/$defs/")
-            if name not in compiled:
-                compiled[name] = lambda v, name=name: compiled[name](v)  # recursion placeholder
-                compiled[name] = _compile(defs[name], defs, compiled)
-            checks.append(lambda v, name=name: compiled[name](v))
+            checks.append(_ref(value, defs, compiled))
         elif keyword in ("properties", "additionalProperties"):
             if keyword == "additionalProperties" and "properties" in node:
                 continue  # checked with `properties`, in one pass over the instance's members
             if "patternProperties" in node:
                 raise _Unsupported("patternProperties")
             checks.append(_members(node, defs, compiled))
-        elif keyword == "required":
-            names_ = tuple(value)
-            checks.append(
-                lambda v, names_=names_: not isinstance(v, dict) or all([n in v for n in names_])
-            )
         elif keyword == "items":
-            item = _compile(value, defs, compiled)
-            checks.append(lambda v, item=item: not isinstance(v, list) or all(map(item, v)))
+            checks.append(_items(_compile(value, defs, compiled)))
         elif keyword == "anyOf":
             checks.append(_any_of([_compile(sub, defs, compiled) for sub in value]))
         elif keyword == "oneOf":
-            ones = [_compile(sub, defs, compiled) for sub in value]
-            checks.append(lambda v, ones=ones: sum(1 for b in ones if b(v)) == 1)
+            checks.append(_one_of([_compile(sub, defs, compiled) for sub in value]))
         elif keyword == "enum":
             checks.append(_in(_scalars(value)))
         elif keyword == "const":
             checks.append(_in(_scalars([value])))
-        elif keyword == "maxLength":
-            checks.append(lambda v, n=value: not isinstance(v, str) or len(v) <= n)
-        elif keyword == "pattern":
-            search = re.compile(value).search
-            checks.append(lambda v, search=search: not isinstance(v, str) or bool(search(v)))
-        elif keyword in ("minimum", "maximum"):
-            number = _TYPES["number"]
-            if keyword == "minimum":
-                checks.append(lambda v, m=value, number=number: not number(v) or v >= m)
-            else:
-                checks.append(lambda v, m=value, number=number: not number(v) or v <= m)
         else:
-            raise _Unsupported(keyword)
+            checks.append(_leaf(keyword, value))
     return _all_of(checks)
+
+
+def _ref(value: str, defs: Mapping[str, Any], compiled: dict[str, Check]) -> Check:
+    if not value.startswith("#/$defs/"):
+        raise _Unsupported(f"$ref {value!r}")
+    name = value.removeprefix("#/$defs/")
+    if name not in compiled:
+        # A placeholder while the definition compiles: OCSF objects nest recursively (a user's
+        # groups, a process's parent), so a definition may reach itself.
+        def placeholder(v: Any) -> bool:
+            return compiled[name](v)
+
+        compiled[name] = placeholder
+        compiled[name] = _compile(defs[name], defs, compiled)
+    return compiled[name]
+
+
+def _items(item: Check) -> Check:
+    def check(v: Any) -> bool:
+        return not isinstance(v, list) or all(map(item, v))
+
+    return check
+
+
+def _one_of(branches: list[Check]) -> Check:
+    def check(v: Any) -> bool:
+        return sum(1 for branch in branches if branch(v)) == 1
+
+    return check
+
+
+def _leaf(keyword: str, value: Any) -> Check:
+    """The keywords that look at one string or number: required, maxLength, pattern, bounds."""
+    if keyword == "required":
+        names = tuple(value)
+
+        def required(v: Any) -> bool:
+            return not isinstance(v, dict) or all([n in v for n in names])
+
+        return required
+    if keyword == "maxLength":
+        limit = int(value)
+
+        def max_length(v: Any) -> bool:
+            return not isinstance(v, str) or len(v) <= limit
+
+        return max_length
+    if keyword == "pattern":
+        search = re.compile(value).search
+
+        def pattern(v: Any) -> bool:
+            return not isinstance(v, str) or search(v) is not None
+
+        return pattern
+    if keyword in ("minimum", "maximum"):
+        number, bound, low = _TYPES["number"], value, keyword == "minimum"
+
+        def bounded(v: Any) -> bool:
+            return not number(v) or (v >= bound if low else v <= bound)
+
+        return bounded
+    raise _Unsupported(keyword)
 
 
 # Plain loops rather than all()/any() over generators: the checker runs on every event.
@@ -226,7 +267,8 @@ def _checker(class_uid: int) -> Check:
     try:
         return _compile(schema, schema.get("$defs", {}), {})
     except _Unsupported:
-        return validator.is_valid
+        fallback: Check = validator.is_valid
+        return fallback
 
 
 def is_valid(data: Mapping[str, Any], class_uid: int | None = None) -> bool:
