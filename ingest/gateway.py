@@ -23,7 +23,8 @@ sources listed there, see ``auditseal.transport.client_certs``). Both files are 
 they change and fail closed.
 
 Adapters, same rules: ``POST /v1/adapters/k8s?cluster=NAME`` (the kube-apiserver audit webhook,
-an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``) and
+an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``; judged per item
+and answered 200 with the refused items and duplicates, see ``Gateway._k8s_batch``) and
 ``POST /v1/adapters/teleport[?cluster=NAME]`` (one Teleport audit event per request). The
 gateway numbers adapter events with its own persistent per-source ``sequence`` counters.
 
