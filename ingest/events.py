@@ -277,24 +277,36 @@ def datastore_query(
     id: str | None = None,
     *,
     src_ip: str | None = None,
+    query_uid: str | None = None,
     severity_id: int = 1,
     product: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An OCSF Datastore Activity (6005) event with activity 4 (Query): ``actor`` ran ``query``.
 
-    OCSF has no row count; ``rows`` goes to ``data.unmapped.rows``.
+    OCSF 1.3.0 requires, beside the arguments: ``database.type_id`` (0 Unknown unless
+    ``database`` gives one: 1 Relational, 6 NoSQL, ...; with 0 a ``type`` names it freely), an
+    identifier of the query (``query_info.uid``: ``query_uid``, by default the event's id, one
+    query per event), and ``src_endpoint`` (``src_ip``, or an endpoint by name or uid in
+    ``extra``). OCSF has no row
+    count; ``rows`` goes to ``data.unmapped.rows``.
     """
     moment = now() if time is None else time
+    event_id = new_event_id() if id is None else id
     data = _ocsf(TYPE_DATASTORE_ACTIVITY, 4, moment, status, severity_id, product)
     data["actor"] = {"user": _named(actor)}
     data["type_id"] = 1
     data["type"] = "Database"
     data["database"] = _named(database)
-    data["query_info"] = {"query_string": query}
+    # type_id 0 (Unknown) keeps the caller's own `type` ("postgres"), as OCSF has it for 0/99
+    data["database"].setdefault("type_id", 0)
+    data["query_info"] = {
+        "uid": event_id if query_uid is None else query_uid,
+        "query_string": query,
+    }
     if src_ip is not None:
         data["src_endpoint"] = {"ip": src_ip}
     if rows is not None:
         data["unmapped"] = {"rows": rows}
     _merge(data, extra)
-    return build_event(TYPE_DATASTORE_ACTIVITY, source, sequence, data, time=moment, id=id)
+    return build_event(TYPE_DATASTORE_ACTIVITY, source, sequence, data, time=moment, id=event_id)

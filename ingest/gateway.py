@@ -23,7 +23,8 @@ sources listed there, see ``auditseal.transport.client_certs``). Both files are 
 they change and fail closed.
 
 Adapters, same rules: ``POST /v1/adapters/k8s?cluster=NAME`` (the kube-apiserver audit webhook,
-an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``) and
+an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``; judged per item
+and answered 200 with the refused items and duplicates, see ``Gateway._k8s_batch``) and
 ``POST /v1/adapters/teleport[?cluster=NAME]`` (one Teleport audit event per request). The
 gateway numbers adapter events with its own persistent per-source ``sequence`` counters.
 
@@ -61,6 +62,7 @@ from auditseal.ingest.errors import (
     UnsupportedMediaType,
 )
 from auditseal.ingest.ratelimit import RateLimiter
+from auditseal.ingest.recent import RecentEvents
 from auditseal.ingest.sequence import SequenceCounter
 from auditseal.transport.client_certs import CertMapFile
 from auditseal.transport.tls import peer_names
@@ -307,6 +309,7 @@ class Gateway:
         self.limiter = config.limiter()
         self.sequences = SequenceCounter(config.state_dir / "gateway-sequences.json")
         self.metrics = _Metrics()
+        self.k8s_recent = RecentEvents()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -512,18 +515,87 @@ class Gateway:
         async def handle(client: Client, body: bytes) -> tuple[web.Response, int]:
             if not client.may_publish(source):
                 return _errors(403, [f"cluster: {source!r} is not {client.grants}"]), 1
-            return await self._adapter(
-                body,
-                lambda raw: from_k8s_event_list(
-                    raw,
-                    cluster,
-                    self.sequences.next,
-                    max_bytes=self.config.max_event_bytes,
-                    max_items=self.config.max_batch_events,
-                ),
-            )
+            return await self._k8s_batch(source, cluster, body)
 
         return await self._serve(request, handle)
+
+    async def _k8s_batch(self, source: str, cluster: str, body: bytes) -> tuple[web.Response, int]:
+        """Seal the good items of a webhook batch, report the others per item.
+
+        The API server's webhook backend resends a batch on any answer but 2xx, so a 4xx for
+        one odd item would hold back every other item five times over, then drop them all. A
+        batch is therefore answered 200 once its good items are acknowledged, listing the
+        refused ones (index, auditID, reasons) and the duplicates; only a body that is no
+        EventList at all is a 400, and an unacknowledged publication a 503 (retried).
+        """
+        recent = self.k8s_recent
+        try:
+            batch = from_k8s_event_list(
+                body,
+                cluster,
+                self.sequences.next,
+                max_bytes=self.config.max_event_bytes,
+                max_items=self.config.max_batch_events,
+                accepted_digest=lambda event_id: recent.digest(source, event_id),
+            )
+        except BatchTooLarge as exc:
+            return self._rejected(413, exc.errors), self.config.max_batch_events
+        except EnvelopeError as exc:
+            return self._rejected(400, exc.errors), 1
+        cost = len(batch.events) + len(batch.rejected) + len(batch.duplicates)
+        for rejected in batch.rejected:
+            log.warning(
+                "k8s %s: item %d (auditID %s) refused: %s",
+                source,
+                rejected.index,
+                rejected.audit_id,
+                "; ".join(str(e) for e in rejected.errors)[:MAX_ERROR_CHARS],
+            )
+        if batch.rejected:
+            self.metrics.events.labels("rejected").inc(len(batch.rejected))
+        conflicts = [d for d in batch.duplicates if not d.same]
+        for duplicate in conflicts:
+            log.warning(
+                "k8s %s: item %d reuses event id %s with other content; sealed and flagged",
+                source,
+                duplicate.index,
+                duplicate.id,
+            )
+        records, ids = self._records(batch.events)
+        # An identical copy of an event whose publication was never acknowledged (the batch
+        # answered 503) goes out again byte for byte: same id and sequence, a replay.
+        resent = [
+            (d.id, record)
+            for d in batch.duplicates
+            if d.same and (record := recent.unacknowledged(source, d.id)) is not None
+        ]
+        for event_id, record in resent:
+            records.append((source.encode(), record))
+            ids.append(event_id)
+        fresh = len(batch.events)
+        for (_, value), event_id, digest in zip(records, ids, batch.digests, strict=False):
+            recent.reserve(source, event_id, digest, value)
+        response = await self._publish(records, ids)
+        if response.status != 202:
+            return response, cost
+        for event_id in ids:
+            recent.acknowledge(source, event_id)
+        if batch.duplicates:
+            self.metrics.events.labels("duplicate").inc(len(batch.duplicates) - len(conflicts))
+            self.metrics.events.labels("duplicate_conflict").inc(len(conflicts))
+        shown = batch.rejected[:MAX_ERRORS_SHOWN]
+        return _json(
+            200,
+            {
+                "accepted": fresh,
+                "ids": ids[:fresh],
+                "republished": ids[fresh:],
+                "rejected": [r.as_json() for r in shown],
+                "rejected_count": len(batch.rejected),
+                "duplicates": [d.as_json() for d in batch.duplicates[:MAX_ERRORS_SHOWN]],
+                "duplicate_count": len(batch.duplicates),
+            },
+        ), cost
 
     async def teleport(self, request: web.Request) -> web.Response:
         cluster = request.query.get("cluster")

@@ -4,18 +4,43 @@ The schema is the one the OCSF project publishes, packaged by `ocsf-json-schema`
 schema.ocsf.io for each version); `jsonschema` checks an event against the class its `class_uid`
 names. Nothing here restates an OCSF rule by hand: when the gateway refuses an event for OCSF
 reasons, it is because the published schema does.
+
+Two paths, one schema:
+
+- :func:`is_valid` answers yes or no through a checker compiled from the class's schema (the
+  few JSON Schema keywords the OCSF export uses, each with jsonschema's own semantics). It is
+  what the gateway, the emitter and the sealer's triage run on every event: jsonschema itself
+  takes about 0.8 ms per OCSF event, the compiled checker a few tens of µs.
+- :func:`schema_problems` (and :func:`schema_errors`) run jsonschema for the full list of
+  problems, each named by its path; they are only needed once an event is known to be invalid.
+
+A test runs both over every event the project produces and over mutations of them, and fails
+on any disagreement. A schema that uses a keyword the compiler does not know is checked by
+jsonschema alone, never guessed at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Final
 
 import jsonschema
 from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
+__all__ = [
+    "OCSF_VERSION",
+    "class_validator",
+    "is_valid",
+    "schema_errors",
+    "schema_problems",
+]
+
 OCSF_VERSION: Final = "1.3.0"
+
+_SHOWN_VALUES: Final = 16  # an enum of more values is summarised, not listed
+_SHOWN_CHARS: Final = 60  # a pattern or constant longer than this is cut in messages
 
 
 @cache
@@ -36,20 +61,307 @@ def class_validator(class_uid: int) -> jsonschema.protocols.Validator:
     return validator_class(class_schema, format_checker=validator_class.FORMAT_CHECKER)
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    parts = [str(p) for p in error.absolute_path]
-    return ".".join(parts) if parts else "(event)"
+def _class_uid(data: Mapping[str, Any], class_uid: int | None = None) -> int | str:
+    """The class to check ``data`` against (``class_uid``, else its own), or why there is none."""
+    if class_uid is None:
+        class_uid = data.get("class_uid")
+    if not isinstance(class_uid, int) or isinstance(class_uid, bool):
+        return "class_uid: required, an integer"
+    try:
+        class_validator(class_uid)
+    except KeyError:
+        return f"class_uid: {class_uid} is not a class of OCSF {OCSF_VERSION}"
+    return class_uid
+
+
+# -- the compiled checker ---------------------------------------------------------------------
+
+Check = Callable[[Any], bool]
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the compiler does not know: jsonschema checks that class."""
+
+
+# JSON Schema types as jsonschema's Draft 6+ type checker defines them (bool is not a number,
+# an integral float is an integer).
+_TYPES: Final[dict[str, Check]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+_ANNOTATIONS: Final = frozenset({"title", "description", "deprecated", "$schema", "$id", "$defs"})
+
+
+def _scalars(values: list[Any]) -> frozenset[Any]:
+    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in values):
+        raise _Unsupported("enum or const of non-scalar values")
+    return frozenset(values)
+
+
+def _in(allowed: frozenset[Any]) -> Check:
+    # jsonschema's equality: 1 == 1.0, but True is not 1; unhashable values match nothing here.
+    def check(v: Any) -> bool:
+        return isinstance(v, (int, float, str)) and not isinstance(v, bool) and v in allowed
+
+    return check
+
+
+def _compile(node: Any, defs: Mapping[str, Any], compiled: dict[str, Check]) -> Check:
+    """One schema node → a predicate with the node's jsonschema meaning."""
+    if node is True:
+        return lambda _v: True
+    if node is False:
+        return lambda _v: False
+    if not isinstance(node, dict):
+        raise _Unsupported(f"schema node {node!r}")
+    checks: list[Check] = []
+    for keyword, value in node.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        if keyword == "type":
+            names = [value] if isinstance(value, str) else list(value)
+            checks.append(_any_of([_TYPES[name] for name in names]))
+        elif keyword == "$ref":
+            checks.append(_ref(value, defs, compiled))
+        elif keyword in ("properties", "additionalProperties"):
+            if keyword == "additionalProperties" and "properties" in node:
+                continue  # checked with `properties`, in one pass over the instance's members
+            if "patternProperties" in node:
+                raise _Unsupported("patternProperties")
+            checks.append(_members(node, defs, compiled))
+        elif keyword == "items":
+            checks.append(_items(_compile(value, defs, compiled)))
+        elif keyword == "anyOf":
+            checks.append(_any_of([_compile(sub, defs, compiled) for sub in value]))
+        elif keyword == "oneOf":
+            checks.append(_one_of([_compile(sub, defs, compiled) for sub in value]))
+        elif keyword == "enum":
+            checks.append(_in(_scalars(value)))
+        elif keyword == "const":
+            checks.append(_in(_scalars([value])))
+        else:
+            checks.append(_leaf(keyword, value))
+    return _all_of(checks)
+
+
+def _ref(value: str, defs: Mapping[str, Any], compiled: dict[str, Check]) -> Check:
+    if not value.startswith("#/$defs/"):
+        raise _Unsupported(f"$ref {value!r}")
+    name = value.removeprefix("#/$defs/")
+    if name not in compiled:
+        # A placeholder while the definition compiles: OCSF objects nest recursively (a user's
+        # groups, a process's parent), so a definition may reach itself.
+        def placeholder(v: Any) -> bool:
+            return compiled[name](v)
+
+        compiled[name] = placeholder
+        compiled[name] = _compile(defs[name], defs, compiled)
+    return compiled[name]
+
+
+def _items(item: Check) -> Check:
+    def check(v: Any) -> bool:
+        return not isinstance(v, list) or all(map(item, v))
+
+    return check
+
+
+def _one_of(branches: list[Check]) -> Check:
+    def check(v: Any) -> bool:
+        return sum(1 for branch in branches if branch(v)) == 1
+
+    return check
+
+
+def _leaf(keyword: str, value: Any) -> Check:
+    """The keywords that look at one string or number: required, maxLength, pattern, bounds."""
+    if keyword == "required":
+        names = tuple(value)
+
+        def required(v: Any) -> bool:
+            return not isinstance(v, dict) or all([n in v for n in names])
+
+        return required
+    if keyword == "maxLength":
+        limit = int(value)
+
+        def max_length(v: Any) -> bool:
+            return not isinstance(v, str) or len(v) <= limit
+
+        return max_length
+    if keyword == "pattern":
+        search = re.compile(value).search
+
+        def pattern(v: Any) -> bool:
+            return not isinstance(v, str) or search(v) is not None
+
+        return pattern
+    if keyword in ("minimum", "maximum"):
+        number, bound, low = _TYPES["number"], value, keyword == "minimum"
+
+        def bounded(v: Any) -> bool:
+            return not number(v) or (v >= bound if low else v <= bound)
+
+        return bounded
+    raise _Unsupported(keyword)
+
+
+# Plain loops rather than all()/any() over generators: the checker runs on every event.
+def _all_of(checks: list[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(v: Any) -> bool:
+        for each in checks:  # noqa: SIM110
+            if not each(v):
+                return False
+        return True
+
+    return check
+
+
+def _any_of(checks: list[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(v: Any) -> bool:
+        for each in checks:  # noqa: SIM110
+            if each(v):
+                return True
+        return False
+
+    return check
+
+
+def _members(node: Mapping[str, Any], defs: Mapping[str, Any], compiled: dict[str, Check]) -> Check:
+    """``properties`` and ``additionalProperties`` together: one pass over the instance's
+    members (an OCSF object defines dozens of attributes; an event uses a few)."""
+    props = {key: _compile(sub, defs, compiled) for key, sub in node.get("properties", {}).items()}
+    extra = node.get("additionalProperties", True)
+    extra_check = None if extra is True else _compile(extra, defs, compiled)
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, dict):
+            return True
+        for key, member in v.items():
+            each = props.get(key, extra_check)
+            if each is not None and not each(member):
+                return False
+        return True
+
+    return check
+
+
+@cache
+def _checker(class_uid: int) -> Check:
+    validator = class_validator(class_uid)
+    schema = validator.schema
+    try:
+        return _compile(schema, schema.get("$defs", {}), {})
+    except _Unsupported:
+        fallback: Check = validator.is_valid
+        return fallback
+
+
+def is_valid(data: Mapping[str, Any], class_uid: int | None = None) -> bool:
+    """True if ``data`` is a valid event of OCSF 1.3.0 class ``class_uid`` (by default, the
+    class its own ``class_uid`` names)."""
+    checked = _class_uid(data, class_uid)
+    return isinstance(checked, int) and _checker(checked)(data)
+
+
+# -- the problems, named ----------------------------------------------------------------------
+
+
+def _join(base: str, parts: list[str | int]) -> str:
+    path = base
+    for part in parts:
+        path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}" if path else part
+    return path or "(event)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def _problems(error: jsonschema.ValidationError, base: str) -> list[tuple[str, str]]:
+    """One jsonschema error as ``(path, message)`` pairs; messages never echo the value, so a
+    huge or hostile value cannot swell an answer."""
+    parts: list[str | int] = list(error.absolute_path)
+    here = _join(base, parts)
+    keyword, expected, instance = error.validator, error.validator_value, error.instance
+    title = error.schema.get("title", "object") if isinstance(error.schema, dict) else "object"
+    if keyword == "required":
+        return [(_join(base, [*parts, n]), "required") for n in expected if n not in instance]
+    if keyword == "additionalProperties":
+        known = error.schema.get("properties", {})
+        return [
+            (_join(base, [*parts, str(k)]), f"not an attribute of OCSF {OCSF_VERSION} {title}")
+            for k in sorted(instance, key=str)
+            if k not in known
+        ]
+    if keyword == "anyOf" and all(set(b) == {"required"} for b in expected):
+        options = " or ".join("+".join(b["required"]) for b in expected)
+        return [(here, f"{title} needs {options}")]
+    if keyword == "anyOf":
+        best = jsonschema.exceptions.best_match(error.context or ())
+        if best is not None and best.absolute_path != error.absolute_path:
+            return _problems(best, base)
+        return [(here, f"not a valid {title}")]
+    if keyword == "type":
+        names = expected if isinstance(expected, str) else " or ".join(expected)
+        article = "an" if names[0] in "aeiou" else "a"
+        return [(here, f"must be {article} {names}")]
+    declared = error.schema.get("type") if isinstance(error.schema, dict) else None
+    mistyped = isinstance(declared, str) and not _TYPES[declared](instance)
+    if keyword in ("enum", "const") and mistyped:
+        return []  # the type error at the same path says it
+    if keyword == "enum":
+        try:
+            shown = sorted(expected)
+        except TypeError:
+            shown = sorted(expected, key=str)
+        if len(shown) > _SHOWN_VALUES:
+            return [(here, f"not one of the {len(shown)} values OCSF {OCSF_VERSION} allows")]
+        return [(here, f"must be one of {shown}")]
+    if keyword == "const":
+        return [(here, f"must be {_short(expected)}")]
+    if keyword == "maxLength":
+        return [(here, f"longer than {expected} characters")]
+    if keyword == "pattern":
+        return [(here, f"not a valid {title} (pattern {_short(expected)})")]
+    if keyword in ("minimum", "maximum"):
+        return [(here, f"must be {'>=' if keyword == 'minimum' else '<='} {expected}")]
+    return [(here, error.message[:200])]
+
+
+def schema_problems(
+    data: Mapping[str, Any], base: str = "", class_uid: int | None = None
+) -> list[tuple[str, str]]:
+    """Every way ``data`` (an OCSF event object) departs from the OCSF 1.3.0 schema of class
+    ``class_uid`` (by default its own ``class_uid``), as ``(path, message)`` pairs in a stable
+    order; empty when it is valid. Paths are dotted from ``base`` with bracketed indices
+    (``data.resources[0].name`` for ``base="data"``)."""
+    checked = _class_uid(data, class_uid)
+    if isinstance(checked, str):
+        field, _, message = checked.partition(": ")
+        return [(_join(base, [field]), message)]
+    problems: set[tuple[str, str]] = set()
+    for error in class_validator(checked).iter_errors(data):
+        problems.update(_problems(error, base))
+    return sorted(problems)
 
 
 def schema_errors(data: Mapping[str, Any]) -> list[str]:
     """Every way `data` (an OCSF event object) departs from the OCSF 1.3.0 schema, as
     `path: message` lines in a stable order; empty when it is valid."""
-    class_uid = data.get("class_uid")
-    if not isinstance(class_uid, int) or isinstance(class_uid, bool):
-        return ["class_uid: required, an integer"]
-    try:
-        validator = class_validator(class_uid)
-    except KeyError:
-        return [f"class_uid: {class_uid} is not a class of OCSF {OCSF_VERSION}"]
-    errors = sorted(validator.iter_errors(data), key=lambda e: (_path(e), e.message))
-    return [f"{_path(e)}: {e.message}" for e in errors]
+    return [f"{path}: {message}" for path, message in schema_problems(data)]

@@ -48,6 +48,7 @@ SSH_COMMANDS = (
 )
 
 Build = Callable[[int], dict[str, Any]]
+_PROD_DB = {"name": "prod", "type_id": 1, "type": "Relational"}  # OCSF database type 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,15 @@ class TrafficModel:
         query = f"{verb} {table} WHERE id = {self.rng.randrange(1, 10**6)}"
         rows = self.rng.randrange(0, 500)
         return lambda seq: events.datastore_query(
-            p.source, seq, {"name": user}, {"name": "prod"}, query, rows, status, src_ip=ip
+            p.source,
+            seq,
+            {"name": user},
+            _PROD_DB,
+            query,
+            rows,
+            status,
+            src_ip=ip,
+            query_uid=f"{p.source}/q{seq}",  # the gateway's own statement number
         )
 
     def _ssh_bastion(self, p: SimulatedProxy) -> Build:

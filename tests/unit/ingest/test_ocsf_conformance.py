@@ -1,0 +1,278 @@
+"""Every event auditseal produces is valid OCSF 1.3.0, by the official schema; the gateway
+refuses what OCSF refuses.
+
+Sources checked: the traffic simulator (every proxy kind, success and failure), the builders,
+the JSON examples in docs/ (extracted from the markdown, so a docs edit is checked), and the
+Kubernetes adapter over the payloads in tests/data (the Teleport adapter has its own tests).
+Failures are reported grouped by OCSF class, with the first problems of each.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditseal.ingest import events, ocsf_schema
+from auditseal.ingest.adapters import from_k8s_event_list
+from auditseal.ingest.envelope import parse_event, validate
+from auditseal.ingest.errors import EnvelopeError
+from auditseal.ingest.ocsf_schema import class_validator, is_valid, schema_errors
+from auditseal.ingest.recent import RecentEvents
+from auditseal.ingest.simulator import PROXY_KINDS, TrafficModel, simulated_proxies
+
+ROOT = Path(__file__).resolve().parents[3]
+DATA = ROOT / "tests" / "data"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def invalid_by_class(produced: Iterable[dict[str, Any]]) -> dict[int, list[str]]:
+    """OCSF problems of each event's data, grouped by class: {class_uid: ["id: path: msg"]}."""
+    found: dict[int, list[str]] = defaultdict(list)
+    for event in produced:
+        data = event["data"]
+        for problem in schema_errors(data):
+            found[data.get("class_uid", 0)].append(f"{event.get('id')}: {problem}")
+    return dict(found)
+
+
+def report(found: dict[int, list[str]]) -> str:
+    return "\n".join(
+        f"class {cls}: {len(lines)} problems, e.g. {lines[:3]}" for cls, lines in found.items()
+    )
+
+
+def simulated(n: int) -> list[tuple[str, dict[str, Any]]]:
+    model = TrafficModel(simulated_proxies(8), seed=7)
+    out = []
+    for sequence in range(1, n + 1):
+        proxy, build = model.next()
+        out.append((proxy.kind, build(sequence)))
+    return out
+
+
+def test_simulated_traffic_is_valid_ocsf():
+    produced = simulated(3000)
+    found = invalid_by_class(e for _, e in produced)
+    assert found == {}, report(found)
+    # the model covered every proxy kind, every class, and both outcomes
+    assert {kind for kind, _ in produced} == set(PROXY_KINDS)
+    seen = Counter((e["data"]["class_uid"], e["data"]["status_id"]) for _, e in produced)
+    assert {cls for cls, _ in seen} == {3002, 6003, 6005}
+    assert all((cls, status) in seen for cls in (3002, 6003, 6005) for status in (1, 2))
+
+
+def builder_events() -> list[dict[str, Any]]:
+    out = []
+    for status in ("success", "failure", "unknown"):
+        out += [
+            events.api_activity("p://a", 1, "alice", "get", "pods/x", status, "10.0.0.1", T0),
+            events.api_activity("p://a", 2, {"uid": "u-1"}, "frobnicate", None, status, "::1", T0),
+            events.authentication("p://b", 1, "bob", "logon", status, "10.0.0.2", "sshd", T0),
+            events.authentication("p://b", 2, "bob", "logoff", status, "10.0.0.2", "sshd", T0),
+            events.datastore_query(
+                "p://c", 1, "carol", "billing", "SELECT 1", 3, status, T0, src_ip="10.0.0.3"
+            ),
+            events.datastore_query(
+                "p://c",
+                2,
+                {"uid": "u-9"},
+                {"uid": "db-1", "type_id": 6, "type": "NoSQL"},
+                "find({})",
+                None,
+                status,
+                T0,
+                query_uid="q-1",
+                extra={"src_endpoint": {"hostname": "app-1"}},
+            ),
+        ]
+    return out
+
+
+def test_builders_produce_valid_ocsf():
+    produced = builder_events()
+    found = invalid_by_class(produced)
+    assert found == {}, report(found)
+    assert len(produced) == 18
+
+
+def docs_examples() -> list[tuple[str, dict[str, Any]]]:
+    """Every ```json block in docs/ and README.md that holds an event or a list of events."""
+    out = []
+    for path in sorted([*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]):
+        for block in re.findall(r"```json\n(.*?)```", path.read_text(), flags=re.DOTALL):
+            try:
+                value = orjson.loads(block)
+            except orjson.JSONDecodeError:
+                continue  # an excerpt with "..." is not an example event
+            for item in value if isinstance(value, list) else [value]:
+                data = item.get("data") if isinstance(item, dict) else None
+                if isinstance(data, dict) and "class_uid" in data:
+                    out.append((path.name, item))
+    return out
+
+
+def test_the_docs_examples_are_valid_ocsf_and_valid_events():
+    examples = docs_examples()
+    assert len(examples) >= 3
+    found = invalid_by_class(e for _, e in examples)
+    assert found == {}, report(found)
+    for name, example in examples:
+        assert validate(example) == [], name
+
+
+def k8s_payloads() -> list[bytes]:
+    falco = [p.read_text().strip() for p in sorted((DATA / "k8s_falco").glob("*.json"))]
+    wrapped = '{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + ",".join(falco)
+    return [(DATA / "k8s_event_list.json").read_bytes(), (wrapped + "]}").encode()]
+
+
+def test_kubernetes_events_are_valid_ocsf():
+    produced = []
+    for body in k8s_payloads():
+        batch = from_k8s_event_list(body, "c", lambda _source: 1)
+        assert batch.rejected == []
+        produced += batch.events
+    assert len(produced) == 8
+    found = invalid_by_class(produced)
+    assert found == {}, report(found)
+
+
+# -- the compiled checker agrees with jsonschema ------------------------------------------------
+
+CORPUS = (
+    [e for _, e in simulated(300)]
+    + builder_events()
+    + [e for _, e in docs_examples()]
+    + [e for body in k8s_payloads() for e in from_k8s_event_list(body, "c", lambda _: 1).events]
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            out += paths(child, (*prefix, index))
+    return out
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
+def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
+    event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))["data"]
+    path = data.draw(st.sampled_from(paths(event)[1:]))
+    parent = event
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    if how == "replace":
+        parent[last] = value
+    elif how == "delete" and isinstance(parent, dict):
+        del parent[last]
+    elif isinstance(parent[last], dict):
+        parent[last][data.draw(st.sampled_from(["name", "uid", "type_id", "zz", "ip"]))] = value
+    cls = event.get("class_uid")
+    expected = class_validator(cls).is_valid(event) if cls in (3002, 6003, 6005) else False
+    assert is_valid(event) == expected
+    assert (schema_errors(event) == []) == expected
+
+
+def test_the_compiled_checker_is_used_for_every_class():
+    for cls in (3002, 6003, 6005):
+        assert ocsf_schema._checker(cls) != class_validator(cls).is_valid
+
+
+# -- the gateway refuses what OCSF refuses ------------------------------------------------------
+
+
+def api() -> dict[str, Any]:
+    return events.api_activity("p://a", 1, "alice", "get", "pods/x", "success", "10.0.0.1", T0)
+
+
+def datastore() -> dict[str, Any]:
+    return events.datastore_query(
+        "p://c", 1, "carol", "billing", "SELECT 1", 3, "success", T0, src_ip="10.0.0.3"
+    )
+
+
+def auth() -> dict[str, Any]:
+    return events.authentication("p://b", 1, "bob", "logon", "success", "10.0.0.2", "sshd", T0)
+
+
+def drop(event: dict[str, Any], *path: str) -> dict[str, Any]:
+    parent = event["data"]
+    for step in path[:-1]:
+        parent = parent[step]
+    del parent[path[-1]]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (drop(datastore(), "database", "type_id"), "data.database.type_id: required"),
+        (
+            drop(datastore(), "query_info", "uid"),
+            "data.query_info: Query Information needs name or uid",
+        ),
+        (drop(datastore(), "src_endpoint"), "data.src_endpoint: required"),
+        (
+            drop(auth(), "metadata", "product", "vendor_name"),
+            "data.metadata.product.vendor_name: required",
+        ),
+        (
+            {**api(), "data": {**api()["data"], "raw": {"verb": "get"}}},
+            "data.raw: not an attribute of OCSF 1.3.0 API Activity",
+        ),
+        (
+            {**api(), "data": {**api()["data"], "http_response": {"code": 200}}},
+            "data.http_response: not an attribute of OCSF 1.3.0 API Activity",
+        ),
+        (
+            {**api(), "data": {**api()["data"], "resources": [{"type": "pods"}]}},
+            "data.resources[0]: Resource Details needs name or uid",
+        ),
+    ],
+)
+def test_the_envelope_refuses_what_ocsf_refuses_naming_the_field(event, expected):
+    assert [str(e) for e in validate(event)] == [expected]
+    with pytest.raises(EnvelopeError) as caught:
+        parse_event(orjson.dumps(event))
+    assert [str(e) for e in caught.value.errors] == [expected]
+
+
+# -- the gateway's memory of recent Kubernetes events -------------------------------------------
+
+
+def test_recent_events_remember_digests_and_unacknowledged_records_within_bounds():
+    recent = RecentEvents(capacity=2)
+    recent.reserve("k8s://c", "a/ResponseComplete", "d1", b"record-a")
+    assert recent.digest("k8s://c", "a/ResponseComplete") == "d1"
+    assert recent.unacknowledged("k8s://c", "a/ResponseComplete") == b"record-a"
+    recent.acknowledge("k8s://c", "a/ResponseComplete")
+    assert recent.unacknowledged("k8s://c", "a/ResponseComplete") is None
+    assert recent.digest("k8s://other", "a/ResponseComplete") is None  # per source
+    recent.reserve("k8s://c", "b/ResponseComplete", "d2", b"b")
+    recent.reserve("k8s://c", "c/ResponseComplete", "d3", b"c")
+    assert len(recent) == 2 and recent.digest("k8s://c", "a/ResponseComplete") is None
+    with pytest.raises(ValueError):
+        RecentEvents(capacity=0)
