@@ -108,9 +108,7 @@ def test_gateway_records_are_cloudevents(kafka_bootstrap, new_topic, tmp_path):
     gw = start_gateway(kafka_bootstrap, topic, tmp_path)
     try:
         sent = [api_event(SOURCE, n, f"/g/{n}") for n in (1, 2, INT32_MAX)]
-        status, payload, _ = gw.request(
-            "POST", "/v1/events", orjson.dumps(sent), gw.tokens[SOURCE]
-        )
+        status, payload, _ = gw.request("POST", "/v1/events", orjson.dumps(sent), gw.tokens[SOURCE])
         assert status == 202, payload
         for msg, want in zip(consume_records(kafka_bootstrap, topic, 3), sent, strict=True):
             assert_same(read_with_sdk(msg), want)
@@ -142,9 +140,7 @@ def test_emitter_refuses_a_sequence_beyond_the_cloudevents_integer(
     try:
         with pytest.raises(EnvelopeError) as info:
             emitter.emit(unnumbered(source, 0))
-        assert [str(e) for e in info.value.errors] == [
-            f"sequence: must be at most {INT32_MAX}"
-        ]
+        assert [str(e) for e in info.value.errors] == [f"sequence: must be at most {INT32_MAX}"]
     finally:
         emitter.close()
 
