@@ -154,7 +154,10 @@ MEDIA_CLOUDEVENTS_BATCH: Final = "application/cloudevents-batch+json"
 MEDIA_NDJSON: Final = ("application/x-ndjson", "application/jsonl")
 MEDIA_TYPES: Final = (MEDIA_JSON, MEDIA_CLOUDEVENTS, MEDIA_CLOUDEVENTS_BATCH, *MEDIA_NDJSON)
 
-KAFKA_HEADERS: Final[list[tuple[str, bytes]]] = [("content-type", MEDIA_CLOUDEVENTS.encode())]
+# Typed as confluent-kafka's `headers=` parameter (a list is invariant).
+KAFKA_HEADERS: Final[list[tuple[str, str | bytes | None]]] = [
+    ("content-type", MEDIA_CLOUDEVENTS.encode())
+]
 """The Kafka record headers of every event: the CloudEvents Kafka protocol binding's structured
 content mode (the whole event in the value, no ``ce_`` headers). Everything that produces events
 to Kafka (the emitter, the gateway) passes these as confluent-kafka's ``headers=``, which takes a
