@@ -48,6 +48,20 @@ def _default_rpc() -> str:
     return endpoints()[1]
 
 
+def _dev_bootstrap() -> str | None:
+    """--bootstrap of `anchor run` when neither it nor $AUDITSEAL_BOOTSTRAP is given: the dev
+    stack's broker while its state file names one (so receipts reach the dashboard and the
+    monitor as with every other command), else None: no guessed broker to publish to."""
+    from auditseal.infra.errors import InfraError
+    from auditseal.infra.state import load
+
+    try:
+        dev = load()
+    except InfraError:
+        return None
+    return dev.bootstrap if dev is not None else None
+
+
 def _default_key_file() -> Path | None:
     """The key file when neither --key, $AUDITSEAL_CHAIN_KEY_FILE nor $AUDITSEAL_CHAIN_KEY is
     given: the dev stack's (Anvil's public dev key) while its state file exists and --rpc is
@@ -388,7 +402,10 @@ def deploy(
     help="First pause between attempts, in seconds.",
 )
 @bootstrap_option(
-    "Receipts are published to --anchors-topic; without it, none are.", dev_default=False
+    "Receipts are published to --anchors-topic (the dashboard and the monitor read them) "
+    "[default: the broker of `auditseal dev up` while its state file names one, else none: "
+    "no receipts are published].",
+    dev_default=False,
 )
 @kafka_config_option("With --bootstrap.")
 @anchors_topic_option
@@ -482,6 +499,7 @@ def run(
 
         warn_alias("--topic", "--anchors-topic")
         anchors_topic = topic
+    bootstrap = bootstrap or _dev_bootstrap()
     publisher: Publisher | None = (
         KafkaPublisher(bootstrap, anchors_topic, kafka_config=kafka_settings.confluent())
         if bootstrap

@@ -265,7 +265,7 @@ def previous_key_option(f: F) -> F:
 
 def rpc_option(
     note: str = "",
-    default: Callable[[], str] | None = None,
+    default: Callable[[], str | None] | None = None,
     default_help: str | None = None,
     dest: str = "rpc",
 ) -> Callable[[F], F]:

@@ -51,6 +51,22 @@ if TYPE_CHECKING:
     from auditseal.verifier.remote import Source
 
 MAX_BUNDLE_FILE = 256 * 1024 * 1024
+DEV_RPC_HELP = "the chain of `auditseal dev up` while its state file names one, else none"
+
+
+def _dev_rpc() -> str | None:
+    """--rpc when neither it nor $AUDITSEAL_RPC is given: the dev stack's chain, as the other
+    commands default to it, but only while `dev up`'s state file names one. Never a guessed
+    localhost: without a chain a block stays NOT PROVEN (exit 3), it is not checked against
+    whatever answers there."""
+    from auditseal.infra.errors import InfraError
+    from auditseal.infra.state import load
+
+    try:
+        dev = load()
+    except InfraError:
+        return None
+    return dev.rpc_url if dev is not None else None
 
 
 def read_bundle_file(path: Path) -> Bundle:
@@ -226,7 +242,7 @@ def _print_ambiguous(exc: AmbiguousEventError, as_json: bool) -> NoReturn:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Proof bundle file (from `auditseal bundle`) to check, instead of a store.",
 )
-@rpc_option()
+@rpc_option(default=_dev_rpc, default_help=DEV_RPC_HELP)
 @contract_pin_options
 @log_key_option()
 @key_set_options

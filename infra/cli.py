@@ -497,14 +497,26 @@ def status(state_file: Path, as_json: bool) -> None:
     """Probe the broker and the chain (and PostgreSQL, if `dev up --postgres` started it) and
     print where they are and what runs them; never the PostgreSQL password.
 
-    Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file, else the
-    defaults. Exit codes: 0 all answer, 3 any does not, 2 a bad state file.
+    Addresses come from $AUDITSEAL_BOOTSTRAP / $AUDITSEAL_RPC, else the state file. Without
+    either (never started, or after `dev down`) it says the stack is not up and probes nothing:
+    default ports would only describe whatever else listens there. Exit codes: 0 all answer,
+    3 any does not (or the stack is not up), 2 a bad state file.
     """
     from auditseal.infra import broker, chain, postgres, processes
     from auditseal.verifier.urls import public_url
 
     path = state.state_path(state_file)
     current = state.load(path)
+    if current is None and not (
+        os.environ.get(state.ENV_BOOTSTRAP) or os.environ.get(state.ENV_RPC)
+    ):
+        if as_json:
+            click.echo(
+                json.dumps({"up": False, "state_file": str(path), "state_file_exists": False})
+            )
+        else:
+            click.echo(f"dev stack not up: no state file at {path} (`auditseal dev up` starts it)")
+        raise SystemExit(3)
     bootstrap, rpc = state.endpoints(path)
     topic_counts = broker.probe(bootstrap, timeout=5.0)
     chain_id = chain.probe(rpc)

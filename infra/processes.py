@@ -28,6 +28,7 @@ __all__ = [
     "cmdline",
     "docker_engine_available",
     "free_port",
+    "group_members",
     "is_alive",
     "is_running",
     "port_answers",
@@ -179,23 +180,55 @@ def stop(pid: int | None, argv: Sequence[str], timeout: float = 10.0) -> bool:
             else:
                 os.kill(pid, sig)
 
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return True  # it exited between the check and now
     send(signal.SIGTERM)
-    if _wait_gone(pid, timeout):
+    # Returns only once the process, and every helper in its group, has exited: a caller
+    # (`dev down`, the demo, a test) may reuse the ports and files at once.
+    if _wait_gone(pid, timeout, leads):
         return True
-    if is_running(pid, argv):
-        send(signal.SIGKILL)
-    if not _wait_gone(pid, 5.0):
-        raise ServiceUnavailableError(f"pid {pid} ({argv[0]}) did not exit after SIGKILL")
+    with contextlib.suppress(ProcessLookupError):
+        if leads:  # the leader may be gone, its helpers not; a live group's id is not reused
+            os.killpg(pid, signal.SIGKILL)
+        elif is_running(pid, argv):
+            os.kill(pid, signal.SIGKILL)
+    if not _wait_gone(pid, 5.0, leads):
+        left = sorted({pid, *group_members(pid)} if leads else {pid})
+        raise ServiceUnavailableError(
+            f"pid {pid} ({argv[0]}): still running after SIGTERM, {timeout:g} s, then SIGKILL "
+            f"and 5 s (processes {', '.join(map(str, left))}); check them with ps"
+        )
     return True
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group ``pgid``, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            rest = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        # After the name: state, ppid, pgrp, ...
+        if len(rest) > 2 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_gone(pid: int, timeout: float, group: bool = False) -> bool:
+    def gone() -> bool:
+        return not is_alive(pid) and not (group and group_members(pid))
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not is_alive(pid):
+        if gone():
             return True
         time.sleep(0.05)
-    return not is_alive(pid)
+    return gone()
 
 
 def wait_until(

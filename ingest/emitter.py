@@ -45,7 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditseal.ingest.envelope import MAX_EVENT_BYTES, EnvelopeError, encode_event, validate
+from auditseal.ingest.envelope import (
+    KAFKA_HEADERS,
+    MAX_EVENT_BYTES,
+    EnvelopeError,
+    encode_event,
+    validate,
+)
 from auditseal.ingest.errors import IngestError
 from auditseal.ingest.sequence import SequenceCounter
 from auditseal.ingest.spool import Spool, SpoolDamaged
@@ -236,6 +242,7 @@ class Emitter:
                     self.topic,
                     value,
                     key,
+                    headers=KAFKA_HEADERS,
                     on_delivery=functools.partial(self._direct_delivered, token),
                 )
                 return
@@ -338,6 +345,7 @@ class Emitter:
                         self.topic,
                         value,
                         key,
+                        headers=KAFKA_HEADERS,  # a replayed record is the same CloudEvent
                         on_delivery=functools.partial(self._spool_delivered, end),
                     )
                 except BufferError:

@@ -46,6 +46,7 @@ __all__ = [
     "CLASS_DATASTORE_ACTIVITY",
     "CLASS_FOR_TYPE",
     "EVENT_TYPES",
+    "KAFKA_HEADERS",
     "MAX_BATCH_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_SEQUENCE",
@@ -82,8 +83,9 @@ SPECVERSION: Final = "1.0"
 OCSF_VERSION: Final = "1.3.0"
 """The OCSF schema version the builders write to ``data.metadata.version``."""
 
-MAX_SEQUENCE: Final = (1 << 63) - 1
-"""The largest ``sequence``: it must fit a signed 64-bit column and Kafka header."""
+MAX_SEQUENCE: Final = (1 << 31) - 1
+"""The largest ``sequence``: a CloudEvents Integer, which is 32-bit signed (spec §Type System), so
+that every CloudEvents SDK reads the extension; 2^31-1 events per source."""
 
 TYPE_API_ACTIVITY: Final = "io.auditseal.api_activity"
 TYPE_AUTHENTICATION: Final = "io.auditseal.authentication"
@@ -152,6 +154,15 @@ MEDIA_CLOUDEVENTS: Final = "application/cloudevents+json"
 MEDIA_CLOUDEVENTS_BATCH: Final = "application/cloudevents-batch+json"
 MEDIA_NDJSON: Final = ("application/x-ndjson", "application/jsonl")
 MEDIA_TYPES: Final = (MEDIA_JSON, MEDIA_CLOUDEVENTS, MEDIA_CLOUDEVENTS_BATCH, *MEDIA_NDJSON)
+
+# Typed as confluent-kafka's `headers=` parameter (a list is invariant).
+KAFKA_HEADERS: Final[list[tuple[str, str | bytes | None]]] = [
+    ("content-type", MEDIA_CLOUDEVENTS.encode())
+]
+"""The Kafka record headers of every event: the CloudEvents Kafka protocol binding's structured
+content mode (the whole event in the value, no ``ce_`` headers). Everything that produces events
+to Kafka (the emitter, the gateway) passes these as confluent-kafka's ``headers=``, which takes a
+list, not a tuple; nothing mutates it."""
 
 # Members of the JSON format that are not extensions. `data_base64` is the JSON format's member
 # for binary data; it is named here so it is refused for what it is, not as a bad extension name.

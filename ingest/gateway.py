@@ -50,6 +50,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from auditseal.ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
 from auditseal.ingest.emitter import producer_config
 from auditseal.ingest.envelope import (
+    KAFKA_HEADERS,
     MAX_BATCH_EVENTS,
     MAX_EVENT_BYTES,
     encode_event,
@@ -216,7 +217,9 @@ class KafkaSink:
         for key, value in records:
             while True:
                 try:
-                    self._producer.produce(self.topic, value, key, on_delivery=delivered)
+                    self._producer.produce(
+                        self.topic, value, key, headers=KAFKA_HEADERS, on_delivery=delivered
+                    )
                     break
                 except BufferError:  # the producer's queue is full: let it drain
                     await asyncio.sleep(0.005)
