@@ -46,7 +46,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from auditseal.ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
+from auditseal.ingest.adapters import from_k8s_event_list, k8s_source
 from auditseal.ingest.emitter import producer_config
 from auditseal.ingest.envelope import (
     MAX_BATCH_EVENTS,
@@ -62,6 +62,7 @@ from auditseal.ingest.errors import (
 )
 from auditseal.ingest.ratelimit import RateLimiter
 from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.teleport import from_teleport
 from auditseal.transport.client_certs import CertMapFile
 from auditseal.transport.tls import peer_names
 from auditseal.transport.tokens import TokenFile
