@@ -431,6 +431,24 @@ def _check_object(value: Any, path: str, fail: _Fail) -> bool:
     return True
 
 
+_ACTOR_KEYS: Final = ("user", "app_name", "app_uid", "process", "session", "invoked_by")
+_ENDPOINT_KEYS: Final = ("ip", "hostname", "name", "uid", "svc_name", "instance_uid")
+
+
+def _check_actor(actor: Any, fail: _Fail) -> None:
+    if _check_object(actor, "data.actor", fail):
+        if not any(actor.get(key) is not None for key in _ACTOR_KEYS):
+            fail("data.actor", "must name a user, app, process or session")
+        _check_named(actor.get("user"), "data.actor.user", fail)
+
+
+def _check_endpoint(endpoint: Any, fail: _Fail) -> None:
+    if _check_object(endpoint, "data.src_endpoint", fail):
+        if not any(endpoint.get(key) is not None for key in _ENDPOINT_KEYS):
+            fail("data.src_endpoint", "must have an ip, hostname, name, uid or svc_name")
+        _check_ip(endpoint.get("ip"), "data.src_endpoint.ip", fail)
+
+
 def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: _Fail) -> None:
     """OCSF checks common to the three classes, then the class's own required attributes."""
     got_class = data.get("class_uid")
@@ -468,10 +486,12 @@ def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: 
     product_name = _lookup(data, "data", "metadata.product.name", fail)
     _check_text(product_name, "data.metadata.product.name", fail)
 
+    # OCSF requires the actor and source endpoint objects, not a user or an IP in them: an
+    # event a system emits has no user, and one whose client is unknown no address.
     if class_uid == CLASS_API_ACTIVITY:
-        _check_named(_lookup(data, "data", "actor.user", fail), "data.actor.user", fail)
+        _check_actor(_lookup(data, "data", "actor", fail), fail)
         _check_text(_lookup(data, "data", "api.operation", fail), "data.api.operation", fail)
-        _check_ip(_lookup(data, "data", "src_endpoint.ip", fail), "data.src_endpoint.ip", fail)
+        _check_endpoint(_lookup(data, "data", "src_endpoint", fail), fail)
         resources = data.get("resources")
         if resources is not None:
             if not isinstance(resources, list):
@@ -483,7 +503,8 @@ def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: 
     elif class_uid == CLASS_AUTHENTICATION:
         # OCSF names the subject of an authentication `user`; `actor` is whoever asked for it.
         _check_named(_lookup(data, "data", "user", fail), "data.user", fail)
-        _check_ip(_lookup(data, "data", "src_endpoint.ip", fail), "data.src_endpoint.ip", fail)
+        if data.get("src_endpoint") is not None:
+            _check_endpoint(data["src_endpoint"], fail)
         service, destination = data.get("service"), data.get("dst_endpoint")
         if service is None and destination is None:
             fail("data.service", "required (or data.dst_endpoint)")
@@ -492,10 +513,11 @@ def _validate_data(data: dict[str, Any], class_uid: int, event_type: str, fail: 
         if _check_object(data.get("actor"), "data.actor", fail):
             _check_named(data["actor"].get("user"), "data.actor.user", fail)
     elif class_uid == CLASS_DATASTORE_ACTIVITY:
-        _check_named(_lookup(data, "data", "actor.user", fail), "data.actor.user", fail)
+        _check_actor(_lookup(data, "data", "actor", fail), fail)
         _check_named(_lookup(data, "data", "database", fail), "data.database", fail)
-        query = _lookup(data, "data", "query_info.query_string", fail)
-        _check_text(query, "data.query_info.query_string", fail)
+        if _check_object(data.get("query_info"), "data.query_info", fail):
+            query = _lookup(data, "data", "query_info.query_string", fail)
+            _check_text(query, "data.query_info.query_string", fail)
         if _check_object(data.get("src_endpoint"), "data.src_endpoint", fail):
             _check_ip(data["src_endpoint"].get("ip"), "data.src_endpoint.ip", fail)
 

@@ -39,7 +39,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -61,8 +62,9 @@ from auditseal.ingest.errors import (
     UnsupportedMediaType,
 )
 from auditseal.ingest.ratelimit import RateLimiter
+from auditseal.ingest.recent import RecentEvents
 from auditseal.ingest.sequence import SequenceCounter
-from auditseal.ingest.teleport import from_teleport
+from auditseal.ingest.teleport import content_digest, from_teleport
 from auditseal.transport.client_certs import CertMapFile
 from auditseal.transport.tls import peer_names
 from auditseal.transport.tokens import TokenFile
@@ -83,6 +85,7 @@ MAX_BODY_BYTES = 4 << 20
 MAX_ERRORS_SHOWN = 20
 """A 400 lists this many errors at most (each cut to ``MAX_ERROR_CHARS``), with their count."""
 MAX_ERROR_CHARS = 200
+TELEPORT_SCHEME: Final = "teleport://"
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,13 @@ def _errors(status: int, errors: Sequence[object]) -> web.Response:
     return _json(status, {"errors": shown, "error_count": len(errors)})
 
 
+def _teleport_cluster(client: Client) -> str | None:
+    """The cluster a client stands for when it may publish one Teleport source only (a client
+    certificate mapped to ``teleport://<cluster>``): the default for events naming none."""
+    clusters = [s for s in client.sources if s.startswith(TELEPORT_SCHEME)]
+    return unquote(clusters[0][len(TELEPORT_SCHEME) :]) if len(clusters) == 1 else None
+
+
 def _unauthorized(error: str, challenge: str = 'Bearer realm="auditseal"') -> web.Response:
     return _json(401, {"error": error}, {"WWW-Authenticate": challenge})
 
@@ -308,6 +318,7 @@ class Gateway:
         self.limiter = config.limiter()
         self.sequences = SequenceCounter(config.state_dir / "gateway-sequences.json")
         self.metrics = _Metrics()
+        self.teleport_recent = RecentEvents()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -527,26 +538,56 @@ class Gateway:
         return await self._serve(request, handle)
 
     async def teleport(self, request: web.Request) -> web.Response:
+        """One Teleport audit event, as the Teleport event handler's Fluentd client POSTs it, on
+        ``/v1/adapters/teleport`` or any one segment under it (its ``session-url`` gets
+        ``.<session id>.log`` appended). Answers 200 once Kafka acknowledged the event: the
+        handler counts anything else as a failure and sends the event again.
+
+        A resend of an event already published (same source and id, same content) is answered
+        200 and not published again; if its publication was never acknowledged, its record goes
+        out again byte for byte (same sequence: a replay, not a second event). Another event
+        under an id already used is published and logged as a conflict.
+        """
         cluster = request.query.get("cluster")
 
         async def handle(client: Client, body: bytes) -> tuple[web.Response, int]:
-            def convert(raw: bytes) -> list[dict[str, Any]]:
-                # Number with a counter that refuses other sources, so a forbidden event is
-                # refused before it consumes a sequence number.
-                def next_sequence(event_source: str) -> int:
-                    if not client.may_publish(event_source):
-                        raise EnvelopeError.single(
-                            "source", f"{event_source!r} is not {client.grants}"
-                        )
-                    return self.sequences.next(event_source)
-
-                return [
-                    from_teleport(
-                        raw, next_sequence, cluster=cluster, max_bytes=self.config.max_event_bytes
+            try:
+                # Numbered provisionally: a refused, forbidden or repeated event takes no number.
+                event = from_teleport(
+                    body,
+                    lambda _source: 1,
+                    cluster=cluster or _teleport_cluster(client),
+                    max_bytes=self.config.max_event_bytes,
+                )
+            except EnvelopeError as exc:
+                return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors), 1
+            source, event_id = event["source"], event["id"]
+            if not client.may_publish(source):
+                self.metrics.events.labels("forbidden").inc()
+                return _errors(403, [f"source: {source!r} is not {client.grants}"]), 1
+            recent, digest = self.teleport_recent, content_digest(body)
+            known = recent.digest(source, event_id)
+            if known == digest:
+                record = recent.unacknowledged(source, event_id)
+                if record is None:
+                    self.metrics.events.labels("duplicate").inc()
+                    return _json(200, {"accepted": 0, "ids": [event_id], "duplicate": True}), 1
+            else:
+                if known is not None:
+                    self.metrics.events.labels("duplicate_conflict").inc()
+                    log.warning(
+                        "teleport %s: event id %s reused with other content; sealed and flagged",
+                        source,
+                        event_id,
                     )
-                ]
-
-            return await self._adapter(body, convert)
+                event["sequence"] = self.sequences.next(source)
+                record = encode_event(event, self.config.max_event_bytes)
+                recent.reserve(source, event_id, digest, record)
+            response = await self._publish([(source.encode(), record)], [event_id])
+            if response.status != 202:
+                return response, 1
+            recent.acknowledge(source, event_id)
+            return _json(200, {"accepted": 1, "ids": [event_id]}), 1
 
         return await self._serve(request, handle)
 
@@ -598,6 +639,7 @@ def make_app(config: GatewayConfig, sink: KafkaSink | None = None) -> web.Applic
             web.post("/v1/events", gateway.events),
             web.post("/v1/adapters/k8s", gateway.k8s),
             web.post("/v1/adapters/teleport", gateway.teleport),
+            web.post("/v1/adapters/teleport/{tag}", gateway.teleport),
             web.get("/healthz", gateway.healthz),
             web.get("/metrics", gateway.metrics_route),
         ]
