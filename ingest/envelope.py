@@ -438,7 +438,7 @@ _ENDPOINT_KEYS: Final = ("ip", "hostname", "name", "uid", "svc_name", "instance_
 def _check_actor(actor: Any, fail: _Fail) -> None:
     if _check_object(actor, "data.actor", fail):
         if not any(actor.get(key) is not None for key in _ACTOR_KEYS):
-            fail("data.actor", "must name a user, app, process or session")
+            fail("data.actor", "Actor needs a user, app, process or session")
         _check_named(actor.get("user"), "data.actor.user", fail)
 
 

@@ -24,8 +24,10 @@ they change and fail closed.
 
 Adapters, same rules: ``POST /v1/adapters/k8s?cluster=NAME`` (the kube-apiserver audit webhook,
 an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``) and
-``POST /v1/adapters/teleport[?cluster=NAME]`` (one Teleport audit event per request). The
-gateway numbers adapter events with its own persistent per-source ``sequence`` counters.
+``POST /v1/adapters/teleport[/TAG][?cluster=NAME]`` (one Teleport audit event per request, as
+Teleport's event handler sends it: answered 200, which is all the handler counts as delivered;
+a resend is recognised and not published twice). The gateway numbers adapter events with its
+own persistent per-source ``sequence`` counters.
 
 ``GET /healthz`` and ``GET /metrics`` (Prometheus) are open.
 """

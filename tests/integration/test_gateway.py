@@ -213,7 +213,7 @@ def test_every_field_error_is_reported_and_nothing_is_published(gateway):
     )
     assert status == 400
     assert any(e.startswith("[1].time:") for e in payload["errors"])
-    assert any(e.startswith("[2].data.actor.user:") for e in payload["errors"])
+    assert any(e.startswith("[2].data.actor: Actor needs") for e in payload["errors"])
     ids = {r[1]["id"] for r in consume(gateway.bootstrap, gateway.topic, 10**6, timeout=3)}
     assert good["id"] not in ids  # all or nothing
 
@@ -251,10 +251,10 @@ def test_teleport_event_handler(gateway):
     body = (DATA / "teleport_user_login.json").read_bytes()
     token = gateway.tokens["teleport://root.cluster"]
     status, payload, _ = gateway.request("POST", "/v1/adapters/teleport", body, token)
-    assert status == 202, payload
+    assert status == 200, payload  # Teleport's event handler counts anything else as a failure
     assert payload["ids"] == [json.loads(body)["uid"]]
     wrong = gateway.tokens[SOURCE]
-    assert gateway.request("POST", "/v1/adapters/teleport", body, wrong)[0] == 400
+    assert gateway.request("POST", "/v1/adapters/teleport", body, wrong)[0] == 403
 
 
 def test_health_and_metrics(gateway):

@@ -371,7 +371,7 @@ MISSING_DATA = [
     *[("auth", path, expected) for path, expected in COMMON_DATA],
     *[("datastore", path, expected) for path, expected in COMMON_DATA],
     ("api", "actor", "data.actor: required"),
-    ("api", "actor.user", "data.actor: must name a user, app, process or session"),
+    ("api", "actor.user", "data.actor: Actor needs a user, app, process or session"),
     ("api", "api", "data.api.operation: required"),
     ("api", "api.operation", "data.api.operation: required"),
     ("api", "src_endpoint", "data.src_endpoint: required"),
@@ -387,7 +387,7 @@ MISSING_DATA = [
         "data.src_endpoint: must have an ip, hostname, name, uid or svc_name",
     ),
     ("auth", "service", "data.service: required (or data.dst_endpoint)"),
-    ("datastore", "actor.user", "data.actor: must name a user, app, process or session"),
+    ("datastore", "actor.user", "data.actor: Actor needs a user, app, process or session"),
     ("datastore", "database", "data.database: required"),
     ("datastore", "query_info.query_string", "data.query_info.query_string: required"),
 ]

@@ -222,6 +222,14 @@ def test_db_query_maps_database_query_and_session():
     assert data["unmapped"] == {"db_user": "alice"}
 
 
+def test_postgres_query_of_the_database_access_reference():
+    doc = orjson.loads((DATA / "teleport_db_session_query.json").read_bytes())
+    data = convert(doc)["data"]
+    assert (data["class_uid"], data["activity_id"]) == (6005, 4)
+    assert data["database"] == {"name": "test", "uid": "local", "type": "postgres", "type_id": 1}
+    assert data["query_info"]["query_string"] == doc["db_query"]
+
+
 def test_prepared_statement_names_the_query():
     data = convert(example("db.session.postgres.statements.parse"))["data"]
     assert data["query_info"] == {
