@@ -45,6 +45,7 @@ __all__ = [
     "format_time",
     "new_event_id",
     "now",
+    "ocsf_base",
 ]
 
 Status = Literal["success", "failure", "unknown"]
@@ -184,6 +185,20 @@ def _ocsf(
             "product": dict(DEFAULT_PRODUCT if product is None else product),
         },
     }
+
+
+def ocsf_base(
+    event_type: str,
+    activity_id: int,
+    time: datetime,
+    status: Status,
+    *,
+    severity_id: int = 1,
+    product: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The OCSF attributes every class shares, for an adapter that fills in the rest itself and
+    wraps the result with :func:`build_event` (which validates it)."""
+    return _ocsf(event_type, activity_id, time, status, severity_id, product)
 
 
 def _named(value: Named) -> dict[str, Any]:

@@ -25,8 +25,10 @@ they change and fail closed.
 Adapters, same rules: ``POST /v1/adapters/k8s?cluster=NAME`` (the kube-apiserver audit webhook,
 an ``audit.k8s.io/v1`` EventList; the client must be allowed ``k8s://NAME``; judged per item
 and answered 200 with the refused items and duplicates, see ``Gateway._k8s_batch``) and
-``POST /v1/adapters/teleport[?cluster=NAME]`` (one Teleport audit event per request). The
-gateway numbers adapter events with its own persistent per-source ``sequence`` counters.
+``POST /v1/adapters/teleport[/TAG][?cluster=NAME]`` (one Teleport audit event per request, as
+Teleport's event handler sends it: answered 200, which is all the handler counts as delivered;
+a resend is recognised and not published twice). The gateway numbers adapter events with its
+own persistent per-source ``sequence`` counters.
 
 ``GET /healthz`` and ``GET /metrics`` (Prometheus) are open.
 """
@@ -40,14 +42,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from auditseal.ingest.adapters import from_k8s_event_list, from_teleport, k8s_source
+from auditseal.ingest.adapters import from_k8s_event_list, k8s_source
 from auditseal.ingest.emitter import producer_config
 from auditseal.ingest.envelope import (
     KAFKA_HEADERS,
@@ -65,6 +68,7 @@ from auditseal.ingest.errors import (
 from auditseal.ingest.ratelimit import RateLimiter
 from auditseal.ingest.recent import RecentEvents
 from auditseal.ingest.sequence import SequenceCounter
+from auditseal.ingest.teleport import content_digest, from_teleport
 from auditseal.transport.client_certs import CertMapFile
 from auditseal.transport.tls import peer_names
 from auditseal.transport.tokens import TokenFile
@@ -85,6 +89,7 @@ MAX_BODY_BYTES = 4 << 20
 MAX_ERRORS_SHOWN = 20
 """A 400 lists this many errors at most (each cut to ``MAX_ERROR_CHARS``), with their count."""
 MAX_ERROR_CHARS = 200
+TELEPORT_SCHEME: Final = "teleport://"
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,13 @@ def _errors(status: int, errors: Sequence[object]) -> web.Response:
     return _json(status, {"errors": shown, "error_count": len(errors)})
 
 
+def _teleport_cluster(client: Client) -> str | None:
+    """The cluster a client stands for when it may publish one Teleport source only (a client
+    certificate mapped to ``teleport://<cluster>``): the default for events naming none."""
+    clusters = [s for s in client.sources if s.startswith(TELEPORT_SCHEME)]
+    return unquote(clusters[0][len(TELEPORT_SCHEME) :]) if len(clusters) == 1 else None
+
+
 def _unauthorized(error: str, challenge: str = 'Bearer realm="auditseal"') -> web.Response:
     return _json(401, {"error": error}, {"WWW-Authenticate": challenge})
 
@@ -313,6 +325,7 @@ class Gateway:
         self.sequences = SequenceCounter(config.state_dir / "gateway-sequences.json")
         self.metrics = _Metrics()
         self.k8s_recent = RecentEvents()
+        self.teleport_recent = RecentEvents()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -601,26 +614,56 @@ class Gateway:
         ), cost
 
     async def teleport(self, request: web.Request) -> web.Response:
+        """One Teleport audit event, as the Teleport event handler's Fluentd client POSTs it, on
+        ``/v1/adapters/teleport`` or any one segment under it (its ``session-url`` gets
+        ``.<session id>.log`` appended). Answers 200 once Kafka acknowledged the event: the
+        handler counts anything else as a failure and sends the event again.
+
+        A resend of an event already published (same source and id, same content) is answered
+        200 and not published again; if its publication was never acknowledged, its record goes
+        out again byte for byte (same sequence: a replay, not a second event). Another event
+        under an id already used is published and logged as a conflict.
+        """
         cluster = request.query.get("cluster")
 
         async def handle(client: Client, body: bytes) -> tuple[web.Response, int]:
-            def convert(raw: bytes) -> list[dict[str, Any]]:
-                # Number with a counter that refuses other sources, so a forbidden event is
-                # refused before it consumes a sequence number.
-                def next_sequence(event_source: str) -> int:
-                    if not client.may_publish(event_source):
-                        raise EnvelopeError.single(
-                            "source", f"{event_source!r} is not {client.grants}"
-                        )
-                    return self.sequences.next(event_source)
-
-                return [
-                    from_teleport(
-                        raw, next_sequence, cluster=cluster, max_bytes=self.config.max_event_bytes
+            try:
+                # Numbered provisionally: a refused, forbidden or repeated event takes no number.
+                event = from_teleport(
+                    body,
+                    lambda _source: 1,
+                    cluster=cluster or _teleport_cluster(client),
+                    max_bytes=self.config.max_event_bytes,
+                )
+            except EnvelopeError as exc:
+                return self._rejected(413 if isinstance(exc, EventTooLarge) else 400, exc.errors), 1
+            source, event_id = event["source"], event["id"]
+            if not client.may_publish(source):
+                self.metrics.events.labels("forbidden").inc()
+                return _errors(403, [f"source: {source!r} is not {client.grants}"]), 1
+            recent, digest = self.teleport_recent, content_digest(body)
+            known = recent.digest(source, event_id)
+            if known == digest:
+                record = recent.unacknowledged(source, event_id)
+                if record is None:
+                    self.metrics.events.labels("duplicate").inc()
+                    return _json(200, {"accepted": 0, "ids": [event_id], "duplicate": True}), 1
+            else:
+                if known is not None:
+                    self.metrics.events.labels("duplicate_conflict").inc()
+                    log.warning(
+                        "teleport %s: event id %s reused with other content; sealed and flagged",
+                        source,
+                        event_id,
                     )
-                ]
-
-            return await self._adapter(body, convert)
+                event["sequence"] = self.sequences.next(source)
+                record = encode_event(event, self.config.max_event_bytes)
+                recent.reserve(source, event_id, digest, record)
+            response = await self._publish([(source.encode(), record)], [event_id])
+            if response.status != 202:
+                return response, 1
+            recent.acknowledge(source, event_id)
+            return _json(200, {"accepted": 1, "ids": [event_id]}), 1
 
         return await self._serve(request, handle)
 
@@ -672,6 +715,7 @@ def make_app(config: GatewayConfig, sink: KafkaSink | None = None) -> web.Applic
             web.post("/v1/events", gateway.events),
             web.post("/v1/adapters/k8s", gateway.k8s),
             web.post("/v1/adapters/teleport", gateway.teleport),
+            web.post("/v1/adapters/teleport/{tag}", gateway.teleport),
             web.get("/healthz", gateway.healthz),
             web.get("/metrics", gateway.metrics_route),
         ]
