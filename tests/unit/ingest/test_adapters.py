@@ -7,7 +7,6 @@ tests/data/README.md.
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from auditseal.ingest.envelope import (
 from auditseal.ingest.errors import BatchTooLarge, EnvelopeError
 from auditseal.ingest.jsonsplit import object_with_array
 from auditseal.ingest.ocsf_schema import schema_errors
+from tests.unit.ingest.counters import Counters
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -39,20 +39,6 @@ def sample(name: str) -> bytes:
 
 def sample_obj(name: str) -> Any:
     return orjson.loads(sample(name))
-
-
-class Counters:
-    """A fake of the gateway's per-source counters that records every call."""
-
-    def __init__(self, start: int = 1) -> None:
-        self.next: dict[str, int] = defaultdict(lambda: start)
-        self.calls: list[str] = []
-
-    def __call__(self, source: str) -> int:
-        self.calls.append(source)
-        number = self.next[source]
-        self.next[source] = number + 1
-        return number
 
 
 def messages(error: EnvelopeError) -> list[str]:

@@ -7,7 +7,6 @@ generated audit event reference (one line per example, verbatim); see tests/data
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from auditseal.ingest.teleport import (
     ocsf_class,
     teleport_source,
 )
+from tests.unit.ingest.counters import Counters
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 REFERENCE = (DATA / "teleport_events" / "audit_events_reference.jsonl").read_bytes().splitlines()
@@ -36,20 +36,6 @@ def example(name: str, code: str | None = None) -> dict[str, Any]:
         if doc["event"] == name and (code is None or doc.get("code") == code):
             return doc
     raise LookupError((name, code))
-
-
-class Counters:
-    """A fake of the gateway's per-source counters that records every call."""
-
-    def __init__(self, start: int = 1) -> None:
-        self.next: dict[str, int] = defaultdict(lambda: start)
-        self.calls: list[str] = []
-
-    def __call__(self, source: str) -> int:
-        self.calls.append(source)
-        number = self.next[source]
-        self.next[source] = number + 1
-        return number
 
 
 def convert(doc: dict[str, Any], cluster: str | None = "root") -> dict[str, Any]:
