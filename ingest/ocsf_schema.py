@@ -172,10 +172,12 @@ class _Compiler:
         if not isinstance(node, dict):
             raise _Unsupported(f"schema node {node!r}")
         parts: list[str] = []
+        known = None  # the one type the instance is known to have once `type` passed
         if "type" in node:  # first, so that a failed type check skips the rest
             value = node["type"]
             names = [value] if isinstance(value, str) else list(value)
             parts.append(self.any([_TYPE_SOURCE[n].format(v=v) for n in names]))
+            known = names[0] if len(names) == 1 else None
         for keyword, value in node.items():
             if keyword in _ANNOTATIONS or keyword == "type":
                 continue
@@ -198,33 +200,45 @@ class _Compiler:
             elif keyword in ("enum", "const"):
                 allowed = self.constant(_scalars(value if keyword == "enum" else [value]))
                 # jsonschema's equality: 1 == 1.0, but True is not 1.
-                parts.append(
-                    f"(isinstance({v}, (int, float, str)) and not isinstance({v}, bool)"
-                    f" and {v} in {allowed})"
-                )
+                if known in ("string", "integer"):  # a hashable non-bool, by the type check
+                    parts.append(f"{v} in {allowed}")
+                else:
+                    parts.append(
+                        f"(isinstance({v}, (int, float, str)) and not isinstance({v}, bool)"
+                        f" and {v} in {allowed})"
+                    )
             else:
-                parts.append(self.leaf(keyword, value, v))
+                parts.append(self.leaf(keyword, value, v, known))
         return "(" + " and ".join(parts) + ")" if parts else "True"
 
     @staticmethod
     def any(options: list[str]) -> str:
         return "(" + " or ".join(options) + ")" if options else "False"
 
-    def leaf(self, keyword: str, value: Any, v: str) -> str:
-        """The keywords that look at one object, string or number."""
+    def leaf(self, keyword: str, value: Any, v: str, known: str | None) -> str:
+        """The keywords that look at one object, string or number; each applies only to
+        instances of its type, a guard dropped where the node's `type` already proved it."""
         if keyword == "required":
             names = " and ".join(f"{self.constant(str(n))} in {v}" for n in value) or "True"
-            return f"(not isinstance({v}, dict) or ({names}))"
-        if keyword == "maxLength":
-            return f"(not isinstance({v}, str) or len({v}) <= {self.constant(int(value))})"
-        if keyword == "pattern":
-            search = self.constant(re.compile(value).search)
-            return f"(not isinstance({v}, str) or {search}({v}) is not None)"
-        if keyword in ("minimum", "maximum"):
-            number = _TYPE_SOURCE["number"].format(v=v)
+            test = f"({names})"
+            guard = "object"
+        elif keyword == "maxLength":
+            test = f"len({v}) <= {self.constant(int(value))}"
+            guard = "string"
+        elif keyword == "pattern":
+            test = f"{self.constant(re.compile(value).search)}({v}) is not None"
+            guard = "string"
+        elif keyword in ("minimum", "maximum"):
             op = ">=" if keyword == "minimum" else "<="
-            return f"(not {number} or {v} {op} {self.constant(value)})"
-        raise _Unsupported(keyword)
+            test = f"{v} {op} {self.constant(value)}"
+            guard = "number"
+            if known == "integer":  # an integer is a number
+                known = "number"
+        else:
+            raise _Unsupported(keyword)
+        if known == guard:
+            return f"({test})"
+        return f"(not {_TYPE_SOURCE[guard].format(v=v)} or {test})"
 
     def members(self, node: Mapping[str, Any]) -> str:
         """``properties`` and ``additionalProperties`` together: one pass over the instance's
