@@ -54,9 +54,9 @@ import orjson
 
 from auditseal.infra import broker
 from auditseal.infra.processes import free_port, tail
+from auditseal.ingest import ocsf_schema
 from auditseal.ingest.client import GatewayClient, GatewayRefused
 from auditseal.ingest.emitter import Emitter
-from auditseal.ingest import ocsf_schema
 from auditseal.ingest.envelope import (
     encode_event,
     is_ip_address,

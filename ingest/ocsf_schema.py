@@ -133,6 +133,7 @@ class _Compiler:
         self.namespace: dict[str, Any] = {}
         self.def_names: dict[str, str] = {}
         self.functions: dict[str, str] = {}  # a node's canonical text → its function's name
+        self.tables: list[tuple[str, dict[str, str]]] = []  # members' dispatch tables
 
     def constant(self, value: Any) -> str:
         name = f"k{len(self.namespace)}"
@@ -247,7 +248,9 @@ class _Compiler:
         extra = node.get("additionalProperties", True)
         function = f"m{len(self.namespace)}"
         table = self.constant(None)
-        otherwise = "continue" if extra is True else f"if not {self.function(extra)}(x): return False"
+        otherwise = (
+            "continue" if extra is True else f"if not {self.function(extra)}(x): return False"
+        )
         self.lines += [
             f"def {function}(v):",
             "    if not isinstance(v, dict): return True",
@@ -262,13 +265,10 @@ class _Compiler:
         self.tables.append((table, props))
         return function
 
-    tables: list[tuple[str, dict[str, str]]]
-
     def build(self, schema: Mapping[str, Any]) -> Check:
-        self.tables = []
         self.emit("check", schema)
         namespace = dict(self.namespace)
-        exec(compile("\n".join(self.lines), "<ocsf checker>", "exec"), namespace)  # noqa: S102
+        exec(compile("\n".join(self.lines), "<ocsf checker>", "exec"), namespace)
         for table, props in self.tables:
             namespace[table] = {key: namespace[f] for key, f in props.items()}
         check: Check = namespace["check"]
