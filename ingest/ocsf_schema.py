@@ -159,13 +159,15 @@ class _Compiler:
         """The name of a function checking ``node``: a definition's own for a bare $ref."""
         if isinstance(node, dict) and set(node) - _ANNOTATIONS == {"$ref"}:
             return self.ref(node["$ref"])
-        key = repr(node)
+        key = repr(_bare(node))
         if key not in self.functions:
             self.functions[key] = function = f"c{len(self.functions)}"
             self.emit(function, node)
         return self.functions[key]
 
-    def expr(self, node: Any, v: str) -> str:
+    def expr(self, node: Any, v: str, known: str | None = None) -> str:
+        """``node`` as an expression over ``v``; ``known`` is the type ``v`` already has (a
+        parent's `type` passed before this node's keywords run)."""
         if node is True:
             return "True"
         if node is False:
@@ -173,12 +175,11 @@ class _Compiler:
         if not isinstance(node, dict):
             raise _Unsupported(f"schema node {node!r}")
         parts: list[str] = []
-        known = None  # the one type the instance is known to have once `type` passed
         if "type" in node:  # first, so that a failed type check skips the rest
             value = node["type"]
             names = [value] if isinstance(value, str) else list(value)
             parts.append(self.any([_TYPE_SOURCE[n].format(v=v) for n in names]))
-            known = names[0] if len(names) == 1 else None
+            known = names[0] if len(names) == 1 else known
         for keyword, value in node.items():
             if keyword in _ANNOTATIONS or keyword == "type":
                 continue
@@ -194,9 +195,9 @@ class _Compiler:
                 item = self.function(value)
                 parts.append(f"(not isinstance({v}, list) or all(map({item}, {v})))")
             elif keyword == "anyOf":
-                parts.append(self.any([self.expr(sub, v) for sub in value]))
+                parts.append(self.any([self.expr(sub, v, known) for sub in value]))
             elif keyword == "oneOf":
-                branches = ", ".join(f"bool({self.expr(sub, v)})" for sub in value)
+                branches = ", ".join(f"bool({self.expr(sub, v, known)})" for sub in value)
                 parts.append(f"(sum(({branches},)) == 1)" if value else "False")
             elif keyword in ("enum", "const"):
                 allowed = self.constant(_scalars(value if keyword == "enum" else [value]))
@@ -220,11 +221,11 @@ class _Compiler:
         """The keywords that look at one object, string or number; each applies only to
         instances of its type, a guard dropped where the node's `type` already proved it."""
         if keyword == "required":
-            names = " and ".join(f"{self.constant(str(n))} in {v}" for n in value) or "True"
+            names = " and ".join(f"{str(n)!r} in {v}" for n in value) or "True"
             test = f"({names})"
             guard = "object"
         elif keyword == "maxLength":
-            test = f"len({v}) <= {self.constant(int(value))}"
+            test = f"len({v}) <= {int(value)!r}"
             guard = "string"
         elif keyword == "pattern":
             test = f"{self.constant(re.compile(value).search)}({v}) is not None"
@@ -248,9 +249,12 @@ class _Compiler:
         extra = node.get("additionalProperties", True)
         function = f"m{len(self.namespace)}"
         table = self.constant(None)
-        otherwise = (
-            "continue" if extra is True else f"if not {self.function(extra)}(x): return False"
-        )
+        if extra is True:
+            otherwise = "continue"
+        elif extra is False:
+            otherwise = "return False"
+        else:
+            otherwise = f"if not {self.function(extra)}(x): return False"
         self.lines += [
             f"def {function}(v):",
             "    if not isinstance(v, dict): return True",
@@ -273,6 +277,15 @@ class _Compiler:
             namespace[table] = {key: namespace[f] for key, f in props.items()}
         check: Check = namespace["check"]
         return check
+
+
+def _bare(node: Any) -> Any:
+    """``node`` without annotations: nodes that check the same share one function."""
+    if isinstance(node, dict):
+        return {k: _bare(v) for k, v in node.items() if k not in _ANNOTATIONS or k == "$defs"}
+    if isinstance(node, list):
+        return [_bare(v) for v in node]
+    return node
 
 
 @cache
