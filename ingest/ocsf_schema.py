@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 import jsonschema
@@ -228,7 +228,7 @@ class _Compiler:
             test = f"len({v}) <= {int(value)!r}"
             guard = "string"
         elif keyword == "pattern":
-            test = f"{self.constant(re.compile(value).search)}({v}) is not None"
+            test = f"{self.constant(_matcher(value))}({v})"
             guard = "string"
         elif keyword in ("minimum", "maximum"):
             op = ">=" if keyword == "minimum" else "<="
@@ -277,6 +277,18 @@ class _Compiler:
             namespace[table] = {key: namespace[f] for key, f in props.items()}
         check: Check = namespace["check"]
         return check
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """``pattern``'s search as a yes or no, remembering recent answers (bounded): OCSF's
+    address patterns are long alternations, and a source sends the same few addresses."""
+    search = re.compile(pattern).search
+
+    @lru_cache(maxsize=4096)
+    def matches(value: str) -> bool:
+        return search(value) is not None
+
+    return matches
 
 
 def _bare(node: Any) -> Any:
