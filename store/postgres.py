@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (log_id, idx),
     UNIQUE (log_id, position)
 );
-CREATE INDEX IF NOT EXISTS entries_by_event_id ON entries (log_id, event_id)
+CREATE INDEX IF NOT EXISTS entries_by_event_chunk ON entries (log_id, (idx / 16384), event_id)
     WHERE event_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS nodes (
     log_id BIGINT NOT NULL,
@@ -250,6 +250,7 @@ class PostgresDatabase(Database):
     error = psycopg.Error
     ordered_join = "JOIN"
     event_index = ""
+    old_event_index = ""
     insertion_order = "b.id"
 
     def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
