@@ -38,6 +38,18 @@ TO_VERSION_1 = (
 )
 
 
+OTHER_IDS: dict[int, str | None] = {0: DUP, 1: "ev-1", 2: "other-2"}
+GEN1_IDS: dict[int, str | None] = {0: "g1-0", 1: "ev-1", 2: DUP, 3: "ev-3"}
+UPGRADE = (  # docs/STORE.md, "Event look-ups": a version 1 store converted by its owner
+    "BEGIN",
+    "CREATE INDEX entries_by_event_chunk ON entries (log_id, (idx / 16384), event_id)"
+    " WHERE event_id IS NOT NULL",
+    "DROP INDEX entries_by_event_id",
+    "UPDATE meta SET value = '2' WHERE name = 'schema_version'",
+    "COMMIT",
+)
+
+
 def event_id(i: int) -> str | None:
     if i in DUP_AT:
         return DUP
@@ -45,6 +57,7 @@ def event_id(i: int) -> str | None:
 
 
 def records(start: int, n: int, ids: dict[int, str | None] | None = None) -> list[Record]:
+    """Records ``start`` to ``start + n``; ``ids`` replaces :func:`event_id`'s ids."""
     return [
         Record(i, 1_000 + i, b"src", f"value {i}".encode(), (ids or {}).get(i, event_id(i)))
         for i in range(start, start + n)
@@ -59,18 +72,18 @@ def fill(store: BlockStore) -> dict[str, list[tuple[str, int]]]:
     writer = LogWriter(store, SIGNER, lambda: 42)
     for start in range(0, SIZE, 1000):
         writer.append(BASE, records(start, min(1000, SIZE - start)))
-    writer.append(OTHER, records(0, 3, {0: DUP, 1: "ev-1", 2: "other-2"}))
+    writer.append(OTHER, records(0, 3, OTHER_IDS))
     assert store.start_generation(BASE, 0, "partition reset", 600) == 1
     gen1 = generation_origin(BASE, 1)
-    writer.append(gen1, records(0, 4, {2: DUP, 3: "ev-3"}))
+    writer.append(gen1, records(0, 4, GEN1_IDS))
     store.redact(BASE, EVENT_CHUNK + 9, "dpo", "GDPR-1", redaction_sealer(SIGNER), 700)
     where: dict[str, list[tuple[str, int]]] = {}
     for i in range(SIZE):
         if (entry_id := event_id(i)) is not None:
             where.setdefault(entry_id, []).append((BASE, i))
-    where[DUP] += [(OTHER, 0), (gen1, 2)]
-    for place in ((OTHER, 1, "ev-1"), (OTHER, 2, "other-2"), (gen1, 3, "ev-3")):
-        where.setdefault(place[2], []).append(place[:2])
+    for origin, ids in ((OTHER, OTHER_IDS), (gen1, GEN1_IDS)):
+        for i, entry_id in ids.items():
+            where.setdefault(entry_id, []).append((origin, i))
     return {k: sorted(v) for k, v in where.items()}
 
 
@@ -138,6 +151,41 @@ def test_a_version_1_store_answers_the_same_and_keeps_working(store_location, st
         assert old.find_event("late") == [(gen1, 4)]
         assert check_log(old, gen1, [SIGNER.verifier]).redacted == 1
         assert check_log(old, BASE, [SIGNER.verifier]).redacted == 1
+        expected = {probe: old.find_event(probe) for probe in [*expected, "late"]}
+    raw = Raw(store_location)
+    try:
+        for sql in UPGRADE:
+            raw.execute(sql)
+    finally:
+        raw.close()
+    with BlockStore.open(store_location) as new:
+        assert new.schema_version == 2
+        for probe, places in expected.items():
+            assert new.find_event(probe) == places, probe
+
+
+@pytest.mark.postgres
+def test_postgresql_seeks_the_chunk_index(pg_url, monkeypatch):
+    with BlockStore.open(pg_url, create=True) as store:
+        fill(store)
+        store._db.execute("ANALYZE entries")
+        seen: list[str] = []
+        execute = store._db.execute
+
+        def traced(sql: str, params=()):  # type: ignore[no-untyped-def]
+            seen.append(sql)
+            return execute(sql, params)
+
+        monkeypatch.setattr(store._db, "execute", traced)
+        gen1 = generation_origin(BASE, 1)
+        assert store.find_event("ev-1") == [(BASE, 1), (gen1, 1), (OTHER, 1)]
+        monkeypatch.undo()
+        (sql,) = [q for q in seen if "entries e" in q]
+        plan = "\n".join(
+            row[0] for row in store._db.execute(f"EXPLAIN {sql}", ["ev-1", 100]).fetchall()
+        )
+    assert "entries_by_event_chunk" in plan, plan
+    assert "Seq Scan on entries" not in plan, plan
 
 
 def test_appends_into_the_last_chunk_are_found_at_once(store):
