@@ -918,15 +918,13 @@ class BlockStore:
             ).fetchall()
             return [(o, i) for o, i in rows]
         # Every chunk number of every log (the last from the primary key's last entry), then
-        # one seek per chunk: the written expression must be the index's, to the letter.
+        # one seek per chunk (the join writes the index's expression to the letter).
         rows = self._db.execute(
             "WITH RECURSIVE chunks(log_id, n, last) AS ("
             f" SELECT l.id, 0, (SELECT max(idx) FROM entries WHERE log_id = l.id) / {EVENT_CHUNK}"
             f" FROM logs l {sql_filter}"
             " UNION ALL SELECT log_id, n + 1, last FROM chunks WHERE n < last)"
-            f" SELECT l.origin, e.idx FROM chunks c {self._db.ordered_join} entries e"
-            f" {self._db.event_index}"
-            f" ON e.log_id = c.log_id AND e.idx / {EVENT_CHUNK} = c.n AND e.event_id = ?"
+            f" SELECT l.origin, e.idx FROM chunks c {self._db.event_chunk_join}"
             f" {self._db.ordered_join} logs l ON l.id = c.log_id"
             " ORDER BY l.origin, e.idx LIMIT ?",
             [*args, event_id, limit],

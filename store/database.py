@@ -92,6 +92,10 @@ class Database(ABC):
     """The hint after ``entries e`` that makes SQLite seek the event-id index."""
     old_event_index: str
     """The same for the event-id index of a schema version 1 store (docs/STORE.md)."""
+    event_chunk_join: str
+    """What joins ``chunks c`` (``log_id``, chunk number ``n``) to ``e``, the entries of that
+    chunk with the event id of the one ``?``, seeking ``entries_by_event_chunk`` once per
+    chunk (:meth:`BlockStore.find_event`)."""
     insertion_order: str
     """An expression of ``blocks b`` giving the order in which blocks were committed."""
 

@@ -251,6 +251,12 @@ class PostgresDatabase(Database):
     ordered_join = "JOIN"
     event_index = ""
     old_event_index = ""
+    # A lateral subquery fenced by OFFSET 0: one index seek per chunk. As a plain join the
+    # planner, misjudging the recursive list's length, may hash-join it to a scan of entries.
+    event_chunk_join = (
+        "CROSS JOIN LATERAL (SELECT idx FROM entries WHERE log_id = c.log_id"
+        " AND idx / 16384 = c.n AND event_id = ? OFFSET 0) e"
+    )
     insertion_order = "b.id"
 
     def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:

@@ -201,6 +201,10 @@ class SqliteDatabase(Database):
     # entry of every log; the index leads with log_id.
     event_index = "INDEXED BY entries_by_event_chunk"
     old_event_index = "INDEXED BY entries_by_event_id"
+    event_chunk_join = (
+        "CROSS JOIN entries e INDEXED BY entries_by_event_chunk"
+        " ON e.log_id = c.log_id AND e.idx / 16384 = c.n AND e.event_id = ?"
+    )
     insertion_order = "b.rowid"
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:

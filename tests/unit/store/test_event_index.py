@@ -180,12 +180,12 @@ def test_postgresql_seeks_the_chunk_index(pg_url, monkeypatch):
         gen1 = generation_origin(BASE, 1)
         assert store.find_event("ev-1") == [(BASE, 1), (gen1, 1), (OTHER, 1)]
         monkeypatch.undo()
-        (sql,) = [q for q in seen if "entries e" in q]
+        (sql,) = [q for q in seen if "chunks" in q]
         plan = "\n".join(
             row[0] for row in store._db.execute(f"EXPLAIN {sql}", ["ev-1", 100]).fetchall()
         )
-    assert "entries_by_event_chunk" in plan, plan
-    assert "Seq Scan on entries" not in plan, plan
+    assert "Index Scan using entries_by_event_chunk on entries" in plan, plan
+    assert "Seq Scan on entries" not in plan and "Hash Join" not in plan, plan
 
 
 def test_appends_into_the_last_chunk_are_found_at_once(store):
@@ -229,3 +229,13 @@ def test_sqlite_seeks_the_chunk_index_once_per_chunk(tmp_path):
         for p in plan
     ), plan
     assert not any(p.startswith("SCAN e") for p in plan), plan
+
+
+def test_every_statement_writes_the_chunk_size_of_the_code():
+    from auditseal.store import postgres, sqlite
+
+    expression = f"idx / {EVENT_CHUNK}"
+    assert expression in sqlite._SCHEMA and f"({expression})" in postgres._TABLES
+    assert expression in sqlite.SqliteDatabase.event_chunk_join
+    assert expression in postgres.PostgresDatabase.event_chunk_join
+    assert all(expression in sql for sql in UPGRADE if "CREATE INDEX" in sql)
