@@ -911,7 +911,7 @@ class BlockStore:
         if self.schema_version == 1:
             rows = self._db.execute(
                 f"SELECT l.origin, e.idx FROM logs l {self._db.ordered_join} entries e"
-                f" {self._db.old_event_index}"
+                f" {self._db.event_index}"
                 f" ON e.log_id = l.id AND e.event_id = ? {sql_filter}"
                 " ORDER BY l.origin, e.idx LIMIT ?",
                 [event_id, *args, limit],

@@ -89,9 +89,8 @@ class Database(ABC):
     """A join that keeps the written loop order: SQLite's ``CROSS JOIN`` (its planner would
     otherwise pick a scan), PostgreSQL's plain ``JOIN``."""
     event_index: str
-    """The hint after ``entries e`` that makes SQLite seek the event-id index."""
-    old_event_index: str
-    """The same for the event-id index of a schema version 1 store (docs/STORE.md)."""
+    """The hint after ``entries e`` that makes SQLite seek the event-id index of a schema
+    version 1 store (docs/STORE.md, "Event look-ups")."""
     event_chunk_join: str
     """What joins ``chunks c`` (``log_id``, chunk number ``n``) to ``e``, the entries of that
     chunk with the event id of the one ``?``, seeking ``entries_by_event_chunk`` once per

@@ -250,7 +250,6 @@ class PostgresDatabase(Database):
     error = psycopg.Error
     ordered_join = "JOIN"
     event_index = ""
-    old_event_index = ""
     # A lateral subquery fenced by OFFSET 0: one index seek per chunk. As a plain join the
     # planner, misjudging the recursive list's length, may hash-join it to a scan of entries.
     event_chunk_join = (

@@ -199,8 +199,7 @@ class SqliteDatabase(Database):
     ordered_join = "CROSS JOIN"
     # For find_event SQLite 3.40 prefers the primary key for the ORDER BY and would scan every
     # entry of every log; the index leads with log_id.
-    event_index = "INDEXED BY entries_by_event_chunk"
-    old_event_index = "INDEXED BY entries_by_event_id"
+    event_index = "INDEXED BY entries_by_event_id"
     event_chunk_join = (
         "CROSS JOIN entries e INDEXED BY entries_by_event_chunk"
         " ON e.log_id = c.log_id AND e.idx / 16384 = c.n AND e.event_id = ?"
