@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import tempfile
@@ -553,7 +554,7 @@ GROWTH_SECTION = "store-growth"
 GROWTH_COMMAND = ".venv/bin/python -m bench.merkle --growth"
 GROWTH_SIZES = (100_000, 1_000_000, 3_000_000)
 GROWTH_FILL_BLOCK = 10_000  # records per append while filling (not timed)
-GROWTH_SAMPLES = 30  # timed 1000-record appends per store at each size
+GROWTH_SAMPLES = 50  # timed 1000-record appends per store at each size
 AIM_GROWTH_RATIO = 1.2
 _OLD_INDEX_SQL = (
     "DROP INDEX entries_by_event_chunk",
@@ -636,6 +637,11 @@ def run_growth(
                 g.append(min(GROWTH_FILL_BLOCK, size - g.size))
             fill_s[k] += _perf() - t0
             log(f"{g.name}: filled to {g.size:,} ({fill_s[k]:.0f} s so far)")
+        # Settle before timing: the fill's WAL checkpointed into the files, the files written
+        # back, so that no store's timed commits wait behind the fill's writeback.
+        for g in stores:
+            g.store.purge_wal()
+        os.sync()
         for _ in range(samples):  # interleaved: one block into each store per round
             for k, g in enumerate(stores):
                 gc.collect()
@@ -706,6 +712,7 @@ def render_growth(
         f"`LogWriter.append` to {', '.join(f'{s:,}' for s in sizes)} entries of "
         f"{ENTRY_SIZE} random bytes with random UUID event ids; at each size {samples} blocks "
         f"of {BLOCK} records are appended to each, alternating between the stores, and timed "
+        "after both WALs were checkpointed and the files synced "
         "(`LogWriter.append`: build, sign, commit). Look-ups: `BlockStore.find_event` over "
         "every log, for sealed ids drawn across the whole log and for random unknown ids."
     )
