@@ -25,21 +25,25 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pymerkle
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymerkle import InmemoryTree, SqliteTree
 
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.signer import Signer
 from auditseal.store.blockstore import BlockStore
+from auditseal.store.database import EVENT_CHUNK
 from auditseal.store.model import Record
 from auditseal.verifier.compact import CompactRange
 from auditseal.verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -248,6 +252,7 @@ class Config:
     per_commit_n: int
     seed: int
     quick: bool
+    growth: bool = False
 
 
 def _timed_rounds(cfg: Config, steps: dict[str, Callable[[bool], float]]) -> dict[str, list[float]]:
@@ -543,6 +548,179 @@ def render(cfg: Config, rows: list[list[str]], notes: list[str]) -> str:
     return f"{section_header(COMMAND, method)}\n{table}\n{bullets}"
 
 
+# --- store growth: append cost per block as the log grows, old and new event-id index --------
+
+GROWTH_SECTION = "store-growth"
+GROWTH_COMMAND = ".venv/bin/python -m bench.merkle --growth"
+GROWTH_SIZES = (100_000, 1_000_000, 3_000_000)
+GROWTH_FILL_BLOCK = 10_000  # records per append while filling (not timed)
+GROWTH_SAMPLES = 50  # timed 1000-record appends per store at each size
+AIM_GROWTH_RATIO = 1.2
+_OLD_INDEX_SQL = (
+    "DROP INDEX entries_by_event_chunk",
+    "CREATE INDEX entries_by_event_id ON entries (log_id, event_id) WHERE event_id IS NOT NULL",
+    "UPDATE meta SET value = '1' WHERE name = 'schema_version'",
+)
+
+
+def make_version_1(path: Path) -> None:
+    """Turn a new, empty store file into the layout of schema version 1 (the event-id index
+    that every insert updates at a random place), as stores made before version 2 have."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for sql in _OLD_INDEX_SQL:
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+def growth_records(rng: random.Random, start: int, n: int) -> list[Record]:
+    """``n`` records with random 100-byte values and random UUID-shaped event ids."""
+    base = 1_700_000_000_000
+    return [
+        Record(
+            i,
+            base + i,
+            b"bench-key",
+            rng.randbytes(ENTRY_SIZE),
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+@dataclass
+class GrowthStore:
+    name: str
+    store: BlockStore
+    writer: LogWriter
+    rng: random.Random
+    size: int = 0
+    ids: list[str] = field(default_factory=list)  # a sample of sealed event ids
+
+    def append(self, n: int) -> float:
+        records = growth_records(self.rng, self.size, n)
+        t0 = _perf()
+        self.writer.append(ORIGIN, records)
+        dt = _perf() - t0
+        self.size += n
+        self.ids.append(str(records[self.rng.randrange(n)].event_id))
+        return dt
+
+
+def run_growth(
+    sizes: Sequence[int], samples: int, seed: int, workdir: Path
+) -> tuple[list[list[str]], list[str]]:
+    signer = Signer("bench", Ed25519PrivateKey.generate())
+    stores: list[GrowthStore] = []
+    for name, old in (
+        ("version 1: `entries_by_event_id`", True),
+        ("version 2: `entries_by_event_chunk`", False),
+    ):
+        path = workdir / f"growth-{len(stores)}.db"
+        BlockStore.open(path, create=True).close()
+        if old:
+            make_version_1(path)
+        store = BlockStore.open(path)
+        stores.append(
+            GrowthStore(name, store, LogWriter(store, signer, _now_ms), random.Random(seed))
+        )
+    times: dict[tuple[int, int], list[float]] = {}
+    lookups: dict[int, list[float]] = {}
+    fill_s = [0.0 for _ in stores]
+    for size in sizes:
+        for k, g in enumerate(stores):  # fill each to `size` (whole blocks), not timed per block
+            t0 = _perf()
+            while g.size < size:
+                g.append(min(GROWTH_FILL_BLOCK, size - g.size))
+            fill_s[k] += _perf() - t0
+            log(f"{g.name}: filled to {g.size:,} ({fill_s[k]:.0f} s so far)")
+        # Settle before timing: the fill's WAL checkpointed into the files, the files written
+        # back, so that no store's timed commits wait behind the fill's writeback.
+        for g in stores:
+            g.store.purge_wal()
+        os.sync()
+        for _ in range(samples):  # interleaved: one block into each store per round
+            for k, g in enumerate(stores):
+                gc.collect()
+                times.setdefault((size, k), []).append(g.append(BLOCK))
+        log(
+            f"{size:,}: "
+            + ", ".join(
+                f"{Stats.of(times[(size, k)]).median * 1e3:.1f} ms" for k in range(len(stores))
+            )
+        )
+    for k, g in enumerate(stores):  # look-ups at the largest size: sealed ids and unknown ones
+        lat = lookups.setdefault(k, [])
+        rng = random.Random(seed + 1)
+        for event_id in rng.sample(g.ids, min(len(g.ids), samples * 10)):
+            t0 = _perf()
+            found = g.store.find_event(event_id)
+            lat.append(_perf() - t0)
+            if not found:
+                raise RuntimeError(f"{g.name}: sealed event {event_id} not found")
+        for _ in range(samples * 10):
+            t0 = _perf()
+            found = g.store.find_event(str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+            lat.append(_perf() - t0)
+            if found:
+                raise RuntimeError(f"{g.name}: an event id never sealed was found")
+    rows = []
+    for size in sizes:
+        rows.append(
+            [f"Append one block of {BLOCK} records at {size:,} entries (median of {samples})"]
+            + [f"{Stats.of(times[(size, k)]).median * 1e3:.1f} ms" for k in range(len(stores))]
+        )
+    first, last = sizes[0], sizes[-1]
+    ratios = [
+        Stats.of(times[(last, k)]).median / Stats.of(times[(first, k)]).median
+        for k in range(len(stores))
+    ]
+    rows.append([f"At {last:,} / at {first:,}"] + [f"{r:.2f}x" for r in ratios])
+    rows.append(
+        [
+            f"`find_event` at {last:,} entries: median (p99) of {len(lookups[0]):,}, "
+            "half sealed ids, half unknown"
+        ]
+        + [
+            f"{Stats.of(lookups[k]).median * 1e3:.2f} ms ({Stats.of(lookups[k]).p99 * 1e3:.2f})"
+            for k in range(len(stores))
+        ]
+    )
+    verdict = "**met**" if ratios[-1] <= AIM_GROWTH_RATIO else "**not met**"
+    notes = [
+        f"Aim: append time per block at {last:,} entries within {AIM_GROWTH_RATIO}x of that at "
+        f"{first:,}: {verdict} ({ratios[-1]:.2f}x; the version 1 index: {ratios[0]:.2f}x).",
+        f"Fill (not timed per block, {GROWTH_FILL_BLOCK:,} records per append): "
+        + ", ".join(f"{g.name} {fill_s[k]:.0f} s" for k, g in enumerate(stores))
+        + ".",
+    ]
+    for g in stores:
+        g.store.close()
+    return rows, notes
+
+
+def render_growth(
+    sizes: Sequence[int], samples: int, rows: list[list[str]], notes: list[str]
+) -> str:
+    method = (
+        f"Two SQLite stores (WAL, `synchronous=FULL`) in one run: one with the event-id index of "
+        "schema version 1 (`(log_id, event_id)`, every insert at a random place), one with "
+        f"version 2's (`(log_id, idx / {EVENT_CHUNK}, event_id)`). Both are filled by "
+        f"`LogWriter.append` to {', '.join(f'{s:,}' for s in sizes)} entries of "
+        f"{ENTRY_SIZE} random bytes with random UUID event ids; at each size {samples} blocks "
+        f"of {BLOCK} records are appended to each, alternating between the stores, and timed "
+        "after both WALs were checkpointed and the files synced "
+        "(`LogWriter.append`: build, sign, commit). Look-ups: `BlockStore.find_event` over "
+        "every log, for sealed ids drawn across the whole log and for random unknown ids."
+    )
+    table = markdown_table(("Measurement", "version 1 index", "version 2 index"), rows, align="lrr")
+    bullets = "".join(f"- {note}\n" for note in notes)
+    return f"{section_header(GROWTH_COMMAND, method)}\n{table}\n{bullets}"
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap = argparse.ArgumentParser(prog="python -m bench.merkle", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=DEFAULT_N, help="entries to append (default 1M)")
@@ -557,17 +735,35 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, bool]:
     ap.add_argument("--seed", type=int, default=9162)
     ap.add_argument("--quick", action="store_true", help="tiny smoke run; never writes the docs")
     ap.add_argument("--no-write", action="store_true", help="print only, leave the docs alone")
+    ap.add_argument(
+        "--growth",
+        action="store_true",
+        help="only the store-growth table: append per block at 100k, 1M, 3M entries",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeat, args.samples, args.per_commit_n = 2500, 1, 50, 3
     if args.n < 2 or args.repeat < 1 or args.samples < 1 or args.per_commit_n < 1:
         ap.error("need --n >= 2 and positive --repeat, --samples, --per-commit-n")
-    cfg = Config(args.n, args.repeat, args.samples, args.per_commit_n, args.seed, args.quick)
+    cfg = Config(
+        args.n, args.repeat, args.samples, args.per_commit_n, args.seed, args.quick, args.growth
+    )
     return cfg, not (args.no_write or args.quick)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, write = parse_args(argv)
+    if cfg.growth:
+        sizes = (2_000, 10_000) if cfg.quick else GROWTH_SIZES
+        samples = 5 if cfg.quick else GROWTH_SAMPLES
+        with tempfile.TemporaryDirectory(prefix="auditseal-bench-") as tmp:
+            rows, notes = run_growth(sizes, samples, cfg.seed, Path(tmp))
+        text = render_growth(sizes, samples, rows, notes)
+        print(text)
+        if write:
+            replace_section(GROWTH_SECTION, text)
+            log(f"wrote section {GROWTH_SECTION!r} of docs/BENCHMARKS.md")
+        return 0
     with tempfile.TemporaryDirectory(prefix="auditseal-bench-") as tmp:
         rows, notes = run(cfg, Path(tmp))
     text = render(cfg, rows, notes)

@@ -45,11 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from auditseal.ingest import ocsf_schema
 from auditseal.ingest.envelope import (
+    CLASS_FOR_TYPE,
     KAFKA_HEADERS,
     MAX_EVENT_BYTES,
     EnvelopeError,
-    encode_event,
+    EventTooLarge,
     validate,
 )
 from auditseal.ingest.errors import IngestError
@@ -156,9 +160,14 @@ class Emitter:
             raise ValueError(f"spool_after must be positive, got {spool_after}")
         from confluent_kafka import Producer
 
+        if not isinstance(max_event_bytes, int) or max_event_bytes < 1:
+            raise ValueError(f"max_event_bytes must be a positive integer, got {max_event_bytes!r}")
+        if validate:
+            ocsf_schema.prepare(CLASS_FOR_TYPE.values())  # not on the first events' time
         self.topic = topic
         self.validate = validate
         self.max_event_bytes = max_event_bytes
+        self._keys: dict[str, bytes] = {}  # source -> its encoded Kafka key
         self._producer = Producer(producer_config(bootstrap, config, buffer_max))
         state = Path(state_dir)
         self._sequences = SequenceCounter(state / "sequences.json")
@@ -228,9 +237,14 @@ class Emitter:
                 errors = validate(event)
                 if errors:
                     raise EnvelopeError(tuple(errors))
-            value = encode_event(event, self.max_event_bytes)
+            value = orjson.dumps(event)  # the one serialisation: these bytes go to Kafka
+            if len(value) > self.max_event_bytes:
+                raise EventTooLarge(len(value), self.max_event_bytes)
             self._sequences.next(source)
-            self._publish(source.encode(), value)
+            key = self._keys.get(source)
+            if key is None:
+                key = self._keys[source] = source.encode()
+            self._publish(key, value)
             return sequence
 
     def _publish(self, key: bytes, value: bytes) -> None:
@@ -479,8 +493,6 @@ def _is_purge(err: Any) -> bool:
 
 def _event_id(value: bytes) -> str:
     try:
-        import orjson
-
         parsed = orjson.loads(value)
         return str(parsed.get("id", "?")) if isinstance(parsed, dict) else "?"
     except ValueError:

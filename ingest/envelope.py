@@ -25,6 +25,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -203,28 +204,39 @@ def parse_rfc3339(value: str) -> datetime:
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction = match.group(7)
     micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
-    if match.group(8):
+    try:
+        whole = _whole_seconds(match.group(1, 2, 3, 4, 5, 6, 8, 9, 10, 11))
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
+    # Offsets are whole minutes, so adding the fraction after converting to UTC is the same
+    # instant, and a fraction (< 1 s) cannot carry a valid whole second out of range.
+    return whole + timedelta(microseconds=micro) if micro else whole
+
+
+# Events arrive in time order, many per second: the whole second (with its offset) is parsed
+# once and remembered (bounded), the fraction added per event.
+@lru_cache(maxsize=1024)
+def _whole_seconds(fields: tuple[str | None, ...]) -> datetime:
+    year, month, day, hour, minute, second = (int(f) for f in fields[:6])  # type: ignore[arg-type]
+    zulu, sign, off_hours, off_minutes = fields[6:]
+    if zulu:
         tz: timezone = UTC
     else:
-        off_h, off_m = int(match.group(10)), int(match.group(11))
+        off_h, off_m = int(off_hours), int(off_minutes)  # type: ignore[arg-type]
         if off_h > 23 or off_m > 59:
-            raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+            raise ValueError("offset out of range")
         offset = timedelta(hours=off_h, minutes=off_m)
-        tz = timezone(-offset if match.group(9) == "-" else offset)
+        tz = timezone(-offset if sign == "-" else offset)
     leap = second == 60
     if leap:
         second = 59
-    try:
-        parsed = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-        if leap:
-            parsed += timedelta(seconds=1)
-        # Converting can leave datetime's range (0001-01-01T00:00:00+01:00 is year 0 in UTC).
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
+    parsed = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    if leap:
+        parsed += timedelta(seconds=1)
+    # Converting can leave datetime's range (0001-01-01T00:00:00+01:00 is year 0 in UTC).
+    return parsed.astimezone(UTC)
 
 
 def is_uri_reference(value: str) -> bool:
@@ -234,7 +246,14 @@ def is_uri_reference(value: str) -> bool:
     or ``#`` ends a valid scheme (a relative reference cannot carry a colon in its first
     segment).
     """
-    if not isinstance(value, str) or not _URI_CHARS.fullmatch(value):
+    return isinstance(value, str) and _is_uri_reference(value)
+
+
+# A proxy sends thousands of events with one source and a few addresses: the answers for
+# recent values are remembered (bounded), so triage does not re-parse them per event.
+@lru_cache(maxsize=4096)
+def _is_uri_reference(value: str) -> bool:
+    if not _URI_CHARS.fullmatch(value):
         return False
     head = re.split(r"[/?#]", value, maxsplit=1)[0]
     if ":" in head:
@@ -251,8 +270,11 @@ def _is_absolute_uri(value: str) -> bool:
 
 def is_ip_address(value: object) -> bool:
     """True if ``value`` is a string holding an IPv4 or IPv6 address."""
-    if not isinstance(value, str):
-        return False
+    return isinstance(value, str) and _is_ip_address(value)
+
+
+@lru_cache(maxsize=4096)
+def _is_ip_address(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -6,7 +6,9 @@ supplies the time and the randomness for salts, so tests can pin both.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import struct
 from collections.abc import Callable, Sequence
 
 from auditseal.sealer.errors import InputError
@@ -14,7 +16,7 @@ from auditseal.sealer.signer import NoteSigner
 from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from auditseal.verifier.checkpoint import Checkpoint
-from auditseal.verifier.leaf import SALT_SIZE, Entry
+from auditseal.verifier.leaf import SALT_SIZE, Entry, commitment, leaf_hasher
 from auditseal.verifier.note import SignedNote
 from auditseal.verifier.redaction import Redaction, record_entry
 from auditseal.verifier.rotation import KeyHistory, KeyRotation, KeySet, rotation_entry
@@ -96,11 +98,45 @@ def build_block(
         if r.position > last + 1:
             gaps.append((last + 1, r.position))
         last = r.position
-    entries = tuple(
-        Entry.seal(tip.origin, r.position, r.timestamp_ms, r.key, r.value, new_salt())
-        for r in records
+    # The hot path: each commitment is computed once and each leaf hashed straight from its
+    # fields (leaf_hasher), not through Entry.leaf(), which recomputes the commitment and
+    # builds a Leaf; the hashes are the same bytes (the format vectors and tests prove it).
+    origin = tip.origin
+    hash_leaf = leaf_hasher(origin)
+    sha256 = hashlib.sha256
+    entries: list[Entry] = []
+    hashes: list[bytes] = []
+    for r in records:
+        salt, key, value = new_salt(), r.key, r.value
+        value_commitment = commitment(salt, value)
+        entries.append(
+            Entry(
+                origin,
+                r.position,
+                r.timestamp_ms,
+                key,
+                value,
+                salt,
+                value_commitment,
+                value_null=value is None,
+            )
+        )
+        try:
+            hashes.append(
+                hash_leaf(
+                    r.position,
+                    r.timestamp_ms,
+                    sha256(key or b"").digest(),
+                    value_commitment,
+                    (key is None) | (value is None) << 1,
+                )
+            )
+        except struct.error:
+            entries[-1].leaf()  # raises the FormatError naming the field out of range
+            raise
+    return _seal(
+        tip, tuple(entries), tuple(records), signer, sealed_at_ms, last, tuple(gaps), hashes
     )
-    return _seal(tip, entries, tuple(records), signer, sealed_at_ms, last, tuple(gaps))
 
 
 def build_redaction_block(
@@ -168,9 +204,12 @@ def _seal(
     sealed_at_ms: int,
     last: int,
     gaps: tuple[tuple[int, int], ...],
+    leaf_hashes: list[bytes] | None = None,
 ) -> BuiltBlock:
     compact = tip.compact.copy()
-    nodes = compact.extend([e.leaf_hash() for e in entries])
+    if leaf_hashes is None:
+        leaf_hashes = [e.leaf_hash() for e in entries]
+    nodes = compact.extend(leaf_hashes)
     prev = tip.last_header
     header = BlockHeader(
         origin=tip.origin,

@@ -32,7 +32,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditseal.store.database import Database, open_database
+from auditseal.store.database import EVENT_CHUNK, Database, open_database
 from auditseal.store.errors import (
     ClaimLostError,
     ConflictError,
@@ -51,7 +51,11 @@ from auditseal.verifier.redaction import Redaction
 
 __all__ = ["BlockStore", "ConsistencyProof", "InclusionProof", "StoredAnchor", "StoredBlock"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The layout a new store gets. Version 1 differs only in its event-id index,
+``entries_by_event_id (log_id, event_id)``; such stores open and work as before (docs/STORE.md,
+"Event look-ups")."""
+_READABLE_VERSIONS = ("1", "2")
 DEFAULT_STORE = Path(".auditseal") / "store.db"
 """Where every command looks for the store unless told (relative to the working directory)."""
 _LEAD_NAME = re.compile(r"[a-z0-9_-]{1,64}")
@@ -149,11 +153,13 @@ class BlockStore:
                         raise StoreError(f"{self.location}: not an auditseal block store")
                     self._db.create_schema(SCHEMA_VERSION)
         row = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-        if row is None or row[0] != str(SCHEMA_VERSION):
+        if row is None or row[0] not in _READABLE_VERSIONS:
             raise StoreError(
                 f"{self.location}: schema version {row[0] if row else 'unknown'}, "
-                f"this auditseal reads version {SCHEMA_VERSION}"
+                f"this auditseal reads versions {' and '.join(_READABLE_VERSIONS)}"
             )
+        self.schema_version = int(row[0])
+        """The store's layout: 1 with the old event-id index, else :data:`SCHEMA_VERSION`."""
 
     def close(self) -> None:
         self._db.close()
@@ -893,20 +899,35 @@ class BlockStore:
         """``(origin, index)`` of up to ``limit`` entries sealed with ``event_id``.
 
         Ordered by origin, then index. Delivery is at-least-once, so a replayed event is sealed
-        more than once: every copy is returned. One seek of ``entries_by_event_id`` per log:
-        that index leads with ``log_id``, and without ``INDEXED BY`` SQLite 3.40 prefers the
-        primary key for the ORDER BY and scans every entry of every log.
+        more than once: every copy is returned. One seek of ``entries_by_event_chunk`` per
+        chunk of :data:`EVENT_CHUNK` leaves of each log (a version 1 store: one seek of
+        ``entries_by_event_id`` per log). The index leads with ``log_id``; without ``INDEXED
+        BY`` SQLite 3.40 prefers the primary key for the ORDER BY and scans every entry.
         """
         if origin is not None:
             sql_filter, args = "WHERE l.id = ?", [self._log_id(origin)]
         else:
             sql_filter, args = "", []
+        if self.schema_version == 1:
+            rows = self._db.execute(
+                f"SELECT l.origin, e.idx FROM logs l {self._db.ordered_join} entries e"
+                f" {self._db.event_index}"
+                f" ON e.log_id = l.id AND e.event_id = ? {sql_filter}"
+                " ORDER BY l.origin, e.idx LIMIT ?",
+                [event_id, *args, limit],
+            ).fetchall()
+            return [(o, i) for o, i in rows]
+        # Every chunk number of every log (the last from the primary key's last entry), then
+        # one seek per chunk (the join writes the index's expression to the letter).
         rows = self._db.execute(
-            f"SELECT l.origin, e.idx FROM logs l {self._db.ordered_join} entries e"
-            f" {self._db.event_index}"
-            f" ON e.log_id = l.id AND e.event_id = ? {sql_filter}"
+            "WITH RECURSIVE chunks(log_id, n, last) AS ("
+            f" SELECT l.id, 0, (SELECT max(idx) FROM entries WHERE log_id = l.id) / {EVENT_CHUNK}"
+            f" FROM logs l {sql_filter}"
+            " UNION ALL SELECT log_id, n + 1, last FROM chunks WHERE n < last)"
+            f" SELECT l.origin, e.idx FROM chunks c {self._db.event_chunk_join}"
+            f" {self._db.ordered_join} logs l ON l.id = c.log_id"
             " ORDER BY l.origin, e.idx LIMIT ?",
-            [event_id, *args, limit],
+            [*args, event_id, limit],
         ).fetchall()
         return [(o, i) for o, i in rows]
 

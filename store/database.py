@@ -19,6 +19,7 @@ from auditseal.store.errors import StoreError
 from auditseal.verifier.urls import public_url
 
 __all__ = [
+    "EVENT_CHUNK",
     "ROLES",
     "Cursor",
     "Database",
@@ -33,6 +34,12 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 
 ROLES = ("auditseal_reader", "auditseal_redactor", "auditseal_writer")
 """PostgreSQL roles of a store: read it; erase values; append (sealers, the anchor service)."""
+
+EVENT_CHUNK = 16384
+"""Leaves per chunk of the event-id index ``entries_by_event_chunk (log_id, idx / 16384,
+event_id)``: an append inserts into the subtree of its log's last chunk only, so its cost does
+not grow with the log (docs/STORE.md, "Event look-ups"). Both schemas write the number out:
+the planners use an index on an expression only for that very expression."""
 
 Location = str | Path
 """Where a store is: a SQLite file's path, or a ``postgresql://`` URL."""
@@ -82,7 +89,12 @@ class Database(ABC):
     """A join that keeps the written loop order: SQLite's ``CROSS JOIN`` (its planner would
     otherwise pick a scan), PostgreSQL's plain ``JOIN``."""
     event_index: str
-    """The hint after ``entries e`` that makes SQLite seek the event-id index."""
+    """The hint after ``entries e`` that makes SQLite seek the event-id index of a schema
+    version 1 store (docs/STORE.md, "Event look-ups")."""
+    event_chunk_join: str
+    """What joins ``chunks c`` (``log_id``, chunk number ``n``) to ``e``, the entries of that
+    chunk with the event id of the one ``?``, seeking ``entries_by_event_chunk`` once per
+    chunk (:meth:`BlockStore.find_event`)."""
     insertion_order: str
     """An expression of ``blocks b`` giving the order in which blocks were committed."""
 

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (log_id, idx),
     UNIQUE (log_id, position)
 );
-CREATE INDEX IF NOT EXISTS entries_by_event_id ON entries (log_id, event_id)
+CREATE INDEX IF NOT EXISTS entries_by_event_chunk ON entries (log_id, (idx / 16384), event_id)
     WHERE event_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS nodes (
     log_id BIGINT NOT NULL,
@@ -250,6 +250,12 @@ class PostgresDatabase(Database):
     error = psycopg.Error
     ordered_join = "JOIN"
     event_index = ""
+    # A lateral subquery fenced by OFFSET 0: one index seek per chunk. As a plain join the
+    # planner, misjudging the recursive list's length, may hash-join it to a scan of entries.
+    event_chunk_join = (
+        "CROSS JOIN LATERAL (SELECT idx FROM entries WHERE log_id = c.log_id"
+        " AND idx / 16384 = c.n AND event_id = ? OFFSET 0) e"
+    )
     insertion_order = "b.id"
 
     def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:

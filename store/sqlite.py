@@ -42,7 +42,8 @@ CREATE TABLE entries (
     PRIMARY KEY (log_id, idx),
     UNIQUE (log_id, position)
 );
-CREATE INDEX entries_by_event_id ON entries (log_id, event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX entries_by_event_chunk ON entries (log_id, idx / 16384, event_id)
+    WHERE event_id IS NOT NULL;
 CREATE TABLE nodes (
     log_id INTEGER NOT NULL,
     level INTEGER NOT NULL,
@@ -199,6 +200,10 @@ class SqliteDatabase(Database):
     # For find_event SQLite 3.40 prefers the primary key for the ORDER BY and would scan every
     # entry of every log; the index leads with log_id.
     event_index = "INDEXED BY entries_by_event_id"
+    event_chunk_join = (
+        "CROSS JOIN entries e INDEXED BY entries_by_event_chunk"
+        " ON e.log_id = c.log_id AND e.idx / 16384 = c.n AND e.event_id = ?"
+    )
     insertion_order = "b.rowid"
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:

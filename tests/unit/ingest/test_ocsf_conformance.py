@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from auditseal.ingest import events, ocsf_schema
 from auditseal.ingest.adapters import from_k8s_event_list
-from auditseal.ingest.envelope import parse_event, validate
+from auditseal.ingest.envelope import parse_event, triage, validate
 from auditseal.ingest.errors import EnvelopeError
 from auditseal.ingest.ocsf_schema import class_validator, is_valid, schema_errors
 from auditseal.ingest.recent import RecentEvents
@@ -194,6 +195,38 @@ def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
     expected = class_validator(cls).is_valid(event) if cls in (3002, 6003, 6005) else False
     assert is_valid(event) == expected
     assert (schema_errors(event) == []) == expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
+def test_triage_flags_exactly_what_full_validation_flags(data, how, value):
+    """The sealer's triage (the compiled checker) gives the verdict and reason that the full
+    validation path gives (jsonschema on every event), for real events and mutations of them
+    anywhere: envelope attributes and OCSF data alike."""
+    event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))
+    if data.draw(st.booleans()):
+        path = data.draw(st.sampled_from(paths(event)[1:]))
+        parent = event
+        for step in path[:-1]:
+            parent = parent[step]
+        last = path[-1]
+        if how == "replace":
+            parent[last] = value
+        elif how == "delete" and isinstance(parent, dict):
+            del parent[last]
+        elif isinstance(parent[last], dict):
+            parent[last][data.draw(st.sampled_from(["name", "uid", "ip", "zz", "time"]))] = value
+    try:
+        raw = orjson.dumps(event)
+    except orjson.JSONEncodeError:
+        raw = repr(event).encode()  # not JSON at all: flagged either way
+
+    def by_jsonschema(data: Any, class_uid: int | None = None) -> bool:
+        return not ocsf_schema.schema_problems(data, "data", class_uid)
+
+    verdict = triage(raw)
+    with mock.patch.object(ocsf_schema, "is_valid", by_jsonschema):
+        assert triage(raw) == verdict
 
 
 def test_the_compiled_checker_is_used_for_every_class():

@@ -416,13 +416,14 @@ async def test_event_matches_are_capped(store_path, monkeypatch):
 def test_event_lookup_seeks_the_event_index(store_path):
     with BlockStore.open(store_path, readonly=True) as db:
         assert db.find_event("ev-1", limit=2) == [(ORIGIN, 0), (ORIGIN, 3)]
-        plan = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True).execute(
-            "EXPLAIN QUERY PLAN SELECT l.origin, e.idx FROM logs l CROSS JOIN entries e"
-            " INDEXED BY entries_by_event_id ON e.log_id = l.id AND e.event_id = ?"
-            " ORDER BY l.origin, e.idx LIMIT ?",
-            ("ev-1", 10),
-        )
-        assert any("entries_by_event_id" in row[3] for row in plan)
+        traced: list[str] = []
+        db._db._conn.set_trace_callback(traced.append)  # type: ignore[attr-defined]
+        db.find_event("ev-1", limit=2)
+    (sql,) = traced
+    plan = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True).execute(
+        f"EXPLAIN QUERY PLAN {sql}"
+    )
+    assert any("entries_by_event_chunk" in row[3] for row in plan)
 
 
 # --- proofs -----------------------------------------------------------------------------------

@@ -181,3 +181,28 @@ def test_replay_catches_tampering():
     )
     with pytest.raises(SignatureError):
         _replay_all([blocks[0], resigned])
+
+
+def test_build_block_hashes_each_leaf_as_its_entry_does():
+    # build_block hashes leaves straight from their fields; every flag combination must give
+    # the bytes Entry.leaf_hash() gives, or the block's root would not verify.
+    tip = LogTip(ORIGIN, CompactRange(), None, -1)
+    records = [
+        Record(0, 1, b"k", b"v"),
+        Record(1, 2, None, b"v"),
+        Record(2, 3, b"k", None),
+        Record(3, -(2**63), None, None),
+    ]
+    built = build_block(tip, records, SIGNER, sealed_at_ms=42, new_salt=lambda: SALT)
+    expected = CompactRange()
+    expected.extend([e.leaf_hash() for e in built.block.entries])
+    assert built.block.header.root == expected.root()
+    assert [e.value_commitment for e in built.block.entries] == [
+        commitment(SALT, r.value) for r in records
+    ]
+
+
+def test_build_block_refuses_a_timestamp_out_of_range_naming_it():
+    tip = LogTip(ORIGIN, CompactRange(), None, -1)
+    with pytest.raises(FormatError, match="timestamp"):
+        build_block(tip, [Record(0, 2**63, b"k", b"v")], SIGNER, 42, new_salt=lambda: SALT)
