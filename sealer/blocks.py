@@ -16,7 +16,7 @@ from auditseal.sealer.signer import NoteSigner
 from auditseal.store.model import BuiltBlock, LogTip, Record, RedactionSealer
 from auditseal.verifier.block import GENESIS_HASH, BlockHeader, SealedBlock
 from auditseal.verifier.checkpoint import Checkpoint
-from auditseal.verifier.leaf import SALT_SIZE, Entry, commitment, leaf_hasher
+from auditseal.verifier.leaf import SALT_SIZE, Entry, commitment, leaf_flags, leaf_hasher
 from auditseal.verifier.note import SignedNote
 from auditseal.verifier.redaction import Redaction, record_entry
 from auditseal.verifier.rotation import KeyHistory, KeyRotation, KeySet, rotation_entry
@@ -128,7 +128,7 @@ def build_block(
                     r.timestamp_ms,
                     sha256(key or b"").digest(),
                     value_commitment,
-                    (key is None) | (value is None) << 1,
+                    leaf_flags(key is None, value is None),
                 )
             )
         except struct.error:

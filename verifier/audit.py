@@ -56,7 +56,7 @@ from typing import Any
 from auditseal.verifier.block import BlockHeader
 from auditseal.verifier.checkpoint import open_checkpoint
 from auditseal.verifier.errors import VerifierError
-from auditseal.verifier.leaf import SALT_SIZE, Entry, leaf_hasher
+from auditseal.verifier.leaf import SALT_SIZE, Entry, leaf_flags, leaf_hasher
 from auditseal.verifier.merkle import EMPTY_ROOT, HASH_SIZE
 from auditseal.verifier.note import NoteVerifier
 from auditseal.verifier.redaction import RedactionLedger
@@ -396,7 +396,7 @@ class LogAuditor:
                     timestamp,
                     key_hash,
                     commitment,
-                    (key is None) | (2 if value_null else 0) | (4 if record else 0),
+                    leaf_flags(key is None, value_null, record),
                 )
             except (VerifierError, struct.error, TypeError) as exc:
                 fault = f"entry {idx}: not a leaf: {exc}"

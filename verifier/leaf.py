@@ -37,6 +37,7 @@ __all__ = [
     "Leaf",
     "LeafMismatchError",
     "commitment",
+    "leaf_flags",
     "leaf_hasher",
 ]
 
@@ -61,6 +62,15 @@ def commitment(salt: bytes, value: bytes | None) -> bytes:
     return hashlib.sha256(salt + (value or b"")).digest()
 
 
+def leaf_flags(key_null: bool | int, value_null: bool | int, log_record: bool | int = False) -> int:
+    """The leaf's flags byte (FORMAT.md §2): bit 0 key null, bit 1 value null, bit 2 log record."""
+    return (
+        (_FLAG_KEY_NULL if key_null else 0)
+        | (_FLAG_VALUE_NULL if value_null else 0)
+        | (_FLAG_LOG_RECORD if log_record else 0)
+    )
+
+
 def _head(flags: int, origin: bytes) -> bytes:
     return _HEAD.pack(LEAF_VERSION, flags, len(origin)) + origin
 
@@ -69,7 +79,7 @@ def leaf_hasher(origin: str) -> Callable[[int, int, bytes, bytes, int], bytes]:
     """``hash(position, timestamp_ms, key_hash, value_commitment, flags)``: the Merkle leaf hash.
 
     The same bytes as :meth:`Leaf.hash` without building a Leaf per entry, for replaying whole
-    logs; ``flags`` is bit 0 key null, bit 1 value null, bit 2 log record. Raises FormatError
+    logs; ``flags`` as :func:`leaf_flags` makes them. Raises FormatError
     or struct.error on a field out of range.
     """
     origin_bytes = origin.encode("utf-8")
@@ -116,11 +126,7 @@ class Leaf:
                 raise FormatError(f"leaf {name}: want {HASH_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
-        flags = (
-            (_FLAG_KEY_NULL if self.key_null else 0)
-            | (_FLAG_VALUE_NULL if self.value_null else 0)
-            | (_FLAG_LOG_RECORD if self.log_record else 0)
-        )
+        flags = leaf_flags(self.key_null, self.value_null, self.log_record)
         return _head(flags, self.origin.encode("utf-8")) + _TAIL.pack(
             self.position, self.timestamp_ms, self.key_hash, self.value_commitment
         )
