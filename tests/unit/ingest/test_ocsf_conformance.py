@@ -176,10 +176,9 @@ def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-@settings(max_examples=1500, deadline=None)
-@given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
-def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
-    event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))["data"]
+def _mutate(data, event: Any, how: str, value: Any, new_keys: list[str]) -> None:
+    """Change ``event`` at one drawn place: replace a member, delete it, or add one of
+    ``new_keys`` to an object."""
     path = data.draw(st.sampled_from(paths(event)[1:]))
     parent = event
     for step in path[:-1]:
@@ -190,7 +189,14 @@ def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
     elif how == "delete" and isinstance(parent, dict):
         del parent[last]
     elif isinstance(parent[last], dict):
-        parent[last][data.draw(st.sampled_from(["name", "uid", "type_id", "zz", "ip"]))] = value
+        parent[last][data.draw(st.sampled_from(new_keys))] = value
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
+def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
+    event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))["data"]
+    _mutate(data, event, how, value, ["name", "uid", "type_id", "zz", "ip"])
     cls = event.get("class_uid")
     expected = class_validator(cls).is_valid(event) if cls in (3002, 6003, 6005) else False
     assert is_valid(event) == expected
@@ -205,17 +211,7 @@ def test_triage_flags_exactly_what_full_validation_flags(data, how, value):
     anywhere: envelope attributes and OCSF data alike."""
     event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))
     if data.draw(st.booleans()):
-        path = data.draw(st.sampled_from(paths(event)[1:]))
-        parent = event
-        for step in path[:-1]:
-            parent = parent[step]
-        last = path[-1]
-        if how == "replace":
-            parent[last] = value
-        elif how == "delete" and isinstance(parent, dict):
-            del parent[last]
-        elif isinstance(parent[last], dict):
-            parent[last][data.draw(st.sampled_from(["name", "uid", "ip", "zz", "time"]))] = value
+        _mutate(data, event, how, value, ["name", "uid", "ip", "zz", "time"])
     try:
         raw = orjson.dumps(event)
     except orjson.JSONEncodeError:
