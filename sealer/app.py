@@ -1,24 +1,47 @@
-"""The Faust wiring of the sealer: decode records, call the pipeline, publish, acknowledge.
+"""The sealer's Kafka wiring: read records in batches, call the pipeline, publish, acknowledge.
 
 Everything that decides lives in :mod:`auditseal.sealer.pipeline`; this module only moves records
-between Faust and it, in the order the pipeline's docstring prescribes (store, publish,
-acknowledge).
+between Kafka and it, in the order the pipeline's docstring prescribes (store, publish, then
+acknowledge). One thread does it all, with one confluent-kafka consumer (a member of the
+sealers' consumer group, cooperative-sticky assignment) and one producer for the sealed stream:
+
+* ``consume()`` hands over up to :data:`BATCH` records at once; the consumer's group callbacks
+  (assignment, revocation) run inside that call, between batches, never in the middle of one;
+* an assigned partition starts at the offset after what the *store* holds of it (given to
+  ``incremental_assign``): the group's committed offsets are no proof that a record was sealed,
+  since a store restored from a backup ends before them;
+* a block's offsets are stored for the next auto-commit only after the block was committed to
+  the store and delivered to the sealed stream.
+
+docs/ARCHITECTURE.md says why this is not a Faust agent: Faust's per-event stream machinery
+cost more than the whole sealing pipeline.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import signal
 import socket
+import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-import faust
-from aiokafka.errors import KafkaError
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+)
+from confluent_kafka import TopicPartition as KafkaPartition
 
 from auditseal.sealer.log_writer import LogWriter
 from auditseal.sealer.metrics import SealerMetrics
@@ -31,7 +54,7 @@ from auditseal.sealer.pipeline import (
     TopicPartition,
     Triage,
 )
-from auditseal.sealer.sealed_stream import encode_block
+from auditseal.sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
 from auditseal.sealer.signer import load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
@@ -41,11 +64,15 @@ from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
-__all__ = ["WorkerConfig", "create_app"]
+__all__ = ["PUBLISH_PATIENCE", "SealerWorker", "WorkerConfig"]
 
 log = logging.getLogger(__name__)
 
 PUBLISH_PATIENCE = 120.0  # seconds a block may wait for the sealed stream before the worker stops
+BATCH = 1000  # records per consume() call
+CHECK_ENDS_EVERY = 5.0  # seconds between end-offset checks of the assigned partitions
+RESEEK_AFTER = 3.0  # a rewinding partition still delivering old records this long after its
+# seek was moved by something else (a rebalance): seek again
 
 
 @dataclass(frozen=True)
@@ -53,25 +80,29 @@ class WorkerConfig:
     bootstrap: str
     store_path: Location
     key_file: Path | str  # a key file or a pkcs11: URI
-    state_dir: Path
     sealer: SealerConfig
     topic: str = "audit.events"
     sealed_topic: str = "audit.sealed"
     group: str = "auditseal-sealer"
     session_timeout_s: float = 6.0
     metrics_listen: tuple[str, int] | None = ("127.0.0.1", 9464)
-    # --kafka-config: aiokafka settings for Faust, librdkafka properties for the probe
+    # --kafka-config: librdkafka security properties for the consumer, producer and probe
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     metrics_tls: ServerTLS | None = None
     metrics_insecure_plaintext: bool = False
     previous_key_file: Path | str | None = None
     """During a key rotation, the old key (docs/SEALER.md, Rotating the log key)."""
 
+    @property
+    def tick_s(self) -> float:
+        """The longest wait for records before due blocks are sealed and partitions checked."""
+        return min(0.1, self.sealer.max_interval_s / 2)
 
-class _Worker:
-    """The state one worker process holds: store, pipeline, unacknowledged events."""
 
-    def __init__(self, config: WorkerConfig, triage: Triage, sealed_topic: Any) -> None:
+class SealerWorker:
+    """One sealer process: store, pipeline, the consumer and the sealed stream's producer."""
+
+    def __init__(self, config: WorkerConfig, triage: Triage) -> None:
         self.config = config
         self.store = BlockStore.open(config.store_path, create=True)
         previous = config.previous_key_file
@@ -83,43 +114,133 @@ class _Worker:
         )
         self.sealer = Sealer(writer, config.sealer, triage)
         self.name = f"{socket.gethostname()}/{os.getpid()}"  # in the store's claims
-        self.sealed_topic = sealed_topic
-        self.pending: dict[TopicPartition, deque[Any]] = defaultdict(deque)
         self.highwater: dict[TopicPartition, int] = {}
         self.assignment: set[TopicPartition] = set()
         self.seeks: set[TopicPartition] = set()  # reset partitions to seek to their start
-        self.resume: dict[TopicPartition, int] = {}  # assigned: the store's next offsets
         self.sought_at: dict[TopicPartition, float] = {}
         self.checked_at = 0.0
+        self.stopping = threading.Event()
         self.metrics = SealerMetrics(self.lag)
+        librdkafka = logging.getLogger("auditseal.sealer.librdkafka")
+        common = {
+            **config.kafka.confluent(),
+            "bootstrap.servers": config.bootstrap,
+            "logger": librdkafka,
+        }
+        self.consumer = Consumer(
+            {
+                **common,
+                "group.id": config.group,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "auto.offset.reset": "earliest",
+                "enable.auto.offset.store": False,  # stored per block, after its publication
+                "auto.commit.interval.ms": 1000,
+                "session.timeout.ms": int(config.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(max(0.5, config.session_timeout_s / 6) * 1000),
+            }
+        )
+        self.producer = Producer(
+            {
+                **common,
+                "acks": "all",
+                # A sealed-stream value is at most MAX_MESSAGE_BYTES; key and framing come on
+                # top, and Kafka's default message.max.bytes (1 MiB) is the broker's bound.
+                "message.max.bytes": 1_048_576,
+                "linger.ms": 0,
+            }
+        )
+        assert MAX_MESSAGE_BYTES < 1_048_576
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Seal until :meth:`stop` (SIGTERM, SIGINT); then leave the group. What is buffered
+        is never acknowledged: the partitions' next owner receives it again."""
+        if self.config.metrics_listen is not None:
+            from auditseal.transport.listen import serve_metrics
+
+            serve_metrics(
+                self.config.metrics_listen,
+                self.metrics.registry,
+                self.config.metrics_tls,
+                self.config.metrics_insecure_plaintext,
+            )
+        self.consumer.subscribe(
+            [self.config.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not self.stopping.is_set():
+                for message in self.consumer.consume(BATCH, self.config.tick_s):
+                    self.receive(message)
+                self.tick()
+        finally:
+            self.consumer.close()  # leaves the group: its revocation drops every buffer
+            self.producer.flush(5.0)
+            self.store.close()
+
+    def stop(self, *_: Any) -> None:
+        self.stopping.set()
+
+    def receive(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka: %s", error.str())
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        kind, timestamp = message.timestamp()
+        tp = (topic, partition)
+        dropped = self.sealer.dropped
+        skipped = self.sealer.skipped
+        sealed = self.sealer.add(
+            KafkaRecord(
+                topic,
+                partition,
+                offset,
+                -1 if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
+                message.key(),
+                message.value(),
+            )
+        )
+        if self.sealer.skipped > skipped:
+            self.metrics.skipped.inc()  # already in the store: a redelivery
+        elif (
+            self.sealer.dropped > dropped
+            and tp not in self.seeks
+            and time.monotonic() - self.sought_at.get(tp, 0.0) > RESEEK_AFTER
+        ):
+            # A reset partition being sought back to its start: read again after the seek.
+            # Records still coming from elsewhere mean a rebalance moved our seek: seek again.
+            self.seeks.add(tp)
+        if sealed is not None:
+            self.finish(sealed)
+        self.handle_resets()
+
+    def tick(self) -> None:
+        """Between batches: seal due blocks, seek reset partitions, check the partitions' ends."""
+        for sealed in self.sealer.due():
+            self.finish(sealed)
+        self.seek_reset()
+        self.check_ends()
+        self.producer.poll(0)
+        for tp in self.assignment:
+            _low, high = self.consumer.get_watermark_offsets(KafkaPartition(*tp), cached=True)
+            if high >= 0:
+                self.highwater[tp] = high
 
     def lag(self) -> dict[str, int]:
         return {
             self.sealer.origin(tp): max(0, hw - 1 - self.sealer.last_sealed_offset(tp))
-            for tp, hw in self.highwater.items()
+            for tp, hw in list(self.highwater.items())
         }
 
-    async def receive(self, event: Any) -> None:
-        m = event.message
-        tp = (m.topic, m.partition)
-        skipped, dropped = self.sealer.skipped, self.sealer.dropped
-        sealed = self.sealer.add(
-            KafkaRecord(m.topic, m.partition, m.offset, _ms(m.timestamp), m.key, m.value)
-        )
-        if self.sealer.skipped > skipped:
-            event.ack()  # already in the store: a redelivery
-            self.metrics.skipped.inc()
-        elif self.sealer.dropped > dropped:
-            # A reset partition being sought back to its start: read again after the seek.
-            # If records keep coming from elsewhere, Faust's own seek (after a rebalance)
-            # overrode ours: seek again.
-            if tp not in self.seeks and time.monotonic() - self.sought_at.get(tp, 0.0) > 3.0:
-                self.seeks.add(tp)
-        else:
-            self.pending[tp].append(event)
-        if sealed is not None:
-            await self.finish(sealed)
-        self.handle_resets()
+    # -- resets ----------------------------------------------------------------------------
 
     def handle_resets(self) -> None:
         """Say loudly that a partition was reset, and schedule its seek to the start."""
@@ -136,96 +257,71 @@ class _Worker:
             )
             self.metrics.resets.labels(r.closed).inc()
             self.metrics.generation.labels(self.config.sealer.origin(*r.tp)).set(r.generation)
-            self.pending.pop(r.tp, None)  # never acknowledged: read again after the seek
             self.seeks.add(r.tp)
 
-    async def resume_from_store(self, consumer: Any) -> None:
-        """Commit, as the group's offsets, the offsets after what the store holds of each newly
-        assigned partition: Faust seeks every assigned partition to its committed offset right
-        after the rebalance completes, so reading resumes where the store ends. The group's own
-        offsets are no proof that a record was sealed: a store restored from a backup ends
-        before them, and trusting them would seal the records in between as a gap of the log."""
-        offsets = {
-            tp: o
-            for tp, o in self.resume.items()
-            # A partition found reset meanwhile is sought to its start instead.
-            if tp in self.assignment and tp not in self.seeks and not self.sealer.rewinding(tp)
-        }
-        self.resume.clear()
-        if not offsets:
-            return
-        try:
-            # Faust's commit of given offsets (its public commit() commits acknowledged ones).
-            done = await consumer._commit({faust.types.TP(*tp): o for tp, o in offsets.items()})
-        except Exception as exc:  # the group rebalanced again: the next assignment retries
-            done, reason = False, str(exc)
-        else:
-            reason = "the group rebalanced meanwhile"
-        if not done:
-            log.warning("cannot resume %s from the store's offsets: %s", sorted(offsets), reason)
-
-    async def seek_reset(self, consumer: Any) -> None:
+    def seek_reset(self) -> None:
         """Seek each reset partition to its first offset; the sealer accepts from there."""
         for tp in sorted(self.seeks):
             if tp not in self.assignment:
                 self.seeks.discard(tp)
                 continue
-            ftp = faust.types.TP(*tp)
             try:
-                start = (await consumer.earliest_offsets(ftp))[ftp]
-                await consumer.seek(ftp, start)
-            except Exception as exc:  # broker away: try again at the next tick
+                start = self._start_of(tp)
+                self.consumer.seek(KafkaPartition(*tp, start))
+            except KafkaException as exc:  # not fetching yet, or the broker is away
                 log.warning("cannot seek %s/%d to its start yet: %s", tp[0], tp[1], exc)
                 continue
             self.seeks.discard(tp)
             self.sought_at[tp] = time.monotonic()
             self.sealer.rewound(tp, start)
 
-    async def check_partitions(self, partitions: set[TopicPartition]) -> None:
+    def _start_of(self, tp: TopicPartition) -> int:
+        low, _high = self.consumer.get_watermark_offsets(KafkaPartition(*tp), timeout=5.0)
+        return max(0, low)
+
+    def check_partitions(self, partitions: Iterable[TopicPartition]) -> None:
         """Compare each partition's record at its log's last sealed offset with the store's."""
         last = {
             tp: pos
             for tp in partitions
             if not self.sealer.rewinding(tp) and (pos := self.sealer.last_sealed_offset(tp)) >= 0
         }
-        logs = {tp: self.sealer.origin(tp) for tp in last}  # the generation probed
+        logs = {tp: self.sealer.origin(tp) for tp in last}
         by_topic: dict[str, dict[int, int]] = defaultdict(dict)
         for (topic, partition), pos in last.items():
             by_topic[topic][partition] = pos
         for topic, positions in by_topic.items():
-            # Sealing goes on while Kafka is read: the sealer compares at the offset probed.
-            found = await asyncio.to_thread(
-                probe, self.config.bootstrap, topic, positions, self.config.kafka.confluent()
-            )
+            found = probe(self.config.bootstrap, topic, positions, self.config.kafka.confluent())
             for partition, record in found.items():
                 tp = (topic, partition)
                 sealed = self.sealer.check_partition(tp, record, positions[partition], logs[tp])
                 if sealed is not None:
-                    await self.finish(sealed)
+                    self.finish(sealed)
         self.handle_resets()
 
-    async def check_ends(self, consumer: Any) -> None:
+    def check_ends(self) -> None:
         """Every few seconds: a partition whose end offset is below the log's resume offset
-        may be a new topic the consumer waits past (Tansu reports low end offsets, so the
-        record itself is read to decide)."""
-        if time.monotonic() - self.checked_at < 5.0 or not self.assignment:
+        may be a new topic the consumer waits past (Tansu returns nothing, not an error, for a
+        fetch past the end, and reports low end offsets: the record itself is read to decide)."""
+        if time.monotonic() - self.checked_at < CHECK_ENDS_EVERY or not self.assignment:
             return
         self.checked_at = time.monotonic()
-        tps = sorted(self.assignment)
-        try:
-            ends = await consumer.highwaters(*(faust.types.TP(*tp) for tp in tps))
-        except Exception:  # broker away: next time
-            return
-        suspects = {
-            tp
-            for tp in tps
-            if ends.get(faust.types.TP(*tp)) is not None
-            and ends[faust.types.TP(*tp)] <= self.sealer.last_sealed_offset(tp)
-        }
+        suspects = set()
+        for tp in sorted(self.assignment):
+            try:
+                _low, high = self.consumer.get_watermark_offsets(
+                    KafkaPartition(*tp), timeout=2.0, cached=False
+                )
+            except KafkaException:  # broker away: next time
+                return
+            if high <= self.sealer.last_sealed_offset(tp):
+                suspects.add(tp)
         if suspects:
-            await self.check_partitions(suspects)
+            self.check_partitions(suspects)
 
-    async def finish(self, sealed: Sealed) -> None:
+    # -- publish and acknowledge -----------------------------------------------------------
+
+    def finish(self, sealed: Sealed) -> None:
         """Step 1 (the commit) is done; now publish (2) and acknowledge (3)."""
         origin = sealed.origin
         labels = self.metrics
@@ -233,12 +329,15 @@ class _Worker:
         labels.events.labels(origin).inc(len(sealed.records))
         labels.invalid.labels(origin).inc(sum(1 for r in sealed.records if r.flag))
         labels.latency.observe(max(0.0, time.time() - sealed.oldest_timestamp_ms / 1000))
-        await self.publish_outbox(origin, just_sealed=sealed)
-        events = self.pending[sealed.tp]
-        while events and events[0].message.offset <= sealed.last_offset:
-            events.popleft().ack()
+        self.publish_outbox(origin, just_sealed=sealed)
+        if sealed.tp in self.assignment:
+            after = KafkaPartition(*sealed.tp, sealed.last_offset + 1)
+            try:
+                self.consumer.store_offsets(offsets=[after])
+            except KafkaException as exc:  # revoked meanwhile: the next owner reads the store
+                log.info("offsets of %s/%d not stored: %s", *sealed.tp, exc)
 
-    async def publish_outbox(self, origin: str, just_sealed: Sealed | None = None) -> None:
+    def publish_outbox(self, origin: str, just_sealed: Sealed | None = None) -> None:
         """Publish every stored, unpublished block of ``origin``, oldest first."""
         for number in self.store.unpublished(origin):
             if just_sealed is not None and just_sealed.block.header.number == number:
@@ -248,10 +347,10 @@ class _Worker:
                 h = block.header
                 records = tuple(self.store.records(origin, h.start, h.end))
                 gaps = tuple(self.store.gaps(origin, number))
-            await self._send(origin, block, records, gaps)
+            self._send(origin, block, records, gaps)
             self.store.mark_published(origin, number)
 
-    async def _send(
+    def _send(
         self,
         origin: str,
         block: SealedBlock,
@@ -262,149 +361,111 @@ class _Worker:
         delay = 0.5
         deadline = time.monotonic() + PUBLISH_PATIENCE
         while True:
-            try:
-                futures = [
-                    await self.sealed_topic.send(key=origin.encode(), value=message)
-                    for message in messages
-                ]
-                for fut in futures:
-                    await fut  # delivered (acks=-1) before the block counts as published
+            failed = self._deliver(origin.encode(), messages, deadline)
+            if failed is None:
                 return
-            except KafkaError as exc:
-                # The block is safe in the store; publishing it again is a republish, which
-                # readers of the sealed stream expect (FORMAT.md §7). A broker that restarts
-                # or re-creates the topic answers errors for a while: wait for it, and give up
-                # (a crash the supervisor restarts from the store) only after the patience.
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "publishing block %d of %s to the sealed stream failed (%r); again in %.1f s",
-                    block.header.number,
-                    origin,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 8.0)
+            # The block is safe in the store; publishing it again is a republish, which readers
+            # of the sealed stream expect (FORMAT.md §7). A broker that restarts or re-creates
+            # the topic answers errors for a while: wait for it, and give up (a crash the
+            # supervisor restarts from the store) only after the patience.
+            if time.monotonic() + delay > deadline:
+                raise KafkaException(failed)
+            log.warning(
+                "publishing block %d of %s to the sealed stream failed (%s); again in %.1f s",
+                block.header.number,
+                origin,
+                failed,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+    def _deliver(self, key: bytes, messages: list[bytes], deadline: float) -> Any:
+        """Produce ``messages`` and wait until the broker acknowledged each (acks=all): None,
+        or the first error."""
+        errors: list[Any] = []
+        waiting = len(messages)
+
+        def delivered(error: Any, _message: Any) -> None:
+            nonlocal waiting
+            waiting -= 1
+            if error is not None:
+                errors.append(error)
+
+        for value in messages:
+            while True:
+                try:
+                    self.producer.produce(
+                        self.config.sealed_topic, value, key, on_delivery=delivered
+                    )
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    self.producer.poll(0.1)
+        while waiting and time.monotonic() < deadline:
+            self.producer.poll(0.1)
+        if waiting:
+            return errors[0] if errors else "no acknowledgement before the deadline"
+        return errors[0] if errors else None
+
+    # -- the group -------------------------------------------------------------------------
+
+    def _on_revoke(self, _consumer: Any, partitions: list[KafkaPartition]) -> None:
+        self.revoked({(p.topic, p.partition) for p in partitions})
+
+    def _on_assign(self, consumer: Any, partitions: list[KafkaPartition]) -> None:
+        starts = self.assigned({(p.topic, p.partition) for p in partitions})
+        consumer.incremental_assign([KafkaPartition(*tp, o) for tp, o in sorted(starts.items())])
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
-        self.sealer.forget(partitions)
+        self.sealer.forget(partitions)  # never acknowledged: the next owner receives them
         self.assignment -= partitions
         for tp in partitions:
-            self.resume.pop(tp, None)
-            self.pending.pop(tp, None)  # never acknowledged: the next owner receives them
             self.highwater.pop(tp, None)
             self.seeks.discard(tp)
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Claim the partitions' logs and say where reading starts: after what the store holds,
+        or at the partition's start when it was found reset."""
         self.sealer.forget(partitions)  # another worker may have sealed meanwhile
         self.assignment |= partitions
+        rewind = set()
         for tp in sorted(partitions):
             self.sealer.claim(tp, self.name)  # a worker that held it before can append no more
             base = self.config.sealer.origin(*tp)
             generation = self.store.generation(base)
             for g in range(generation + 1):  # a closed generation's last blocks too
                 if self.store.has_log(origin := generation_origin(base, g)):
-                    await self.publish_outbox(origin)
+                    self.publish_outbox(origin)
             if generation > 0:
                 self.metrics.generation.labels(base).set(generation)
                 if self.sealer.last_sealed_offset(tp) < 0:
-                    # Crashed between starting the generation and its first block.
-                    self.sealer.rewind(tp)
-                    self.seeks.add(tp)
-                    continue
-            self.resume[tp] = self.sealer.last_sealed_offset(tp) + 1
-        # A rebalance follows every broker restart: is each partition still the one its
-        # log was built from? (Partitions are paused until this returns.)
-        await self.check_partitions(partitions)
-
-
-def _ms(seconds: float) -> int:
-    """Kafka's millisecond timestamp back from Faust's float seconds: rounded, since
-    ``ms / 1000 * 1000`` can land just below ``ms`` and truncating would lose a millisecond."""
-    return round(seconds * 1000)
+                    rewind.add(tp)  # crashed between starting the generation and its first block
+        # Is each partition still the one its log was built from? A rebalance follows every
+        # broker restart.
+        self.check_partitions(partitions - rewind)
+        starts = {}
+        for tp in partitions:
+            if tp in rewind or tp in self.seeks or self.sealer.rewinding(tp):
+                # Read from the start; the exact offset is sought once the partition fetches.
+                self.sealer.rewind(tp)
+                self.seeks.add(tp)
+                starts[tp] = OFFSET_BEGINNING
+            else:
+                starts[tp] = self.sealer.last_sealed_offset(tp) + 1
+        return starts
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def create_app(config: WorkerConfig, triage: Triage) -> tuple[faust.App, _Worker]:
-    """The Faust app and the worker state it drives (store open, key loaded)."""
-    app = faust.App(
-        config.group,
-        broker=f"kafka://{config.bootstrap}",
-        broker_credentials=config.kafka.faust_credentials(),
-        store="memory://",
-        datadir=str(config.state_dir / "faust"),
-        web_enabled=False,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=config.session_timeout_s,
-        broker_heartbeat_interval=max(0.5, config.session_timeout_s / 6),
-        broker_commit_interval=1.0,
-        producer_acks=-1,
-        # On shutdown Faust would wait for buffered records to be acknowledged, but the agent
-        # and the block timer have stopped: SIGTERM hung. Unacknowledged records are simply
-        # delivered again and skipped by position, so there is nothing to wait for.
-        stream_wait_empty=False,
-        # A sealed-stream value is at most MAX_MESSAGE_BYTES; the key and the record batch
-        # come on top. Kafka's default message.max.bytes (1 MiB) is the real bound.
-        producer_max_request_size=1_048_576,
-    )
-    events_topic = app.topic(
-        config.topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    sealed_topic = app.topic(config.sealed_topic, key_serializer="raw", value_serializer="raw")
-    worker = _Worker(config, triage, sealed_topic)
+def run_worker(config: WorkerConfig, triage: Triage) -> None:
+    """Run one worker in this process until SIGTERM or SIGINT."""
+    worker = SealerWorker(config, triage)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def serve_metrics() -> None:
-        if config.metrics_listen is not None:
-            from auditseal.transport.listen import serve_metrics
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        worker.stop()
 
-            serve_metrics(
-                config.metrics_listen,
-                worker.metrics.registry,
-                config.metrics_tls,
-                config.metrics_insecure_plaintext,
-            )
-
-    @app.agent(events_topic, name="auditseal-seal")
-    async def seal(stream: Any) -> None:
-        async for event in stream.noack().events():
-            await worker.receive(event)
-
-    # Faust's decorators are loosely typed; the handlers' shapes are theirs.
-    @app.timer(interval=min(0.1, config.sealer.max_interval_s / 2))  # type: ignore[untyped-decorator]
-    async def tick() -> None:
-        for sealed in worker.sealer.due():
-            await worker.finish(sealed)
-        await worker.seek_reset(app.consumer)
-        await worker.check_ends(app.consumer)
-        for tp in list(worker.pending) + list(worker.highwater):
-            try:
-                worker.highwater[tp] = app.consumer.highwater(faust.types.TP(*tp))
-            except Exception:  # unassigned meanwhile: lag is best effort
-                worker.highwater.pop(tp, None)
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        worker.revoked({(tp.topic, tp.partition) for tp in revoked if tp.topic == config.topic})
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
-        await worker.assigned(
-            {(tp.topic, tp.partition) for tp in assigned if tp.topic == config.topic}
-        )
-
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def rebalanced(app: faust.App, **_: Any) -> None:
-        await worker.resume_from_store(app.consumer)  # before Faust seeks to the committed
-
-    return app, worker
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()

@@ -1,7 +1,8 @@
-"""``auditseal seal``: run a sealer worker (a Faust worker). Wiring only."""
+"""``auditseal seal``: run a sealer worker. Wiring only."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -19,10 +20,17 @@ from auditseal.cli.options import (
 )
 from auditseal.cli.output import fail
 from auditseal.store.database import Location
-from auditseal.store.files import private_dir
 from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings
 from auditseal.transport.listen import check_plaintext
 from auditseal.transport.tls import ServerTLS
+
+LOG_LEVELS = {
+    "crit": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 
 @click.command()
@@ -30,7 +38,7 @@ from auditseal.transport.tls import ServerTLS
 @signing_key_option()
 @previous_key_option
 @bootstrap_option()
-@kafka_config_option("The worker's Faust app (aiokafka) takes PLAIN, SCRAM and PEM files.")
+@kafka_config_option()
 @events_topic_option()
 @sealed_topic_option
 @click.option(
@@ -64,8 +72,8 @@ from auditseal.transport.tls import ServerTLS
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".auditseal") / "sealer",
-    show_default=True,
+    default=None,
+    hidden=True,  # the worker keeps nothing outside the store; accepted for older unit files
 )
 @metrics_listen_option("127.0.0.1:9464")
 @server_tls_options("the metrics endpoint")
@@ -95,7 +103,7 @@ def seal(
     max_events: int,
     max_interval: float,
     group: str,
-    state_dir: Path,
+    state_dir: Path | None,
     metrics_listen: tuple[str, int] | None,
     tls: ServerTLS | None,
     insecure_plaintext: bool,
@@ -108,16 +116,14 @@ def seal(
     chained to the previous block), publish it to the sealed topic, then commit the Kafka
     offsets. Run several workers with the same --group and --store to share the partitions.
     """
-    from faust.worker import Worker
-
     from auditseal.infra.state import endpoints
     from auditseal.ingest.envelope import triage
-    from auditseal.sealer.app import WorkerConfig, create_app
+    from auditseal.sealer.app import WorkerConfig, run_worker
     from auditseal.sealer.pipeline import SealerConfig
     from auditseal.sealer.signer import load_signer
 
-    try:  # what aiokafka cannot honour is named now, not deep inside Faust
-        kafka_settings.faust_credentials()
+    try:  # what librdkafka refuses is named now, in one line
+        kafka_settings.check_librdkafka()
     except KafkaConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="'--kafka-config'") from None
     load_signer(key_file)  # fail now, with one line, rather than inside the worker
@@ -133,7 +139,6 @@ def seal(
         bootstrap=bootstrap or endpoints()[0],
         store_path=store,
         key_file=key_file,
-        state_dir=state_dir,
         sealer=SealerConfig(origin_prefix, max_events, max_interval),
         topic=topic,
         sealed_topic=sealed_topic,
@@ -145,6 +150,8 @@ def seal(
         metrics_insecure_plaintext=insecure_plaintext,
         previous_key_file=previous_key_file,
     )
-    private_dir(state_dir)  # Faust keeps its data here
-    app, _ = create_app(config, triage)
-    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
+    logging.basicConfig(
+        level=LOG_LEVELS[log_level],
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+    )
+    run_worker(config, triage)
