@@ -54,7 +54,7 @@ from auditseal.sealer.pipeline import (
     TopicPartition,
     Triage,
 )
-from auditseal.sealer.sealed_stream import MAX_MESSAGE_BYTES, encode_block
+from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
@@ -64,13 +64,22 @@ from auditseal.transport.tls import ServerTLS
 from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
-__all__ = ["PUBLISH_PATIENCE", "SealerWorker", "WorkerConfig"]
+__all__ = [
+    "PRODUCER_MAX_MESSAGE_BYTES",
+    "PUBLISH_PATIENCE",
+    "SealerWorker",
+    "WorkerConfig",
+    "run_worker",
+]
 
 log = logging.getLogger(__name__)
 
 PUBLISH_PATIENCE = 120.0  # seconds a block may wait for the sealed stream before the worker stops
 BATCH = 1000  # records per consume() call
 CHECK_ENDS_EVERY = 5.0  # seconds between end-offset checks of the assigned partitions
+# A sealed-stream value is at most MAX_MESSAGE_BYTES; key and framing come on top, and Kafka's
+# default message.max.bytes (1 MiB) is the broker's bound.
+PRODUCER_MAX_MESSAGE_BYTES = 1_048_576
 RESEEK_AFTER = 3.0  # a rewinding partition still delivering old records this long after its
 # seek was moved by something else (a rebalance): seek again
 
@@ -143,13 +152,10 @@ class SealerWorker:
             {
                 **common,
                 "acks": "all",
-                # A sealed-stream value is at most MAX_MESSAGE_BYTES; key and framing come on
-                # top, and Kafka's default message.max.bytes (1 MiB) is the broker's bound.
-                "message.max.bytes": 1_048_576,
+                "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
                 "linger.ms": 0,
             }
         )
-        assert MAX_MESSAGE_BYTES < 1_048_576
 
     # -- the loop --------------------------------------------------------------------------
 
