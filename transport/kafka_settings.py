@@ -25,11 +25,12 @@ read is refused; a referenced secret file or a private key that others may read 
 warned about, since orchestrators (Kubernetes secret volumes, Docker secrets) mount them 0644
 or 0444 inside a container of one user. No error message and no ``repr`` shows a secret.
 
-confluent-kafka (the emitter, the gateway, the simulator, the sealer's partition probe, the
-anchor service, the monitor, the dashboard) takes the properties as they are
-(:meth:`KafkaSettings.confluent`). The sealer's Faust app speaks aiokafka, whose settings are
-mapped (:meth:`KafkaSettings.aiokafka`, :meth:`KafkaSettings.faust_credentials`); the keys it
-cannot honour are named in one error at start. See docs/DEPLOY.md, "Kafka security".
+Every Kafka client of auditseal is confluent-kafka (the emitter, the gateway, the simulator,
+the sealer's consumer and producer, the anchor service, the monitor, the dashboard) and takes
+the properties as they are (:meth:`KafkaSettings.confluent`). At start,
+:meth:`KafkaSettings.check_librdkafka` lets librdkafka load the CA, certificate and key, so a
+file it refuses is named with its line before any client runs. See docs/DEPLOY.md, "Kafka
+security".
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-import ssl
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "MECHANISMS",
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-SEALER_CLIENT = "the sealer's Kafka client (aiokafka)"
 
 
 class KafkaConfigError(Exception):
@@ -91,7 +89,6 @@ class _Key:
     secret: bool = False
     path: bool = False  # a file (a folder too for the CA), relative to the config's folder
     private: bool = False  # a private key file: warned about if others may read it
-    confluent_only: bool = False  # aiokafka cannot honour it
 
 
 _KEYS: dict[str, _Key] = {
@@ -107,10 +104,10 @@ _KEYS: dict[str, _Key] = {
     "enable.ssl.certificate.verification": _Key("ssl"),
     "ssl.cipher.suites": _Key("ssl"),
     "ssl.crl.location": _Key("ssl", path=True),
-    "ssl.keystore.location": _Key("ssl", path=True, private=True, confluent_only=True),
-    "ssl.keystore.password": _Key("ssl", secret=True, confluent_only=True),
-    "ssl.curves.list": _Key("ssl", confluent_only=True),
-    "ssl.sigalgs.list": _Key("ssl", confluent_only=True),
+    "ssl.keystore.location": _Key("ssl", path=True, private=True),
+    "ssl.keystore.password": _Key("ssl", secret=True),
+    "ssl.curves.list": _Key("ssl"),
+    "ssl.sigalgs.list": _Key("ssl"),
 }
 _SECRET_KEYS = frozenset(key for key, spec in _KEYS.items() if spec.secret)
 _ALIASES = {"sasl.mechanisms": "sasl.mechanism"}  # librdkafka takes both spellings
@@ -298,7 +295,7 @@ class KafkaSettings:
         return len(self._entries)
 
     def get(self, key: str) -> str | None:
-        """A setting's value, None if not set; secrets are not given (use the clients' maps)."""
+        """A setting's value, None if not set; secrets are not given (use confluent())."""
         e = self._entries.get(key)
         if e is None or isinstance(e.value, Secret):
             return None
@@ -342,99 +339,6 @@ class KafkaSettings:
             at = self._at(named[0]) if named else f"kafka config {self.source}"
             raise KafkaConfigError(f"{at}: librdkafka refuses it: {message}") from None
         del producer
-
-    # --- aiokafka (the sealer's Faust app) ----------------------------------------------------
-
-    def _aiokafka_supported(self, client: str) -> None:
-        for e in self:
-            if _KEYS[e.key].confluent_only:
-                raise KafkaConfigError(f"{self._at(e)}: {e.key} is not supported by {client}")
-
-    def ssl_context(self, client: str = SEALER_CLIENT) -> ssl.SSLContext | None:
-        """The client SSL context the properties describe for Python's ssl (aiokafka), or None
-        without SSL. Raises KafkaConfigError naming the line of a file it cannot use."""
-        self._aiokafka_supported(client)
-        if self.protocol not in ("SSL", "SASL_SSL"):
-            return None
-        ca = self._entries.get("ssl.ca.location")
-        try:
-            if ca is None or ca.text() == "probe":
-                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)  # the system's CAs
-            elif Path(ca.text()).is_dir():
-                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, capath=ca.text())
-            else:
-                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca.text())
-        except (ssl.SSLError, OSError) as exc:
-            assert ca is not None
-            raise KafkaConfigError(
-                f"{self._at(ca)}: ssl.ca.location {ca.text()}: not PEM CA certificates ({exc})"
-            ) from None
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.check_hostname = self.get("ssl.endpoint.identification.algorithm") != "none"
-        cert = self._entries.get("ssl.certificate.location")
-        key = self._entries.get("ssl.key.location")
-        if cert is not None and key is not None:
-            password = self._entries.get("ssl.key.password")
-            try:
-                ctx.load_cert_chain(
-                    cert.text(), key.text(), password.text() if password is not None else None
-                )
-            except (ssl.SSLError, OSError) as exc:
-                raise KafkaConfigError(
-                    f"{self._at(cert)}: ssl.certificate.location {cert.text()} / "
-                    f"ssl.key.location {key.text()}: not a certificate and its private key in "
-                    f"PEM, or a wrong ssl.key.password ({exc})"
-                ) from None
-        ciphers = self._entries.get("ssl.cipher.suites")
-        if ciphers is not None:
-            try:
-                ctx.set_ciphers(ciphers.text())
-            except ssl.SSLError:
-                raise KafkaConfigError(
-                    f"{self._at(ciphers)}: ssl.cipher.suites: no cipher OpenSSL knows"
-                ) from None
-        crl = self._entries.get("ssl.crl.location")
-        if crl is not None:
-            try:
-                ctx.load_verify_locations(cafile=crl.text())
-            except (ssl.SSLError, OSError) as exc:
-                raise KafkaConfigError(
-                    f"{self._at(crl)}: ssl.crl.location {crl.text()}: not a PEM CRL ({exc})"
-                ) from None
-            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-        return ctx
-
-    def aiokafka(self, client: str = SEALER_CLIENT) -> dict[str, Any]:
-        """Keyword arguments of aiokafka's clients (``security_protocol``, ``sasl_mechanism``,
-        ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_context``)."""
-        out: dict[str, Any] = {"security_protocol": self.protocol}
-        context = self.ssl_context(client)
-        if context is not None:
-            out["ssl_context"] = context
-        if self.protocol.startswith("SASL_"):
-            out["sasl_mechanism"] = self.get("sasl.mechanism")
-            out["sasl_plain_username"] = self._entries["sasl.username"].text()
-            out["sasl_plain_password"] = self._entries["sasl.password"].text()
-        return out
-
-    def faust_credentials(self, client: str = SEALER_CLIENT) -> Any:
-        """Faust's ``broker_credentials``: None (plaintext), an SSLContext (SSL), or
-        ``faust.SASLCredentials`` (SASL, with the SSL context for SASL_SSL)."""
-        kwargs = self.aiokafka(client)
-        protocol = kwargs["security_protocol"]
-        if protocol == "PLAINTEXT":
-            return None
-        if protocol == "SSL":
-            return kwargs["ssl_context"]
-        import faust
-
-        return faust.SASLCredentials(
-            username=kwargs["sasl_plain_username"],
-            password=kwargs["sasl_plain_password"],
-            mechanism=kwargs["sasl_mechanism"],
-            ssl_context=kwargs.get("ssl_context"),
-        )
 
 
 # --- values ---------------------------------------------------------------------------------

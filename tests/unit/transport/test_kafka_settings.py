@@ -1,22 +1,22 @@
-"""Kafka security settings (--kafka-config): every property to confluent-kafka and to aiokafka,
-secrets by reference, bad settings refused with their line, and no secret in any message.
+"""Kafka security settings (--kafka-config): every property to confluent-kafka (every Kafka
+client of auditseal, the sealer's included), secrets by reference, bad settings refused with
+their line, and no secret in any message.
 
 The local broker (Tansu 0.6) cannot serve TLS or SASL itself (docs/DEPLOY.md, "Kafka
 security"); tests/integration/test_kafka_security.py runs the clients over real TLS through a
-TLS front. Here, the mapping: confluent dictionaries are handed to a real librdkafka client,
-aiokafka keyword arguments to a real aiokafka producer, SSL contexts are checked by what they
-verify.
+TLS front. Here, the properties are handed to a real librdkafka client, which loads the CA,
+certificate and key files and refuses what it cannot use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import os
-import ssl
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from auditseal.cli.options import kafka_config_option
+from auditseal.infra.processes import free_port, port_answers
+from auditseal.sealer.signer import Signer
 from auditseal.transport.kafka_settings import KafkaConfigError, KafkaSettings, Secret
 from tests.tls_files import PKI, make_pki
 
@@ -83,9 +85,6 @@ def refused(tmp_path: Path, text: str, mode: int = 0o600, **env: str) -> str:
 def test_no_settings_is_plaintext():
     settings = KafkaSettings()
     assert settings.confluent() == {}
-    assert settings.aiokafka() == {"security_protocol": "PLAINTEXT"}
-    assert settings.faust_credentials() is None
-    assert settings.ssl_context() is None
     settings.check_librdkafka()
 
 
@@ -97,10 +96,10 @@ def test_comments_blanks_and_spacing(tmp_path):
     assert settings.confluent() == {"security.protocol": "PLAINTEXT"}
 
 
-# --- every property, both clients -------------------------------------------------------------
+# --- every property, to librdkafka --------------------------------------------------------------
 
 
-def test_sasl_ssl_scram_with_mtls_maps_to_both_clients(tmp_path, pki, client_cert, encrypted_key):
+def test_sasl_ssl_scram_with_mtls_goes_to_librdkafka(tmp_path, pki, client_cert, encrypted_key):
     (tmp_path / "secrets").mkdir()
     write(tmp_path / "secrets" / "kafka-password", PLANTED + "\n")
     (tmp_path / "ca.pem").write_bytes(pki.ca_cert.read_bytes())
@@ -130,36 +129,6 @@ def test_sasl_ssl_scram_with_mtls_maps_to_both_clients(tmp_path, pki, client_cer
     }
     settings.check_librdkafka()  # a real librdkafka client loads the CA, certificate and key
 
-    kwargs = settings.aiokafka()
-    ctx = kwargs.pop("ssl_context")
-    assert kwargs == {
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "auditseal-sealer",
-        "sasl_plain_password": PLANTED,
-    }
-    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "auditseal test CA"),),)]
-
-    # Faust's own translation of the credentials gives aiokafka the same settings.
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    credentials = settings.faust_credentials()
-    assert PLANTED not in repr(credentials)
-    through_faust = credentials_to_aiokafka_auth(credentials)
-    assert isinstance(through_faust.pop("ssl_context"), ssl.SSLContext)
-    assert through_faust == kwargs
-
-    async def construct() -> None:  # aiokafka takes the keywords (no connection made)
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", **settings.aiokafka())
-        assert producer.client._security_protocol == "SASL_SSL"
-        assert producer.client._sasl_mechanism == "SCRAM-SHA-512"
-
-    asyncio.run(construct())
-
 
 @pytest.mark.parametrize(
     ("lines", "protocol", "mechanism"),
@@ -182,19 +151,7 @@ def test_each_protocol_and_mechanism(tmp_path, lines, protocol, mechanism):
     conf = settings.confluent()
     assert conf["security.protocol"] == protocol
     assert conf.get("sasl.mechanism") == mechanism
-    kwargs = settings.aiokafka()
-    assert kwargs["security_protocol"] == protocol
-    assert kwargs.get("sasl_mechanism") == mechanism
-    assert ("ssl_context" in kwargs) == protocol.endswith("SSL")
-    credentials = settings.faust_credentials()
-    if protocol == "SSL":
-        assert isinstance(credentials, ssl.SSLContext)
-    else:
-        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-        auth = credentials_to_aiokafka_auth(credentials)
-        assert auth["security_protocol"] == protocol
-        assert (auth["sasl_mechanism"], auth["sasl_plain_password"]) == (mechanism, PLANTED)
+    assert conf.get("sasl.password") == (PLANTED if mechanism else None)
 
 
 def test_plain_password_in_clear_is_warned_about(tmp_path, caplog):
@@ -224,32 +181,34 @@ def test_no_hostname_check_ciphers_and_crl(tmp_path, pki):
         "ssl.cipher.suites=ECDHE-ECDSA-AES256-GCM-SHA384\n"
         "ssl.crl.location=ca.crl\n",
     )
-    settings.check_librdkafka()
-    ctx = settings.ssl_context()
-    assert ctx is not None
-    assert not ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
-    assert ctx.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
-    assert {c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"} == {
-        "ECDHE-ECDSA-AES256-GCM-SHA384"
+    assert settings.confluent() == {
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(pki.ca_cert),
+        "ssl.endpoint.identification.algorithm": "none",
+        "ssl.cipher.suites": "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ssl.crl.location": str(tmp_path / "ca.crl"),
     }
+    settings.check_librdkafka()  # librdkafka sets the ciphers and loads the CRL
 
 
 def test_ca_folder_and_system_store(tmp_path, pki):
     folder = tmp_path / "cas"
     folder.mkdir()
     settings = load(tmp_path, f"security.protocol=SSL\nssl.ca.location={folder}\n")
-    assert settings.ssl_context() is not None
+    assert settings.confluent()["ssl.ca.location"] == str(folder)
+    settings.check_librdkafka()
     probe = load(tmp_path, "security.protocol=SSL\nssl.ca.location=probe\n")
     assert probe.confluent()["ssl.ca.location"] == "probe"
     probe.check_librdkafka()
-    assert probe.ssl_context() is not None
 
 
-def test_keys_aiokafka_cannot_honour_are_named_for_the_sealer(tmp_path, pki, client_cert):
+@pytest.fixture
+def keystore(tmp_path: Path, client_cert: tuple[Path, Path]) -> Path:
+    """The client certificate and key in a PKCS#12 key store, encrypted with PLANTED."""
     cert = x509.load_pem_x509_certificate(client_cert[0].read_bytes())
     key = serialization.load_pem_private_key(client_cert[1].read_bytes(), None)
-    keystore = tmp_path / "client.p12"
-    keystore.write_bytes(
+    path = tmp_path / "client.p12"
+    path.write_bytes(
         pkcs12.serialize_key_and_certificates(
             b"client",
             key,  # type: ignore[arg-type]
@@ -258,25 +217,58 @@ def test_keys_aiokafka_cannot_honour_are_named_for_the_sealer(tmp_path, pki, cli
             serialization.BestAvailableEncryption(PLANTED.encode()),
         )
     )
-    keystore.chmod(0o600)
+    path.chmod(0o600)
+    return path
+
+
+def test_keystores_curves_and_signature_algorithms_go_to_librdkafka(tmp_path, pki, keystore):
     settings = load(
         tmp_path,
         f"security.protocol=SSL\nssl.ca.location={pki.ca_cert}\n"
-        "ssl.keystore.location=client.p12\nssl.keystore.password=${env:PW}\n",
+        f"ssl.keystore.location={keystore.name}\nssl.keystore.password=${{env:PW}}\n"
+        "ssl.curves.list=P-256:X25519\nssl.sigalgs.list=ECDSA+SHA256\n",
         PW=PLANTED,
     )
+    assert settings.confluent() == {
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(pki.ca_cert),
+        "ssl.keystore.location": str(keystore),
+        "ssl.keystore.password": PLANTED,
+        "ssl.curves.list": "P-256:X25519",
+        "ssl.sigalgs.list": "ECDSA+SHA256",
+    }
     settings.check_librdkafka()  # librdkafka reads PKCS#12 key stores
-    assert settings.confluent()["ssl.keystore.password"] == PLANTED
-    for attempt in (settings.aiokafka, settings.faust_credentials, settings.ssl_context):
-        with pytest.raises(KafkaConfigError) as info:
-            attempt()
-        assert str(info.value) == (
-            f"kafka config {tmp_path / 'kafka.properties'} line 3: ssl.keystore.location is "
-            "not supported by the sealer's Kafka client (aiokafka)"
-        )
-    curves = load(tmp_path, "security.protocol=SSL\n\nssl.curves.list=P-256\n")
-    with pytest.raises(KafkaConfigError, match=r"line 3: ssl\.curves\.list is not supported by"):
-        curves.aiokafka()
+
+    wrong = load(
+        tmp_path,
+        f"security.protocol=SSL\nssl.keystore.location={keystore}\n"
+        "ssl.keystore.password=${env:PW}\n",
+        PW="not-" + PLANTED,
+    )
+    with pytest.raises(KafkaConfigError) as info:
+        wrong.check_librdkafka()
+    message = str(info.value)
+    assert "line 2: librdkafka refuses it: " in message and "ssl.keystore.location" in message
+    assert PLANTED not in message
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("ssl.cipher.suites=NO-SUCH-CIPHER", "ssl.cipher.suites"),
+        ("ssl.crl.location=junk.pem", "ssl.crl.location"),
+        ("ssl.curves.list=NO-SUCH-CURVE", "ssl.curves.list"),
+        ("ssl.sigalgs.list=NO+SUCH", "ssl.sigalgs.list"),
+    ],
+)
+def test_what_librdkafka_cannot_use_is_named_with_its_line(tmp_path, line, key):
+    (tmp_path / "junk.pem").write_text("hello\n")
+    settings = load(tmp_path, f"security.protocol=SSL\n#\n{line}\n")
+    with pytest.raises(KafkaConfigError) as info:
+        settings.check_librdkafka()
+    assert str(info.value).startswith(
+        f"kafka config {tmp_path / 'kafka.properties'} line 3: librdkafka refuses it: {key}"
+    )
 
 
 # --- references -------------------------------------------------------------------------------
@@ -404,13 +396,28 @@ def test_client_certificate_once(tmp_path, pki, client_cert):
     assert "line 2: give the client certificate once" in message
 
 
-def test_unusable_files_are_named_by_both_clients(tmp_path, pki, client_cert, encrypted_key):
+def test_unusable_files_are_named_with_their_line(tmp_path, pki, client_cert, encrypted_key):
     (tmp_path / "not-a-ca.pem").write_text("hello\n")
     bad_ca = load(tmp_path, "security.protocol=SSL\n#\nssl.ca.location=not-a-ca.pem\n")
-    with pytest.raises(KafkaConfigError, match=r"line 3: ssl\.ca\.location .*not PEM CA"):
-        bad_ca.ssl_context()
     with pytest.raises(KafkaConfigError, match=r"line 3: librdkafka refuses it: ssl\.ca\.location"):
         bad_ca.check_librdkafka()
+
+    (tmp_path / "not-a-cert.pem").write_text("hello\n")
+    bad_cert = load(
+        tmp_path,
+        f"security.protocol=SSL\nssl.certificate.location=not-a-cert.pem\n"
+        f"ssl.key.location={client_cert[1]}\n",
+    )
+    with pytest.raises(KafkaConfigError, match=r"line 2: librdkafka refuses it: ssl\.certif"):
+        bad_cert.check_librdkafka()
+
+    other_key = load(  # a key, but not the certificate's
+        tmp_path,
+        f"security.protocol=SSL\nssl.certificate.location={client_cert[0]}\n"
+        f"ssl.key.location={pki.server_key}\n",
+    )
+    with pytest.raises(KafkaConfigError, match=r"line 3: librdkafka refuses it: ssl\.key\.loc"):
+        other_key.check_librdkafka()
 
     wrong = load(
         tmp_path,
@@ -418,13 +425,10 @@ def test_unusable_files_are_named_by_both_clients(tmp_path, pki, client_cert, en
         f"ssl.key.location={encrypted_key}\nssl.key.password=${{env:PW}}\n",
         PW="not-" + PLANTED,
     )
-    for attempt in (wrong.ssl_context, wrong.check_librdkafka):
-        with pytest.raises(KafkaConfigError) as info:
-            attempt()
-        assert "line 2: ssl.certificate.location" in str(info.value) or "line 3: " in str(
-            info.value
-        )
-        assert PLANTED not in str(info.value)
+    with pytest.raises(KafkaConfigError) as info:
+        wrong.check_librdkafka()
+    assert "line 3: librdkafka refuses it: ssl.key.location" in str(info.value)
+    assert PLANTED not in str(info.value)
 
 
 # --- file modes -------------------------------------------------------------------------------
@@ -526,6 +530,10 @@ COMMANDS = [
 ]
 
 
+def _env(cwd: Path, **env: str) -> dict[str, str]:
+    return {**os.environ, "AUDITSEAL_DEV_STATE": str(cwd / "no-dev-state.json"), **env}
+
+
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from auditseal.cli.main import main; main()", *args],
@@ -533,11 +541,7 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=120,
-        env={
-            **os.environ,
-            "AUDITSEAL_DEV_STATE": str(cwd / "no-dev-state.json"),
-            **env,
-        },
+        env=_env(cwd, **env),
     )
 
 
@@ -551,6 +555,18 @@ def test_each_command_refuses_a_bad_file_with_one_error(tmp_path, command):
     assert PLANTED not in out.stderr + out.stdout
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_each_command_names_the_line_librdkafka_refuses(tmp_path, command):
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    bad = write(
+        tmp_path / "kafka.properties", "security.protocol=SSL\n#\nssl.ca.location=not-a-ca.pem\n"
+    )
+    out = _run([*command, "--kafka-config", str(bad)], tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"kafka config {bad} line 3: librdkafka refuses it: ssl.ca.location" in out.stderr
+
+
 def test_the_environment_variable_is_read_by_the_commands(tmp_path):
     bad = write(tmp_path / "kafka.properties", "security.protocol=SSL\nsasl.username=u\n")
     out = _run(["monitor", "--no-chain"], tmp_path, AUDITSEAL_KAFKA_CONFIG=str(bad))
@@ -558,11 +574,45 @@ def test_the_environment_variable_is_read_by_the_commands(tmp_path):
     assert "line 2: sasl.username needs security.protocol" in out.stderr
 
 
-def test_the_sealer_names_what_aiokafka_cannot_do_before_it_starts(tmp_path):
-    config = write(tmp_path / "kafka.properties", "security.protocol=SSL\nssl.curves.list=P-256\n")
-    out = _run(["seal", "--key", "no.key", "--kafka-config", str(config)], tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert (
-        f"kafka config {config} line 2: ssl.curves.list is not supported by the sealer's Kafka "
-        "client (aiokafka)"
-    ) in out.stderr
+@pytest.mark.parametrize("case", ["keystore", "curves"])
+def test_the_sealer_takes_keystores_and_curves(tmp_path, pki, keystore, case):
+    """The sealer reads and publishes with confluent-kafka, which honours these: the worker
+    starts with them (its consumer and producer made, its metrics served) and looks for a
+    broker that is not there until it is stopped."""
+    lines = {
+        "keystore": f"ssl.keystore.location={keystore.name}\nssl.keystore.password=${{env:PW}}\n",
+        "curves": "ssl.curves.list=P-256\nssl.sigalgs.list=ECDSA+SHA256\n",
+    }[case]
+    config = write(
+        tmp_path / "kafka.properties",
+        f"security.protocol=SSL\nssl.ca.location={pki.ca_cert}\n{lines}",
+    )
+    Signer.generate("sealer.test").write_private_file(tmp_path / "sealer.key")
+    metrics = free_port()
+    args = [
+        *("seal", "--key", "sealer.key", "--store", "store.db", "--state-dir", "sealer"),
+        *("--bootstrap", f"127.0.0.1:{free_port()}", "--kafka-config", str(config)),
+        *("--metrics-listen", f"127.0.0.1:{metrics}"),
+    ]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", "from auditseal.cli.main import main; main()", *args],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(tmp_path, PW=PLANTED),
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_answers(metrics):
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    output = log.read_text()
+    assert worker.returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "kafka config" not in output
+    assert PLANTED not in output
