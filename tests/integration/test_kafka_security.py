@@ -8,9 +8,9 @@ server in this module that terminates TLS 1.2+ (the test CA's server certificate
 127.0.0.1, client certificates required) and passes the bytes on. Every client learns only the
 front's address, from the command line and then from Tansu's metadata: what reaches the broker
 went through a handshake the client's settings had to pass. The clients are the real ones,
-unchanged: the simulator's emitter, the sealer (Faust/aiokafka and its confluent probe, as the
-`auditseal seal` process), the monitor (`auditseal monitor --once`), the gateway's producer, the
-dashboard's consumer and the anchor service's publisher.
+unchanged, all confluent-kafka: the simulator's emitter, the sealer (its consumer, producer
+and partition probe, as the `auditseal seal` process), the monitor (`auditseal monitor
+--once`), the gateway's producer, the dashboard's consumer and the anchor service's publisher.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def test_every_client_works_over_tls_with_a_client_certificate(secure_kafka, tmp
     finally:
         sink.close()
 
-    # 3. A sealer worker (Faust over aiokafka, the probe over confluent-kafka) seals them.
+    # 3. A sealer worker (its consumer, producer and probe all confluent-kafka) seals them.
     worker = subprocess.Popen(
         _cli(
             "seal",
@@ -424,29 +424,12 @@ def _confluent_refused(kafka: SecureKafka, settings: dict[str, str]) -> None:
         admin.list_topics(timeout=5)
 
 
-def _aiokafka_refused(kafka: SecureKafka, settings: KafkaSettings) -> None:
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaConnectionError
-
-    async def attempt() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap, request_timeout_ms=5000, **settings.aiokafka()
-        )
-        try:
-            with pytest.raises(KafkaConnectionError):
-                await producer.start()
-        finally:
-            await producer.stop()
-
-    asyncio.run(attempt())
-
-
 def test_clients_without_the_ca_or_a_certificate_are_refused(secure_kafka, tmp_path):
     kafka = secure_kafka
     topics = kafka.create_topics(sealed=1, anchors=1)  # the right client gets in
 
-    # A client that trusts another CA, so not the broker's certificate: both client kinds
-    # hang up on the broker (it has a certificate of its own, to be told apart).
+    # A client that trusts another CA, so not the broker's certificate, hangs up on the broker
+    # (it has a certificate of its own, to be told apart): a bare client and the monitor.
     other = make_pki(tmp_path / "other", name="other CA")
     cert, key = kafka.pki.client("wrong-ca-client")
     wrong_ca = kafka.write_config(
@@ -455,7 +438,6 @@ def test_clients_without_the_ca_or_a_certificate_are_refused(secure_kafka, tmp_p
         f"ssl.certificate.location={cert}\nssl.key.location={key}\n",
     )
     _confluent_refused(kafka, kafka.settings(wrong_ca).confluent())
-    _aiokafka_refused(kafka, kafka.settings(wrong_ca))
     monitor = subprocess.run(
         _cli(
             "monitor",
@@ -481,7 +463,6 @@ def test_clients_without_the_ca_or_a_certificate_are_refused(secure_kafka, tmp_p
     )
     refused = len(kafka.front.refused)
     _confluent_refused(kafka, kafka.settings(no_cert).confluent())
-    _aiokafka_refused(kafka, kafka.settings(no_cert))
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in kafka.front.refused[refused:]
 
     # A plaintext client (no --kafka-config) does not speak TLS at all.
