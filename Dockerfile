@@ -26,7 +26,7 @@ COPY dashboard/ dashboard/
 COPY cli/ cli/
 COPY infra/ infra/
 COPY transport/ transport/
-# The pipeline (Kafka, Faust, aiohttp, Prometheus) and PostgreSQL extras; the hsm extra needs
+# The pipeline (Kafka, aiohttp, Prometheus, OCSF) and PostgreSQL extras; the hsm extra needs
 # the host's PKCS#11 module and is left to images built for it.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[pipeline,postgres]"
 

@@ -34,7 +34,13 @@ COMMANDS = {
     "store": "auditseal.cli.store:store",
 }
 # Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.
-PIPELINE_MODULES = {"confluent_kafka", "faust", "aiohttp", "aiokafka", "prometheus_client"}
+PIPELINE_MODULES = {
+    "confluent_kafka",
+    "aiohttp",
+    "prometheus_client",
+    "jsonschema",
+    "ocsf_json_schema",
+}
 
 
 def _module_exists(target: str) -> bool:
@@ -66,7 +72,7 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: run the CLI, turning every known error into one line and an exit code."""
-    # Owner-only files and folders, also for those libraries create (Faust's data, logs):
+    # Owner-only files and folders, also for those libraries create (logs, for one):
     # whatever auditseal writes may hold event values, keys or what points at them.
     os.umask(0o077)
     try:

