@@ -54,19 +54,17 @@ from auditseal.sealer.pipeline import (
     TopicPartition,
     Triage,
 )
+from auditseal.sealer.publisher import Publisher
 from auditseal.sealer.sealed_stream import encode_block
 from auditseal.sealer.signer import load_signer
 from auditseal.store.blockstore import BlockStore
 from auditseal.store.database import Location
-from auditseal.store.model import Record
 from auditseal.transport.kafka_settings import KafkaSettings
 from auditseal.transport.tls import ServerTLS
-from auditseal.verifier.block import SealedBlock
 from auditseal.verifier.origin import generation_origin
 
 __all__ = [
     "PRODUCER_MAX_MESSAGE_BYTES",
-    "PUBLISH_PATIENCE",
     "SealerWorker",
     "WorkerConfig",
     "run_worker",
@@ -74,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLISH_PATIENCE = 120.0  # seconds a block may wait for the sealed stream before the worker stops
 BATCH = 1000  # records per consume() call
 CHECK_ENDS_EVERY = 5.0  # seconds between end-offset checks of the assigned partitions
 # A sealed-stream value is at most MAX_MESSAGE_BYTES; key and framing come on top, and Kafka's
@@ -129,6 +126,8 @@ class SealerWorker:
         self.sought_at: dict[TopicPartition, float] = {}
         self.checked_at = 0.0
         self.stopping = threading.Event()
+        # Per log: block number -> (partition, last offset) to store once it is published.
+        self.offsets_after: dict[str, dict[int, tuple[TopicPartition, int]]] = defaultdict(dict)
         self.metrics = SealerMetrics(self.lag)
         librdkafka = logging.getLogger("auditseal.sealer.librdkafka")
         common = {
@@ -154,8 +153,11 @@ class SealerWorker:
                 "acks": "all",
                 "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
                 "linger.ms": 0,
+                # A failure is reported (and the block produced again) well within the patience.
+                "message.timeout.ms": 30_000,
             }
         )
+        self.publisher = Publisher(self.producer, config.sealed_topic, self.published)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -183,9 +185,11 @@ class SealerWorker:
                     self.receive(message)
                 self.tick()
         finally:
-            self.consumer.close()  # leaves the group: its revocation drops every buffer
-            self.producer.flush(5.0)
-            self.store.close()
+            try:
+                self.publisher.flush(10.0)  # what is still in flight is republished on restart
+            finally:
+                self.consumer.close()  # commits, leaves the group; revocation drops buffers
+                self.store.close()
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()
@@ -234,7 +238,7 @@ class SealerWorker:
             self.finish(sealed)
         self.seek_reset()
         self.check_ends()
-        self.producer.poll(0)
+        self.publisher.poll()
         for tp in self.assignment:
             _low, high = self.consumer.get_watermark_offsets(KafkaPartition(*tp), cached=True)
             if high >= 0:
@@ -328,24 +332,21 @@ class SealerWorker:
     # -- publish and acknowledge -----------------------------------------------------------
 
     def finish(self, sealed: Sealed) -> None:
-        """Step 1 (the commit) is done; now publish (2) and acknowledge (3)."""
+        """Step 1 (the commit) is done; now publish (2); :meth:`published` acknowledges (3)."""
         origin = sealed.origin
         labels = self.metrics
         labels.blocks.labels(origin).inc()
         labels.events.labels(origin).inc(len(sealed.records))
         labels.invalid.labels(origin).inc(sum(1 for r in sealed.records if r.flag))
         labels.latency.observe(max(0.0, time.time() - sealed.oldest_timestamp_ms / 1000))
+        self.offsets_after[origin][sealed.block.header.number] = (sealed.tp, sealed.last_offset)
         self.publish_outbox(origin, just_sealed=sealed)
-        if sealed.tp in self.assignment:
-            after = KafkaPartition(*sealed.tp, sealed.last_offset + 1)
-            try:
-                self.consumer.store_offsets(offsets=[after])
-            except KafkaException as exc:  # revoked meanwhile: the next owner reads the store
-                log.info("offsets of %s/%d not stored: %s", *sealed.tp, exc)
 
     def publish_outbox(self, origin: str, just_sealed: Sealed | None = None) -> None:
-        """Publish every stored, unpublished block of ``origin``, oldest first."""
+        """Publish every stored, unpublished block of ``origin`` not in flight, oldest first."""
         for number in self.store.unpublished(origin):
+            if self.publisher.in_flight(origin, number):
+                continue
             if just_sealed is not None and just_sealed.block.header.number == number:
                 block, records, gaps = just_sealed.block, just_sealed.records, just_sealed.gaps
             else:
@@ -353,65 +354,26 @@ class SealerWorker:
                 h = block.header
                 records = tuple(self.store.records(origin, h.start, h.end))
                 gaps = tuple(self.store.gaps(origin, number))
-            self._send(origin, block, records, gaps)
-            self.store.mark_published(origin, number)
+            self.publisher.publish(origin, number, encode_block(block, records, gaps))
 
-    def _send(
-        self,
-        origin: str,
-        block: SealedBlock,
-        records: tuple[Record, ...],
-        gaps: tuple[tuple[int, int], ...],
-    ) -> None:
-        messages = encode_block(block, records, gaps)
-        delay = 0.5
-        deadline = time.monotonic() + PUBLISH_PATIENCE
-        while True:
-            failed = self._deliver(origin.encode(), messages, deadline)
-            if failed is None:
-                return
-            # The block is safe in the store; publishing it again is a republish, which readers
-            # of the sealed stream expect (FORMAT.md §7). A broker that restarts or re-creates
-            # the topic answers errors for a while: wait for it, and give up (a crash the
-            # supervisor restarts from the store) only after the patience.
-            if time.monotonic() + delay > deadline:
-                raise KafkaException(failed)
-            log.warning(
-                "publishing block %d of %s to the sealed stream failed (%s); again in %.1f s",
-                block.header.number,
-                origin,
-                failed,
-                delay,
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
-
-    def _deliver(self, key: bytes, messages: list[bytes], deadline: float) -> Any:
-        """Produce ``messages`` and wait until the broker acknowledged each (acks=all): None,
-        or the first error."""
-        errors: list[Any] = []
-        waiting = len(messages)
-
-        def delivered(error: Any, _message: Any) -> None:
-            nonlocal waiting
-            waiting -= 1
-            if error is not None:
-                errors.append(error)
-
-        for value in messages:
-            while True:
-                try:
-                    self.producer.produce(
-                        self.config.sealed_topic, value, key, on_delivery=delivered
-                    )
-                    break
-                except BufferError:  # the local queue is full: let it drain
-                    self.producer.poll(0.1)
-        while waiting and time.monotonic() < deadline:
-            self.producer.poll(0.1)
-        if waiting:
-            return errors[0] if errors else "no acknowledgement before the deadline"
-        return errors[0] if errors else None
+    def published(self, origin: str, number: int) -> None:
+        """Every message of the block was acknowledged: mark it, and store the offsets its
+        records end at once no earlier block of the log is still in flight."""
+        self.store.mark_published(origin, number)
+        waiting = self.publisher.pending(origin)
+        after = self.offsets_after[origin]
+        done = [n for n in after if not waiting or n < waiting[0]]
+        if not done:
+            return
+        tp, last_offset = after[max(done)]
+        for n in done:
+            del after[n]
+        if tp not in self.assignment:
+            return  # revoked meanwhile: the next owner reads the store
+        try:
+            self.consumer.store_offsets(offsets=[KafkaPartition(*tp, last_offset + 1)])
+        except (KafkaException, RuntimeError) as exc:  # revoked, or the consumer closed
+            log.info("offsets of %s/%d not stored: %s", tp[0], tp[1], exc)
 
     # -- the group -------------------------------------------------------------------------
 
