@@ -742,36 +742,62 @@ def slow_triage(raw: Any) -> tuple[str | None, str | None]:
         return envelope.triage(raw)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(
-    kind=st.sampled_from(sorted(BUILDERS)),
-    changes=st.lists(
-        st.tuples(WHERE, st.booleans(), TRICKY | JSON),  # (member, delete it?, new value)
-        max_size=3,
-    ),
-    wrap=st.sampled_from([None, None, None, "list", "string"]),
-)
-def test_the_quick_pass_gives_the_full_checks_verdict(kind, changes, wrap):
-    """validate() and triage() give exactly what the full check gives, for valid events and
-    for events broken in every way the rules know (wrong types, missing members, bad times,
-    sequence limits, class and type mismatches, oversized values, extensions, non-objects),
-    as Python objects and as the bytes the sealer reads; the quick pass never says yes to an
-    event the full check refuses."""
-    obj: Any = BUILDERS[kind]()
-    for where, delete, value in changes:
-        *parents, last = where.split(".")
-        target = obj
-        for part in parents:
-            target = target.get(part) if isinstance(target, dict) else None
-        if isinstance(target, dict):
-            if not delete:
-                target[last] = value
-            elif last in target:
-                del target[last]
-    if wrap == "list":
-        obj = [obj]
-    elif wrap == "string":
-        obj = "event"
+# Each member's own edge cases, drawn half of the time for the member chosen.
+EDGES: dict[str, list[Any]] = {
+    "specversion": ["1.0", "1", 1.0, Text("1.0"), None],
+    "id": ["", "x", Text("x"), 5, None],
+    "source": ["proxy://gw-1", "gw-1", "", "has space", "1:x", "a:b", "%zz", Text("p://a"), 5],
+    "type": [*EVENT_TYPES, "io.auditseal.unknown", "", Text(EVENT_TYPES[0]), 5],
+    "time": [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01t12:00:00.123456789z",
+        "2024-02-29T12:00:00-23:59",
+        "2023-02-29T12:00:00Z",
+        "2024-05-01T23:59:60Z",
+        "9999-12-31T23:59:60Z",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59-00:01",
+        "0001-01-01T00:00:00+00:01",
+        "0000-01-01T00:00:00Z",
+        "2024-05-01T12:00:00+24:00",
+        "2024-05-01T12:00Z",
+        Text("2024-05-01T12:00:00Z"),
+        1714564800,
+    ],
+    "sequence": [0, 1, -1, MAX_SEQUENCE, MAX_SEQUENCE + 1, 1 << 64, True, 1.0, "1", Level.ONE],
+    "datacontenttype": ["application/json", "application/json;x=y", "APPLICATION/JSON", "text/x"],
+    "dataschema": ["https://x/s", "relative", "https://x/s#f", ""],
+    "subject": ["s", "", 5],
+    "ext": [1 << 31, (1 << 31) - 1, -(1 << 31), -(1 << 31) - 1, True, None, "x", 1.5, [], {}],
+    "Ext": ["x", None],
+    "data.class_uid": [3002, 6003, 6005, 6003.0, "6003", True, 9999, None],
+    "data.activity_id": [0, 1, 2, 3, 4, 7, 99, True, 1.0, Level.ONE],
+    "data.type_uid": [300201, 300299, 600301, 600399, 600300, 600501, 600599, 6003.0, "600399"],
+    "data.time": [1714564800000, 1714564800000.0, 1714564800000.5, "1714564800000", -1],
+    "data.src_endpoint.ip": ["10.0.0.1", "1x2x3x4", "::1", "10.0.0.1\n", "fe80::1%eth0", 5],
+    "data.actor.user.name": ["x" * 70_000, "", 5, ("a",)],
+}
+
+
+def changed(event: dict[str, Any], where: str, value: Any) -> dict[str, Any]:
+    """``event`` with ``where`` (dotted) set to ``value``, or removed for DELETE; a change
+    under a member that is not an object is left out."""
+    *parents, last = where.split(".")
+    target: Any = event
+    for part in parents:
+        target = target.get(part) if isinstance(target, dict) else None
+    if isinstance(target, dict):
+        if value is not DELETE:
+            target[last] = value
+        elif last in target:
+            del target[last]
+    return event
+
+
+def assert_same_verdicts(obj: Any) -> None:
+    """validate() and triage() give exactly what the full check gives, as Python objects and
+    as the bytes the sealer reads; the quick pass never says yes to what the full check
+    refuses."""
     full = envelope._problems(obj)
     if type(obj) is dict and envelope._passes(obj, parsed=False):
         assert full == []
@@ -784,6 +810,41 @@ def test_the_quick_pass_gives_the_full_checks_verdict(kind, changes, wrap):
     if type(parsed) is dict and envelope._passes(parsed, parsed=True):
         assert envelope._problems(parsed) == []
     assert envelope.triage(raw) == slow_triage(raw)
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_each_rules_edges_get_the_full_checks_verdict(kind):
+    """Every member's edge cases, one at a time (DELETE: the member left out)."""
+    for where, values in EDGES.items():
+        for value in [*values, DELETE]:
+            assert_same_verdicts(changed(BUILDERS[kind](), where, value))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(BUILDERS)),
+    data=st.data(),
+    wrap=st.sampled_from([None, None, None, "list", "string"]),
+)
+def test_the_quick_pass_gives_the_full_checks_verdict(kind, data, wrap):
+    """Events broken in every way the rules know, several at once (wrong types, missing
+    members, bad times, sequence limits, class and type mismatches, oversized values,
+    extensions, non-objects), get the full check's verdict."""
+    obj: Any = BUILDERS[kind]()
+    for _ in range(data.draw(st.integers(0, 3))):
+        where = data.draw(WHERE)
+        edges = EDGES.get(where)
+        value = data.draw(
+            st.sampled_from([*edges, DELETE])
+            if edges and data.draw(st.booleans())
+            else TRICKY | JSON | st.just(DELETE)
+        )
+        obj = changed(obj, where, value)
+    if wrap == "list":
+        obj = [obj]
+    elif wrap == "string":
+        obj = "event"
+    assert_same_verdicts(obj)
 
 
 def test_valid_events_take_the_quick_pass():
