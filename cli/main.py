@@ -34,7 +34,14 @@ COMMANDS = {
     "store": "auditseal.cli.store:store",
 }
 # Modules of the `pipeline` extra: a command that needs a missing one says which extra to install.
-PIPELINE_MODULES = {"confluent_kafka", "faust", "aiohttp", "aiokafka", "prometheus_client"}
+PIPELINE_MODULES = {
+    "confluent_kafka",
+    "faust",
+    "aiohttp",
+    "aiokafka",
+    "prometheus_client",
+    "jsonschema_rs",
+}
 
 
 def _module_exists(target: str) -> bool:
