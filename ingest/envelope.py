@@ -820,14 +820,22 @@ def triage(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> tuple[str | N
     try:
         event = parse_event(raw, max_bytes)
     except EnvelopeError as exc:
-        event_id = None
-        try:
-            obj = orjson.loads(raw)
-            if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                event_id = obj["id"]
-        except orjson.JSONDecodeError:
-            pass
         reasons = "; ".join(str(e) for e in exc.errors[:3])
         more = f" (+{len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
-        return event_id, f"invalid event: {reasons}{more}"
+        return _event_id(raw), f"invalid event: {reasons}{more}"
+    except RecursionError:
+        # jsonschema names problems by recursing, one Python frame per level and more: a
+        # record nested some hundreds of levels deep (orjson reads 1024) must be flagged, not
+        # crash the sealer on every restart.
+        return _event_id(raw), "invalid event: nested too deeply to check"
     return str(event["id"]), None
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The ``id`` of a record that is not a valid event, if it has a string one."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = obj.get("id") if isinstance(obj, dict) else None
+    return event_id if isinstance(event_id, str) else None

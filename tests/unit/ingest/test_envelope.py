@@ -886,6 +886,18 @@ def test_triage_refuses_what_orjson_cannot_write_back_as_before():
     assert verdict[1] is not None
 
 
+def test_triage_flags_a_record_too_deep_for_the_full_check_instead_of_raising():
+    """An invalid value 500 levels down (OCSF lets a process nest its parent): naming the
+    problem takes jsonschema deeper than Python's recursion limit. The record is flagged."""
+    inner = b'{"pid":"x"}'
+    for _ in range(500):
+        inner = b'{"pid":1,"parent_process":' + inner + b"}"
+    event = api_event()
+    event["data"]["actor"]["process"] = {"pid": 2}
+    raw = encode_event(event).replace(b'{"pid":2}', inner)
+    assert envelope.triage(raw) == ("evt-1", "invalid event: nested too deeply to check")
+
+
 DIGITS = st.integers(0, 99).map(lambda n: f"{n:02d}")
 
 
