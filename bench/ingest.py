@@ -444,7 +444,9 @@ def sealing_costs(events: Sequence[dict[str, Any]]) -> dict[str, float]:
     def full_path(raw: bytes) -> None:
         triage(raw)
 
-    def jsonschema_is_valid(data: Any, class_uid: int | None = None) -> bool:
+    def jsonschema_is_valid(
+        data: Any, class_uid: int | None = None, *, parsed: bool = False
+    ) -> bool:
         return not ocsf_schema.schema_problems(data, "data", class_uid)
 
     def timed(fn: Callable[[bytes], object], items: Sequence[bytes]) -> float:

@@ -39,6 +39,7 @@ PIPELINE_MODULES = {
     "aiohttp",
     "prometheus_client",
     "jsonschema",
+    "jsonschema_rs",
     "ocsf_json_schema",
 }
 

@@ -239,6 +239,29 @@ def _whole_seconds(fields: tuple[str | None, ...]) -> datetime:
     return parsed.astimezone(UTC)
 
 
+# The same language as _RFC3339, with the whole seconds and the offset as two groups.
+_RFC3339_PARTS = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _is_rfc3339(value: str) -> bool:
+    """True if :func:`parse_rfc3339` accepts ``value``, without building the datetime: whether
+    it does depends on the whole seconds and the offset only (a fraction cannot carry a valid
+    time out of range), and those are remembered (bounded)."""
+    parts = _RFC3339_PARTS.fullmatch(value)
+    return parts is not None and _is_whole_rfc3339(parts.group(1) + parts.group(2))
+
+
+@lru_cache(maxsize=1024)
+def _is_whole_rfc3339(value: str) -> bool:
+    try:
+        parse_rfc3339(value)
+    except ValueError:
+        return False
+    return True
+
+
 def is_uri_reference(value: str) -> bool:
     """True if ``value`` is a non-empty RFC 3986 URI-reference (absolute or relative).
 
@@ -305,7 +328,97 @@ def validate(obj: object) -> list[FieldError]:
     Pure and total: it MUST NOT raise for any input. A CloudEvents attribute whose value is JSON
     ``null`` counts as absent (JSON format §2.2). Class-specific checks of ``data`` run only when
     ``type`` names a known class.
+
+    A valid event takes one quick pass (:func:`_passes`); the problems are only looked for,
+    and named, when it does not pass.
     """
+    if type(obj) is dict and _passes(obj, parsed=False):
+        return []
+    return _problems(obj)
+
+
+def _validate_parsed(obj: Any) -> list[FieldError]:
+    """:func:`validate` for what ``orjson.loads`` returned: JSON's types only, so the OCSF
+    check skips its look at Python types."""
+    if type(obj) is dict and _passes(obj, parsed=True):
+        return []
+    return _problems(obj)
+
+
+# The members of a typical event: any other (an extension, `dataschema`, `subject`) is checked
+# one by one in `_passes`, or sends the event to the full check.
+_USUAL_MEMBERS = frozenset(
+    {"specversion", "id", "source", "type", "time", "sequence", "datacontenttype", "data"}
+)
+
+
+def _passes(obj: dict[str, Any], parsed: bool) -> bool:
+    """True only if :func:`_problems` finds nothing in ``obj``: the same rules, as one quick
+    yes-or-no over exact types. It MAY say False for a valid event (an unusual member, a
+    subclass of ``str``): :func:`_problems` then decides. Each test below implies the full
+    check's, never the other way round; tests/unit/ingest/test_envelope.py compares the two.
+    """
+    get = obj.get
+    event_id, source, event_type = get("id"), get("source"), get("type")
+    time, sequence = get("time"), get("sequence")
+    if not (
+        get("specversion") == SPECVERSION
+        and type(event_id) is str
+        and event_id
+        and type(source) is str
+        and source
+        and _is_uri_reference(source)
+        and type(event_type) is str
+        and type(time) is str
+        and _is_rfc3339(time)
+        and type(sequence) is int
+        and 1 <= sequence <= MAX_SEQUENCE
+    ):
+        return False
+    class_uid = CLASS_FOR_TYPE.get(event_type)
+    content_type = get("datacontenttype")
+    if class_uid is None or not (
+        content_type is None or (type(content_type) is str and content_type == MEDIA_JSON)
+    ):
+        return False
+    for name in () if _USUAL_MEMBERS.issuperset(obj) else obj.keys() - _USUAL_MEMBERS:
+        if name in _RESERVED_MEMBERS or not (type(name) is str and _EXTENSION_NAME.fullmatch(name)):
+            return False
+        value = obj[name]
+        kind = type(value)
+        if not (
+            value is None
+            or kind is str
+            or kind is bool
+            or (kind is int and _INT32_MIN <= value <= _INT32_MAX)
+        ):
+            return False
+    data = get("data")
+    if type(data) is not dict:
+        return False
+    got_class, activity, type_uid = (
+        data.get("class_uid"),
+        data.get("activity_id"),
+        data.get("type_uid"),
+    )
+    if not (
+        type(got_class) is int
+        and got_class == class_uid
+        and type(activity) is int
+        and type(type_uid) is int
+        and type_uid == class_uid * 100 + activity
+        and not isinstance(data.get("time"), float)
+    ):
+        return False
+    endpoint = data.get("src_endpoint")
+    ip = endpoint.get("ip") if isinstance(endpoint, dict) else None
+    if isinstance(ip, str) and not is_ip_address(ip):
+        return False
+    return ocsf_schema.is_valid(data, class_uid, parsed=parsed)
+
+
+def _problems(obj: object) -> list[FieldError]:
+    """:func:`validate`'s full check: every problem, named."""
     if not isinstance(obj, dict):
         return [FieldError("$", "must be a JSON object")]
     errors: list[FieldError] = []
@@ -479,6 +592,18 @@ def _encoded_size(obj: Any, path: str) -> int:
         raise EnvelopeError.single(path, f"cannot be re-encoded: {exc}") from exc
 
 
+def _encodable(raw: bytes | bytearray, obj: Any) -> bool:
+    """True if orjson can re-encode ``obj``, parsed from ``raw``: it writes at most 254 levels
+    of nesting, and ``raw`` has fewer opening brackets than that, or it is tried."""
+    if raw.count(b"{") + raw.count(b"[") <= 254:
+        return True
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 def parse_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
     """Parse and validate one event in the CloudEvents JSON format.
 
@@ -497,7 +622,7 @@ def parse_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise EventTooLarge(len(raw), max_bytes)
     obj = _loads(raw)
-    errors = validate(obj)
+    errors = _validate_parsed(obj)
     if errors:
         raise EnvelopeError(errors)
     _encoded_size(obj, "$")
@@ -552,7 +677,7 @@ def _item(obj: Any, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeErro
         return exc
     if size > max_bytes:
         return EventTooLarge(size, max_bytes, prefix)
-    errors = validate(obj)
+    errors = _validate_parsed(obj)
     if errors:
         return EnvelopeError(e.prefixed(prefix) for e in errors)
     return obj  # type: ignore[no-any-return]
@@ -577,7 +702,7 @@ def _line(raw: bytes, index: int, max_bytes: int) -> dict[str, Any] | EnvelopeEr
         return EventTooLarge(len(raw), max_bytes, prefix)
     try:
         obj = _loads(raw)
-        errors = validate(obj)
+        errors = _validate_parsed(obj)
         if errors:
             return EnvelopeError(e.prefixed(prefix) for e in errors)
         _encoded_size(obj, "$")
@@ -661,7 +786,7 @@ def _single(body: bytes, max_bytes: int) -> dict[str, Any] | EnvelopeError:
     obj = _loads(body)
     if not isinstance(obj, dict):
         raise EnvelopeError([FieldError("$", "must be a JSON object or a JSON array")])
-    errors = validate(obj)
+    errors = _validate_parsed(obj)
     if errors:
         return EnvelopeError(errors)
     try:
@@ -683,17 +808,34 @@ def triage(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> tuple[str | N
         return None, "empty value"
     if len(raw) > max_bytes:
         return None, f"too large: {len(raw)} bytes > {max_bytes}"
+    if type(max_bytes) is int and isinstance(raw, (bytes, bytearray)):
+        # The quick way for a valid event: one parse, one pass (what parse_event checks, in
+        # the same order, is all implied). Anything else goes the full way for its reasons.
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if type(obj) is dict and _passes(obj, parsed=True) and _encodable(raw, obj):
+            return obj["id"], None  # a non-empty str: _passes checked it
     try:
         event = parse_event(raw, max_bytes)
     except EnvelopeError as exc:
-        event_id = None
-        try:
-            obj = orjson.loads(raw)
-            if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                event_id = obj["id"]
-        except orjson.JSONDecodeError:
-            pass
         reasons = "; ".join(str(e) for e in exc.errors[:3])
         more = f" (+{len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
-        return event_id, f"invalid event: {reasons}{more}"
+        return _event_id(raw), f"invalid event: {reasons}{more}"
+    except RecursionError:
+        # jsonschema names problems by recursing, one Python frame per level and more: a
+        # record nested some hundreds of levels deep (orjson reads 1024) must be flagged, not
+        # crash the sealer on every restart.
+        return _event_id(raw), "invalid event: nested too deeply to check"
     return str(event["id"]), None
+
+
+def _event_id(raw: bytes) -> str | None:
+    """The ``id`` of a record that is not a valid event, if it has a string one."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = obj.get("id") if isinstance(obj, dict) else None
+    return event_id if isinstance(event_id, str) else None

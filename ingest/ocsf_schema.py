@@ -7,27 +7,41 @@ reasons, it is because the published schema does.
 
 Two paths, one schema:
 
-- :func:`is_valid` answers yes or no through a checker compiled from the class's schema (the
-  few JSON Schema keywords the OCSF export uses, each with jsonschema's own semantics, written
-  out as Python source once per class and compiled, as fastjsonschema does). It is what the
-  gateway, the emitter and the sealer's triage run on every event: jsonschema itself takes
-  about 1 ms per OCSF event, the compiled checker about 10 µs on a busy 2-core machine.
+- :func:`is_valid` answers yes or no through jsonschema-rs (PyPI `jsonschema-rs`, in the
+  `pipeline` extra), a Rust validator built once per class from the same schema. It is what the
+  gateway, the emitter and the sealer's triage run on every event: about 1.5 µs per event,
+  where jsonschema itself takes about 1 ms.
 - :func:`schema_problems` (and :func:`schema_errors`) run jsonschema for the full list of
   problems, each named by its path; they are only needed once an event is known to be invalid.
 
-A test runs both over every event the project produces and over mutations of them, and fails
-on any disagreement. A schema that uses a keyword the compiler does not know is checked by
-jsonschema alone, never guessed at.
+The two must give the same verdict, and where they could differ it is handled, not guessed at:
+
+- ``pattern``: jsonschema searches with Python's ``re``, jsonschema-rs with ECMA-262 regular
+  expressions, which read ``\\s``, ``\\d``, ``.`` and ``$`` differently. Each pattern is
+  translated (:func:`_ecma_pattern`) into one that accepts exactly the strings Python's accepts;
+  a construct the translation does not know sends the class to jsonschema.
+- keywords: only those the OCSF 1.3.0 export uses, whose meaning the tests compare, go to
+  jsonschema-rs; any other (``format`` included: the export has none, and the two libraries
+  check formats differently) sends the class to jsonschema.
+- Python types: jsonschema-rs reads a tuple as an array, a ``Decimal`` as a number and an
+  ``Enum`` as its value, where jsonschema refuses them. Data that is not plain JSON (exact
+  ``dict``, ``list``, ``str``, ``int``, finite ``float``, ``bool``, ``None``) is checked by
+  jsonschema; what orjson parsed is plain by construction (``parsed=True`` skips the look).
+
+tests/unit/ingest/test_ocsf_conformance.py runs both over every event the project produces and
+over mutations of them, every OCSF pattern over strings built to split the dialects, and the
+translated classes over every code point, and fails on any disagreement.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any, Final
 
 import jsonschema
+import jsonschema_rs
 from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
 __all__ = [
@@ -76,18 +90,12 @@ def _class_uid(data: Mapping[str, Any], class_uid: int | None = None) -> int | s
     return class_uid
 
 
-# -- the compiled checker ---------------------------------------------------------------------
+# -- the fast path: jsonschema-rs ---------------------------------------------------------------
 
-Check = Callable[[Any], bool]
-
-
-class _Unsupported(Exception):
-    """The schema uses a keyword the compiler does not know: jsonschema checks that class."""
-
-
-# JSON Schema types as jsonschema's Draft 6+ type checker defines them (bool is not a number,
-# an integral float is an integer), as Python expressions over the variable ``{v}``.
-_TYPES: Final[dict[str, Check]] = {
+# JSON Schema types as jsonschema's Draft 6+ type checker defines them (bool is not a number, an
+# integral float is an integer); the messages use them to leave out an enum error that the type
+# error at the same path already says.
+_TYPES: Final[dict[str, Callable[[Any], bool]]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
@@ -99,231 +107,220 @@ _TYPES: Final[dict[str, Check]] = {
     ),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
 }
-_TYPE_SOURCE: Final[dict[str, str]] = {
-    "object": "isinstance({v}, dict)",
-    "array": "isinstance({v}, list)",
-    "string": "isinstance({v}, str)",
-    "boolean": "isinstance({v}, bool)",
-    "null": "{v} is None",
-    "integer": (
-        "((isinstance({v}, int) and not isinstance({v}, bool))"
-        " or (isinstance({v}, float) and {v}.is_integer()))"
-    ),
-    "number": "(isinstance({v}, (int, float)) and not isinstance({v}, bool))",
-}
-_ANNOTATIONS: Final = frozenset({"title", "description", "deprecated", "$schema", "$id", "$defs"})
 
 
-def _scalars(values: list[Any]) -> frozenset[Any]:
-    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in values):
-        raise _Unsupported("enum or const of non-scalar values")
-    return frozenset(values)
+class _Unsupported(Exception):
+    """The schema says something whose meaning in jsonschema-rs was not checked against
+    jsonschema's: that class is checked by jsonschema alone."""
 
 
-class _Compiler:
-    """A class's schema → Python source, one function per definition, compiled once.
+# The keywords the OCSF export uses, each of which jsonschema-rs reads as jsonschema does (the
+# tests compare the two over every event the project produces and mutations of them). `pattern`
+# is among them only after translation (below). Anything else, `format` included (OCSF 1.3.0
+# has none, and the two libraries check formats differently), sends the class to jsonschema.
+_ANNOTATIONS: Final = frozenset({"title", "description", "deprecated", "$schema", "$id"})
+_VALUES: Final = frozenset({"type", "enum", "const", "required", "maxLength", "minimum", "maximum"})
+_SUBSCHEMA: Final = frozenset({"items", "additionalProperties"})
+_SUBSCHEMAS: Final = frozenset({"anyOf", "oneOf"})
+_NAMED_SUBSCHEMAS: Final = frozenset({"properties", "$defs"})
 
-    As fastjsonschema does: each schema node becomes one boolean expression with jsonschema's
-    meaning of its keywords, so checking an event costs about one Python call per member, not
-    one per keyword. Guards such as "a maxLength only applies to strings" are kept exactly.
-    """
 
-    def __init__(self, defs: Mapping[str, Any]) -> None:
-        self.defs = defs
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {}
-        self.def_names: dict[str, str] = {}
-        self.functions: dict[str, str] = {}  # a node's canonical text → its function's name
-        self.tables: list[tuple[str, dict[str, str]]] = []  # members' dispatch tables
-
-    def constant(self, value: Any) -> str:
-        name = f"k{len(self.namespace)}"
-        self.namespace[name] = value
-        return name
-
-    def ref(self, value: Any) -> str:
-        if not isinstance(value, str) or not value.startswith("#/$defs/"):
-            raise _Unsupported(f"$ref {value!r}")
-        name = value.removeprefix("#/$defs/")
-        if name not in self.def_names:
-            # Named before its body compiles: OCSF objects nest recursively (a user's groups,
-            # a process's parent), so a definition may reach itself.
-            self.def_names[name] = function = f"d{len(self.def_names)}"
-            self.emit(function, self.defs[name])
-        return self.def_names[name]
-
-    def emit(self, function: str, node: Any) -> None:
-        body = self.expr(node, "v")
-        self.lines += [f"def {function}(v):", f"    return {body}", ""]
-
-    def function(self, node: Any) -> str:
-        """The name of a function checking ``node``: a definition's own for a bare $ref."""
-        if isinstance(node, dict) and set(node) - _ANNOTATIONS == {"$ref"}:
-            return self.ref(node["$ref"])
-        key = repr(_bare(node))
-        if key not in self.functions:
-            self.functions[key] = function = f"c{len(self.functions)}"
-            self.emit(function, node)
-        return self.functions[key]
-
-    def expr(self, node: Any, v: str, known: str | None = None) -> str:
-        """``node`` as an expression over ``v``; ``known`` is the type ``v`` already has (a
-        parent's `type` passed before this node's keywords run)."""
-        if node is True:
-            return "True"
-        if node is False:
-            return "False"
-        if not isinstance(node, dict):
-            raise _Unsupported(f"schema node {node!r}")
-        parts: list[str] = []
-        if "type" in node:  # first, so that a failed type check skips the rest
-            value = node["type"]
-            names = [value] if isinstance(value, str) else list(value)
-            parts.append(self.any([_TYPE_SOURCE[n].format(v=v) for n in names]))
-            known = names[0] if len(names) == 1 else known
-        for keyword, value in node.items():
-            if keyword in _ANNOTATIONS or keyword == "type":
-                continue
-            if keyword == "$ref":
-                parts.append(f"{self.ref(value)}({v})")
-            elif keyword in ("properties", "additionalProperties"):
-                if keyword == "additionalProperties" and "properties" in node:
-                    continue  # checked with `properties`, in one pass over the members
-                if "patternProperties" in node:
-                    raise _Unsupported("patternProperties")
-                parts.append(f"{self.members(node)}({v})")
-            elif keyword == "items":
-                item = self.function(value)
-                parts.append(f"(not isinstance({v}, list) or all(map({item}, {v})))")
-            elif keyword == "anyOf":
-                parts.append(self.any([self.expr(sub, v, known) for sub in value]))
-            elif keyword == "oneOf":
-                branches = ", ".join(f"bool({self.expr(sub, v, known)})" for sub in value)
-                parts.append(f"(sum(({branches},)) == 1)" if value else "False")
-            elif keyword in ("enum", "const"):
-                allowed = self.constant(_scalars(value if keyword == "enum" else [value]))
-                # jsonschema's equality: 1 == 1.0, but True is not 1.
-                if known in ("string", "integer"):  # a hashable non-bool, by the type check
-                    parts.append(f"{v} in {allowed}")
-                else:
-                    parts.append(
-                        f"(isinstance({v}, (int, float, str)) and not isinstance({v}, bool)"
-                        f" and {v} in {allowed})"
-                    )
-            else:
-                parts.append(self.leaf(keyword, value, v, known))
-        return "(" + " and ".join(parts) + ")" if parts else "True"
-
-    @staticmethod
-    def any(options: list[str]) -> str:
-        return "(" + " or ".join(options) + ")" if options else "False"
-
-    def leaf(self, keyword: str, value: Any, v: str, known: str | None) -> str:
-        """The keywords that look at one object, string or number; each applies only to
-        instances of its type, a guard dropped where the node's `type` already proved it."""
-        if keyword == "required":
-            names = " and ".join(f"{str(n)!r} in {v}" for n in value) or "True"
-            test = f"({names})"
-            guard = "object"
-        elif keyword == "maxLength":
-            test = f"len({v}) <= {int(value)!r}"
-            guard = "string"
+def _for_rust(node: Any) -> Any:
+    """``node`` with every ``pattern`` rewritten to mean in jsonschema-rs's ECMA-262 regular
+    expressions what it means in Python's ``re``, which jsonschema uses."""
+    if isinstance(node, bool):
+        return node
+    if not isinstance(node, dict):
+        raise _Unsupported(f"schema node {node!r}")
+    out: dict[str, Any] = {}
+    for keyword, value in node.items():
+        if keyword in _ANNOTATIONS or keyword in _VALUES:
+            out[keyword] = value
+        elif keyword == "$ref":
+            if not isinstance(value, str) or not value.startswith("#/$defs/"):
+                raise _Unsupported(f"$ref {value!r}")
+            out[keyword] = value
         elif keyword == "pattern":
-            test = f"{self.constant(_matcher(value))}({v})"
-            guard = "string"
-        elif keyword in ("minimum", "maximum"):
-            op = ">=" if keyword == "minimum" else "<="
-            test = f"{v} {op} {self.constant(value)}"
-            guard = "number"
-            if known == "integer":  # an integer is a number
-                known = "number"
+            out[keyword] = _ecma_pattern(value)
+        elif keyword in _SUBSCHEMA:
+            out[keyword] = _for_rust(value)
+        elif keyword in _SUBSCHEMAS:
+            out[keyword] = [_for_rust(sub) for sub in value]
+        elif keyword in _NAMED_SUBSCHEMAS:
+            out[keyword] = {name: _for_rust(sub) for name, sub in value.items()}
         else:
             raise _Unsupported(keyword)
-        if known == guard:
-            return f"({test})"
-        return f"(not {_TYPE_SOURCE[guard].format(v=v)} or {test})"
+    return out
 
-    def members(self, node: Mapping[str, Any]) -> str:
-        """``properties`` and ``additionalProperties`` together: one pass over the instance's
-        members (an OCSF object defines dozens of attributes; an event uses a few)."""
-        props = {key: self.function(sub) for key, sub in node.get("properties", {}).items()}
-        extra = node.get("additionalProperties", True)
-        function = f"m{len(self.namespace)}"
-        table = self.constant(None)
-        if extra is True:
-            otherwise = "continue"
-        elif extra is False:
-            otherwise = "return False"
+
+def _class_of(predicate: Callable[[str], bool]) -> str:
+    """The characters ``predicate`` accepts, as the inside of a character class of literal
+    characters and ranges (no escapes, so both regex dialects read it alike)."""
+    runs: list[tuple[int, int]] = []
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF or not predicate(chr(code)):
+            continue
+        if runs and runs[-1][1] == code - 1:
+            runs[-1] = (runs[-1][0], code)
         else:
-            otherwise = f"if not {self.function(extra)}(x): return False"
-        self.lines += [
-            f"def {function}(v):",
-            "    if not isinstance(v, dict): return True",
-            "    for k, x in v.items():",
-            f"        f = {table}.get(k)",
-            "        if f is None:",
-            f"            {otherwise}",
-            "        elif not f(x): return False",
-            "    return True",
-            "",
-        ]
-        self.tables.append((table, props))
-        return function
-
-    def build(self, schema: Mapping[str, Any]) -> Check:
-        self.emit("check", schema)
-        namespace = dict(self.namespace)
-        exec(compile("\n".join(self.lines), "<ocsf checker>", "exec"), namespace)
-        for table, props in self.tables:
-            namespace[table] = {key: namespace[f] for key, f in props.items()}
-        check: Check = namespace["check"]
-        return check
-
-
-def _matcher(pattern: str) -> Callable[[str], bool]:
-    """``pattern``'s search as a yes or no, remembering recent answers (bounded): OCSF's
-    address patterns are long alternations, and a source sends the same few addresses."""
-    search = re.compile(pattern).search
-
-    @lru_cache(maxsize=4096)
-    def matches(value: str) -> bool:
-        return search(value) is not None
-
-    return matches
-
-
-def _bare(node: Any) -> Any:
-    """``node`` without annotations: nodes that check the same share one function."""
-    if isinstance(node, dict):
-        return {k: _bare(v) for k, v in node.items() if k not in _ANNOTATIONS or k == "$defs"}
-    if isinstance(node, list):
-        return [_bare(v) for v in node]
-    return node
+            runs.append((code, code))
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in runs)
 
 
 @cache
-def _checker(class_uid: int) -> Check:
-    validator = class_validator(class_uid)
-    schema = validator.schema
+def _python_classes() -> dict[str, str]:
+    """What ``\\s`` and ``\\d`` match in a Python ``str`` pattern (Unicode whitespace and
+    decimal digits; ECMA-262's are other sets), as character classes. A test checks them
+    against ``re`` over every code point."""
+    return {"s": f"[{_class_of(str.isspace)}]", "d": f"[{_class_of(str.isdecimal)}]"}
+
+
+_QUANTIFIER = re.compile(r"\{\d+(?:,\d*)?\}", re.ASCII)
+_CLASS_ESCAPES: Final = frozenset("-")  # `\-` inside [...]: a literal hyphen in both dialects
+_ESCAPES: Final = frozenset(".")  # `\.` outside [...]: a literal dot in both
+
+
+def _ecma_pattern(pattern: str) -> str:
+    """A Python ``re`` pattern as an ECMA-262 pattern that accepts exactly the same strings
+    (with ``re.search``'s meaning: a match anywhere). Translated, for what the OCSF export uses:
+
+    - ``\\s`` and ``\\d``: Python's Unicode sets, spelled out as character classes;
+    - ``.``: any character but ``\\n`` (ECMA's dot also refuses ``\\r``, U+2028 and U+2029);
+    - ``$``: the end, or before a ``\\n`` that ends the string, as in Python: ``\\n?$``, where
+      only the ends of groups and alternatives follow it.
+
+    Character classes of literal characters and ranges, groups, alternation and quantifiers
+    mean the same in both and are copied. Anything else raises :class:`_Unsupported`.
+    """
+    classes = _python_classes()
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escaped = pattern[i + 1 : i + 2]
+            if escaped in classes:
+                out.append(classes[escaped])
+            elif escaped in _ESCAPES:
+                out.append(char + escaped)
+            else:
+                raise _Unsupported(f"escape \\{escaped} in {pattern!r}")
+            i += 2
+        elif char == "[":
+            end = i + 1 + (pattern[i + 1 : i + 2] == "^")
+            if pattern[end : end + 1] == "]":
+                raise _Unsupported(f"a class starting with ] in {pattern!r}")
+            while end < len(pattern) and pattern[end] != "]":
+                if pattern[end] == "[":
+                    raise _Unsupported(f"[ inside a class in {pattern!r}")
+                if pattern[end] == "\\":
+                    if pattern[end + 1 : end + 2] not in _CLASS_ESCAPES:
+                        raise _Unsupported(f"escape in a class in {pattern!r}")
+                    end += 1
+                end += 1
+            if end >= len(pattern):
+                raise _Unsupported(f"unclosed class in {pattern!r}")
+            out.append(pattern[i : end + 1])
+            i = end + 1
+        elif char == "{":
+            quantifier = _QUANTIFIER.match(pattern, i)
+            if quantifier is None:
+                raise _Unsupported(f"a literal {{ in {pattern!r}")
+            out.append(quantifier.group())
+            i = quantifier.end()
+        elif char == "(" and pattern[i + 1 : i + 2] == "?":
+            raise _Unsupported(f"a group extension in {pattern!r}")
+        elif char in "]}":
+            raise _Unsupported(f"a literal {char} in {pattern!r}")
+        elif char == ".":
+            out.append("[^\n]")
+            i += 1
+        elif char == "$":
+            # Python's end also matches before a final newline. Consuming that newline instead
+            # keeps the answer where nothing but the ends of groups and alternatives follow
+            # (no lookahead: it would move jsonschema-rs to its slow backtracking engine).
+            rest = pattern[i + 1 :].lstrip(")")
+            if rest and not rest.startswith("|"):
+                raise _Unsupported(f"$ before more pattern in {pattern!r}")
+            out.append("\n?$")
+            i += 1
+        else:
+            out.append(char)  # a literal, ^, |, (, ), *, +, ?
+            i += 1
+    return "".join(out)
+
+
+@cache
+def _rust_validator(class_uid: int) -> Callable[[Any], bool] | None:
+    """jsonschema-rs's check of a class (about 5 ms to build), or None where its meaning
+    could differ from jsonschema's."""
     try:
-        return _Compiler(schema.get("$defs", {})).build(schema)
+        schema = _for_rust(class_validator(class_uid).schema)
     except _Unsupported:
-        fallback: Check = validator.is_valid
-        return fallback
+        return None
+    check: Callable[[Any], bool] = jsonschema_rs.validator_for(schema).is_valid
+    return check
+
+
+_LEAVES: Final = frozenset({str, int, bool, type(None)})
+_STR: Final = frozenset({str})
+_MAX_DEPTH: Final = 200  # jsonschema-rs stops at 255 levels; deeper data goes to jsonschema
+
+
+def _is_plain(container: dict[Any, Any] | list[Any], depth: int = 0) -> bool:
+    """True if ``container`` (a ``dict`` or a ``list``) holds only what a JSON parser returns:
+    ``dict`` with ``str`` keys, ``list``, ``str``, ``int``, ``bool``, ``None`` and finite
+    ``float``, exact types, not subclasses. jsonschema-rs reads some other Python types unlike
+    jsonschema (a tuple as an array, a ``Decimal`` as a number, an ``Enum`` as its value)."""
+    if depth >= _MAX_DEPTH:
+        return False
+    if type(container) is dict:
+        if not _STR.issuperset(map(type, container)):
+            return False
+        items: Iterable[Any] = container.values()
+    else:
+        items = container
+    for item in items:
+        kind = type(item)
+        if kind in _LEAVES:
+            continue
+        if kind is dict or kind is list:
+            if not _is_plain(item, depth + 1):
+                return False
+        elif kind is not float or item - item != 0.0:  # inf - inf and nan - nan are nan
+            return False
+    return True
 
 
 def prepare(class_uids: Iterable[int]) -> None:
-    """Build the checkers of ``class_uids`` now (about 0.2 s each), so that a service's first
-    events do not pay for it."""
+    """Build the validators of ``class_uids`` now (a fraction of a second each), so that a
+    service's first events do not pay for it."""
     for class_uid in class_uids:
-        _checker(class_uid)
+        _rust_validator(class_uid)
 
 
-def is_valid(data: Mapping[str, Any], class_uid: int | None = None) -> bool:
+def is_valid(
+    data: Mapping[str, Any], class_uid: int | None = None, *, parsed: bool = False
+) -> bool:
     """True if ``data`` is a valid event of OCSF 1.3.0 class ``class_uid`` (by default, the
-    class its own ``class_uid`` names)."""
+    class its own ``class_uid`` names): jsonschema's verdict, computed by jsonschema-rs.
+
+    ``parsed=True`` promises that ``data`` came from a JSON parser (orjson), so it holds only
+    JSON's types and the check of its Python types is skipped. Data jsonschema-rs cannot read
+    as jsonschema does (other Python types, deeper than 200 levels, a string it cannot encode)
+    is checked by jsonschema itself.
+    """
     checked = _class_uid(data, class_uid)
-    return isinstance(checked, int) and _checker(checked)(data)
+    if not isinstance(checked, int):
+        return False
+    check = _rust_validator(checked)
+    if check is not None and (parsed or (type(data) is dict and _is_plain(data))):
+        try:
+            return check(data)
+        except ValueError:  # a lone surrogate, a nesting past jsonschema-rs's limit
+            pass
+    valid: bool = class_validator(checked).is_valid(data)
+    return valid
 
 
 # -- the problems, named ----------------------------------------------------------------------

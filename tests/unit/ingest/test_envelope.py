@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditseal.ingest import events
+from auditseal.ingest import envelope, events
 from auditseal.ingest.envelope import (
+    EVENT_TYPES,
     MAX_EVENT_BYTES,
     MAX_SEQUENCE,
     encode_event,
@@ -625,6 +628,302 @@ def test_validate_never_raises_whatever_a_member_holds(kind, where, value):
     target[last] = value
     found = validate(event)
     assert all(isinstance(e, FieldError) for e in found)
+
+
+# -- the quick pass gives the full check's verdict -------------------------------------------------
+
+
+class Text(str):
+    pass
+
+
+class Level(enum.IntEnum):
+    ONE = 1
+
+
+# Values that break one rule or another, or sit on a rule's edge, beside any JSON value.
+TRICKY = st.sampled_from(
+    [
+        None,
+        "",
+        "1.0",
+        "x",
+        0,
+        1,
+        -1,
+        True,
+        False,
+        1.0,
+        1.5,
+        MAX_SEQUENCE,
+        MAX_SEQUENCE + 1,
+        1 << 31,
+        -(1 << 31),
+        -(1 << 31) - 1,
+        1 << 64,
+        float("nan"),
+        float("inf"),
+        [],
+        {},
+        ("a",),
+        Text("x"),
+        Text("1.0"),
+        Level.ONE,
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:00.5+01:00",
+        "2024-02-30T12:00:00Z",
+        "2024-05-01T24:00:00Z",
+        "2024-05-01T23:59:60Z",
+        "9999-12-31T23:59:60Z",
+        "0001-01-01T00:00:00+01:00",
+        "2024-05-01 12:00:00Z",
+        "2024-05-01T12:00:00",
+        "2024-05-01T12:00:00+24:00",
+        "proxy://gw-1",
+        "has space",
+        "1:no-scheme",
+        "https://x/s#frag",
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "text/plain",
+        *EVENT_TYPES,
+        "io.auditseal.unknown",
+        3002,
+        6003,
+        6005,
+        300201,
+        600399,
+        600501,
+        6003.0,
+        "6003",
+        1714564800000,
+        1714564800000.0,
+        "10.0.0.1",
+        "1x2x3x4",
+        "::1",
+        "10.0.0.1\n",
+        "x" * 70_000,
+    ]
+)
+WHERE = st.sampled_from(
+    [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "sequence",
+        "datacontenttype",
+        "dataschema",
+        "subject",
+        "data_base64",
+        "data",
+        "ext",
+        "Ext",
+        "waytoolongextensionname",
+        "data.class_uid",
+        "data.activity_id",
+        "data.type_uid",
+        "data.time",
+        "data.status_id",
+        "data.src_endpoint",
+        "data.src_endpoint.ip",
+        "data.actor.user.name",
+        "data.metadata.version",
+        "data.zz",
+    ]
+)
+
+
+def slow_triage(raw: Any) -> tuple[str | None, str | None]:
+    """The sealer's triage without its quick pass: every event checked by the full path."""
+    with mock.patch.object(envelope, "_passes", lambda obj, parsed: False):
+        return envelope.triage(raw)
+
+
+# Each member's own edge cases, drawn half of the time for the member chosen.
+EDGES: dict[str, list[Any]] = {
+    "specversion": ["1.0", "1", 1.0, Text("1.0"), None],
+    "id": ["", "x", Text("x"), 5, None],
+    "source": ["proxy://gw-1", "gw-1", "", "has space", "1:x", "a:b", "%zz", Text("p://a"), 5],
+    "type": [*EVENT_TYPES, "io.auditseal.unknown", "", Text(EVENT_TYPES[0]), 5],
+    "time": [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01t12:00:00.123456789z",
+        "2024-02-29T12:00:00-23:59",
+        "2023-02-29T12:00:00Z",
+        "2024-05-01T23:59:60Z",
+        "9999-12-31T23:59:60Z",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59-00:01",
+        "0001-01-01T00:00:00+00:01",
+        "0000-01-01T00:00:00Z",
+        "2024-05-01T12:00:00+24:00",
+        "2024-05-01T12:00Z",
+        Text("2024-05-01T12:00:00Z"),
+        1714564800,
+    ],
+    "sequence": [0, 1, -1, MAX_SEQUENCE, MAX_SEQUENCE + 1, 1 << 64, True, 1.0, "1", Level.ONE],
+    "datacontenttype": ["application/json", "application/json;x=y", "APPLICATION/JSON", "text/x"],
+    "dataschema": ["https://x/s", "relative", "https://x/s#f", ""],
+    "subject": ["s", "", 5],
+    "ext": [1 << 31, (1 << 31) - 1, -(1 << 31), -(1 << 31) - 1, True, None, "x", 1.5, [], {}],
+    "Ext": ["x", None],
+    "data.class_uid": [3002, 6003, 6005, 6003.0, "6003", True, 9999, None],
+    "data.activity_id": [0, 1, 2, 3, 4, 7, 99, True, 1.0, Level.ONE],
+    "data.type_uid": [300201, 300299, 600301, 600399, 600300, 600501, 600599, 6003.0, "600399"],
+    "data.time": [1714564800000, 1714564800000.0, 1714564800000.5, "1714564800000", -1],
+    "data.src_endpoint.ip": ["10.0.0.1", "1x2x3x4", "::1", "10.0.0.1\n", "fe80::1%eth0", 5],
+    "data.actor.user.name": ["x" * 70_000, "", 5, ("a",)],
+}
+
+
+def changed(event: dict[str, Any], where: str, value: Any) -> dict[str, Any]:
+    """``event`` with ``where`` (dotted) set to ``value``, or removed for DELETE; a change
+    under a member that is not an object is left out."""
+    *parents, last = where.split(".")
+    target: Any = event
+    for part in parents:
+        target = target.get(part) if isinstance(target, dict) else None
+    if isinstance(target, dict):
+        if value is not DELETE:
+            target[last] = value
+        elif last in target:
+            del target[last]
+    return event
+
+
+def assert_same_verdicts(obj: Any) -> None:
+    """validate() and triage() give exactly what the full check gives, as Python objects and
+    as the bytes the sealer reads; the quick pass never says yes to what the full check
+    refuses."""
+    full = envelope._problems(obj)
+    if type(obj) is dict and envelope._passes(obj, parsed=False):
+        assert full == []
+    assert validate(obj) == full
+    try:
+        raw = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return
+    parsed = orjson.loads(raw)
+    if type(parsed) is dict and envelope._passes(parsed, parsed=True):
+        assert envelope._problems(parsed) == []
+    assert envelope.triage(raw) == slow_triage(raw)
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_each_rules_edges_get_the_full_checks_verdict(kind):
+    """Every member's edge cases, one at a time (DELETE: the member left out)."""
+    for where, values in EDGES.items():
+        for value in [*values, DELETE]:
+            assert_same_verdicts(changed(BUILDERS[kind](), where, value))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(BUILDERS)),
+    data=st.data(),
+    wrap=st.sampled_from([None, None, None, "list", "string"]),
+)
+def test_the_quick_pass_gives_the_full_checks_verdict(kind, data, wrap):
+    """Events broken in every way the rules know, several at once (wrong types, missing
+    members, bad times, sequence limits, class and type mismatches, oversized values,
+    extensions, non-objects), get the full check's verdict."""
+    obj: Any = BUILDERS[kind]()
+    for _ in range(data.draw(st.integers(0, 3))):
+        where = data.draw(WHERE)
+        edges = EDGES.get(where)
+        value = data.draw(
+            st.sampled_from([*edges, DELETE])
+            if edges and data.draw(st.booleans())
+            else TRICKY | JSON | st.just(DELETE)
+        )
+        obj = changed(obj, where, value)
+    if wrap == "list":
+        obj = [obj]
+    elif wrap == "string":
+        obj = "event"
+    assert_same_verdicts(obj)
+
+
+def test_valid_events_take_the_quick_pass():
+    for build in BUILDERS.values():
+        event = build()
+        assert envelope._passes(event, parsed=False)
+        assert envelope._passes(orjson.loads(orjson.dumps(event)), parsed=True)
+    extended = {**api_event(), "traceparent": "00-ab-cd-01", "n": 5, "flag": True, "x": None}
+    assert envelope._passes(extended, parsed=False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        bytearray(encode_event(api_event())),
+        memoryview(encode_event(api_event())),
+        b"[" * 300 + b"]" * 300,
+        orjson.dumps({**api_event(), "data": {**api_event()["data"], "unmapped": {"a": [[]]}}}),
+    ],
+)
+def test_triage_of_unusual_bytes_is_the_full_paths(raw):
+    assert envelope.triage(raw) == slow_triage(raw)
+
+
+def test_triage_refuses_what_orjson_cannot_write_back_as_before():
+    """orjson reads 1024 levels of nesting but writes 254: such a record is flagged whichever
+    way it goes."""
+    raw = (
+        orjson.dumps({k: v for k, v in api_event().items() if k != "data"})[:-1]
+        + b',"data":'
+        + orjson.dumps(api_event()["data"])[:-1]
+        + b',"unmapped":{"deep":'
+        + b"[" * 300
+        + b"]" * 300
+        + b"}}}"
+    )
+    verdict = envelope.triage(raw)
+    assert verdict == slow_triage(raw)
+    assert verdict[1] is not None
+
+
+def test_triage_flags_a_record_too_deep_for_the_full_check_instead_of_raising():
+    """An invalid value 500 levels down (OCSF lets a process nest its parent): naming the
+    problem takes jsonschema deeper than Python's recursion limit. The record is flagged."""
+    inner = b'{"pid":"x"}'
+    for _ in range(500):
+        inner = b'{"pid":1,"parent_process":' + inner + b"}"
+    event = api_event()
+    event["data"]["actor"]["process"] = {"pid": 2}
+    raw = encode_event(event).replace(b'{"pid":2}', inner)
+    assert envelope.triage(raw) == ("evt-1", "invalid event: nested too deeply to check")
+
+
+DIGITS = st.integers(0, 99).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    year=st.sampled_from(["0000", "0001", "1970", "2024", "9999"]),
+    month=DIGITS,
+    day=DIGITS,
+    hour=DIGITS,
+    minute=DIGITS,
+    second=st.sampled_from(["00", "59", "60", "61"]) | DIGITS,
+    t=st.sampled_from(["T", "t", " "]),
+    fraction=st.sampled_from(["", ".5", ".999999", ".9999999", ".", ".000001"]),
+    offset=st.sampled_from(["Z", "z", "+00:00", "-00:00", "+01:00", "-01:00", "+23:59", "+24:00"])
+    | st.tuples(st.sampled_from("+-"), DIGITS, DIGITS).map(lambda p: f"{p[0]}{p[1]}:{p[2]}"),
+)
+def test_the_quick_time_check_accepts_what_parse_rfc3339_accepts(
+    year, month, day, hour, minute, second, t, fraction, offset
+):
+    value = f"{year}-{month}-{day}{t}{hour}:{minute}:{second}{fraction}{offset}"
+    try:
+        parse_rfc3339(value)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert envelope._is_rfc3339(value) == accepted, value
 
 
 # -- parse_event and encode_event -----------------------------------------------------------------

@@ -10,20 +10,23 @@ Failures are reported grouped by OCSF class, with the first problems of each.
 from __future__ import annotations
 
 import copy
+import enum
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import jsonschema_rs
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditseal.ingest import events, ocsf_schema
+from auditseal.ingest import envelope, events, ocsf_schema
 from auditseal.ingest.adapters import from_k8s_event_list
 from auditseal.ingest.envelope import parse_event, triage, validate
 from auditseal.ingest.errors import EnvelopeError
@@ -194,21 +197,99 @@ def _mutate(data, event: Any, how: str, value: Any, new_keys: list[str]) -> None
 
 @settings(max_examples=1500, deadline=None)
 @given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
-def test_the_compiled_checker_agrees_with_jsonschema(data, how, value):
+def test_jsonschema_rs_agrees_with_jsonschema(data, how, value):
+    """jsonschema-rs (the fast path, with the translated patterns) gives jsonschema's verdict
+    on real events and on mutations of them anywhere in ``data``."""
     event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))["data"]
     _mutate(data, event, how, value, ["name", "uid", "type_id", "zz", "ip"])
     cls = event.get("class_uid")
     expected = class_validator(cls).is_valid(event) if cls in (3002, 6003, 6005) else False
+    if cls in (3002, 6003, 6005) and ocsf_schema._is_plain(event):
+        assert ocsf_schema._rust_validator(cls)(event) == expected
     assert is_valid(event) == expected
+    # as the sealer's triage calls it: on what orjson parsed, the look at Python types skipped
+    try:
+        parsed = orjson.loads(orjson.dumps(event))
+    except orjson.JSONEncodeError:
+        parsed = None
+    if parsed is not None and cls in (3002, 6003, 6005):
+        assert is_valid(parsed, parsed=True) == class_validator(cls).is_valid(parsed)
     assert (schema_errors(event) == []) == expected
+
+
+class Colour(enum.Enum):
+    RED = "Success"
+
+
+class Level(enum.IntEnum):
+    ONE = 1
+
+
+class Text(str):
+    pass
+
+
+class Table(dict):  # type: ignore[type-arg]
+    pass
+
+
+def deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# Python values that are not JSON's, some of which jsonschema-rs reads differently from
+# jsonschema (a tuple as an array, a Decimal as a number, an Enum as its value, NaN as null).
+EXOTIC = st.sampled_from(
+    [
+        ("a",),
+        ({"name": "x"},),
+        (),
+        Decimal(1),
+        Decimal("1.5"),
+        Colour.RED,
+        Level.ONE,
+        Text("Success"),
+        Text("10.0.0.1"),
+        Table(name="x"),
+        Table(),
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        1 << 70,
+        -(1 << 70),
+        "\ud800",
+        {"\ud800": 1},
+        {1: "x"},
+        b"x",
+        {"x"},
+        deep(260),
+        [deep(260)],
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data(), how=st.sampled_from(["replace", "add"]), value=EXOTIC)
+def test_is_valid_gives_jsonschemas_verdict_for_any_python_value(data, how, value):
+    """Events built in Python (the emitter validates them) may hold any type: whatever it is,
+    is_valid answers as jsonschema does."""
+    event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))["data"]
+    _mutate(data, event, how, value, ["name", "uid", "type_id", "zz", "ip", "status"])
+    cls = event.get("class_uid")
+    expected = class_validator(cls).is_valid(event) if cls in (3002, 6003, 6005) else False
+    assert is_valid(event) == expected
 
 
 @settings(max_examples=1500, deadline=None)
 @given(data=st.data(), how=st.sampled_from(["replace", "delete", "add"]), value=JSON)
 def test_triage_flags_exactly_what_full_validation_flags(data, how, value):
-    """The sealer's triage (the compiled checker) gives the verdict and reason that the full
-    validation path gives (jsonschema on every event), for real events and mutations of them
-    anywhere: envelope attributes and OCSF data alike."""
+    """The sealer's triage (one quick pass, jsonschema-rs for OCSF) gives the verdict and reason
+    that the full validation path gives (every rule checked and named, jsonschema on every
+    event), for real events and mutations of them anywhere: envelope attributes and OCSF data
+    alike."""
     event = copy.deepcopy(data.draw(st.sampled_from(CORPUS)))
     if data.draw(st.booleans()):
         _mutate(data, event, how, value, ["name", "uid", "ip", "zz", "time"])
@@ -217,17 +298,171 @@ def test_triage_flags_exactly_what_full_validation_flags(data, how, value):
     except orjson.JSONEncodeError:
         raw = repr(event).encode()  # not JSON at all: flagged either way
 
-    def by_jsonschema(data: Any, class_uid: int | None = None) -> bool:
+    def by_jsonschema(data: Any, class_uid: int | None = None, *, parsed: bool = False) -> bool:
         return not ocsf_schema.schema_problems(data, "data", class_uid)
 
     verdict = triage(raw)
-    with mock.patch.object(ocsf_schema, "is_valid", by_jsonschema):
+    with (
+        mock.patch.object(ocsf_schema, "is_valid", by_jsonschema),
+        mock.patch.object(envelope, "_passes", lambda obj, parsed: False),
+    ):
         assert triage(raw) == verdict
 
 
-def test_the_compiled_checker_is_used_for_every_class():
+def test_jsonschema_rs_checks_every_class():
     for cls in (3002, 6003, 6005):
-        assert ocsf_schema._checker(cls) != class_validator(cls).is_valid
+        assert ocsf_schema._rust_validator(cls) is not None
+
+
+def test_every_produced_event_takes_the_quick_pass():
+    """The corpus is valid, and each event is found so by the quick pass alone (the full
+    check, which names problems, would be correct too but slow)."""
+    for event in CORPUS:
+        assert envelope._passes(event, parsed=False), event.get("id")
+        assert envelope._passes(orjson.loads(orjson.dumps(event)), parsed=True)
+
+
+# -- the patterns mean in jsonschema-rs what they mean in Python's re ---------------------------
+
+
+def rust_search(pattern: str) -> Callable[[str], bool]:
+    check = jsonschema_rs.validator_for(
+        {"type": "string", "pattern": ocsf_schema._ecma_pattern(pattern)}
+    ).is_valid
+    return check
+
+
+def test_the_translated_classes_match_what_python_matches_at_every_code_point():
+    """\\s, \\d and . (and $ before a final newline), one code point at a time, all of
+    Unicode but the surrogates (which no JSON text carries)."""
+    for pattern in (r"^\s$", r"^\d$", r"^.$", r"^a\s*$"):
+        python, rust = re.compile(pattern).search, rust_search(pattern)
+        for code in range(0x110000):
+            if 0xD800 <= code <= 0xDFFF:
+                continue
+            char = chr(code)
+            for text in (char, char + "\n", "a" + char):
+                assert (python(text) is not None) == rust(text), (pattern, hex(code), text)
+
+
+def ocsf_patterns() -> list[str]:
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern" and isinstance(value, str):
+                    found.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for cls in (3002, 6003, 6005):
+        walk(class_validator(cls).schema)
+    return sorted(found)
+
+
+PATTERNS = ocsf_patterns()
+# Characters that matter to the OCSF patterns (addresses, host names, e-mail, MAC, UUID) and
+# those the two regex dialects read differently (Unicode digits and spaces, line ends).
+PATTERN_ALPHABET = st.sampled_from(
+    [
+        *"0123456789abcdefABCDEFxz:.%-@_ ",
+        "\n",
+        "\r",
+        "\t",
+        "\x0b",
+        "\x1c",
+        "\x85",
+        "\xa0",
+        "\u2028",
+        "\u2029",
+        "\ufeff",
+        "\u3000",
+        "\u0661",
+        "\u0663",
+        "\uff11",
+        "\U0001d7d9",
+        "é",
+    ]
+)
+PATTERN_SEEDS = [
+    "10.0.0.1",
+    "192.168.13.168",
+    "255.255.255.255",
+    "::1",
+    "2001:db8::1",
+    "fe80::1%eth0",
+    "::ffff:10.0.0.1",
+    "1:2:3:4:5:6:7:8",
+    "host-1.example.com",
+    "a@b.example",
+    "00:1a:2b:3c:4d:5e",
+    "123e4567-e89b-12d3-a456-426614174000",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    pattern=st.sampled_from(PATTERNS),
+    seed=st.sampled_from(PATTERN_SEEDS),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 40), st.sampled_from(["insert", "replace", "delete"]), PATTERN_ALPHABET
+        ),
+        max_size=3,
+    ),
+    tail=st.sampled_from(["", "\n", "\n\n", " \n", "\r", "\u2028", "\x1c"]),
+)
+def test_the_ocsf_patterns_accept_the_same_strings_in_both_engines(pattern, seed, edits, tail):
+    text = seed
+    for at, how, char in edits:
+        at = min(at, len(text))
+        if how == "insert":
+            text = text[:at] + char + text[at:]
+        elif how == "replace":
+            text = text[:at] + char + text[at + 1 :]
+        else:
+            text = text[:at] + text[at + 1 :]
+    text += tail
+    assert (re.search(pattern, text) is not None) == rust_search(pattern)(text), (pattern, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pattern=st.sampled_from(PATTERNS), text=st.text(PATTERN_ALPHABET, max_size=50))
+def test_the_ocsf_patterns_agree_on_any_string_of_their_alphabet(pattern, text):
+    assert (re.search(pattern, text) is not None) == rust_search(pattern)(text), (pattern, text)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"\w+", r"\bword", "(?=a)b", "(?:a)", "a$b", "[[a]]", "[]a]", r"[\d]", "a{", "a}", r"\Z"],
+)
+def test_a_pattern_the_translation_does_not_know_is_refused(pattern):
+    with pytest.raises(ocsf_schema._Unsupported):
+        ocsf_schema._ecma_pattern(pattern)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "format": "ipv4"},
+        {"patternProperties": {"a": {}}},
+        {"$ref": "https://example.com/other"},
+        {"items": [{"type": "string"}]},
+        {"type": "string", "pattern": r"\w"},
+    ],
+)
+def test_a_schema_with_an_unchecked_keyword_is_left_to_jsonschema(schema, monkeypatch):
+    """`format` and every keyword the tests above do not cover send the class to jsonschema,
+    whose verdict is_valid then gives."""
+    with pytest.raises(ocsf_schema._Unsupported):
+        ocsf_schema._for_rust({"properties": {"x": schema}})
+    monkeypatch.setattr(ocsf_schema, "_rust_validator", lambda cls: None)
+    good = api()["data"]
+    assert is_valid(good)
+    assert not is_valid({**good, "status_id": "x"})
 
 
 # -- the gateway refuses what OCSF refuses ------------------------------------------------------
