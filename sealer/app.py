@@ -126,8 +126,6 @@ class SealerWorker:
         self.sought_at: dict[TopicPartition, float] = {}
         self.checked_at = 0.0
         self.stopping = threading.Event()
-        # Per log: block number -> (partition, last offset) to store once it is published.
-        self.offsets_after: dict[str, dict[int, tuple[TopicPartition, int]]] = defaultdict(dict)
         self.metrics = SealerMetrics(self.lag)
         librdkafka = logging.getLogger("auditseal.sealer.librdkafka")
         common = {
@@ -157,7 +155,9 @@ class SealerWorker:
                 "message.timeout.ms": 30_000,
             }
         )
-        self.publisher = Publisher(self.producer, config.sealed_topic, self.published)
+        self.publisher: Publisher[tuple[TopicPartition, int]] = Publisher(
+            self.producer, config.sealed_topic, self.published
+        )
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -339,7 +339,6 @@ class SealerWorker:
         labels.events.labels(origin).inc(len(sealed.records))
         labels.invalid.labels(origin).inc(sum(1 for r in sealed.records if r.flag))
         labels.latency.observe(max(0.0, time.time() - sealed.oldest_timestamp_ms / 1000))
-        self.offsets_after[origin][sealed.block.header.number] = (sealed.tp, sealed.last_offset)
         self.publish_outbox(origin, just_sealed=sealed)
 
     def publish_outbox(self, origin: str, just_sealed: Sealed | None = None) -> None:
@@ -347,27 +346,28 @@ class SealerWorker:
         for number in self.store.unpublished(origin):
             if self.publisher.in_flight(origin, number):
                 continue
+            acknowledge = None
             if just_sealed is not None and just_sealed.block.header.number == number:
                 block, records, gaps = just_sealed.block, just_sealed.records, just_sealed.gaps
+                acknowledge = (just_sealed.tp, just_sealed.last_offset)
             else:
                 block = self.store.sealed_block(origin, number)
                 h = block.header
                 records = tuple(self.store.records(origin, h.start, h.end))
                 gaps = tuple(self.store.gaps(origin, number))
-            self.publisher.publish(origin, number, encode_block(block, records, gaps))
+            messages = encode_block(block, records, gaps)
+            self.publisher.publish(origin, number, messages, acknowledge)
 
-    def published(self, origin: str, number: int) -> None:
-        """Every message of the block was acknowledged: mark it, and store the offsets its
-        records end at once no earlier block of the log is still in flight."""
+    def published(
+        self, origin: str, number: int, settled: tuple[TopicPartition, int] | None
+    ) -> None:
+        """Every message of the block was acknowledged: mark it, and store the offsets after
+        ``settled`` (the last offset of the newest block of the log with none before it in
+        flight)."""
         self.store.mark_published(origin, number)
-        waiting = self.publisher.pending(origin)
-        after = self.offsets_after[origin]
-        done = [n for n in after if not waiting or n < waiting[0]]
-        if not done:
+        if settled is None:
             return
-        tp, last_offset = after[max(done)]
-        for n in done:
-            del after[n]
+        tp, last_offset = settled
         if tp not in self.assignment:
             return  # revoked meanwhile: the next owner reads the store
         try:

@@ -2,9 +2,11 @@
 
 A block is handed over once it is committed to the store; its messages are produced at once
 and the worker goes on sealing while the broker acknowledges them (acks=all). When every
-message of a block is acknowledged, ``on_published(origin, number)`` runs, in the worker's
-thread (delivery reports are served by :meth:`Publisher.poll`): only then is the block marked
-published and are its records' offsets stored. A block whose publication failed is produced
+message of a block is acknowledged, ``on_published(origin, number, acknowledge)`` runs, in the
+worker's thread (delivery reports are served by :meth:`Publisher.poll`): only then is the block
+marked published and are its records' offsets stored. ``acknowledge`` is what was given with the
+newest block of the log whose earlier blocks are all acknowledged too (None if nothing new), so
+offsets never move past a block still in flight. A block whose publication failed is produced
 again after a pause, for up to :data:`PATIENCE` seconds; the worker stops after that, and its
 restart publishes the block from the store's outbox. Publishing a block again is a republish,
 which readers of the sealed stream expect (FORMAT.md §7), and blocks that arrive out of order
@@ -18,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import KafkaException
 
@@ -44,14 +46,17 @@ class _Block:
     attempts: int = field(default=0)
 
 
-class Publisher:
+A = TypeVar("A")
+
+
+class Publisher(Generic[A]):
     """Blocks in flight to the sealed stream, each acknowledged in full before it counts."""
 
     def __init__(
         self,
         producer: Any,
         topic: str,
-        on_published: Callable[[str, int], None],
+        on_published: Callable[[str, int, A | None], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.producer = producer
@@ -59,6 +64,7 @@ class Publisher:
         self._on_published = on_published
         self._clock = clock
         self._blocks: dict[tuple[str, int], _Block] = {}
+        self._acks: dict[str, dict[int, A]] = {}  # per log: block number -> its acknowledge
 
     def in_flight(self, origin: str, number: int) -> bool:
         return (origin, number) in self._blocks
@@ -67,13 +73,17 @@ class Publisher:
         """Numbers of ``origin``'s blocks not yet acknowledged, lowest first."""
         return sorted(n for o, n in self._blocks if o == origin)
 
-    def publish(self, origin: str, number: int, messages: list[bytes]) -> None:
+    def publish(
+        self, origin: str, number: int, messages: list[bytes], acknowledge: A | None = None
+    ) -> None:
         """Produce a committed block's messages; returns without waiting for the broker (but
         first waits while :data:`MAX_IN_FLIGHT` blocks are)."""
         while len(self._blocks) >= MAX_IN_FLIGHT:
             self.poll(0.05)
         block = _Block(origin, number, messages, self._clock())
         self._blocks[(origin, number)] = block
+        if acknowledge is not None:
+            self._acks.setdefault(origin, {})[number] = acknowledge
         self._produce(block)
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -105,6 +115,20 @@ class Publisher:
                 except BufferError:  # the local queue is full: let it drain
                     self.producer.poll(0.1)
 
+    def _settled(self, origin: str) -> A | None:
+        """The acknowledge of the newest block of ``origin`` with none before it in flight."""
+        acks = self._acks.get(origin)
+        if not acks:
+            return None
+        waiting = self.pending(origin)
+        done = [n for n in acks if not waiting or n < waiting[0]]
+        if not done:
+            return None
+        newest = acks[max(done)]
+        for n in done:
+            del acks[n]
+        return newest
+
     def _delivered(self, block: _Block, error: Any, _message: Any) -> None:
         block.waiting -= 1
         if error is not None and block.error is None:
@@ -113,7 +137,7 @@ class Publisher:
             return
         if block.error is None:
             del self._blocks[(block.origin, block.number)]
-            self._on_published(block.origin, block.number)
+            self._on_published(block.origin, block.number, self._settled(block.origin))
             return
         # The block is safe in the store. A broker that restarts or re-creates the topic
         # answers errors for a while: wait for it, and give up (a crash the supervisor restarts
