@@ -1,11 +1,11 @@
 """The baseline of ``bench.sealer``: a bare Faust agent that only counts records.
 
 Run as ``python -m bench._faust_counter --bootstrap HOST:PORT --topic T --group G --n N
---state-dir DIR``. The app has the Faust settings of :func:`auditseal.sealer.app.create_app` (memory
-store, no web server, no topic declaration, ``topic_disable_leader``, earliest offsets, the
-same session timeout, heartbeat and commit interval) and one agent that iterates
-``stream.noack().events()`` and acknowledges each event, as the sealer's agent does, but does
-nothing else with it.
+--state-dir DIR``. The app has the Faust settings the sealer had while it was a Faust agent
+(memory store, no web server, no topic declaration, ``topic_disable_leader``, earliest offsets,
+the same session timeout, heartbeat and commit interval) and one agent that iterates
+``stream.noack().events()`` and acknowledges each event, as the sealer's agent did, but does
+nothing else with it. docs/ARCHITECTURE.md says why the sealer no longer is one.
 
 It writes two lines to its standard output (straight to file descriptor 1, past Faust's
 redirection of ``print``): ``first <monotonic seconds>`` when it receives its first record and
@@ -42,7 +42,7 @@ def create_counter_app(
     session_timeout_s: float = 6.0,
     mark: int = 0,
 ) -> faust.App:
-    """The counting app; its settings mirror :func:`auditseal.sealer.app.create_app`."""
+    """The counting app, with the settings of the sealer's former Faust app."""
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.session_timeout,
         args.mark,
     )
-    # As `auditseal seal` runs its app (sealer/worker.py); Worker parses no arguments of ours.
+    # As `auditseal seal` ran its app; Worker parses no arguments of ours.
     Worker(app, loglevel=args.log_level, quiet=True).execute_from_commandline()
 
 
