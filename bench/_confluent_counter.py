@@ -15,7 +15,6 @@ It writes ``first``, ``mark`` and ``done`` lines to its standard output as
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sqlite3
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from bench._faust_counter import _say
+from bench._counting import counter_parser, say
 
 BATCH = 1000
 
@@ -42,12 +41,7 @@ def _store(path: Path) -> sqlite3.Connection:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench._confluent_counter", description=__doc__)
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--n", type=int, required=True, help="say 'done' at this many records")
-    ap.add_argument("--mark", type=int, default=0, help="say 'mark' at this many records")
+    ap = counter_parser("python -m bench._confluent_counter", __doc__)
     ap.add_argument("--sqlite", type=Path, help="write every record to this SQLite file")
     args = ap.parse_args(argv)
     stopping = False
@@ -86,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 db.execute("COMMIT")
             before, seen = seen, seen + len(batch)
             if before == 0:
-                _say(f"first {time.monotonic():.6f} {seen}")
+                say(f"first {time.monotonic():.6f} {seen}")
             if before < args.mark <= seen:
-                _say(f"mark {time.monotonic():.6f} {seen}")
+                say(f"mark {time.monotonic():.6f} {seen}")
             if before < args.n <= seen:
-                _say(f"done {time.monotonic():.6f} {seen}")
+                say(f"done {time.monotonic():.6f} {seen}")
     finally:
         consumer.close()
 

@@ -17,8 +17,6 @@ CLOCK_MONOTONIC, one clock for every process of the machine.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +24,9 @@ from typing import Any
 
 import faust
 
+from bench._counting import counter_parser, say
+
 __all__ = ["create_counter_app", "main"]
-
-
-def _say(line: str) -> None:
-    os.write(1, (line + "\n").encode())
 
 
 def create_counter_app(
@@ -68,22 +64,17 @@ def create_counter_app(
             event.ack()
             seen += 1
             if seen == 1:
-                _say(f"first {time.monotonic():.6f}")
+                say(f"first {time.monotonic():.6f}")
             if seen == mark:
-                _say(f"mark {time.monotonic():.6f} {seen}")
+                say(f"mark {time.monotonic():.6f} {seen}")
             if seen == n:
-                _say(f"done {time.monotonic():.6f} {seen}")
+                say(f"done {time.monotonic():.6f} {seen}")
 
     return app
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench._faust_counter", description=__doc__)
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--group", required=True)
-    ap.add_argument("--n", type=int, required=True, help="say 'done' at this many records")
-    ap.add_argument("--mark", type=int, default=0, help="say 'mark' at this many records")
+    ap = counter_parser("python -m bench._faust_counter", __doc__)
     ap.add_argument("--state-dir", type=Path, required=True)
     ap.add_argument("--session-timeout", type=float, default=6.0)
     ap.add_argument("--log-level", default="warn")
