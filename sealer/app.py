@@ -127,7 +127,9 @@ class SealerWorker:
         self.checked_at = 0.0
         self.stopping = threading.Event()
         self.metrics = SealerMetrics(self.lag)
-        librdkafka = logging.getLogger("auditseal.sealer.librdkafka")
+        # librdkafka's own lines (connection failures, authentication errors) at the worker's
+        # log level; the partition probe's throwaway consumer stays quiet.
+        librdkafka = logging.getLogger("auditseal.sealer.kafka")
         common = {
             **config.kafka.confluent(),
             "bootstrap.servers": config.bootstrap,
