@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000  # records per consume() call
 CHECK_ENDS_EVERY = 5.0  # seconds between end-offset checks of the assigned partitions
+LIBRDKAFKA_REPEAT = 60.0  # seconds before the same librdkafka line is logged again
 # A sealed-stream value is at most MAX_MESSAGE_BYTES; key and framing come on top, and Kafka's
 # default message.max.bytes (1 MiB) is the broker's bound.
 PRODUCER_MAX_MESSAGE_BYTES = 1_048_576
@@ -128,8 +129,11 @@ class SealerWorker:
         self.stopping = threading.Event()
         self.metrics = SealerMetrics(self.lag)
         # librdkafka's own lines (connection failures, authentication errors) at the worker's
-        # log level; the partition probe's throwaway consumer stays quiet.
+        # log level, each at most once per LIBRDKAFKA_REPEAT (it retries a dead broker every
+        # few ms); the partition probe's throwaway consumer stays quiet.
         librdkafka = logging.getLogger("auditseal.sealer.kafka")
+        if not any(isinstance(f, _Repeats) for f in librdkafka.filters):
+            librdkafka.addFilter(_Repeats(LIBRDKAFKA_REPEAT))
         common = {
             **config.kafka.confluent(),
             "bootstrap.servers": config.bootstrap,
@@ -423,6 +427,29 @@ class SealerWorker:
             else:
                 starts[tp] = self.sealer.last_sealed_offset(tp) + 1
         return starts
+
+
+class _Repeats(logging.Filter):
+    """Lets a line through once per ``interval`` seconds, saying how often it was held back
+    (librdkafka's lines differ only in their timings: "... (after 0ms in state CONNECT)")."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.interval = interval
+        self.seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        key = text.split(" (after ", 1)[0]
+        now = time.monotonic()
+        last, held = self.seen.get(key, (float("-inf"), 0))
+        if now - last < self.interval:
+            self.seen[key] = (last, held + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if held:
+            record.msg, record.args = f"{text} ({held} more like it since)", None
+        return True
 
 
 def _now_ms() -> int:
