@@ -29,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from confluent_kafka import (
@@ -459,10 +458,6 @@ def _now_ms() -> int:
 def run_worker(config: WorkerConfig, triage: Triage) -> None:
     """Run one worker in this process until SIGTERM or SIGINT."""
     worker = SealerWorker(config, triage)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
     worker.run()

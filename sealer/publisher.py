@@ -19,7 +19,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import KafkaException
@@ -43,7 +43,6 @@ class _Block:
     error: Any = None
     pause: float = FIRST_PAUSE
     retry_at: float | None = None
-    attempts: int = field(default=0)
 
 
 A = TypeVar("A")
@@ -104,7 +103,6 @@ class Publisher(Generic[A]):
     def _produce(self, block: _Block) -> None:
         block.retry_at, block.error = None, None
         block.waiting = len(block.messages)
-        block.attempts += 1
         report = functools.partial(self._delivered, block)
         key = block.origin.encode()
         for value in block.messages:
